@@ -1,0 +1,504 @@
+//! Per-partition accumulation of event batches until the caller flushes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder,
+    MapBuilder, MapFieldNames, StringBuilder, StructBuilder, TimestampNanosecondBuilder,
+};
+use arrow::datatypes::Field;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use nines_model::schema::{self, DEPLOYS, INCIDENTS, REQUESTS, SLI_1M};
+use nines_model::time::{day_number, minute_start};
+use nines_proto::v1::{DeployOutcome, EventBatch, Resource};
+
+use crate::Rollup;
+
+/// One table's rows for one UTC day.
+#[derive(Debug)]
+pub struct TableBatch {
+    pub table: &'static str,
+    /// Days since the Unix epoch (the `date=` partition).
+    pub day: i64,
+    pub batch: RecordBatch,
+}
+
+/// Everything a flush writes for one partition: the offset range it covers and its batches.
+#[derive(Debug)]
+pub struct Flush {
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub events: u64,
+    pub batches: Vec<TableBatch>,
+}
+
+fn utc_ts(cap: usize) -> TimestampNanosecondBuilder {
+    TimestampNanosecondBuilder::with_capacity(cap).with_timezone("UTC")
+}
+
+struct RequestCols {
+    tenant: StringBuilder,
+    service: StringBuilder,
+    environment: StringBuilder,
+    version: StringBuilder,
+    operation: StringBuilder,
+    time: TimestampNanosecondBuilder,
+    status_code: Int32Builder,
+    error: BooleanBuilder,
+    duration_ns: Int64Builder,
+    trace_id: StringBuilder,
+    attributes: MapBuilder<StringBuilder, StringBuilder>,
+    received_at: TimestampNanosecondBuilder,
+    kafka_partition: Int32Builder,
+    kafka_offset: Int64Builder,
+}
+
+impl RequestCols {
+    fn new() -> Self {
+        let names = MapFieldNames {
+            entry: "entries".into(),
+            key: "keys".into(),
+            value: "values".into(),
+        };
+        Self {
+            tenant: StringBuilder::new(),
+            service: StringBuilder::new(),
+            environment: StringBuilder::new(),
+            version: StringBuilder::new(),
+            operation: StringBuilder::new(),
+            time: utc_ts(1024),
+            status_code: Int32Builder::new(),
+            error: BooleanBuilder::new(),
+            duration_ns: Int64Builder::new(),
+            trace_id: StringBuilder::new(),
+            attributes: MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new()),
+            received_at: utc_ts(1024),
+            kafka_partition: Int32Builder::new(),
+            kafka_offset: Int64Builder::new(),
+        }
+    }
+
+    fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.tenant.finish()),
+            Arc::new(self.service.finish()),
+            Arc::new(self.environment.finish()),
+            Arc::new(self.version.finish()),
+            Arc::new(self.operation.finish()),
+            Arc::new(self.time.finish()),
+            Arc::new(self.status_code.finish()),
+            Arc::new(self.error.finish()),
+            Arc::new(self.duration_ns.finish()),
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(self.received_at.finish()),
+            Arc::new(self.kafka_partition.finish()),
+            Arc::new(self.kafka_offset.finish()),
+        ];
+        RecordBatch::try_new(schema::requests(), cols)
+    }
+}
+
+struct DeployCols {
+    tenant: StringBuilder,
+    service: StringBuilder,
+    environment: StringBuilder,
+    version: StringBuilder,
+    time: TimestampNanosecondBuilder,
+    outcome: StringBuilder,
+    commits: ListBuilder<StructBuilder>,
+    source: StringBuilder,
+    received_at: TimestampNanosecondBuilder,
+    kafka_partition: Int32Builder,
+    kafka_offset: Int64Builder,
+}
+
+impl DeployCols {
+    fn new() -> Self {
+        let item = Field::new("item", schema::commit_struct_type(), true);
+        Self {
+            tenant: StringBuilder::new(),
+            service: StringBuilder::new(),
+            environment: StringBuilder::new(),
+            version: StringBuilder::new(),
+            time: utc_ts(16),
+            outcome: StringBuilder::new(),
+            commits: ListBuilder::new(StructBuilder::from_fields(schema::commit_fields(), 16))
+                .with_field(Arc::new(item)),
+            source: StringBuilder::new(),
+            received_at: utc_ts(16),
+            kafka_partition: Int32Builder::new(),
+            kafka_offset: Int64Builder::new(),
+        }
+    }
+
+    fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.tenant.finish()),
+            Arc::new(self.service.finish()),
+            Arc::new(self.environment.finish()),
+            Arc::new(self.version.finish()),
+            Arc::new(self.time.finish()),
+            Arc::new(self.outcome.finish()),
+            Arc::new(self.commits.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.received_at.finish()),
+            Arc::new(self.kafka_partition.finish()),
+            Arc::new(self.kafka_offset.finish()),
+        ];
+        RecordBatch::try_new(schema::deploys(), cols)
+    }
+}
+
+struct IncidentCols {
+    tenant: StringBuilder,
+    service: StringBuilder,
+    id: StringBuilder,
+    opened_at: TimestampNanosecondBuilder,
+    resolved_at: TimestampNanosecondBuilder,
+    severity: StringBuilder,
+    cause_version: StringBuilder,
+    received_at: TimestampNanosecondBuilder,
+    kafka_partition: Int32Builder,
+    kafka_offset: Int64Builder,
+}
+
+impl IncidentCols {
+    fn new() -> Self {
+        Self {
+            tenant: StringBuilder::new(),
+            service: StringBuilder::new(),
+            id: StringBuilder::new(),
+            opened_at: utc_ts(16),
+            resolved_at: utc_ts(16),
+            severity: StringBuilder::new(),
+            cause_version: StringBuilder::new(),
+            received_at: utc_ts(16),
+            kafka_partition: Int32Builder::new(),
+            kafka_offset: Int64Builder::new(),
+        }
+    }
+
+    fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.tenant.finish()),
+            Arc::new(self.service.finish()),
+            Arc::new(self.id.finish()),
+            Arc::new(self.opened_at.finish()),
+            Arc::new(self.resolved_at.finish()),
+            Arc::new(self.severity.finish()),
+            Arc::new(self.cause_version.finish()),
+            Arc::new(self.received_at.finish()),
+            Arc::new(self.kafka_partition.finish()),
+            Arc::new(self.kafka_offset.finish()),
+        ];
+        RecordBatch::try_new(schema::incidents(), cols)
+    }
+}
+
+/// Rollup cells of one resource: minute → operation → rollup. Keyed so that a lookup by
+/// `&str` operation allocates nothing.
+type Cells = BTreeMap<i64, HashMap<String, Rollup>>;
+
+/// Rollups of one flush, carrying the provenance of the last record that touched them.
+#[derive(Default)]
+struct RollupCols {
+    by_resource: Vec<((String, String, String), Cells)>,
+}
+
+impl RollupCols {
+    fn cells(&mut self, r: &Resource) -> &mut Cells {
+        let idx = self.by_resource.iter().position(|((t, s, e), _)| {
+            t == &r.tenant && s == &r.service && e == &r.environment
+        });
+        let idx = idx.unwrap_or_else(|| {
+            self.by_resource.push((
+                (r.tenant.clone(), r.service.clone(), r.environment.clone()),
+                Cells::new(),
+            ));
+            self.by_resource.len() - 1
+        });
+        &mut self.by_resource[idx].1
+    }
+
+    /// One RecordBatch per UTC day.
+    fn finish(self, partition: i32, offset: i64) -> Result<Vec<(i64, RecordBatch)>, ArrowError> {
+        let mut by_day: BTreeMap<i64, Vec<(&(String, String, String), i64, &str, &Rollup)>> =
+            BTreeMap::new();
+        for (key, cells) in &self.by_resource {
+            for (minute, ops) in cells {
+                for (op, r) in ops {
+                    by_day
+                        .entry(day_number(*minute))
+                        .or_default()
+                        .push((key, *minute, op.as_str(), r));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(by_day.len());
+        for (day, rows) in by_day {
+            let n = rows.len();
+            let mut tenant = StringBuilder::with_capacity(n, n * 8);
+            let mut service = StringBuilder::with_capacity(n, n * 8);
+            let mut environment = StringBuilder::with_capacity(n, n * 8);
+            let mut operation = StringBuilder::with_capacity(n, n * 16);
+            let mut window = utc_ts(n);
+            let mut total = Int64Builder::with_capacity(n);
+            let mut errors = Int64Builder::with_capacity(n);
+            let mut client_errors = Int64Builder::with_capacity(n);
+            let mut sum = Int64Builder::with_capacity(n);
+            let mut max = Int64Builder::with_capacity(n);
+            let mut sketch = BinaryBuilder::with_capacity(n, n * 64);
+            for ((t, s, e), minute, op, r) in rows {
+                tenant.append_value(t);
+                service.append_value(s);
+                environment.append_value(e);
+                operation.append_value(op);
+                window.append_value(minute);
+                total.append_value(r.total);
+                errors.append_value(r.errors);
+                client_errors.append_value(r.client_errors);
+                sum.append_value(r.duration_sum_ns);
+                max.append_value(r.duration_max_ns);
+                sketch.append_value(r.sketch.to_bytes());
+            }
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(tenant.finish()),
+                Arc::new(service.finish()),
+                Arc::new(environment.finish()),
+                Arc::new(operation.finish()),
+                Arc::new(window.finish()),
+                Arc::new(total.finish()),
+                Arc::new(errors.finish()),
+                Arc::new(client_errors.finish()),
+                Arc::new(sum.finish()),
+                Arc::new(max.finish()),
+                Arc::new(sketch.finish()),
+                Arc::new(Int32Builder::new_from_value(partition, n).finish()),
+                Arc::new(Int64Builder::new_from_value(offset, n).finish()),
+            ];
+            out.push((day, RecordBatch::try_new(schema::sli_1m(), cols)?));
+        }
+        Ok(out)
+    }
+}
+
+trait FromValue<T> {
+    fn new_from_value(v: T, n: usize) -> Self;
+}
+impl FromValue<i32> for Int32Builder {
+    fn new_from_value(v: i32, n: usize) -> Self {
+        let mut b = Int32Builder::with_capacity(n);
+        b.append_value_n(v, n);
+        b
+    }
+}
+impl FromValue<i64> for Int64Builder {
+    fn new_from_value(v: i64, n: usize) -> Self {
+        let mut b = Int64Builder::with_capacity(n);
+        b.append_value_n(v, n);
+        b
+    }
+}
+
+/// Accumulates the records of one Kafka partition between flushes.
+pub struct PartitionBuffer {
+    partition: i32,
+    first_offset: Option<i64>,
+    last_offset: i64,
+    events: u64,
+    requests: BTreeMap<i64, RequestCols>,
+    deploys: BTreeMap<i64, DeployCols>,
+    incidents: BTreeMap<i64, IncidentCols>,
+    rollups: RollupCols,
+}
+
+impl std::fmt::Debug for PartitionBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionBuffer")
+            .field("partition", &self.partition)
+            .field("first_offset", &self.first_offset)
+            .field("last_offset", &self.last_offset)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionBuffer {
+    pub fn new(partition: i32) -> Self {
+        Self {
+            partition,
+            first_offset: None,
+            last_offset: -1,
+            events: 0,
+            requests: BTreeMap::new(),
+            deploys: BTreeMap::new(),
+            incidents: BTreeMap::new(),
+            rollups: RollupCols::default(),
+        }
+    }
+
+    /// Events added since the last flush.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// True when no record was added since the last flush.
+    pub fn is_empty(&self) -> bool {
+        self.first_offset.is_none()
+    }
+
+    /// Marks `offset` as processed without adding events (a dead-lettered record).
+    pub fn skip(&mut self, offset: i64) {
+        self.first_offset.get_or_insert(offset);
+        self.last_offset = offset;
+    }
+
+    /// Adds every event of one decoded record at `offset`.
+    pub fn add(&mut self, batch: &EventBatch, offset: i64) {
+        self.skip(offset);
+        let default = Resource::default();
+        let res = batch.resource.as_ref().unwrap_or(&default);
+        let p = self.partition;
+        let received = batch.received_at_unix_nano;
+
+        for e in &batch.requests {
+            let day = day_number(e.time_unix_nano);
+            let c = self.requests.entry(day).or_insert_with(RequestCols::new);
+            c.tenant.append_value(&res.tenant);
+            c.service.append_value(&res.service);
+            c.environment.append_value(&res.environment);
+            c.version.append_value(&res.version);
+            c.operation.append_value(&e.operation);
+            c.time.append_value(e.time_unix_nano);
+            c.status_code.append_value(e.status_code);
+            c.error.append_value(e.error);
+            c.duration_ns.append_value(e.duration_nano);
+            if e.trace_id.is_empty() {
+                c.trace_id.append_null();
+            } else {
+                c.trace_id.append_value(&e.trace_id);
+            }
+            for a in &e.attributes {
+                c.attributes.keys().append_value(&a.key);
+                c.attributes.values().append_value(&a.value);
+            }
+            c.attributes
+                .append(true)
+                .expect("keys and values are appended in pairs");
+            c.received_at.append_value(received);
+            c.kafka_partition.append_value(p);
+            c.kafka_offset.append_value(offset);
+        }
+        if !batch.requests.is_empty() {
+            let cells = self.rollups.cells(res);
+            for e in &batch.requests {
+                let ops = cells.entry(minute_start(e.time_unix_nano)).or_default();
+                let cell = match ops.get_mut(e.operation.as_str()) {
+                    Some(c) => c,
+                    None => ops.entry(e.operation.clone()).or_default(),
+                };
+                cell.add(e.error, e.status_code, e.duration_nano);
+            }
+        }
+
+        for d in &batch.deploys {
+            let c = self
+                .deploys
+                .entry(day_number(d.time_unix_nano))
+                .or_insert_with(DeployCols::new);
+            let or = |v: &str, dflt: &str| if v.is_empty() { dflt.to_owned() } else { v.to_owned() };
+            c.tenant.append_value(&res.tenant);
+            c.service.append_value(or(&d.service, &res.service));
+            c.environment.append_value(or(&d.environment, &res.environment));
+            c.version.append_value(or(&d.version, &res.version));
+            c.time.append_value(d.time_unix_nano);
+            c.outcome.append_value(outcome_name(d.outcome));
+            let items = c.commits.values();
+            for commit in &d.commits {
+                items
+                    .field_builder::<StringBuilder>(0)
+                    .expect("sha")
+                    .append_value(&commit.sha);
+                items
+                    .field_builder::<TimestampNanosecondBuilder>(1)
+                    .expect("time")
+                    .append_value(commit.time_unix_nano);
+                items.append(true);
+            }
+            c.commits.append(true);
+            c.source.append_value("api");
+            c.received_at.append_value(received);
+            c.kafka_partition.append_value(p);
+            c.kafka_offset.append_value(offset);
+        }
+
+        for n in &batch.incidents {
+            let c = self
+                .incidents
+                .entry(day_number(n.opened_at_unix_nano))
+                .or_insert_with(IncidentCols::new);
+            c.tenant.append_value(&res.tenant);
+            c.service
+                .append_value(if n.service.is_empty() { &res.service } else { &n.service });
+            c.id.append_value(&n.id);
+            c.opened_at.append_value(n.opened_at_unix_nano);
+            if n.resolved_at_unix_nano == 0 {
+                c.resolved_at.append_null();
+            } else {
+                c.resolved_at.append_value(n.resolved_at_unix_nano);
+            }
+            c.severity.append_value(&n.severity);
+            if n.cause_version.is_empty() {
+                c.cause_version.append_null();
+            } else {
+                c.cause_version.append_value(&n.cause_version);
+            }
+            c.received_at.append_value(received);
+            c.kafka_partition.append_value(p);
+            c.kafka_offset.append_value(offset);
+        }
+        self.events += (batch.requests.len() + batch.deploys.len() + batch.incidents.len()) as u64;
+    }
+
+    /// Turns everything added since the last flush into batches and resets the buffer.
+    /// `None` when nothing was added.
+    pub fn take(&mut self) -> Result<Option<Flush>, ArrowError> {
+        let Some(first_offset) = self.first_offset else {
+            return Ok(None);
+        };
+        let old = std::mem::replace(self, PartitionBuffer::new(self.partition));
+        let mut batches = Vec::new();
+        for (day, c) in old.requests {
+            batches.push(TableBatch { table: REQUESTS, day, batch: c.finish()? });
+        }
+        for (day, batch) in old.rollups.finish(old.partition, old.last_offset)? {
+            batches.push(TableBatch { table: SLI_1M, day, batch });
+        }
+        for (day, c) in old.deploys {
+            batches.push(TableBatch { table: DEPLOYS, day, batch: c.finish()? });
+        }
+        for (day, c) in old.incidents {
+            batches.push(TableBatch { table: INCIDENTS, day, batch: c.finish()? });
+        }
+        Ok(Some(Flush {
+            partition: old.partition,
+            first_offset,
+            last_offset: old.last_offset,
+            events: old.events,
+            batches,
+        }))
+    }
+}
+
+fn outcome_name(outcome: i32) -> &'static str {
+    match DeployOutcome::try_from(outcome) {
+        Ok(DeployOutcome::Succeeded) => "succeeded",
+        Ok(DeployOutcome::Failed) => "failed",
+        Ok(DeployOutcome::RolledBack) => "rolled_back",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,11 @@
+//! Event batches from the bus become Arrow RecordBatches: raw `requests`, additive `sli_1m`
+//! rollups, `deploys` and `incidents`, split by UTC day for time partitioning.
+//!
+//! Pure and synchronous: no I/O, no async, no clock. The caller decides when to flush and
+//! where the batches go.
+
+mod buffer;
+mod rollup;
+
+pub use buffer::{Flush, PartitionBuffer, TableBatch};
+pub use rollup::Rollup;

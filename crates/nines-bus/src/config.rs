@@ -1,0 +1,54 @@
+//! The `[bus]` section of the configuration.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How nines talks to Kafka.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    /// `host:port[,host:port]` of an external Kafka. Empty: `nines up` starts the embedded broker.
+    pub brokers: String,
+    /// Topic that carries event batches.
+    pub events_topic: String,
+    /// Topic for records the aggregator cannot decode.
+    pub dead_letter_topic: String,
+    /// Partitions of the topics nines creates (aggregators scale up to this many).
+    pub partitions: i32,
+    /// Replication factor of the topics nines creates (1 for the embedded broker).
+    pub replication_factor: i32,
+    /// Largest record value ingest produces; pushes are cut into records below it.
+    pub max_record_bytes: usize,
+    /// How long ingest waits for the broker's acknowledgement before answering UNAVAILABLE.
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// Producer batching delay (librdkafka `linger.ms`).
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// Bound on the producer's local queue in KiB; beyond it pushes get RESOURCE_EXHAUSTED.
+    pub producer_queue_kbytes: u32,
+    /// Consumer group of the aggregators.
+    pub consumer_group: String,
+    /// Consumer group session timeout (keep small on the embedded broker: it delays joins).
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            events_topic: "nines.events".into(),
+            dead_letter_topic: "nines.dead-letter".into(),
+            partitions: 4,
+            replication_factor: 1,
+            max_record_bytes: 900 * 1024,
+            delivery_timeout: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
+            producer_queue_kbytes: 64 * 1024,
+            consumer_group: "nines-aggregate".into(),
+            session_timeout: Duration::from_secs(6),
+        }
+    }
+}

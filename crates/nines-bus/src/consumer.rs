@@ -1,0 +1,154 @@
+//! The aggregators' consumer group. Auto-commit is off: offsets are committed only by the
+//! caller, after what they cover is durable. On every assignment the position of each
+//! partition is set from the caller's durable state (`resume`), so a crash between writing a
+//! file and committing its offsets neither loses nor duplicates records.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaResult;
+pub use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext};
+use tracing::{info, warn};
+
+use crate::{BusConfig, Error, Result};
+
+/// Looks up the next offset to read for (topic, partition) from durable storage;
+/// `None` means nothing durable yet (the committed offset, else the earliest, is used).
+pub type ResumeFn = Arc<dyn Fn(&str, i32) -> Option<i64> + Send + Sync>;
+
+/// A change of the partitions this member owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssignmentChange {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+struct GroupContext {
+    resume: ResumeFn,
+    changes: Mutex<Vec<AssignmentChange>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        base_consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let elements: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                for (topic, partition) in elements {
+                    if let Some(next) = (self.resume)(&topic, partition) {
+                        info!(%topic, partition, next, "resuming after durable files");
+                        if let Err(e) =
+                            tpl.set_partition_offset(&topic, partition, Offset::Offset(next))
+                        {
+                            warn!(%topic, partition, error = %e, "could not set resume offset");
+                        }
+                    }
+                }
+                self.changes
+                    .lock()
+                    .expect("assignment lock")
+                    .push(AssignmentChange::Assigned(partitions));
+                if let Err(e) = base_consumer.assign(tpl) {
+                    warn!(error = %e, "assign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.changes
+                    .lock()
+                    .expect("assignment lock")
+                    .push(AssignmentChange::Revoked(partitions));
+                if let Err(e) = base_consumer.unassign() {
+                    warn!(error = %e, "unassign failed");
+                }
+            }
+            other => warn!(error = ?other, "rebalance error"),
+        }
+    }
+}
+
+/// A member of the aggregators' consumer group.
+pub struct GroupConsumer {
+    inner: StreamConsumer<GroupContext>,
+    topic: String,
+}
+
+impl std::fmt::Debug for GroupConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupConsumer")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupConsumer {
+    /// Joins the group and subscribes to the events topic.
+    pub fn new(cfg: &BusConfig, brokers: &str, resume: ResumeFn) -> Result<Self> {
+        let session_ms = cfg.session_timeout.as_millis().max(1000);
+        let ctx = GroupContext {
+            resume,
+            changes: Mutex::new(Vec::new()),
+        };
+        let inner: StreamConsumer<GroupContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", &cfg.consumer_group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", session_ms.to_string())
+            .set("heartbeat.interval.ms", (session_ms / 3).to_string())
+            .set("allow.auto.create.topics", "false")
+            .set("fetch.wait.max.ms", "100")
+            .create_with_context(ctx)
+            .map_err(Error::from_kafka)?;
+        inner
+            .subscribe(&[&cfg.events_topic])
+            .map_err(Error::from_kafka)?;
+        Ok(Self {
+            inner,
+            topic: cfg.events_topic.clone(),
+        })
+    }
+
+    /// The next record (also drives rebalances).
+    pub async fn recv(&self) -> KafkaResult<BorrowedMessage<'_>> {
+        self.inner.recv().await
+    }
+
+    /// Assignment changes since the last call, oldest first.
+    pub fn take_changes(&self) -> Vec<AssignmentChange> {
+        std::mem::take(&mut *self.inner.context().changes.lock().expect("assignment lock"))
+    }
+
+    /// Partitions currently assigned.
+    pub fn assigned(&self) -> BTreeSet<i32> {
+        self.inner
+            .assignment()
+            .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Commits `next_offset` (last processed + 1) for a partition, synchronously.
+    pub fn commit(&self, partition: i32, next_offset: i64) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next_offset))
+            .map_err(Error::from_kafka)?;
+        self.inner
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .map_err(Error::from_kafka)
+    }
+}

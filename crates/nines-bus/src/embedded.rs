@@ -1,0 +1,83 @@
+//! The embedded Kafka-protocol broker (tansu) that `nines up` and `nines broker` run when no
+//! external Kafka is configured. Storage is tansu's SQLite engine under the data directory,
+//! so produced records and committed group offsets survive a restart.
+//!
+//! tansu 0.6 resolves `sqlite://` paths against the process's working directory and offers
+//! no stop token of its own: the caller must have changed into the data directory (see
+//! `docs/decisions/0002-embedded-broker.md`), and the broker stops when `shutdown` fires.
+
+use std::path::Path;
+
+use tansu_broker::broker::Broker;
+use tansu_broker::coordinator::group::administrator::Controller;
+use tansu_storage::StorageContainer;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+use url::Url;
+
+use crate::{Error, Result};
+
+/// Relative path, from the working directory, of the broker's database.
+pub const DB_RELATIVE_PATH: &str = "broker/nines.db";
+
+/// A running embedded broker.
+#[derive(Debug)]
+pub struct EmbeddedBroker {
+    /// `127.0.0.1:port`, for `bootstrap.servers`.
+    pub bootstrap: String,
+    task: JoinHandle<()>,
+}
+
+impl EmbeddedBroker {
+    /// Starts the broker on `127.0.0.1:port` with its database under `./broker/` (the working
+    /// directory must be the data directory). Returns once the listener accepts connections.
+    pub async fn start(port: u16, shutdown: CancellationToken) -> Result<Self> {
+        std::fs::create_dir_all("broker").map_err(|e| Error::Broker(format!("broker dir: {e}")))?;
+        let addr = Url::parse(&format!("tcp://127.0.0.1:{port}"))
+            .map_err(|e| Error::Broker(e.to_string()))?;
+        let storage = Url::parse(&format!("sqlite://{DB_RELATIVE_PATH}"))
+            .map_err(|e| Error::Broker(e.to_string()))?;
+        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+            .node_id(1)
+            .cluster_id("nines")
+            .incarnation_id(uuid::Uuid::now_v7())
+            .advertised_listener(addr.clone())
+            .listener(addr)
+            .storage(storage)
+            .schema_registry(None)
+            .silent(true)
+            .build()
+            .await
+            .map_err(|e| Error::Broker(format!("{e:?}")))?;
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                r = broker.serve(tokio::time::Instant::now()) => {
+                    if let Err(e) = r {
+                        error!(error = ?e, "embedded broker stopped");
+                    }
+                }
+                () = shutdown.cancelled() => info!("embedded broker stopping"),
+            }
+        });
+        let bootstrap = format!("127.0.0.1:{port}");
+        wait_listening(&bootstrap).await?;
+        info!(%bootstrap, db = %Path::new(DB_RELATIVE_PATH).display(), "embedded broker up");
+        Ok(Self { bootstrap, task })
+    }
+
+    /// Waits for the broker task to end (after shutdown fired).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+async fn wait_listening(addr: &str) -> Result<()> {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(Error::Broker(format!("did not start listening on {addr}")))
+}

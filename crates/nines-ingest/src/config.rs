@@ -1,0 +1,64 @@
+//! The `[ingest]` section of the configuration.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Ingest front door settings and input limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// gRPC listen address (OTLP and nines.v1 share it).
+    pub listen: String,
+    /// Largest accepted request, in bytes (after decompression).
+    pub max_request_bytes: usize,
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+/// What a valid event looks like. Every rejection names the event, the field and the reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most events (of all kinds) in one push.
+    pub max_events_per_request: usize,
+    /// Most attributes on one request event.
+    pub max_attributes: usize,
+    /// Longest attribute key or value, in bytes.
+    pub max_attribute_bytes: usize,
+    /// Longest service, environment, version, operation or id, in bytes.
+    pub max_name_bytes: usize,
+    /// Oldest accepted event time, relative to now.
+    #[serde(with = "humantime_serde")]
+    pub max_event_age: Duration,
+    /// Furthest accepted event time in the future, relative to now (clock skew).
+    #[serde(with = "humantime_serde")]
+    pub max_event_ahead: Duration,
+    /// Longest accepted request duration.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:4317".into(),
+            max_request_bytes: 16 * 1024 * 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_events_per_request: 20_000,
+            max_attributes: 32,
+            max_attribute_bytes: 1024,
+            max_name_bytes: 512,
+            max_event_age: Duration::from_secs(7 * 24 * 3600),
+            max_event_ahead: Duration::from_secs(3600),
+            max_duration: Duration::from_secs(24 * 3600),
+        }
+    }
+}

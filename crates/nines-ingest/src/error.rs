@@ -1,0 +1,73 @@
+use tonic::{Code, Status};
+use tracing::error;
+
+/// Why a push was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller sent something invalid; `field` says where (e.g. `requests[3].operation`).
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// A single event is larger than a Kafka record may be.
+    #[error("{field}: event is {bytes} bytes encoded, more than the {limit}-byte record limit")]
+    TooLarge {
+        field: String,
+        bytes: usize,
+        limit: usize,
+    },
+    /// Kafka trouble; retryable or not as the bus says.
+    #[error(transparent)]
+    Bus(#[from] nines_bus::Error),
+    /// The broker did not answer within the delivery timeout.
+    #[error("broker did not acknowledge within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Short, bounded label for the rejection counter.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            Error::Invalid { .. } => "invalid",
+            Error::TooLarge { .. } => "too_large",
+            Error::Bus(nines_bus::Error::QueueFull(_)) => "queue_full",
+            Error::Bus(e) if e.is_retryable() => "broker_unavailable",
+            Error::Bus(_) => "broker_rejected",
+            Error::Timeout(_) => "broker_timeout",
+        }
+    }
+}
+
+/// The one place internal errors become gRPC statuses.
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match &e {
+            Error::Invalid { .. } | Error::TooLarge { .. } => {
+                Status::new(Code::InvalidArgument, e.to_string())
+            }
+            Error::Bus(nines_bus::Error::QueueFull(_)) => Status::new(
+                Code::ResourceExhausted,
+                format!("ingest is overloaded, retry with backoff: {e}"),
+            ),
+            Error::Bus(b) if b.is_retryable() => Status::new(
+                Code::Unavailable,
+                format!("broker unavailable, retry with the same batch_id: {e}"),
+            ),
+            Error::Timeout(_) => Status::new(
+                Code::Unavailable,
+                format!("retry with the same batch_id: {e}"),
+            ),
+            Error::Bus(_) => {
+                error!(error = %e, "broker refused a record");
+                Status::new(Code::Internal, "broker refused the record; see ingest logs")
+            }
+        }
+    }
+}

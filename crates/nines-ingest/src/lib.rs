@@ -1,0 +1,15 @@
+//! The gRPC front door: decode, validate, cut into byte-bounded records, publish, and answer
+//! OK only once the broker has acknowledged every record.
+//!
+//! Ingest keeps no state and no buffer of its own beyond the producer's bounded queue, so any
+//! number of ingest processes can run behind a load balancer.
+
+pub mod config;
+mod error;
+pub mod records;
+pub mod service;
+pub mod validate;
+
+pub use config::IngestConfig;
+pub use error::{Error, Result};
+pub use service::NativeIngest;

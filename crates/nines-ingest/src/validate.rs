@@ -1,0 +1,331 @@
+//! Validation of a push. Nothing of a batch is stored unless all of it is valid, and the
+//! first problem found is reported with the event index, the field and the reason.
+
+use nines_proto::v1::{Attribute, DeployOutcome, PushRequest, Resource};
+
+use crate::config::Limits;
+use crate::{Error, Result};
+
+/// Environment used when a resource names none.
+pub const DEFAULT_ENVIRONMENT: &str = "default";
+/// Tenant used when nines runs single-tenant and the resource names none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Checks `req` against `limits` at time `now_ns` and normalises its resource (defaults for
+/// an empty tenant and environment).
+pub fn validate(req: &mut PushRequest, limits: &Limits, now_ns: i64) -> Result<()> {
+    let resource = req
+        .resource
+        .get_or_insert_with(Resource::default);
+    check_resource(resource, limits)?;
+    let total = req.requests.len() + req.deploys.len() + req.incidents.len();
+    if total == 0 {
+        return Err(Error::invalid("requests", "the push carries no events"));
+    }
+    if total > limits.max_events_per_request {
+        return Err(Error::invalid(
+            "requests",
+            format!(
+                "{total} events in one push, more than the limit of {}",
+                limits.max_events_per_request
+            ),
+        ));
+    }
+    check_name("batch_id", &req.batch_id, limits, false)?;
+    let window = TimeWindow::new(limits, now_ns);
+    for (i, e) in req.requests.iter().enumerate() {
+        let at = |f: &str| format!("requests[{i}].{f}");
+        window.check(&at("time_unix_nano"), e.time_unix_nano)?;
+        check_name(&at("operation"), &e.operation, limits, true)?;
+        if e.duration_nano < 0 {
+            return Err(Error::invalid(
+                at("duration_nano"),
+                format!("must be >= 0, got {}", e.duration_nano),
+            ));
+        }
+        let max = limits.max_duration.as_nanos() as i64;
+        if e.duration_nano > max {
+            return Err(Error::invalid(
+                at("duration_nano"),
+                format!(
+                    "{} ns is longer than the limit of {:?}",
+                    e.duration_nano, limits.max_duration
+                ),
+            ));
+        }
+        if !(0..=999).contains(&e.status_code) {
+            return Err(Error::invalid(
+                at("status_code"),
+                format!("must be 0 (unknown) or an HTTP-style code 1..=999, got {}", e.status_code),
+            ));
+        }
+        if e.trace_id.len() > limits.max_name_bytes {
+            return Err(Error::invalid(at("trace_id"), "too long"));
+        }
+        check_attributes(&at("attributes"), &e.attributes, limits)?;
+    }
+    for (i, d) in req.deploys.iter().enumerate() {
+        let at = |f: &str| format!("deploys[{i}].{f}");
+        window.check(&at("time_unix_nano"), d.time_unix_nano)?;
+        check_name(&at("service"), &d.service, limits, false)?;
+        check_name(&at("environment"), &d.environment, limits, false)?;
+        check_name(&at("version"), &d.version, limits, false)?;
+        if d.version.is_empty() && resource.version.is_empty() {
+            return Err(Error::invalid(
+                at("version"),
+                "a deploy needs a version (on the event or the resource)",
+            ));
+        }
+        if DeployOutcome::try_from(d.outcome).is_err() {
+            return Err(Error::invalid(
+                at("outcome"),
+                format!("unknown outcome {}", d.outcome),
+            ));
+        }
+        for (j, c) in d.commits.iter().enumerate() {
+            check_name(&at(&format!("commits[{j}].sha")), &c.sha, limits, true)?;
+            if c.time_unix_nano > d.time_unix_nano {
+                return Err(Error::invalid(
+                    at(&format!("commits[{j}].time_unix_nano")),
+                    "a commit cannot be newer than the deploy that ships it",
+                ));
+            }
+            if c.time_unix_nano <= 0 {
+                return Err(Error::invalid(
+                    at(&format!("commits[{j}].time_unix_nano")),
+                    "must be set (nanoseconds since the Unix epoch)",
+                ));
+            }
+        }
+    }
+    for (i, n) in req.incidents.iter().enumerate() {
+        let at = |f: &str| format!("incidents[{i}].{f}");
+        check_name(&at("id"), &n.id, limits, true)?;
+        check_name(&at("service"), &n.service, limits, false)?;
+        check_name(&at("severity"), &n.severity, limits, false)?;
+        check_name(&at("cause_version"), &n.cause_version, limits, false)?;
+        window.check(&at("opened_at_unix_nano"), n.opened_at_unix_nano)?;
+        if n.resolved_at_unix_nano != 0 {
+            window.check(&at("resolved_at_unix_nano"), n.resolved_at_unix_nano)?;
+            if n.resolved_at_unix_nano < n.opened_at_unix_nano {
+                return Err(Error::invalid(
+                    at("resolved_at_unix_nano"),
+                    "an incident cannot be resolved before it was opened",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_resource(r: &mut Resource, limits: &Limits) -> Result<()> {
+    check_name("resource.service", &r.service, limits, true)?;
+    check_name("resource.environment", &r.environment, limits, false)?;
+    check_name("resource.version", &r.version, limits, false)?;
+    check_name("resource.tenant", &r.tenant, limits, false)?;
+    if r.environment.is_empty() {
+        r.environment = DEFAULT_ENVIRONMENT.into();
+    }
+    if r.tenant.is_empty() {
+        r.tenant = DEFAULT_TENANT.into();
+    }
+    Ok(())
+}
+
+fn check_name(field: &str, value: &str, limits: &Limits, required: bool) -> Result<()> {
+    if required && value.trim().is_empty() {
+        return Err(Error::invalid(field, "is required and must not be empty"));
+    }
+    if value.len() > limits.max_name_bytes {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{} bytes, more than the limit of {}",
+                value.len(),
+                limits.max_name_bytes
+            ),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_attributes(field: &str, attrs: &[Attribute], limits: &Limits) -> Result<()> {
+    if attrs.len() > limits.max_attributes {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{} attributes, more than the limit of {}",
+                attrs.len(),
+                limits.max_attributes
+            ),
+        ));
+    }
+    for (j, a) in attrs.iter().enumerate() {
+        if a.key.is_empty() {
+            return Err(Error::invalid(format!("{field}[{j}].key"), "must not be empty"));
+        }
+        for (part, v) in [("key", &a.key), ("value", &a.value)] {
+            if v.len() > limits.max_attribute_bytes {
+                return Err(Error::invalid(
+                    format!("{field}[{j}].{part}"),
+                    format!(
+                        "{} bytes, more than the limit of {}",
+                        v.len(),
+                        limits.max_attribute_bytes
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+struct TimeWindow {
+    oldest: i64,
+    newest: i64,
+}
+
+impl TimeWindow {
+    fn new(limits: &Limits, now: i64) -> Self {
+        Self {
+            oldest: now.saturating_sub(limits.max_event_age.as_nanos() as i64),
+            newest: now.saturating_add(limits.max_event_ahead.as_nanos() as i64),
+        }
+    }
+
+    fn check(&self, field: &str, t: i64) -> Result<()> {
+        if t <= 0 {
+            return Err(Error::invalid(
+                field,
+                "must be set (nanoseconds since the Unix epoch)",
+            ));
+        }
+        if t < self.oldest {
+            return Err(Error::invalid(
+                field,
+                format!("{t} is older than the accepted window (max_event_age)"),
+            ));
+        }
+        if t > self.newest {
+            return Err(Error::invalid(
+                field,
+                format!("{t} is further in the future than the accepted window (max_event_ahead)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nines_proto::v1::{DeployEvent, IncidentEvent, RequestEvent};
+
+    const NOW: i64 = 1_795_671_239_000_000_000;
+
+    fn base() -> PushRequest {
+        PushRequest {
+            resource: Some(Resource {
+                service: "checkout".into(),
+                ..Default::default()
+            }),
+            requests: vec![RequestEvent {
+                time_unix_nano: NOW - 1_000,
+                operation: "GET /".into(),
+                status_code: 200,
+                duration_nano: 5_000_000,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// Applies `edit` to a valid push and checks the outcome: `None` = valid, or the exact
+    /// message of the rejection.
+    fn check(edit: impl FnOnce(&mut PushRequest), expected: Option<&str>) {
+        let mut req = base();
+        edit(&mut req);
+        let got = validate(&mut req, &Limits::default(), NOW).err().map(|e| e.to_string());
+        assert_eq!(got.as_deref(), expected);
+    }
+
+    #[test]
+    fn valid_push_gets_defaults() {
+        let mut req = base();
+        validate(&mut req, &Limits::default(), NOW).unwrap();
+        let r = req.resource.unwrap();
+        assert_eq!((r.tenant.as_str(), r.environment.as_str()), ("default", "default"));
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        check(
+            |r| r.resource.as_mut().unwrap().service.clear(),
+            Some("resource.service: is required and must not be empty"),
+        );
+        check(|r| r.resource = None, Some("resource.service: is required and must not be empty"));
+        check(
+            |r| r.requests[0].duration_nano = -5,
+            Some("requests[0].duration_nano: must be >= 0, got -5"),
+        );
+        check(
+            |r| r.requests[0].operation = "  ".into(),
+            Some("requests[0].operation: is required and must not be empty"),
+        );
+        check(
+            |r| r.requests[0].time_unix_nano = NOW + 2 * 3600 * 1_000_000_000,
+            Some(
+                "requests[0].time_unix_nano: 1795678439000000000 is further in the future than \
+                 the accepted window (max_event_ahead)",
+            ),
+        );
+        check(
+            |r| r.requests[0].time_unix_nano = 0,
+            Some("requests[0].time_unix_nano: must be set (nanoseconds since the Unix epoch)"),
+        );
+        check(
+            |r| r.requests[0].status_code = 1000,
+            Some(
+                "requests[0].status_code: must be 0 (unknown) or an HTTP-style code 1..=999, got 1000",
+            ),
+        );
+        check(|r| r.requests.clear(), Some("requests: the push carries no events"));
+        check(
+            |r| {
+                r.deploys.push(DeployEvent {
+                    time_unix_nano: NOW,
+                    ..Default::default()
+                })
+            },
+            Some("deploys[0].version: a deploy needs a version (on the event or the resource)"),
+        );
+        check(
+            |r| {
+                r.incidents.push(IncidentEvent {
+                    id: "INC-1".into(),
+                    opened_at_unix_nano: NOW,
+                    resolved_at_unix_nano: NOW - 1,
+                    ..Default::default()
+                })
+            },
+            Some(
+                "incidents[0].resolved_at_unix_nano: an incident cannot be resolved before it \
+                 was opened",
+            ),
+        );
+        check(
+            |r| {
+                r.requests[0].attributes = (0..33)
+                    .map(|i| Attribute {
+                        key: format!("k{i}"),
+                        value: "v".into(),
+                    })
+                    .collect()
+            },
+            Some("requests[0].attributes: 33 attributes, more than the limit of 32"),
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Arrow schemas of the tables nines writes. Column names are a public API: analysts write
+//! SQL against them. Add columns freely; rename or drop only with a [`SCHEMA_VERSION`] bump
+//! and a note in `docs/tables.md`.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+/// Version of the table schemas, written into every Parquet file's key/value metadata.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Version of the `nines.v1.EventBatch` records on the events topic. Aggregators send records
+/// of any other version to the dead-letter topic.
+pub const BUS_RECORD_VERSION: u32 = 1;
+
+/// Raw request events, one row per event.
+pub const REQUESTS: &str = "requests";
+/// Additive per-minute rollups of request events.
+pub const SLI_1M: &str = "sli_1m";
+/// Deploy events.
+pub const DEPLOYS: &str = "deploys";
+/// Incident events (every version of an incident; the latest `received_at` wins).
+pub const INCIDENTS: &str = "incidents";
+/// Every table, in the order a flush writes them.
+pub const TABLES: [&str; 4] = [REQUESTS, SLI_1M, DEPLOYS, INCIDENTS];
+
+/// Hive-style partition column every table is split by (UTC day of the event time).
+pub const PARTITION_COLUMN: &str = "date";
+
+/// Timestamps are nanoseconds, UTC.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+
+fn ts(name: &str, nullable: bool) -> Field {
+    Field::new(name, timestamp_type(), nullable)
+}
+
+/// The Kafka provenance columns every table carries: which record a row came from.
+fn provenance() -> [Field; 2] {
+    [
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+    ]
+}
+
+/// Type of the `attributes` column: map of string to string.
+pub fn attributes_type() -> DataType {
+    let entries = Field::new(
+        "entries",
+        DataType::Struct(Fields::from(vec![
+            Field::new("keys", DataType::Utf8, false),
+            Field::new("values", DataType::Utf8, true),
+        ])),
+        false,
+    );
+    DataType::Map(Arc::new(entries), false)
+}
+
+/// Type of the `commits` column of `deploys`: list of (sha, time).
+pub fn commits_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", commit_struct_type(), true)))
+}
+
+/// One commit: its sha and commit time.
+pub fn commit_struct_type() -> DataType {
+    DataType::Struct(commit_fields())
+}
+
+/// Fields of one commit.
+pub fn commit_fields() -> Fields {
+    Fields::from(vec![utf8("sha"), ts("time", false)])
+}
+
+static REQUESTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        utf8("tenant"),
+        utf8("service"),
+        utf8("environment"),
+        utf8("version"),
+        utf8("operation"),
+        ts("time", false),
+        Field::new("status_code", DataType::Int32, false),
+        Field::new("error", DataType::Boolean, false),
+        Field::new("duration_ns", DataType::Int64, false),
+        Field::new("trace_id", DataType::Utf8, true),
+        Field::new("attributes", attributes_type(), false),
+        ts("received_at", false),
+    ];
+    fields.extend(provenance());
+    Arc::new(Schema::new(fields))
+});
+
+static SLI_1M_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        utf8("tenant"),
+        utf8("service"),
+        utf8("environment"),
+        utf8("operation"),
+        ts("window_start", false),
+        Field::new("total", DataType::Int64, false),
+        Field::new("errors", DataType::Int64, false),
+        Field::new("client_errors", DataType::Int64, false),
+        Field::new("duration_sum_ns", DataType::Int64, false),
+        Field::new("duration_max_ns", DataType::Int64, false),
+        Field::new("latency_sketch", DataType::Binary, false),
+    ];
+    fields.extend(provenance());
+    Arc::new(Schema::new(fields))
+});
+
+static DEPLOYS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        utf8("tenant"),
+        utf8("service"),
+        utf8("environment"),
+        utf8("version"),
+        ts("time", false),
+        utf8("outcome"),
+        Field::new("commits", commits_type(), false),
+        utf8("source"),
+        ts("received_at", false),
+    ];
+    fields.extend(provenance());
+    Arc::new(Schema::new(fields))
+});
+
+static INCIDENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        utf8("tenant"),
+        utf8("service"),
+        utf8("id"),
+        ts("opened_at", false),
+        ts("resolved_at", true),
+        utf8("severity"),
+        Field::new("cause_version", DataType::Utf8, true),
+        ts("received_at", false),
+    ];
+    fields.extend(provenance());
+    Arc::new(Schema::new(fields))
+});
+
+/// Schema of `requests`.
+pub fn requests() -> SchemaRef {
+    REQUESTS_SCHEMA.clone()
+}
+
+/// Schema of `sli_1m`.
+pub fn sli_1m() -> SchemaRef {
+    SLI_1M_SCHEMA.clone()
+}
+
+/// Schema of `deploys`.
+pub fn deploys() -> SchemaRef {
+    DEPLOYS_SCHEMA.clone()
+}
+
+/// Schema of `incidents`.
+pub fn incidents() -> SchemaRef {
+    INCIDENTS_SCHEMA.clone()
+}
+
+/// Schema of a table by name.
+pub fn for_table(table: &str) -> Option<SchemaRef> {
+    match table {
+        REQUESTS => Some(requests()),
+        SLI_1M => Some(sli_1m()),
+        DEPLOYS => Some(deploys()),
+        INCIDENTS => Some(incidents()),
+        _ => None,
+    }
+}
+
+/// Natural sort key of each table (files are sorted by it so pruning works).
+pub fn sort_key(table: &str) -> &'static [&'static str] {
+    match table {
+        REQUESTS => &["tenant", "service", "environment", "operation", "time"],
+        SLI_1M => &["tenant", "service", "environment", "operation", "window_start"],
+        DEPLOYS => &["tenant", "service", "environment", "time"],
+        INCIDENTS => &["tenant", "service", "id", "received_at"],
+        _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_columns_exist() {
+        let check = |schema: SchemaRef, cols: &[&str]| {
+            for c in cols {
+                assert!(schema.field_with_name(c).is_ok(), "missing column {c}");
+            }
+        };
+        check(
+            requests(),
+            &[
+                "tenant", "service", "environment", "version", "operation", "time",
+                "status_code", "error", "duration_ns", "trace_id", "attributes",
+            ],
+        );
+        check(
+            sli_1m(),
+            &[
+                "tenant", "service", "environment", "operation", "window_start", "total",
+                "errors", "client_errors", "duration_sum_ns", "duration_max_ns",
+                "latency_sketch",
+            ],
+        );
+        check(
+            deploys(),
+            &["tenant", "service", "environment", "version", "time", "outcome", "commits", "source"],
+        );
+        check(
+            incidents(),
+            &["tenant", "service", "id", "opened_at", "resolved_at", "severity", "cause_version"],
+        );
+        for t in TABLES {
+            for k in sort_key(t) {
+                assert!(for_table(t).unwrap().field_with_name(k).is_ok(), "{t}.{k}");
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! SQL over the nines tables: a DataFusion session with `requests`, `sli_1m`, `deploys` and
+//! `incidents` registered as partitioned Parquet listing tables, and SQL functions that merge
+//! latency sketches so percentiles re-aggregate correctly across any grouping.
+//!
+//! Read-only: this crate never writes a table file.
+
+mod error;
+pub mod format;
+pub mod session;
+pub mod sketch_udaf;
+
+pub use error::{Error, Result};
+pub use format::OutputFormat;
+pub use session::QueryEngine;

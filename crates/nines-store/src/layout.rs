@@ -1,0 +1,218 @@
+//! Where files live, what they are called, and the checkpoints that say which are complete.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use metrics::counter;
+use nines_aggregate::Flush;
+use nines_model::schema::{PARTITION_COLUMN, TABLES};
+use nines_model::time::day_string;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::error::IoContext;
+use crate::writer::{Provenance, rename_durable, write_durable};
+use crate::{Error, Result};
+
+const TMP_SUFFIX: &str = ".tmp";
+
+/// The name of a data file: which records of which partition it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName {
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+impl FileName {
+    /// `<topic>-p00003-o00000000000000000012-00000000000000000345.parquet`: deterministic, so
+    /// a replay of the same range writes the same name instead of a duplicate.
+    pub fn render(&self) -> String {
+        format!(
+            "{}-p{:05}-o{:020}-{:020}.parquet",
+            self.topic, self.partition, self.first_offset, self.last_offset
+        )
+    }
+
+    /// Parses a name made by [`FileName::render`].
+    pub fn parse(name: &str) -> Option<Self> {
+        let stem = name.strip_suffix(".parquet")?;
+        let (rest, last) = stem.rsplit_once('-')?;
+        let (rest, first) = rest.rsplit_once("-o")?;
+        let (topic, partition) = rest.rsplit_once("-p")?;
+        Some(Self {
+            topic: topic.to_owned(),
+            partition: partition.parse().ok()?,
+            first_offset: first.parse().ok()?,
+            last_offset: last.parse().ok()?,
+        })
+    }
+}
+
+/// The durable record of a partition's last complete flush.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub topic: String,
+    pub partition: i32,
+    /// Last Kafka offset whose events are all in durable files.
+    pub last_offset: i64,
+}
+
+/// The table store rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// A store under `root` (created if missing).
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        for t in TABLES {
+            let dir = root.join("tables").join(t);
+            fs::create_dir_all(&dir).io("creating", &dir)?;
+        }
+        let dir = root.join("checkpoints");
+        fs::create_dir_all(&dir).io("creating", &dir)?;
+        Ok(Self { root })
+    }
+
+    /// Directory of a table (register it as a listing table with a `date` partition column).
+    pub fn table_dir(&self, table: &str) -> PathBuf {
+        self.root.join("tables").join(table)
+    }
+
+    fn checkpoint_path(&self, topic: &str, partition: i32) -> PathBuf {
+        self.root
+            .join("checkpoints")
+            .join(format!("{topic}-p{partition:05}.json"))
+    }
+
+    /// The partition's checkpoint, if any flush completed.
+    pub fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>> {
+        let path = self.checkpoint_path(topic, partition);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Checkpoint { path, reason: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).io("reading", &path),
+        }
+    }
+
+    /// Writes every batch of `flush` durably, then the checkpoint. When this returns Ok, the
+    /// flush's offsets may be committed to Kafka.
+    pub fn commit(&self, topic: &str, flush: &Flush) -> Result<Vec<PathBuf>> {
+        let name = FileName {
+            topic: topic.to_owned(),
+            partition: flush.partition,
+            first_offset: flush.first_offset,
+            last_offset: flush.last_offset,
+        }
+        .render();
+        let mut written = Vec::with_capacity(flush.batches.len());
+        for tb in &flush.batches {
+            let dir = self
+                .table_dir(tb.table)
+                .join(format!("{PARTITION_COLUMN}={}", day_string(tb.day)));
+            fs::create_dir_all(&dir).io("creating", &dir)?;
+            let dest = dir.join(&name);
+            let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+            let provenance = Provenance {
+                table: tb.table,
+                topic,
+                partition: flush.partition,
+                first_offset: flush.first_offset,
+                last_offset: flush.last_offset,
+            };
+            write_durable(&tmp, &dest, &tb.batch, &provenance)?;
+            counter!("nines_store_files_written_total", "table" => tb.table).increment(1);
+            written.push(dest);
+        }
+        self.write_checkpoint(&Checkpoint {
+            topic: topic.to_owned(),
+            partition: flush.partition,
+            last_offset: flush.last_offset,
+        })?;
+        Ok(written)
+    }
+
+    fn write_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+        let path = self.checkpoint_path(&c.topic, c.partition);
+        let tmp = path.with_extension(format!("json{TMP_SUFFIX}"));
+        let bytes = serde_json::to_vec(c).expect("checkpoint serializes");
+        {
+            use std::io::Write;
+            let mut f = fs::File::create(&tmp).io("creating", &tmp)?;
+            f.write_all(&bytes).io("writing", &tmp)?;
+            f.sync_all().io("fsyncing", &tmp)?;
+        }
+        rename_durable(&tmp, &path)
+    }
+
+    /// Makes a partition consistent before consuming it and returns the next offset to read:
+    /// deletes temporary files and data files of this partition beyond its checkpoint (left
+    /// by a flush that crashed before its checkpoint), then answers checkpoint + 1.
+    pub fn recover(&self, topic: &str, partition: i32) -> Result<Option<i64>> {
+        let checkpoint = self.checkpoint(topic, partition)?;
+        let last = checkpoint.as_ref().map_or(-1, |c| c.last_offset);
+        let mut removed = 0_u64;
+        for table in TABLES {
+            let dir = self.table_dir(table);
+            for day in read_dir(&dir)? {
+                for file in read_dir(&day)? {
+                    let Some(name) = file.file_name().and_then(|n| n.to_str()) else {
+                        continue;
+                    };
+                    let base = name.strip_suffix(TMP_SUFFIX).unwrap_or(name);
+                    let Some(parsed) = FileName::parse(base) else { continue };
+                    if parsed.topic != topic || parsed.partition != partition {
+                        continue;
+                    }
+                    if name.ends_with(TMP_SUFFIX) || parsed.first_offset > last {
+                        warn!(file = %file.display(), last, "removing file of an incomplete flush");
+                        fs::remove_file(&file).io("removing", &file)?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        if removed > 0 {
+            counter!("nines_store_orphans_removed_total").increment(removed);
+        }
+        info!(topic, partition, last, removed, "partition recovered");
+        Ok(checkpoint.map(|c| c.last_offset + 1))
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.path()).io("listing", dir))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).io("listing", dir),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip() {
+        let n = FileName {
+            topic: "nines.events".into(),
+            partition: 3,
+            first_offset: 12,
+            last_offset: 345,
+        };
+        assert_eq!(
+            n.render(),
+            "nines.events-p00003-o00000000000000000012-00000000000000000345.parquet"
+        );
+        assert_eq!(FileName::parse(&n.render()), Some(n));
+        assert_eq!(FileName::parse("other.parquet"), None);
+    }
+}

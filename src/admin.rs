@@ -1,0 +1,56 @@
+//! The admin HTTP server of every role: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Set once the role is ready to serve.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ready(Arc<AtomicBool>);
+
+impl Ready {
+    pub(crate) fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Installs the Prometheus recorder and serves the admin endpoints until `shutdown`.
+pub(crate) async fn serve(listen: &str, ready: Ready, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let handle: PrometheusHandle = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    if listen.is_empty() {
+        return Ok(());
+    }
+    let app = Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route("/healthz", get(|| std::future::ready("ok")))
+        .route(
+            "/readyz",
+            get(move || {
+                let ok = ready.0.load(Ordering::Acquire);
+                std::future::ready(if ok {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                })
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding admin listener {listen}"))?;
+    info!(%listen, "admin server up");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+    });
+    Ok(())
+}

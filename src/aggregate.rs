@@ -1,0 +1,198 @@
+//! The aggregator role: consume, decode, roll up, write durable Parquet, then commit.
+//!
+//! Per partition: records accumulate in a [`PartitionBuffer`] until it holds
+//! `flush_events` events or is `flush_interval` old; then the store writes every file and
+//! the checkpoint, and only then is the partition's offset committed to Kafka. Revoked
+//! partitions drop their buffers (the next owner resumes from the durable checkpoint).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use metrics::counter;
+use nines_aggregate::PartitionBuffer;
+use nines_bus::consumer::{AssignmentChange, GroupConsumer, ResumeFn};
+use nines_bus::producer::AckProducer;
+use nines_model::schema::BUS_RECORD_VERSION;
+use nines_proto::v1::EventBatch;
+use nines_store::Store;
+use prost::Message as _;
+use nines_bus::consumer::Message as _;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+
+struct Open {
+    buffer: PartitionBuffer,
+    since: Instant,
+}
+
+pub(crate) async fn run(cfg: Config, bootstrap: String, stop: CancellationToken) -> anyhow::Result<()> {
+    let store = crate::roles::open_store(&cfg)?;
+    let recover_store = store.clone();
+    let resume: ResumeFn = Arc::new(move |topic, partition| {
+        match recover_store.recover(topic, partition) {
+            Ok(next) => next,
+            Err(e) => {
+                // Resuming from Kafka's committed offset instead could duplicate rows: stop.
+                error!(topic, partition, error = %e, "cannot recover partition; exiting");
+                std::process::exit(2);
+            }
+        }
+    });
+    let consumer = GroupConsumer::new(&cfg.bus, &bootstrap, resume)?;
+    let dead_letters = AckProducer::new(&cfg.bus, &bootstrap)?;
+    let topic = cfg.bus.events_topic.clone();
+    let mut open: HashMap<i32, Open> = HashMap::new();
+    let mut owned: BTreeSet<i32> = BTreeSet::new();
+    let mut tick = tokio::time::interval(cfg.aggregate.flush_interval / 4);
+    info!(group = %cfg.bus.consumer_group, %topic, "aggregator started");
+
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {
+                apply_changes(&consumer, &mut open, &mut owned);
+                let due: Vec<i32> = open
+                    .iter()
+                    .filter(|(_, o)| o.since.elapsed() >= cfg.aggregate.flush_interval)
+                    .map(|(p, _)| *p)
+                    .collect();
+                for p in due {
+                    flush(&store, &consumer, &topic, &mut open, p)?;
+                }
+            }
+            msg = consumer.recv() => {
+                apply_changes(&consumer, &mut open, &mut owned);
+                let m = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        warn!(error = %e, "consumer error");
+                        continue;
+                    }
+                };
+                let (partition, offset) = (m.partition(), m.offset());
+                if !owned.contains(&partition) {
+                    // Fetched before a revocation we have already applied.
+                    continue;
+                }
+                let entry = open.entry(partition).or_insert_with(|| Open {
+                    buffer: PartitionBuffer::new(partition),
+                    since: Instant::now(),
+                });
+                let payload = m.payload().unwrap_or_default();
+                match decode(payload) {
+                    Ok(batch) => entry.buffer.add(&batch, offset),
+                    Err(reason) => {
+                        dead_letter(&dead_letters, &cfg.bus.dead_letter_topic, &m, &reason).await?;
+                        entry.buffer.skip(offset);
+                    }
+                }
+                if entry.buffer.events() >= cfg.aggregate.flush_events {
+                    flush(&store, &consumer, &topic, &mut open, partition)?;
+                }
+            }
+        }
+    }
+    // Graceful stop: everything buffered becomes durable and committed.
+    apply_changes(&consumer, &mut open, &mut owned);
+    let partitions: Vec<i32> = open.keys().copied().collect();
+    for p in partitions {
+        flush(&store, &consumer, &topic, &mut open, p)?;
+    }
+    dead_letters.flush(cfg.bus.delivery_timeout)?;
+    info!("aggregator stopped");
+    Ok(())
+}
+
+fn decode(payload: &[u8]) -> Result<EventBatch, String> {
+    let batch = EventBatch::decode(payload).map_err(|e| format!("not a nines.v1.EventBatch: {e}"))?;
+    if batch.schema_version != BUS_RECORD_VERSION {
+        return Err(format!(
+            "unknown schema_version {} (this aggregator reads {BUS_RECORD_VERSION})",
+            batch.schema_version
+        ));
+    }
+    Ok(batch)
+}
+
+async fn dead_letter(
+    producer: &AckProducer,
+    topic: &str,
+    m: &nines_bus::consumer::BorrowedMessage<'_>,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let partition = m.partition().to_string();
+    let offset = m.offset().to_string();
+    warn!(partition = m.partition(), offset = m.offset(), %reason, "dead-lettering record");
+    producer
+        .send_with_headers(
+            topic,
+            m.key().unwrap_or_default(),
+            m.payload().unwrap_or_default(),
+            &[
+                ("nines.reason", reason.as_bytes()),
+                ("nines.source.topic", m.topic().as_bytes()),
+                ("nines.source.partition", partition.as_bytes()),
+                ("nines.source.offset", offset.as_bytes()),
+            ],
+        )
+        .await
+        .context("writing to the dead-letter topic")?;
+    counter!("nines_aggregate_dead_letters_total").increment(1);
+    Ok(())
+}
+
+fn apply_changes(consumer: &GroupConsumer, open: &mut HashMap<i32, Open>, owned: &mut BTreeSet<i32>) {
+    for change in consumer.take_changes() {
+        match change {
+            AssignmentChange::Assigned(ps) => {
+                info!(partitions = ?ps, "assigned");
+                owned.clear();
+                owned.extend(ps);
+                open.retain(|p, _| owned.contains(p));
+            }
+            AssignmentChange::Revoked(ps) => {
+                info!(partitions = ?ps, "revoked");
+                for p in ps {
+                    owned.remove(&p);
+                    open.remove(&p);
+                }
+            }
+        }
+    }
+}
+
+fn flush(
+    store: &Store,
+    consumer: &GroupConsumer,
+    topic: &str,
+    open: &mut HashMap<i32, Open>,
+    partition: i32,
+) -> anyhow::Result<()> {
+    let Some(mut o) = open.remove(&partition) else {
+        return Ok(());
+    };
+    let Some(flush) = o.buffer.take().context("building batches")? else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    tokio::task::block_in_place(|| store.commit(topic, &flush)).context("writing files")?;
+    consumer
+        .commit(partition, flush.last_offset + 1)
+        .map_err(|e| warn!(partition, error = %e, "offset commit failed; durable files still rule"))
+        .ok();
+    counter!("nines_aggregate_flushes_total").increment(1);
+    counter!("nines_aggregate_events_total").increment(flush.events);
+    info!(
+        partition,
+        first_offset = flush.first_offset,
+        last_offset = flush.last_offset,
+        events = flush.events,
+        ms = started.elapsed().as_millis() as u64,
+        "flushed"
+    );
+    Ok(())
+}

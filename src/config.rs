@@ -1,0 +1,140 @@
+//! The one configuration tree: defaults < file (`--config`) < environment (`NINES__SECTION__KEY`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use nines_bus::BusConfig;
+use nines_ingest::IngestConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    /// Where tables, checkpoints and the embedded broker's database live.
+    pub data_dir: PathBuf,
+    pub broker: BrokerConfig,
+    pub bus: BusConfig,
+    pub ingest: IngestConfig,
+    pub aggregate: AggregateConfig,
+    pub admin: AdminConfig,
+}
+
+/// The embedded broker (used when `bus.brokers` is empty).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct BrokerConfig {
+    /// Port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self { port: 19092 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AggregateConfig {
+    /// Flush a partition's buffer once it holds this many events.
+    pub flush_events: u64,
+    /// Flush a partition's buffer at the latest this long after its first record.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+impl Default for AggregateConfig {
+    fn default() -> Self {
+        Self {
+            flush_events: 200_000,
+            flush_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AdminConfig {
+    /// `/metrics`, `/healthz` and `/readyz`. Empty disables the admin server.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults < `file` < environment, then validates.
+    pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut fig = Figment::new();
+        if let Some(f) = file {
+            if !f.exists() {
+                bail!("config file {} does not exist", f.display());
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        let mut cfg: Config = fig
+            .merge(Env::prefixed("NINES__").split("__"))
+            .extract()
+            .context("reading configuration")?;
+        if cfg.data_dir.as_os_str().is_empty() {
+            cfg.data_dir = PathBuf::from("data");
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.bus.partitions < 1 {
+            bail!("bus.partitions must be at least 1, got {}", self.bus.partitions);
+        }
+        if self.bus.max_record_bytes < 1024 {
+            bail!("bus.max_record_bytes must be at least 1024");
+        }
+        if self.aggregate.flush_events == 0 {
+            bail!("aggregate.flush_events must be at least 1");
+        }
+        if self.aggregate.flush_interval.is_zero() {
+            bail!("aggregate.flush_interval must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/nines.example.toml");
+        let cfg = Config::load(Some(&path)).unwrap();
+        // The example documents the defaults: loading it must change nothing.
+        let d = Config::default();
+        assert_eq!(cfg.data_dir, PathBuf::from("data"));
+        assert_eq!(cfg.broker.port, d.broker.port);
+        assert_eq!(cfg.bus.partitions, 4);
+        assert_eq!(cfg.bus.events_topic, d.bus.events_topic);
+        assert_eq!(cfg.bus.delivery_timeout, d.bus.delivery_timeout);
+        assert_eq!(cfg.ingest.listen, d.ingest.listen);
+        assert_eq!(cfg.ingest.limits.max_event_age, d.ingest.limits.max_event_age);
+        assert_eq!(cfg.aggregate.flush_interval, Duration::from_secs(2));
+        assert_eq!(cfg.admin.listen, d.admin.listen);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[bus]\npartitons = 3\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(err.contains("partitons"), "{err}");
+    }
+}

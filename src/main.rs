@@ -1,0 +1,110 @@
+//! `nines`: one binary, every role. See README.md for the two commands and ARCHITECTURE.md for
+//! the map.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+mod admin;
+mod aggregate;
+mod config;
+mod gen_cmd;
+mod roles;
+mod sql_cmd;
+
+use config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "nines", version, about = "SLIs, SLOs, error budgets and DORA from one stream of facts")]
+struct Cli {
+    /// Configuration file (TOML); environment variables NINES__SECTION__KEY override it.
+    #[arg(long, global = true, env = "NINES_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `nines=debug`.
+    #[arg(long, global = true, env = "NINES_LOG", default_value = "info")]
+    log: String,
+    /// Data directory (tables, checkpoints, embedded broker); overrides `data_dir`.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct KafkaArg {
+    /// External Kafka (`host:port`); without it the embedded broker is used.
+    #[arg(long)]
+    kafka: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every role in one process: embedded broker (unless --kafka), ingest, aggregate.
+    Up {
+        #[command(flatten)]
+        kafka: KafkaArg,
+    },
+    /// Only the embedded Kafka-protocol broker.
+    Broker,
+    /// Only the gRPC ingest front door.
+    Ingest {
+        #[command(flatten)]
+        kafka: KafkaArg,
+    },
+    /// Only the aggregator (consume, roll up, write Parquet, commit).
+    Aggregate {
+        #[command(flatten)]
+        kafka: KafkaArg,
+    },
+    /// Run SQL over the tables.
+    Sql {
+        /// The statement, e.g. "SELECT service, sum(total) FROM sli_1m GROUP BY service".
+        query: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Send generated traffic over the native API and print exactly what was sent.
+    Gen(gen_cmd::GenArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&cli.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(d) = cli.data_dir {
+        cfg.data_dir = d;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up { kafka } => roles::up(cfg, kafka.kafka).await,
+            Command::Broker => roles::broker(cfg).await,
+            Command::Ingest { kafka } => roles::ingest(cfg, kafka.kafka).await,
+            Command::Aggregate { kafka } => roles::aggregate(cfg, kafka.kafka).await,
+            Command::Sql { query, format } => {
+                let format = match format {
+                    Format::Table => nines_query::OutputFormat::Table,
+                    Format::Csv => nines_query::OutputFormat::Csv,
+                    Format::Json => nines_query::OutputFormat::Json,
+                };
+                sql_cmd::run(&cfg, &query, format).await
+            }
+            Command::Gen(args) => gen_cmd::run(args).await,
+        }
+    })
+}
