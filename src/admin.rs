@@ -22,7 +22,11 @@ impl Ready {
 }
 
 /// Installs the Prometheus recorder and serves the admin endpoints until `shutdown`.
-pub(crate) async fn serve(listen: &str, ready: Ready, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    listen: &str,
+    ready: Ready,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let handle: PrometheusHandle = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;

@@ -12,13 +12,13 @@ use std::time::Instant;
 use anyhow::Context;
 use metrics::counter;
 use nines_aggregate::PartitionBuffer;
+use nines_bus::consumer::Message as _;
 use nines_bus::consumer::{AssignmentChange, GroupConsumer, ResumeFn};
 use nines_bus::producer::AckProducer;
 use nines_model::schema::BUS_RECORD_VERSION;
 use nines_proto::v1::EventBatch;
 use nines_store::Store;
 use prost::Message as _;
-use nines_bus::consumer::Message as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -29,7 +29,11 @@ struct Open {
     since: Instant,
 }
 
-pub(crate) async fn run(cfg: Config, bootstrap: String, stop: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    cfg: Config,
+    bootstrap: String,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let store = crate::roles::open_store(&cfg)?;
     let recover_store = store.clone();
     let resume: ResumeFn = Arc::new(move |topic, partition| {
@@ -108,7 +112,8 @@ pub(crate) async fn run(cfg: Config, bootstrap: String, stop: CancellationToken)
 }
 
 fn decode(payload: &[u8]) -> Result<EventBatch, String> {
-    let batch = EventBatch::decode(payload).map_err(|e| format!("not a nines.v1.EventBatch: {e}"))?;
+    let batch =
+        EventBatch::decode(payload).map_err(|e| format!("not a nines.v1.EventBatch: {e}"))?;
     if batch.schema_version != BUS_RECORD_VERSION {
         return Err(format!(
             "unknown schema_version {} (this aggregator reads {BUS_RECORD_VERSION})",
@@ -145,7 +150,11 @@ async fn dead_letter(
     Ok(())
 }
 
-fn apply_changes(consumer: &GroupConsumer, open: &mut HashMap<i32, Open>, owned: &mut BTreeSet<i32>) {
+fn apply_changes(
+    consumer: &GroupConsumer,
+    open: &mut HashMap<i32, Open>,
+    owned: &mut BTreeSet<i32>,
+) {
     for change in consumer.take_changes() {
         match change {
             AssignmentChange::Assigned(ps) => {

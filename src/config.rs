@@ -93,7 +93,10 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         if self.bus.partitions < 1 {
-            bail!("bus.partitions must be at least 1, got {}", self.bus.partitions);
+            bail!(
+                "bus.partitions must be at least 1, got {}",
+                self.bus.partitions
+            );
         }
         if self.bus.max_record_bytes < 1024 {
             bail!("bus.max_record_bytes must be at least 1024");
@@ -124,7 +127,10 @@ mod tests {
         assert_eq!(cfg.bus.events_topic, d.bus.events_topic);
         assert_eq!(cfg.bus.delivery_timeout, d.bus.delivery_timeout);
         assert_eq!(cfg.ingest.listen, d.ingest.listen);
-        assert_eq!(cfg.ingest.limits.max_event_age, d.ingest.limits.max_event_age);
+        assert_eq!(
+            cfg.ingest.limits.max_event_age,
+            d.ingest.limits.max_event_age
+        );
         assert_eq!(cfg.aggregate.flush_interval, Duration::from_secs(2));
         assert_eq!(cfg.admin.listen, d.admin.listen);
     }

@@ -69,7 +69,10 @@ pub(crate) async fn run(args: GenArgs) -> anyhow::Result<()> {
         loop {
             match client.push(push.clone()).await {
                 Ok(_) => break,
-                Err(s) if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) && attempt < 10 => {
+                Err(s)
+                    if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted)
+                        && attempt < 10 =>
+                {
                     attempt += 1;
                     retries += 1;
                     tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
@@ -93,17 +96,32 @@ pub(crate) async fn run(args: GenArgs) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64(),
         retries
     );
-    println!("{:<12} {:>10} {:>8} {:>14} {:>12} {:>12}", "service", "events", "errors", "client_errors", "p50_ms", "p99_ms");
+    println!(
+        "{:<12} {:>10} {:>8} {:>14} {:>12} {:>12}",
+        "service", "events", "errors", "client_errors", "p50_ms", "p99_ms"
+    );
     for (name, t) in &ledger.services {
-        let ms = |q| ledger.exact_quantile(name, q).map_or(0.0, |v| v as f64 / 1e6);
+        let ms = |q| {
+            ledger
+                .exact_quantile(name, q)
+                .map_or(0.0, |v| v as f64 / 1e6)
+        };
         println!(
             "{:<12} {:>10} {:>8} {:>14} {:>12.3} {:>12.3}",
-            name, t.events, t.errors, t.client_errors, ms(0.5), ms(0.99)
+            name,
+            t.events,
+            t.errors,
+            t.client_errors,
+            ms(0.5),
+            ms(0.99)
         );
     }
     Ok(())
 }
 
 fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }

@@ -17,7 +17,11 @@ mod sql_cmd;
 use config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "nines", version, about = "SLIs, SLOs, error budgets and DORA from one stream of facts")]
+#[command(
+    name = "nines",
+    version,
+    about = "SLIs, SLOs, error budgets and DORA from one stream of facts"
+)]
 struct Cli {
     /// Configuration file (TOML); environment variables NINES__SECTION__KEY override it.
     #[arg(long, global = true, env = "NINES_CONFIG")]

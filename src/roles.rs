@@ -50,7 +50,10 @@ async fn start_embedded(
 }
 
 #[cfg(not(feature = "embedded-broker"))]
-async fn start_embedded(_: &Config, _: CancellationToken) -> anyhow::Result<std::convert::Infallible> {
+async fn start_embedded(
+    _: &Config,
+    _: CancellationToken,
+) -> anyhow::Result<std::convert::Infallible> {
     bail!("this build has no embedded broker (feature `embedded-broker`): pass --kafka")
 }
 
@@ -75,7 +78,11 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
         .await
         .context("creating topics")?;
     let ingest = tokio::spawn(run_ingest(cfg.clone(), bootstrap.clone(), stop.clone()));
-    let aggregate = tokio::spawn(crate::aggregate::run(cfg.clone(), bootstrap.clone(), stop.clone()));
+    let aggregate = tokio::spawn(crate::aggregate::run(
+        cfg.clone(),
+        bootstrap.clone(),
+        stop.clone(),
+    ));
     ready.set();
     info!(data_dir = %cfg.data_dir.display(), kafka = %bootstrap, ingest = %cfg.ingest.listen, "nines is up");
     let ingest_result = ingest.await.context("ingest task")?;

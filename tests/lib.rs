@@ -1,1 +1,17 @@
+//! End-to-end tests: the real `nines` binary, its embedded Kafka-protocol broker over TCP on
+//! 127.0.0.1, real Parquet files, real gRPC clients. Each test gets its own ports and data
+//! directory, and every wait is bounded.
 
+#![allow(
+    unreachable_pub,
+    reason = "helpers shared by the test modules of this one binary"
+)]
+
+mod support;
+
+mod bad_input;
+mod e2e;
+mod late_events;
+mod parquet_files;
+mod restart;
+mod unavailable;

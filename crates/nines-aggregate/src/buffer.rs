@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder,
-    MapBuilder, MapFieldNames, StringBuilder, StructBuilder, TimestampNanosecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, MapBuilder,
+    MapFieldNames, StringBuilder, StructBuilder, TimestampNanosecondBuilder,
 };
 use arrow::datatypes::Field;
 use arrow::error::ArrowError;
@@ -203,17 +203,24 @@ impl IncidentCols {
 /// `&str` operation allocates nothing.
 type Cells = BTreeMap<i64, HashMap<String, Rollup>>;
 
+/// (tenant, service, environment) of a rollup row.
+type ResourceKey = (String, String, String);
+
+/// One output row of `sli_1m`: resource, minute, operation and the cell.
+type RollupRow<'a> = (&'a ResourceKey, i64, &'a str, &'a Rollup);
+
 /// Rollups of one flush, carrying the provenance of the last record that touched them.
 #[derive(Default)]
 struct RollupCols {
-    by_resource: Vec<((String, String, String), Cells)>,
+    by_resource: Vec<(ResourceKey, Cells)>,
 }
 
 impl RollupCols {
     fn cells(&mut self, r: &Resource) -> &mut Cells {
-        let idx = self.by_resource.iter().position(|((t, s, e), _)| {
-            t == &r.tenant && s == &r.service && e == &r.environment
-        });
+        let idx = self
+            .by_resource
+            .iter()
+            .position(|((t, s, e), _)| t == &r.tenant && s == &r.service && e == &r.environment);
         let idx = idx.unwrap_or_else(|| {
             self.by_resource.push((
                 (r.tenant.clone(), r.service.clone(), r.environment.clone()),
@@ -226,15 +233,16 @@ impl RollupCols {
 
     /// One RecordBatch per UTC day.
     fn finish(self, partition: i32, offset: i64) -> Result<Vec<(i64, RecordBatch)>, ArrowError> {
-        let mut by_day: BTreeMap<i64, Vec<(&(String, String, String), i64, &str, &Rollup)>> =
-            BTreeMap::new();
+        let mut by_day: BTreeMap<i64, Vec<RollupRow<'_>>> = BTreeMap::new();
         for (key, cells) in &self.by_resource {
             for (minute, ops) in cells {
                 for (op, r) in ops {
-                    by_day
-                        .entry(day_number(*minute))
-                        .or_default()
-                        .push((key, *minute, op.as_str(), r));
+                    by_day.entry(day_number(*minute)).or_default().push((
+                        key,
+                        *minute,
+                        op.as_str(),
+                        r,
+                    ));
                 }
             }
         }
@@ -410,10 +418,17 @@ impl PartitionBuffer {
                 .deploys
                 .entry(day_number(d.time_unix_nano))
                 .or_insert_with(DeployCols::new);
-            let or = |v: &str, dflt: &str| if v.is_empty() { dflt.to_owned() } else { v.to_owned() };
+            let or = |v: &str, dflt: &str| {
+                if v.is_empty() {
+                    dflt.to_owned()
+                } else {
+                    v.to_owned()
+                }
+            };
             c.tenant.append_value(&res.tenant);
             c.service.append_value(or(&d.service, &res.service));
-            c.environment.append_value(or(&d.environment, &res.environment));
+            c.environment
+                .append_value(or(&d.environment, &res.environment));
             c.version.append_value(or(&d.version, &res.version));
             c.time.append_value(d.time_unix_nano);
             c.outcome.append_value(outcome_name(d.outcome));
@@ -442,8 +457,11 @@ impl PartitionBuffer {
                 .entry(day_number(n.opened_at_unix_nano))
                 .or_insert_with(IncidentCols::new);
             c.tenant.append_value(&res.tenant);
-            c.service
-                .append_value(if n.service.is_empty() { &res.service } else { &n.service });
+            c.service.append_value(if n.service.is_empty() {
+                &res.service
+            } else {
+                &n.service
+            });
             c.id.append_value(&n.id);
             c.opened_at.append_value(n.opened_at_unix_nano);
             if n.resolved_at_unix_nano == 0 {
@@ -473,16 +491,32 @@ impl PartitionBuffer {
         let old = std::mem::replace(self, PartitionBuffer::new(self.partition));
         let mut batches = Vec::new();
         for (day, c) in old.requests {
-            batches.push(TableBatch { table: REQUESTS, day, batch: c.finish()? });
+            batches.push(TableBatch {
+                table: REQUESTS,
+                day,
+                batch: c.finish()?,
+            });
         }
         for (day, batch) in old.rollups.finish(old.partition, old.last_offset)? {
-            batches.push(TableBatch { table: SLI_1M, day, batch });
+            batches.push(TableBatch {
+                table: SLI_1M,
+                day,
+                batch,
+            });
         }
         for (day, c) in old.deploys {
-            batches.push(TableBatch { table: DEPLOYS, day, batch: c.finish()? });
+            batches.push(TableBatch {
+                table: DEPLOYS,
+                day,
+                batch: c.finish()?,
+            });
         }
         for (day, c) in old.incidents {
-            batches.push(TableBatch { table: INCIDENTS, day, batch: c.finish()? });
+            batches.push(TableBatch {
+                table: INCIDENTS,
+                day,
+                batch: c.finish()?,
+            });
         }
         Ok(Some(Flush {
             partition: old.partition,

@@ -131,7 +131,14 @@ impl GroupConsumer {
 
     /// Assignment changes since the last call, oldest first.
     pub fn take_changes(&self) -> Vec<AssignmentChange> {
-        std::mem::take(&mut *self.inner.context().changes.lock().expect("assignment lock"))
+        std::mem::take(
+            &mut *self
+                .inner
+                .context()
+                .changes
+                .lock()
+                .expect("assignment lock"),
+        )
     }
 
     /// Partitions currently assigned.

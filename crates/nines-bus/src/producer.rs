@@ -38,8 +38,14 @@ impl AckProducer {
             .set("acks", "all")
             .set("compression.type", "zstd")
             .set("linger.ms", cfg.linger.as_millis().to_string())
-            .set("message.max.bytes", (cfg.max_record_bytes + 64 * 1024).to_string())
-            .set("message.timeout.ms", cfg.delivery_timeout.as_millis().to_string())
+            .set(
+                "message.max.bytes",
+                (cfg.max_record_bytes + 64 * 1024).to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                cfg.delivery_timeout.as_millis().to_string(),
+            )
             .set(
                 "request.timeout.ms",
                 cfg.delivery_timeout.as_millis().min(30_000).to_string(),
@@ -61,7 +67,11 @@ impl AckProducer {
     /// producer's `message.timeout.ms`). A full local queue fails at once.
     pub async fn send(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<Delivered> {
         let record = FutureRecord::to(topic).key(key).payload(payload);
-        match self.inner.send(record, Timeout::After(Duration::ZERO)).await {
+        match self
+            .inner
+            .send(record, Timeout::After(Duration::ZERO))
+            .await
+        {
             Ok(d) => Ok(Delivered {
                 partition: d.partition,
                 offset: d.offset,
@@ -81,10 +91,17 @@ impl AckProducer {
     ) -> Result<Delivered> {
         let mut h = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in headers {
-            h = h.insert(Header { key: k, value: Some(*v) });
+            h = h.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
         }
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(h);
-        match self.inner.send(record, Timeout::After(Duration::ZERO)).await {
+        match self
+            .inner
+            .send(record, Timeout::After(Duration::ZERO))
+            .await
+        {
             Ok(d) => Ok(Delivered {
                 partition: d.partition,
                 offset: d.offset,

@@ -70,7 +70,11 @@ impl NativeIngest {
             .map_err(|_| Error::Timeout(self.ack_timeout))?;
         for r in results {
             let delivered = r?;
-            debug!(partition = delivered.partition, offset = delivered.offset, "acknowledged");
+            debug!(
+                partition = delivered.partition,
+                offset = delivered.offset,
+                "acknowledged"
+            );
         }
         Ok(response)
     }

@@ -14,9 +14,7 @@ pub const DEFAULT_TENANT: &str = "default";
 /// Checks `req` against `limits` at time `now_ns` and normalises its resource (defaults for
 /// an empty tenant and environment).
 pub fn validate(req: &mut PushRequest, limits: &Limits, now_ns: i64) -> Result<()> {
-    let resource = req
-        .resource
-        .get_or_insert_with(Resource::default);
+    let resource = req.resource.get_or_insert_with(Resource::default);
     check_resource(resource, limits)?;
     let total = req.requests.len() + req.deploys.len() + req.incidents.len();
     if total == 0 {
@@ -56,7 +54,10 @@ pub fn validate(req: &mut PushRequest, limits: &Limits, now_ns: i64) -> Result<(
         if !(0..=999).contains(&e.status_code) {
             return Err(Error::invalid(
                 at("status_code"),
-                format!("must be 0 (unknown) or an HTTP-style code 1..=999, got {}", e.status_code),
+                format!(
+                    "must be 0 (unknown) or an HTTP-style code 1..=999, got {}",
+                    e.status_code
+                ),
             ));
         }
         if e.trace_id.len() > limits.max_name_bytes {
@@ -165,7 +166,10 @@ fn check_attributes(field: &str, attrs: &[Attribute], limits: &Limits) -> Result
     }
     for (j, a) in attrs.iter().enumerate() {
         if a.key.is_empty() {
-            return Err(Error::invalid(format!("{field}[{j}].key"), "must not be empty"));
+            return Err(Error::invalid(
+                format!("{field}[{j}].key"),
+                "must not be empty",
+            ));
         }
         for (part, v) in [("key", &a.key), ("value", &a.value)] {
             if v.len() > limits.max_attribute_bytes {
@@ -248,7 +252,9 @@ mod tests {
     fn check(edit: impl FnOnce(&mut PushRequest), expected: Option<&str>) {
         let mut req = base();
         edit(&mut req);
-        let got = validate(&mut req, &Limits::default(), NOW).err().map(|e| e.to_string());
+        let got = validate(&mut req, &Limits::default(), NOW)
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(got.as_deref(), expected);
     }
 
@@ -257,7 +263,10 @@ mod tests {
         let mut req = base();
         validate(&mut req, &Limits::default(), NOW).unwrap();
         let r = req.resource.unwrap();
-        assert_eq!((r.tenant.as_str(), r.environment.as_str()), ("default", "default"));
+        assert_eq!(
+            (r.tenant.as_str(), r.environment.as_str()),
+            ("default", "default")
+        );
     }
 
     #[test]
@@ -266,7 +275,10 @@ mod tests {
             |r| r.resource.as_mut().unwrap().service.clear(),
             Some("resource.service: is required and must not be empty"),
         );
-        check(|r| r.resource = None, Some("resource.service: is required and must not be empty"));
+        check(
+            |r| r.resource = None,
+            Some("resource.service: is required and must not be empty"),
+        );
         check(
             |r| r.requests[0].duration_nano = -5,
             Some("requests[0].duration_nano: must be >= 0, got -5"),
@@ -292,7 +304,10 @@ mod tests {
                 "requests[0].status_code: must be 0 (unknown) or an HTTP-style code 1..=999, got 1000",
             ),
         );
-        check(|r| r.requests.clear(), Some("requests: the push carries no events"));
+        check(
+            |r| r.requests.clear(),
+            Some("requests: the push carries no events"),
+        );
         check(
             |r| {
                 r.deploys.push(DeployEvent {

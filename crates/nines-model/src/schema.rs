@@ -179,7 +179,13 @@ pub fn for_table(table: &str) -> Option<SchemaRef> {
 pub fn sort_key(table: &str) -> &'static [&'static str] {
     match table {
         REQUESTS => &["tenant", "service", "environment", "operation", "time"],
-        SLI_1M => &["tenant", "service", "environment", "operation", "window_start"],
+        SLI_1M => &[
+            "tenant",
+            "service",
+            "environment",
+            "operation",
+            "window_start",
+        ],
         DEPLOYS => &["tenant", "service", "environment", "time"],
         INCIDENTS => &["tenant", "service", "id", "received_at"],
         _ => &[],
@@ -200,25 +206,59 @@ mod tests {
         check(
             requests(),
             &[
-                "tenant", "service", "environment", "version", "operation", "time",
-                "status_code", "error", "duration_ns", "trace_id", "attributes",
+                "tenant",
+                "service",
+                "environment",
+                "version",
+                "operation",
+                "time",
+                "status_code",
+                "error",
+                "duration_ns",
+                "trace_id",
+                "attributes",
             ],
         );
         check(
             sli_1m(),
             &[
-                "tenant", "service", "environment", "operation", "window_start", "total",
-                "errors", "client_errors", "duration_sum_ns", "duration_max_ns",
+                "tenant",
+                "service",
+                "environment",
+                "operation",
+                "window_start",
+                "total",
+                "errors",
+                "client_errors",
+                "duration_sum_ns",
+                "duration_max_ns",
                 "latency_sketch",
             ],
         );
         check(
             deploys(),
-            &["tenant", "service", "environment", "version", "time", "outcome", "commits", "source"],
+            &[
+                "tenant",
+                "service",
+                "environment",
+                "version",
+                "time",
+                "outcome",
+                "commits",
+                "source",
+            ],
         );
         check(
             incidents(),
-            &["tenant", "service", "id", "opened_at", "resolved_at", "severity", "cause_version"],
+            &[
+                "tenant",
+                "service",
+                "id",
+                "opened_at",
+                "resolved_at",
+                "severity",
+                "cause_version",
+            ],
         );
         for t in TABLES {
             for k in sort_key(t) {

@@ -46,7 +46,10 @@ mod tests {
     fn known_days() {
         assert_eq!(day_string(0), "1970-01-01");
         // 2026-11-26T05:33:59Z = 1_795_671_239 s (date -u +%s).
-        assert_eq!(day_string(day_number(1_795_671_239 * NANOS_PER_SECOND)), "2026-11-26");
+        assert_eq!(
+            day_string(day_number(1_795_671_239 * NANOS_PER_SECOND)),
+            "2026-11-26"
+        );
         assert_eq!(day_string(-1), "1969-12-31");
         assert_eq!(day_string(11_016), "2000-02-29");
     }

@@ -24,7 +24,11 @@ use nines_model::LatencySketch;
 
 fn signature() -> Signature {
     let numeric = [DataType::Float64, DataType::Int64];
-    let binary = [DataType::Binary, DataType::BinaryView, DataType::LargeBinary];
+    let binary = [
+        DataType::Binary,
+        DataType::BinaryView,
+        DataType::LargeBinary,
+    ];
     let mut variants = Vec::new();
     for b in &binary {
         for n in &numeric {

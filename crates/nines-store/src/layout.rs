@@ -95,7 +95,10 @@ impl Store {
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| Error::Checkpoint { path, reason: e.to_string() }),
+                .map_err(|e| Error::Checkpoint {
+                    path,
+                    reason: e.to_string(),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).io("reading", &path),
         }
@@ -166,7 +169,9 @@ impl Store {
                         continue;
                     };
                     let base = name.strip_suffix(TMP_SUFFIX).unwrap_or(name);
-                    let Some(parsed) = FileName::parse(base) else { continue };
+                    let Some(parsed) = FileName::parse(base) else {
+                        continue;
+                    };
                     if parsed.topic != topic || parsed.partition != partition {
                         continue;
                     }

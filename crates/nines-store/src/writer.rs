@@ -32,7 +32,9 @@ pub struct Provenance<'a> {
 pub fn writer_properties(p: &Provenance<'_>) -> WriterProperties {
     let kv = |k: &str, v: String| KeyValue::new(format!("nines.{k}"), v);
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_key_value_metadata(Some(vec![
@@ -68,15 +70,26 @@ pub fn sort_batch(table: &str, batch: &RecordBatch) -> Result<RecordBatch> {
 }
 
 /// Writes `batch` to `tmp`, fsyncs it, renames it to `dest` and fsyncs the directory.
-pub fn write_durable(tmp: &Path, dest: &Path, batch: &RecordBatch, p: &Provenance<'_>) -> Result<()> {
+pub fn write_durable(
+    tmp: &Path,
+    dest: &Path,
+    batch: &RecordBatch,
+    p: &Provenance<'_>,
+) -> Result<()> {
     let sorted = sort_batch(p.table, batch)?;
     let mut file = File::create(tmp).io("creating", tmp)?;
     let mut writer = ArrowWriter::try_new(&mut file, sorted.schema(), Some(writer_properties(p)))
-        .map_err(|source| Error::Parquet { path: tmp.to_owned(), source })?;
+        .map_err(|source| Error::Parquet {
+        path: tmp.to_owned(),
+        source,
+    })?;
     writer
         .write(&sorted)
         .and_then(|_| writer.close().map(|_| ()))
-        .map_err(|source| Error::Parquet { path: tmp.to_owned(), source })?;
+        .map_err(|source| Error::Parquet {
+            path: tmp.to_owned(),
+            source,
+        })?;
     file.sync_all().io("fsyncing", tmp)?;
     drop(file);
     rename_durable(tmp, dest)
@@ -86,5 +99,7 @@ pub fn write_durable(tmp: &Path, dest: &Path, batch: &RecordBatch, p: &Provenanc
 pub fn rename_durable(tmp: &Path, dest: &Path) -> Result<()> {
     std::fs::rename(tmp, dest).io("renaming", tmp)?;
     let dir = dest.parent().unwrap_or(Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).io("fsyncing directory", dir)
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .io("fsyncing directory", dir)
 }

@@ -43,7 +43,9 @@ impl Default for WorkloadSpec {
     }
 }
 
-const SERVICE_NAMES: &[&str] = &["checkout", "payments", "search", "catalog", "auth", "cart", "shipping", "reviews"];
+const SERVICE_NAMES: &[&str] = &[
+    "checkout", "payments", "search", "catalog", "auth", "cart", "shipping", "reviews",
+];
 const ROUTES: &[&str] = &[
     "GET /api/items/{id}",
     "POST /api/orders",
@@ -79,7 +81,11 @@ impl Generator {
     /// Name of service `i`.
     pub fn service_name(i: usize) -> String {
         let base = SERVICE_NAMES[i % SERVICE_NAMES.len()];
-        if i < SERVICE_NAMES.len() { base.to_owned() } else { format!("{base}-{}", i / SERVICE_NAMES.len()) }
+        if i < SERVICE_NAMES.len() {
+            base.to_owned()
+        } else {
+            format!("{base}-{}", i / SERVICE_NAMES.len())
+        }
     }
 
     /// A push of `n` request events for service `service`, with event times spread over the
@@ -88,7 +94,9 @@ impl Generator {
         self.batches += 1;
         let requests = (0..n)
             .map(|_| {
-                let op = self.rng.random_range(0..self.spec.operations_per_service.max(1));
+                let op = self
+                    .rng
+                    .random_range(0..self.spec.operations_per_service.max(1));
                 let roll: f64 = self.rng.random();
                 let (status_code, error) = if roll < self.spec.error_ratio {
                     (if self.rng.random_bool(0.5) { 500 } else { 503 }, true)
@@ -141,7 +149,11 @@ pub struct Ledger {
 impl Ledger {
     /// Records an acknowledged push.
     pub fn record(&mut self, push: &PushRequest) {
-        let service = push.resource.as_ref().map(|r| r.service.clone()).unwrap_or_default();
+        let service = push
+            .resource
+            .as_ref()
+            .map(|r| r.service.clone())
+            .unwrap_or_default();
         let t = self.services.entry(service).or_default();
         for e in &push.requests {
             t.events += 1;
@@ -182,13 +194,19 @@ mod tests {
     fn generator_is_deterministic_and_ledger_counts() {
         let mut a = Generator::new(WorkloadSpec::default());
         let mut b = Generator::new(WorkloadSpec::default());
-        let (pa, pb) = (a.push(0, 100, 1_000_000_000_000), b.push(0, 100, 1_000_000_000_000));
+        let (pa, pb) = (
+            a.push(0, 100, 1_000_000_000_000),
+            b.push(0, 100, 1_000_000_000_000),
+        );
         assert_eq!(pa, pb);
         let mut ledger = Ledger::default();
         ledger.record(&pa);
         let errors = pa.requests.iter().filter(|e| e.error).count() as u64;
         assert_eq!(ledger.events(), 100);
         assert_eq!(ledger.errors(), errors);
-        assert_eq!(ledger.exact_quantile("checkout", 1.0), pa.requests.iter().map(|e| e.duration_nano).max());
+        assert_eq!(
+            ledger.exact_quantile("checkout", 1.0),
+            pa.requests.iter().map(|e| e.duration_nano).max()
+        );
     }
 }

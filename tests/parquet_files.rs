@@ -1,0 +1,135 @@
+//! Files written by nines, read by the `parquet` crate directly (not through our query
+//! layer): the documented schema, the offset range in name and metadata, every row.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use nines_testkit::{Generator, WorkloadSpec};
+
+use crate::support::{Env, now_ns, push_ok};
+
+fn parquet_files(dir: PathBuf) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for day in std::fs::read_dir(dir).unwrap() {
+        let day = day.unwrap().path();
+        assert!(
+            day.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("date="),
+            "{}",
+            day.display()
+        );
+        for f in std::fs::read_dir(&day).unwrap() {
+            let f = f.unwrap().path();
+            assert_eq!(
+                f.extension().unwrap(),
+                "parquet",
+                "no temporary file is left visible"
+            );
+            out.push(f);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_reader_sees_the_documented_schema() {
+    let env = Env::new();
+    let _up = env.up();
+    let mut client = env.client().await;
+    let mut generator = Generator::new(WorkloadSpec::default());
+    let mut sent = 0;
+    for i in 0..6 {
+        let push = generator.push(i % 3, 100, now_ns());
+        push_ok(&mut client, &push).await;
+        sent += push.requests.len();
+    }
+    assert_eq!(
+        env.wait_for(
+            "SELECT count(*) AS n FROM requests",
+            sent as i64,
+            Duration::from_secs(60)
+        ),
+        sent as i64
+    );
+
+    let ts = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+    // The documented columns of `requests` (docs/tables.md), in order.
+    let documented: Vec<(&str, DataType)> = vec![
+        ("tenant", DataType::Utf8),
+        ("service", DataType::Utf8),
+        ("environment", DataType::Utf8),
+        ("version", DataType::Utf8),
+        ("operation", DataType::Utf8),
+        ("time", ts.clone()),
+        ("status_code", DataType::Int32),
+        ("error", DataType::Boolean),
+        ("duration_ns", DataType::Int64),
+        ("trace_id", DataType::Utf8),
+    ];
+    let mut rows = 0;
+    for path in parquet_files(env.data_dir().join("tables/requests")) {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let schema = builder.schema().clone();
+        for (i, (name, ty)) in documented.iter().enumerate() {
+            assert_eq!(schema.field(i).name(), name);
+            assert_eq!(schema.field(i).data_type(), ty, "{name}");
+        }
+        assert!(matches!(
+            schema.field_with_name("attributes").unwrap().data_type(),
+            DataType::Map(..)
+        ));
+        // The offset range is in both the name and the key/value metadata.
+        let kv: BTreeMap<String, String> = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+            .collect();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let expected_name = format!(
+            "{}-p{:05}-o{:020}-{:020}.parquet",
+            kv["nines.topic"],
+            kv["nines.partition"].parse::<i32>().unwrap(),
+            kv["nines.first_offset"].parse::<i64>().unwrap(),
+            kv["nines.last_offset"].parse::<i64>().unwrap()
+        );
+        assert_eq!(name, expected_name);
+        assert_eq!(kv["nines.schema_version"], "1");
+        assert_eq!(kv["nines.table"], "requests");
+        for batch in builder.build().unwrap() {
+            rows += batch.unwrap().num_rows();
+        }
+    }
+    assert_eq!(rows, sent);
+
+    // sli_1m carries the sketch as binary and the counts as int64.
+    let files = parquet_files(env.data_dir().join("tables/sli_1m"));
+    assert!(!files.is_empty());
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&files[0]).unwrap()).unwrap();
+    let schema = builder.schema();
+    for (name, ty) in [
+        ("window_start", ts),
+        ("total", DataType::Int64),
+        ("errors", DataType::Int64),
+        ("client_errors", DataType::Int64),
+        ("duration_sum_ns", DataType::Int64),
+        ("duration_max_ns", DataType::Int64),
+        ("latency_sketch", DataType::Binary),
+    ] {
+        assert_eq!(
+            schema.field_with_name(name).unwrap().data_type(),
+            &ty,
+            "{name}"
+        );
+    }
+}

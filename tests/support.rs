@@ -1,0 +1,272 @@
+//! `TestServer`: runs `nines` roles as child processes on free ports.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nines_proto::v1::ingest_service_client::IngestServiceClient;
+use nines_proto::v1::{PushRequest, PushResponse};
+use tonic::transport::Channel;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_nines");
+
+/// A free TCP port on 127.0.0.1 (released before use; tests tolerate the small race).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// Ports and files shared by the roles of one test.
+#[derive(Debug)]
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub broker_port: u16,
+    pub ingest_port: u16,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            broker_port: free_port(),
+            ingest_port: free_port(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Writes a config for this environment (fast flushes, small session timeout) and
+    /// returns its path.
+    pub fn config(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.toml"));
+        let text = format!(
+            "data_dir = {data:?}\n\
+             [broker]\nport = {broker}\n\
+             [bus]\nsession_timeout = \"2s\"\n\
+             [ingest]\nlisten = \"127.0.0.1:{ingest}\"\n\
+             [aggregate]\nflush_interval = \"300ms\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+            data = self.data_dir().display().to_string(),
+            broker = self.broker_port,
+            ingest = self.ingest_port,
+            admin = free_port(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn kafka(&self) -> String {
+        format!("127.0.0.1:{}", self.broker_port)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ingest_port)
+    }
+
+    /// Starts `nines <args>` with config `name`, overridden by `env` (`NINES__…` variables),
+    /// and waits until its admin `/readyz` says ready.
+    pub fn spawn(&self, name: &str, env: &[(&str, &str)], args: &[&str]) -> Role {
+        let config = self.config(name);
+        let admin = admin_port(&config);
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("--log")
+            .arg("info,tansu=warn,tansu_broker=warn,tansu_storage=warn")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut role = Role {
+            name: name.to_owned(),
+            child,
+            admin,
+            log: self.dir.path().join(format!("{name}.log")),
+        };
+        role.wait_ready(Duration::from_secs(90));
+        role
+    }
+
+    /// `nines up`: every role in one process.
+    pub fn up(&self) -> Role {
+        self.spawn("up", &[], &["up"])
+    }
+
+    /// A connected native-API client.
+    pub async fn client(&self) -> IngestServiceClient<Channel> {
+        IngestServiceClient::connect(self.endpoint()).await.unwrap()
+    }
+
+    /// Runs `nines sql --format <format>` over this environment's data and returns stdout.
+    pub fn sql_raw(&self, query: &str, format: &str) -> String {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--log", "warn", "sql", "--format", format, query])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nines sql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a query and returns its rows as JSON objects.
+    pub fn sql(&self, query: &str) -> Vec<serde_json::Value> {
+        self.sql_raw(query, "json")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The single integer a query returns (`SELECT count(*) AS n ...`); 0 for no rows/NULL.
+    pub fn sql_i64(&self, query: &str) -> i64 {
+        let rows = self.sql(query);
+        rows.first()
+            .and_then(|r| r.as_object())
+            .and_then(|o| o.values().next().cloned())
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0)
+    }
+
+    /// Polls `query` until it returns `expected` or `timeout` passes; returns the last value.
+    pub fn wait_for(&self, query: &str, expected: i64, timeout: Duration) -> i64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.sql_i64(query);
+            if got == expected || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+fn admin_port(config: &Path) -> u16 {
+    let text = std::fs::read_to_string(config).unwrap();
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    let listen = v["admin"]["listen"].as_str().unwrap();
+    listen.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// A running role process; killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Role {
+    pub name: String,
+    child: Child,
+    admin: u16,
+    pub log: PathBuf,
+}
+
+impl Role {
+    fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "{} exited early ({status}):\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            if http_get(self.admin, "/readyz").is_some_and(|b| b.contains("ready")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{} not ready in {timeout:?}:\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The role's Prometheus text.
+    pub fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics").unwrap_or_default()
+    }
+
+    /// SIGKILL, no chance to flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} did not exit within 30s of SIGTERM", self.name);
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.starts_with("HTTP/1.1 200").then_some(body)
+}
+
+/// Pushes, retrying retryable answers (same batch) a bounded number of times.
+pub async fn push_ok(
+    client: &mut IngestServiceClient<Channel>,
+    push: &PushRequest,
+) -> PushResponse {
+    for attempt in 0..20 {
+        match client.push(push.clone()).await {
+            Ok(r) => return r.into_inner(),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                ) =>
+            {
+                tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+            }
+            Err(s) => panic!("push refused: {s:?}"),
+        }
+    }
+    panic!("push not accepted after 20 attempts");
+}
