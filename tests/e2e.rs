@@ -74,6 +74,22 @@ async fn totals_errors_and_percentiles_are_exact() {
             *tally.durations.iter().max().unwrap(),
             "{service} max"
         );
+        // Latency SLI: events at most 100 ms. The sketch may place values within its
+        // accuracy of the threshold on either side, so the exact answer is bracketed.
+        let threshold = 100_000_000.0_f64;
+        let good = env.sql_i64(&format!(
+            "SELECT sketch_count_under(latency_sketch, {threshold}) AS n \
+             FROM sli_1m WHERE service = '{service}'"
+        ));
+        let at_most = |t: f64| tally.durations.iter().filter(|&&d| d as f64 <= t).count() as i64;
+        let (lo, hi) = (
+            at_most(threshold * (1.0 - RELATIVE_ACCURACY)),
+            at_most(threshold * (1.0 + RELATIVE_ACCURACY)),
+        );
+        assert!(
+            (lo..=hi).contains(&good),
+            "{service}: sketch_count_under {good}, exact between {lo} and {hi}"
+        );
         for (q, column) in [(0.5, "p50"), (0.99, "p99")] {
             let exact = ledger.exact_quantile(service, q).unwrap() as f64;
             let estimate = r[column].as_f64().unwrap();

@@ -204,6 +204,110 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nines_aggregate::PartitionBuffer;
+    use nines_proto::v1::{EventBatch, RequestEvent, Resource};
+
+    const TOPIC: &str = "nines.events";
+    /// 2026-11-26T00:00:10Z.
+    const T: i64 = 1_795_651_210_000_000_000;
+
+    fn flush_of(partition: i32, offset: i64, events: usize) -> Flush {
+        let mut buffer = PartitionBuffer::new(partition);
+        let batch = EventBatch {
+            schema_version: 1,
+            resource: Some(Resource {
+                tenant: "t".into(),
+                service: "s".into(),
+                environment: "e".into(),
+                version: "v".into(),
+            }),
+            requests: (0..events)
+                .map(|i| RequestEvent {
+                    time_unix_nano: T + i as i64,
+                    operation: "GET /".into(),
+                    duration_nano: 1_000,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        buffer.add(&batch, offset);
+        buffer.take().unwrap().unwrap()
+    }
+
+    fn files(store: &Store) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in TABLES {
+            for day in read_dir(&store.table_dir(t)).unwrap() {
+                for f in read_dir(&day).unwrap() {
+                    out.push(format!(
+                        "{t}/{}/{}",
+                        day.file_name().unwrap().to_str().unwrap(),
+                        f.file_name().unwrap().to_str().unwrap()
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn recover_removes_what_a_crashed_flush_left_and_resumes_after_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.recover(TOPIC, 0).unwrap(),
+            None,
+            "nothing durable yet"
+        );
+
+        store.commit(TOPIC, &flush_of(0, 0, 3)).unwrap();
+        store.commit(TOPIC, &flush_of(1, 0, 2)).unwrap();
+        // A flush of partition 0 that crashed after its data files but before its checkpoint,
+        // and one that crashed mid-write (a temporary file).
+        let crashed = flush_of(0, 1, 4);
+        let name = FileName {
+            topic: TOPIC.into(),
+            partition: 0,
+            first_offset: 1,
+            last_offset: 1,
+        };
+        let day_dir = store.table_dir("requests").join("date=2026-11-26");
+        let tb = &crashed.batches[0];
+        let provenance = Provenance {
+            table: tb.table,
+            topic: TOPIC,
+            partition: 0,
+            first_offset: 1,
+            last_offset: 1,
+        };
+        write_durable(
+            &day_dir.join("x.tmp"),
+            &day_dir.join(name.render()),
+            &tb.batch,
+            &provenance,
+        )
+        .unwrap();
+        fs::write(day_dir.join(format!("{}.tmp", name.render())), b"half").unwrap();
+        assert_eq!(files(&store).len(), 6);
+
+        assert_eq!(store.recover(TOPIC, 0).unwrap(), Some(1));
+        let p0 = "nines.events-p00000-o00000000000000000000-00000000000000000000.parquet";
+        let p1 = "nines.events-p00001-o00000000000000000000-00000000000000000000.parquet";
+        assert_eq!(
+            files(&store),
+            vec![
+                format!("requests/date=2026-11-26/{p0}"),
+                format!("requests/date=2026-11-26/{p1}"),
+                format!("sli_1m/date=2026-11-26/{p0}"),
+                format!("sli_1m/date=2026-11-26/{p1}"),
+            ]
+        );
+        // Partition 1 is untouched by partition 0's recovery and resumes after its own.
+        assert_eq!(store.recover(TOPIC, 1).unwrap(), Some(1));
+        assert_eq!(files(&store).len(), 4);
+    }
 
     #[test]
     fn file_names_round_trip() {
