@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use metrics::counter;
-use nines_aggregate::PartitionBuffer;
+use nines_aggregate::{BatchKey, DedupWindow, PartitionBuffer, Seen};
 use nines_bus::consumer::Message as _;
 use nines_bus::consumer::{AssignmentChange, GroupConsumer, ResumeFn};
 use nines_bus::producer::AckProducer;
@@ -27,6 +27,13 @@ use crate::config::Config;
 struct Open {
     buffer: PartitionBuffer,
     since: Instant,
+}
+
+/// What the aggregator keeps per owned partition besides its open buffer.
+struct Owned {
+    dedup: DedupWindow,
+    /// Idempotency lines appended since the log was last compacted.
+    appended: usize,
 }
 
 pub(crate) async fn run(
@@ -51,6 +58,7 @@ pub(crate) async fn run(
     let topic = cfg.bus.events_topic.clone();
     let mut open: HashMap<i32, Open> = HashMap::new();
     let mut owned: BTreeSet<i32> = BTreeSet::new();
+    let mut state: HashMap<i32, Owned> = HashMap::new();
     let mut tick = tokio::time::interval(cfg.aggregate.flush_interval / 4);
     info!(group = %cfg.bus.consumer_group, %topic, "aggregator started");
 
@@ -66,10 +74,12 @@ pub(crate) async fn run(
                     .collect();
                 for p in due {
                     flush(&store, &consumer, &topic, &mut open, p)?;
+                    compact(&store, &topic, &cfg, &mut state, p)?;
                 }
             }
             msg = consumer.recv() => {
                 apply_changes(&consumer, &mut open, &mut owned);
+                state.retain(|p, _| owned.contains(p));
                 let m = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -86,8 +96,38 @@ pub(crate) async fn run(
                     buffer: PartitionBuffer::new(partition),
                     since: Instant::now(),
                 });
+                let part = match state.entry(partition) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(load_window(&store, &topic, &cfg, partition)?)
+                    }
+                };
                 let payload = m.payload().unwrap_or_default();
                 match decode(payload) {
+                    Ok(batch) if !batch.batch_id.is_empty() => {
+                        let seen = Seen {
+                            key: BatchKey {
+                                tenant: batch
+                                    .resource
+                                    .as_ref()
+                                    .map(|r| r.tenant.clone())
+                                    .unwrap_or_default(),
+                                batch_id: batch.batch_id.clone(),
+                                part: batch.part,
+                            },
+                            offset,
+                            received_at: batch.received_at_unix_nano,
+                        };
+                        if part.dedup.insert(seen.clone()) {
+                            entry.buffer.add(&batch, offset);
+                            entry.buffer.note_seen(seen);
+                            part.appended += 1;
+                        } else {
+                            counter!("nines_aggregate_duplicate_batches_total").increment(1);
+                            info!(partition, offset, batch_id = %batch.batch_id, "dropping a retried batch already stored");
+                            entry.buffer.skip(offset);
+                        }
+                    }
                     Ok(batch) => entry.buffer.add(&batch, offset),
                     Err(reason) => {
                         dead_letter(&dead_letters, &cfg.bus.dead_letter_topic, &m, &reason).await?;
@@ -96,6 +136,7 @@ pub(crate) async fn run(
                 }
                 if entry.buffer.events() >= cfg.aggregate.flush_events {
                     flush(&store, &consumer, &topic, &mut open, partition)?;
+                    compact(&store, &topic, &cfg, &mut state, partition)?;
                 }
             }
         }
@@ -108,6 +149,49 @@ pub(crate) async fn run(
     }
     dead_letters.flush(cfg.bus.delivery_timeout)?;
     info!("aggregator stopped");
+    Ok(())
+}
+
+/// The idempotency window of a partition, as its durable log left it.
+fn load_window(store: &Store, topic: &str, cfg: &Config, partition: i32) -> anyhow::Result<Owned> {
+    let mut dedup = DedupWindow::new(
+        cfg.aggregate.dedup_window.as_nanos() as i64,
+        cfg.aggregate.dedup_max_batches,
+    );
+    let seen = tokio::task::block_in_place(|| store.seen_batches(topic, partition))
+        .context("reading the idempotency log")?;
+    let lines = seen.len();
+    for s in seen {
+        dedup.insert(s);
+    }
+    info!(
+        partition,
+        remembered = dedup.len(),
+        "idempotency window loaded"
+    );
+    Ok(Owned {
+        dedup,
+        appended: lines,
+    })
+}
+
+/// Rewrites a partition's idempotency log once it holds far more lines than the window.
+fn compact(
+    store: &Store,
+    topic: &str,
+    cfg: &Config,
+    state: &mut HashMap<i32, Owned>,
+    partition: i32,
+) -> anyhow::Result<()> {
+    let Some(o) = state.get_mut(&partition) else {
+        return Ok(());
+    };
+    if o.appended <= cfg.aggregate.dedup_max_batches.max(o.dedup.len() * 2) {
+        return Ok(());
+    }
+    tokio::task::block_in_place(|| store.compact_seen(topic, partition, o.dedup.entries()))
+        .context("compacting the idempotency log")?;
+    o.appended = o.dedup.len();
     Ok(())
 }
 

@@ -44,6 +44,11 @@ pub(crate) struct AggregateConfig {
     /// Flush a partition's buffer at the latest this long after its first record.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// A push retried with the same batch_id within this time is counted once.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// At most this many batch ids are remembered per partition.
+    pub dedup_max_batches: usize,
 }
 
 impl Default for AggregateConfig {
@@ -51,6 +56,8 @@ impl Default for AggregateConfig {
         Self {
             flush_events: 200_000,
             flush_interval: Duration::from_secs(2),
+            dedup_window: Duration::from_secs(15 * 60),
+            dedup_max_batches: 200_000,
         }
     }
 }
@@ -132,6 +139,11 @@ mod tests {
             d.ingest.limits.max_event_age
         );
         assert_eq!(cfg.aggregate.flush_interval, Duration::from_secs(2));
+        assert_eq!(cfg.aggregate.dedup_window, d.aggregate.dedup_window);
+        assert_eq!(
+            cfg.aggregate.dedup_max_batches,
+            d.aggregate.dedup_max_batches
+        );
         assert_eq!(cfg.admin.listen, d.admin.listen);
     }
 

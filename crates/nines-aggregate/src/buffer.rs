@@ -14,7 +14,7 @@ use nines_model::schema::{self, DEPLOYS, INCIDENTS, REQUESTS, SLI_1M};
 use nines_model::time::{day_number, minute_start};
 use nines_proto::v1::{DeployOutcome, EventBatch, Resource};
 
-use crate::Rollup;
+use crate::{Rollup, Seen};
 
 /// One table's rows for one UTC day.
 #[derive(Debug)]
@@ -33,6 +33,8 @@ pub struct Flush {
     pub last_offset: i64,
     pub events: u64,
     pub batches: Vec<TableBatch>,
+    /// Idempotency keys of the records in this flush, to be made durable with it.
+    pub seen: Vec<Seen>,
 }
 
 fn utc_ts(cap: usize) -> TimestampNanosecondBuilder {
@@ -322,6 +324,7 @@ pub struct PartitionBuffer {
     deploys: BTreeMap<i64, DeployCols>,
     incidents: BTreeMap<i64, IncidentCols>,
     rollups: RollupCols,
+    seen: Vec<Seen>,
 }
 
 impl std::fmt::Debug for PartitionBuffer {
@@ -346,7 +349,13 @@ impl PartitionBuffer {
             deploys: BTreeMap::new(),
             incidents: BTreeMap::new(),
             rollups: RollupCols::default(),
+            seen: Vec::new(),
         }
+    }
+
+    /// Remembers the idempotency key of a record added to this buffer.
+    pub fn note_seen(&mut self, seen: Seen) {
+        self.seen.push(seen);
     }
 
     /// Events added since the last flush.
@@ -524,6 +533,7 @@ impl PartitionBuffer {
             last_offset: old.last_offset,
             events: old.events,
             batches,
+            seen: old.seen,
         }))
     }
 }

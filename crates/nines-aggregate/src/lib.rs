@@ -5,7 +5,9 @@
 //! where the batches go.
 
 mod buffer;
+pub mod dedup;
 mod rollup;
 
 pub use buffer::{Flush, PartitionBuffer, TableBatch};
+pub use dedup::{BatchKey, DedupWindow, Seen};
 pub use rollup::Rollup;

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use metrics::counter;
-use nines_aggregate::Flush;
+use nines_aggregate::{BatchKey, Flush, Seen};
 use nines_model::schema::{PARTITION_COLUMN, TABLES};
 use nines_model::time::day_string;
 use serde::{Deserialize, Serialize};
@@ -133,12 +133,94 @@ impl Store {
             counter!("nines_store_files_written_total", "table" => tb.table).increment(1);
             written.push(dest);
         }
+        self.append_seen(topic, flush.partition, &flush.seen)?;
         self.write_checkpoint(&Checkpoint {
             topic: topic.to_owned(),
             partition: flush.partition,
             last_offset: flush.last_offset,
         })?;
         Ok(written)
+    }
+
+    fn dedup_path(&self, topic: &str, partition: i32) -> PathBuf {
+        self.root
+            .join("checkpoints")
+            .join(format!("{topic}-p{partition:05}.batches"))
+    }
+
+    /// Appends idempotency keys to the partition's log, durably. One line per record:
+    /// `offset \t received_at \t part \t tenant \t batch_id` (ingest refuses control
+    /// characters in tenants and batch ids, so tabs and newlines cannot occur in them).
+    fn append_seen(&self, topic: &str, partition: i32, seen: &[Seen]) -> Result<()> {
+        use std::io::Write;
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let path = self.dedup_path(topic, partition);
+        let text: String = seen.iter().map(seen_line).collect();
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .io("opening", &path)?;
+        f.write_all(text.as_bytes()).io("appending", &path)?;
+        f.sync_all().io("fsyncing", &path)
+    }
+
+    /// The idempotency keys of records covered by the partition's checkpoint, oldest first
+    /// (lines of flushes that never completed are ignored).
+    pub fn seen_batches(&self, topic: &str, partition: i32) -> Result<Vec<Seen>> {
+        let last = self
+            .checkpoint(topic, partition)?
+            .map_or(-1, |c| c.last_offset);
+        let path = self.dedup_path(topic, partition);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).io("reading", &path),
+        };
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let mut f = line.splitn(5, '\t');
+            let parsed = (|| {
+                Some(Seen {
+                    offset: f.next()?.parse().ok()?,
+                    received_at: f.next()?.parse().ok()?,
+                    key: BatchKey {
+                        part: f.next()?.parse().ok()?,
+                        tenant: f.next()?.to_owned(),
+                        batch_id: f.next()?.to_owned(),
+                    },
+                })
+            })();
+            match parsed {
+                Some(s) if s.offset <= last => out.push(s),
+                Some(_) => {}
+                // A torn last line of a crashed append: its flush never completed.
+                None => warn!(path = %path.display(), "skipping unreadable idempotency line"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rewrites the partition's idempotency log with only `keep` (bounded growth).
+    pub fn compact_seen<'a>(
+        &self,
+        topic: &str,
+        partition: i32,
+        keep: impl Iterator<Item = &'a Seen>,
+    ) -> Result<()> {
+        let path = self.dedup_path(topic, partition);
+        let tmp = path.with_extension(format!("batches{TMP_SUFFIX}"));
+        let _ = fs::remove_file(&tmp);
+        let text: String = keep.map(seen_line).collect();
+        {
+            use std::io::Write;
+            let mut f = fs::File::create(&tmp).io("creating", &tmp)?;
+            f.write_all(text.as_bytes()).io("writing", &tmp)?;
+            f.sync_all().io("fsyncing", &tmp)?;
+        }
+        rename_durable(&tmp, &path)
     }
 
     fn write_checkpoint(&self, c: &Checkpoint) -> Result<()> {
@@ -189,6 +271,14 @@ impl Store {
         info!(topic, partition, last, removed, "partition recovered");
         Ok(checkpoint.map(|c| c.last_offset + 1))
     }
+}
+
+/// One line of the idempotency log.
+fn seen_line(s: &Seen) -> String {
+    format!(
+        "{}\t{}\t{}\t{}\t{}\n",
+        s.offset, s.received_at, s.key.part, s.key.tenant, s.key.batch_id
+    )
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
