@@ -14,5 +14,6 @@ mod e2e;
 mod idempotency;
 mod late_events;
 mod parquet_files;
+mod poison;
 mod restart;
 mod unavailable;

@@ -1,0 +1,99 @@
+//! Records the aggregator cannot decode go to the dead-letter topic with the reason; the
+//! good events around them are all counted.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nines_proto::v1::{EventBatch, Resource};
+use prost::Message as _;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use nines_testkit::{Generator, WorkloadSpec};
+
+use crate::support::{Env, now_ns, push_ok};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_records_are_dead_lettered_with_a_reason() {
+    let env = Env::new();
+    let up = env.up();
+    let mut client = env.client().await;
+    let mut generator = Generator::new(WorkloadSpec::default());
+    push_ok(&mut client, &generator.push(0, 60, now_ns())).await;
+
+    // A plain producer writes what no ingest would: garbage, and a record from the future.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", env.kafka())
+        .create()
+        .unwrap();
+    let future_version = EventBatch {
+        schema_version: 99,
+        resource: Some(Resource {
+            service: "checkout".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let poison: [(&str, Vec<u8>); 2] = [("garbage", vec![0xff; 40]), ("future", future_version)];
+    for (key, payload) in &poison {
+        producer
+            .send(
+                FutureRecord::to("nines.events").key(*key).payload(payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+    push_ok(&mut client, &generator.push(1, 40, now_ns())).await;
+    assert_eq!(
+        env.wait_for(
+            "SELECT count(*) AS n FROM requests",
+            100,
+            Duration::from_secs(60)
+        ),
+        100
+    );
+
+    // Read the dead-letter topic back with a plain consumer.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", env.kafka())
+        .set("group.id", "test-dead-letters")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "2000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["nines.dead-letter"]).unwrap();
+    let mut reasons = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reasons.len() < 2 && Instant::now() < deadline {
+        let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else {
+            continue;
+        };
+        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        let headers = m.headers().unwrap();
+        let reason = headers
+            .iter()
+            .find(|h| h.key == "nines.reason")
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap();
+        reasons.insert(key, reason);
+    }
+    assert!(
+        reasons["garbage"].starts_with("not a nines.v1.EventBatch"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons["future"],
+        "unknown schema_version 99 (this aggregator reads 1)"
+    );
+    assert!(
+        up.metrics()
+            .contains("nines_aggregate_dead_letters_total 2"),
+        "{}",
+        up.metrics()
+    );
+}
