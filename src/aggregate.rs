@@ -84,6 +84,8 @@ pub(crate) async fn run(
                     Ok(m) => m,
                     Err(e) => {
                         warn!(error = %e, "consumer error");
+                        // Broker trouble repeats until it is resolved: do not spin.
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                         continue;
                     }
                 };

@@ -62,10 +62,11 @@ enum Command {
         #[command(flatten)]
         kafka: KafkaArg,
     },
-    /// Run SQL over the tables.
+    /// Run SQL over the tables: one statement, or `;`-terminated statements from stdin.
     Sql {
         /// The statement, e.g. "SELECT service, sum(total) FROM sli_1m GROUP BY service".
-        query: String,
+        /// Without it, statements are read from standard input.
+        query: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -106,7 +107,7 @@ fn main() -> anyhow::Result<()> {
                     Format::Csv => nines_query::OutputFormat::Csv,
                     Format::Json => nines_query::OutputFormat::Json,
                 };
-                sql_cmd::run(&cfg, &query, format).await
+                sql_cmd::run(&cfg, query.as_deref(), format).await
             }
             Command::Gen(args) => gen_cmd::run(args).await,
         }

@@ -142,3 +142,34 @@ async fn sql_csv_output_is_exact() {
          +----------+-----+\n"
     );
 }
+
+/// Without a statement argument, `nines sql` reads `;`-terminated statements from stdin.
+#[test]
+fn sql_reads_statements_from_stdin() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(crate::support::BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--log", "warn", "sql", "--format", "csv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT 1 + 1 AS two;\nSELECT count(*) AS n\n  FROM requests;\nSELECT nope FROM requests;\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "two\n2\nn\n0\n");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("nope"), "{stderr}");
+    assert!(
+        !out.status.success(),
+        "a failed statement makes the exit status non-zero"
+    );
+}

@@ -66,18 +66,7 @@ impl AckProducer {
     /// Sends one record and waits for the broker's acknowledgement (bounded by the
     /// producer's `message.timeout.ms`). A full local queue fails at once.
     pub async fn send(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<Delivered> {
-        let record = FutureRecord::to(topic).key(key).payload(payload);
-        match self
-            .inner
-            .send(record, Timeout::After(Duration::ZERO))
-            .await
-        {
-            Ok(d) => Ok(Delivered {
-                partition: d.partition,
-                offset: d.offset,
-            }),
-            Err((e, _)) => Err(Error::from_kafka(e)),
-        }
+        self.send_with_headers(topic, key, payload, &[]).await
     }
 
     /// Like [`AckProducer::send`], with record headers (the dead-letter topic uses them to say
