@@ -53,20 +53,20 @@ async fn interactive(engine: &QueryEngine, format: OutputFormat) -> anyhow::Resu
         if line.trim_end().ends_with(';') {
             let sql = pending.trim().trim_end_matches(';').to_owned();
             pending.clear();
-            if !sql.is_empty() {
-                if let Err(e) = execute(engine, &sql, format).await {
-                    eprintln!("error: {e:#}");
-                    failed += 1;
-                }
+            if !sql.is_empty()
+                && let Err(e) = execute(engine, &sql, format).await
+            {
+                eprintln!("error: {e:#}");
+                failed += 1;
             }
         }
         prompt(!pending.trim().is_empty());
     }
-    if !pending.trim().is_empty() {
-        if let Err(e) = execute(engine, pending.trim(), format).await {
-            eprintln!("error: {e:#}");
-            failed += 1;
-        }
+    if !pending.trim().is_empty()
+        && let Err(e) = execute(engine, pending.trim(), format).await
+    {
+        eprintln!("error: {e:#}");
+        failed += 1;
     }
     anyhow::ensure!(failed == 0, "{failed} statement(s) failed");
     Ok(())
