@@ -29,89 +29,92 @@ pub fn validate(req: &mut PushRequest, limits: &Limits, now_ns: i64) -> Result<(
             ),
         ));
     }
-    check_name("batch_id", &req.batch_id, limits, false)?;
+    check_name(&req.batch_id, limits, false).map_err(at(|| "batch_id".into()))?;
     let window = TimeWindow::new(limits, now_ns);
+    let max_duration = limits.max_duration.as_nanos() as i64;
     for (i, e) in req.requests.iter().enumerate() {
-        let at = |f: &str| format!("requests[{i}].{f}");
-        window.check(&at("time_unix_nano"), e.time_unix_nano)?;
-        check_name(&at("operation"), &e.operation, limits, true)?;
+        let field = |f: &'static str| at(move || format!("requests[{i}].{f}"));
+        window
+            .check(e.time_unix_nano)
+            .map_err(field("time_unix_nano"))?;
+        check_name(&e.operation, limits, true).map_err(field("operation"))?;
         if e.duration_nano < 0 {
-            return Err(Error::invalid(
-                at("duration_nano"),
-                format!("must be >= 0, got {}", e.duration_nano),
-            ));
+            return Err(field("duration_nano")(format!(
+                "must be >= 0, got {}",
+                e.duration_nano
+            )));
         }
-        let max = limits.max_duration.as_nanos() as i64;
-        if e.duration_nano > max {
-            return Err(Error::invalid(
-                at("duration_nano"),
-                format!(
-                    "{} ns is longer than the limit of {:?}",
-                    e.duration_nano, limits.max_duration
-                ),
-            ));
+        if e.duration_nano > max_duration {
+            return Err(field("duration_nano")(format!(
+                "{} ns is longer than the limit of {:?}",
+                e.duration_nano, limits.max_duration
+            )));
         }
         if !(0..=999).contains(&e.status_code) {
-            return Err(Error::invalid(
-                at("status_code"),
-                format!(
-                    "must be 0 (unknown) or an HTTP-style code 1..=999, got {}",
-                    e.status_code
-                ),
-            ));
+            return Err(field("status_code")(format!(
+                "must be 0 (unknown) or an HTTP-style code 1..=999, got {}",
+                e.status_code
+            )));
         }
         if e.trace_id.len() > limits.max_name_bytes {
-            return Err(Error::invalid(at("trace_id"), "too long"));
+            return Err(field("trace_id")(format!(
+                "{} bytes, more than the limit of {}",
+                e.trace_id.len(),
+                limits.max_name_bytes
+            )));
         }
-        check_attributes(&at("attributes"), &e.attributes, limits)?;
+        check_attributes(&e.attributes, limits).map_err(|(suffix, reason)| {
+            Error::invalid(format!("requests[{i}].attributes{suffix}"), reason)
+        })?;
     }
     for (i, d) in req.deploys.iter().enumerate() {
-        let at = |f: &str| format!("deploys[{i}].{f}");
-        window.check(&at("time_unix_nano"), d.time_unix_nano)?;
-        check_name(&at("service"), &d.service, limits, false)?;
-        check_name(&at("environment"), &d.environment, limits, false)?;
-        check_name(&at("version"), &d.version, limits, false)?;
+        let field = |f: String| at(move || format!("deploys[{i}].{f}"));
+        let f = |s: &str| field(s.to_owned());
+        window
+            .check(d.time_unix_nano)
+            .map_err(f("time_unix_nano"))?;
+        check_name(&d.service, limits, false).map_err(f("service"))?;
+        check_name(&d.environment, limits, false).map_err(f("environment"))?;
+        check_name(&d.version, limits, false).map_err(f("version"))?;
         if d.version.is_empty() && resource.version.is_empty() {
-            return Err(Error::invalid(
-                at("version"),
-                "a deploy needs a version (on the event or the resource)",
+            return Err(f("version")(
+                "a deploy needs a version (on the event or the resource)".into(),
             ));
         }
         if DeployOutcome::try_from(d.outcome).is_err() {
-            return Err(Error::invalid(
-                at("outcome"),
-                format!("unknown outcome {}", d.outcome),
-            ));
+            return Err(f("outcome")(format!("unknown outcome {}", d.outcome)));
         }
         for (j, c) in d.commits.iter().enumerate() {
-            check_name(&at(&format!("commits[{j}].sha")), &c.sha, limits, true)?;
-            if c.time_unix_nano > d.time_unix_nano {
-                return Err(Error::invalid(
-                    at(&format!("commits[{j}].time_unix_nano")),
-                    "a commit cannot be newer than the deploy that ships it",
+            check_name(&c.sha, limits, true).map_err(field(format!("commits[{j}].sha")))?;
+            let time = || field(format!("commits[{j}].time_unix_nano"));
+            if c.time_unix_nano <= 0 {
+                return Err(time()(
+                    "must be set (nanoseconds since the Unix epoch)".into(),
                 ));
             }
-            if c.time_unix_nano <= 0 {
-                return Err(Error::invalid(
-                    at(&format!("commits[{j}].time_unix_nano")),
-                    "must be set (nanoseconds since the Unix epoch)",
+            if c.time_unix_nano > d.time_unix_nano {
+                return Err(time()(
+                    "a commit cannot be newer than the deploy that ships it".into(),
                 ));
             }
         }
     }
     for (i, n) in req.incidents.iter().enumerate() {
-        let at = |f: &str| format!("incidents[{i}].{f}");
-        check_name(&at("id"), &n.id, limits, true)?;
-        check_name(&at("service"), &n.service, limits, false)?;
-        check_name(&at("severity"), &n.severity, limits, false)?;
-        check_name(&at("cause_version"), &n.cause_version, limits, false)?;
-        window.check(&at("opened_at_unix_nano"), n.opened_at_unix_nano)?;
+        let f = |f: &'static str| at(move || format!("incidents[{i}].{f}"));
+        check_name(&n.id, limits, true).map_err(f("id"))?;
+        check_name(&n.service, limits, false).map_err(f("service"))?;
+        check_name(&n.severity, limits, false).map_err(f("severity"))?;
+        check_name(&n.cause_version, limits, false).map_err(f("cause_version"))?;
+        window
+            .check(n.opened_at_unix_nano)
+            .map_err(f("opened_at_unix_nano"))?;
         if n.resolved_at_unix_nano != 0 {
-            window.check(&at("resolved_at_unix_nano"), n.resolved_at_unix_nano)?;
+            window
+                .check(n.resolved_at_unix_nano)
+                .map_err(f("resolved_at_unix_nano"))?;
             if n.resolved_at_unix_nano < n.opened_at_unix_nano {
-                return Err(Error::invalid(
-                    at("resolved_at_unix_nano"),
-                    "an incident cannot be resolved before it was opened",
+                return Err(f("resolved_at_unix_nano")(
+                    "an incident cannot be resolved before it was opened".into(),
                 ));
             }
         }
@@ -120,10 +123,11 @@ pub fn validate(req: &mut PushRequest, limits: &Limits, now_ns: i64) -> Result<(
 }
 
 fn check_resource(r: &mut Resource, limits: &Limits) -> Result<()> {
-    check_name("resource.service", &r.service, limits, true)?;
-    check_name("resource.environment", &r.environment, limits, false)?;
-    check_name("resource.version", &r.version, limits, false)?;
-    check_name("resource.tenant", &r.tenant, limits, false)?;
+    let named = |f: &'static str| at(move || f.to_owned());
+    check_name(&r.service, limits, true).map_err(named("resource.service"))?;
+    check_name(&r.environment, limits, false).map_err(named("resource.environment"))?;
+    check_name(&r.version, limits, false).map_err(named("resource.version"))?;
+    check_name(&r.tenant, limits, false).map_err(named("resource.tenant"))?;
     if r.environment.is_empty() {
         r.environment = DEFAULT_ENVIRONMENT.into();
     }
@@ -133,30 +137,40 @@ fn check_resource(r: &mut Resource, limits: &Limits) -> Result<()> {
     Ok(())
 }
 
-fn check_name(field: &str, value: &str, limits: &Limits, required: bool) -> Result<()> {
+/// A rejection reason; the caller names the field (built only on failure, so the valid path
+/// allocates nothing per event).
+type Reason = std::result::Result<(), String>;
+
+/// Attaches the field name, computed lazily, to a reason.
+fn at(field: impl FnOnce() -> String) -> impl FnOnce(String) -> Error {
+    move |reason| Error::invalid(field(), reason)
+}
+
+fn check_name(value: &str, limits: &Limits, required: bool) -> Reason {
     if required && value.trim().is_empty() {
-        return Err(Error::invalid(field, "is required and must not be empty"));
+        return Err("is required and must not be empty".into());
     }
     if value.len() > limits.max_name_bytes {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "{} bytes, more than the limit of {}",
-                value.len(),
-                limits.max_name_bytes
-            ),
+        return Err(format!(
+            "{} bytes, more than the limit of {}",
+            value.len(),
+            limits.max_name_bytes
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "must not contain control characters"));
+        return Err("must not contain control characters".into());
     }
     Ok(())
 }
 
-fn check_attributes(field: &str, attrs: &[Attribute], limits: &Limits) -> Result<()> {
+/// Checks attributes; on failure returns (suffix of the field, reason), e.g. ("[2].key", …).
+fn check_attributes(
+    attrs: &[Attribute],
+    limits: &Limits,
+) -> std::result::Result<(), (String, String)> {
     if attrs.len() > limits.max_attributes {
-        return Err(Error::invalid(
-            field,
+        return Err((
+            String::new(),
             format!(
                 "{} attributes, more than the limit of {}",
                 attrs.len(),
@@ -166,15 +180,12 @@ fn check_attributes(field: &str, attrs: &[Attribute], limits: &Limits) -> Result
     }
     for (j, a) in attrs.iter().enumerate() {
         if a.key.is_empty() {
-            return Err(Error::invalid(
-                format!("{field}[{j}].key"),
-                "must not be empty",
-            ));
+            return Err((format!("[{j}].key"), "must not be empty".into()));
         }
         for (part, v) in [("key", &a.key), ("value", &a.value)] {
             if v.len() > limits.max_attribute_bytes {
-                return Err(Error::invalid(
-                    format!("{field}[{j}].{part}"),
+                return Err((
+                    format!("[{j}].{part}"),
                     format!(
                         "{} bytes, more than the limit of {}",
                         v.len(),
@@ -200,23 +211,18 @@ impl TimeWindow {
         }
     }
 
-    fn check(&self, field: &str, t: i64) -> Result<()> {
+    fn check(&self, t: i64) -> Reason {
         if t <= 0 {
-            return Err(Error::invalid(
-                field,
-                "must be set (nanoseconds since the Unix epoch)",
-            ));
+            return Err("must be set (nanoseconds since the Unix epoch)".into());
         }
         if t < self.oldest {
-            return Err(Error::invalid(
-                field,
-                format!("{t} is older than the accepted window (max_event_age)"),
+            return Err(format!(
+                "{t} is older than the accepted window (max_event_age)"
             ));
         }
         if t > self.newest {
-            return Err(Error::invalid(
-                field,
-                format!("{t} is further in the future than the accepted window (max_event_ahead)"),
+            return Err(format!(
+                "{t} is further in the future than the accepted window (max_event_ahead)"
             ));
         }
         Ok(())
@@ -341,6 +347,47 @@ mod tests {
                     .collect()
             },
             Some("requests[0].attributes: 33 attributes, more than the limit of 32"),
+        );
+        check(
+            |r| {
+                r.requests[0].attributes = vec![
+                    Attribute {
+                        key: "region".into(),
+                        value: "eu".into(),
+                    },
+                    Attribute {
+                        key: String::new(),
+                        value: "x".into(),
+                    },
+                ]
+            },
+            Some("requests[0].attributes[1].key: must not be empty"),
+        );
+        check(
+            |r| {
+                r.requests[0].attributes = vec![Attribute {
+                    key: "blob".into(),
+                    value: "x".repeat(1025),
+                }]
+            },
+            Some("requests[0].attributes[0].value: 1025 bytes, more than the limit of 1024"),
+        );
+        check(
+            |r| {
+                r.deploys.push(DeployEvent {
+                    time_unix_nano: NOW,
+                    version: "v2".into(),
+                    commits: vec![nines_proto::v1::Commit {
+                        sha: "abc".into(),
+                        time_unix_nano: NOW + 1,
+                    }],
+                    ..Default::default()
+                })
+            },
+            Some(
+                "deploys[0].commits[0].time_unix_nano: a commit cannot be newer than the deploy \
+                 that ships it",
+            ),
         );
     }
 }
