@@ -228,3 +228,109 @@ impl Accumulator for SketchAccumulator {
         std::mem::size_of_val(self) + self.merged.count().min(4096) as usize
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{BinaryArray, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use datafusion::datasource::MemTable;
+    use datafusion::logical_expr::AggregateUDF;
+    use datafusion::prelude::SessionContext;
+    use nines_model::LatencySketch;
+
+    use super::*;
+
+    /// Rows of (group, sketch of values); the SQL result per group must equal the quantile of
+    /// one sketch fed all that group's values.
+    #[tokio::test]
+    async fn merges_sketches_per_group() {
+        let groups: [(&str, Vec<Vec<i64>>); 2] = [
+            (
+                "a",
+                vec![
+                    vec![1_000, 2_000, 3_000],
+                    vec![10_000_000],
+                    vec![4_000, 5_000],
+                ],
+            ),
+            ("b", vec![vec![7_000_000; 50], vec![9_000_000; 50]]),
+        ];
+        let (mut names, mut sketches) = (Vec::new(), Vec::new());
+        for (g, rows) in &groups {
+            for values in rows {
+                let mut s = LatencySketch::new();
+                values.iter().for_each(|&v| s.add(v));
+                names.push(*g);
+                sketches.push(s.to_bytes());
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("g", DataType::Utf8, false),
+            Field::new("latency_sketch", DataType::Binary, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(names)),
+                Arc::new(BinaryArray::from_iter_values(sketches.iter())),
+            ],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table(
+            "t",
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        ctx.register_udaf(AggregateUDF::from(SketchQuantile::new()));
+        ctx.register_udaf(AggregateUDF::from(SketchCountUnder::new()));
+        let out = ctx
+            .sql(
+                "SELECT g, sketch_quantile(latency_sketch, 0.5) AS p50, \
+                 sketch_quantile(latency_sketch, 1) AS p100, \
+                 sketch_count_under(latency_sketch, 8000000) AS fast \
+                 FROM t GROUP BY g ORDER BY g",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let b = &out[0];
+        let p50 = b.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        let p100 = b.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+        let fast = b.column(3).as_any().downcast_ref::<Int64Array>().unwrap();
+        // Group a: 6 values; rank floor(0.5 * 5) = 2 → 3_000. Group b: 100 values, rank 49 → 7 ms.
+        for (i, (exact50, max, under)) in
+            [(3_000.0, 10_000_000.0, 5), (7_000_000.0, 9_000_000.0, 50)]
+                .into_iter()
+                .enumerate()
+        {
+            assert!(
+                (p50.value(i) - exact50).abs() <= exact50 * 0.01,
+                "p50 {}",
+                p50.value(i)
+            );
+            assert_eq!(p100.value(i), max);
+            assert_eq!(fast.value(i), under);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_second_argument_must_be_a_constant() {
+        let ctx = SessionContext::new();
+        ctx.register_udaf(AggregateUDF::from(SketchQuantile::new()));
+        let err = ctx
+            .sql("SELECT sketch_quantile(CAST(x AS BYTEA), y) FROM (VALUES ('a', 0.5)) AS v(x, y)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be a constant number"), "{err}");
+    }
+}
