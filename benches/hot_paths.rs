@@ -1,0 +1,112 @@
+//! Hot paths per push of 512 request events, each next to the floor it cannot beat:
+//!
+//! - ingest: validate + cut into records (encode), against encoding the same push alone;
+//! - aggregate: decode + add to a partition buffer, against decoding alone;
+//! - flush: turning a buffer of 8 such records into Arrow batches (raw rows, rollups with
+//!   sketches), against decoding them alone.
+//!
+//! Data is generated here with the testkit's seeded generator. Figures and ratios are recorded
+//! in BENCHMARKS.md with the command that produced them.
+
+use std::hint::black_box;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use nines_aggregate::PartitionBuffer;
+use nines_ingest::config::Limits;
+use nines_ingest::records::cut;
+use nines_ingest::validate::validate;
+use nines_proto::v1::EventBatch;
+use nines_testkit::{Generator, WorkloadSpec};
+use prost::Message;
+
+const EVENTS: usize = 512;
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as i64
+}
+
+fn ingest(c: &mut Criterion) {
+    let push = Generator::new(WorkloadSpec::default()).push(0, EVENTS, now_ns());
+    let limits = Limits::default();
+    let mut g = c.benchmark_group("ingest_push_512");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.bench_function("baseline_encode_only", |b| {
+        b.iter_batched(
+            || push.clone(),
+            |p| black_box(p.encode_to_vec()),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("validate_and_cut", |b| {
+        b.iter_batched(
+            || push.clone(),
+            |mut p| {
+                validate(&mut p, &limits, now_ns()).expect("valid");
+                black_box(cut(p, 0, 900 * 1024).expect("fits"))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn records(n: usize) -> Vec<Vec<u8>> {
+    let mut generator = Generator::new(WorkloadSpec::default());
+    (0..n)
+        .map(|i| {
+            let mut p = generator.push(i % 3, EVENTS, now_ns());
+            validate(&mut p, &Limits::default(), now_ns()).expect("valid");
+            cut(p, now_ns(), 900 * 1024).expect("fits").remove(0)
+        })
+        .collect()
+}
+
+fn aggregate(c: &mut Criterion) {
+    let record = records(1).remove(0);
+    let mut g = c.benchmark_group("aggregate_record_512");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.bench_function("baseline_decode_only", |b| {
+        b.iter(|| black_box(EventBatch::decode(record.as_slice()).expect("decodes")))
+    });
+    g.bench_function("decode_and_add", |b| {
+        b.iter_batched(
+            || PartitionBuffer::new(0),
+            |mut buffer| {
+                let batch = EventBatch::decode(record.as_slice()).expect("decodes");
+                buffer.add(&batch, 1);
+                black_box(buffer)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+
+    let many = records(8);
+    let mut g = c.benchmark_group("flush_8_records_of_512");
+    g.throughput(Throughput::Elements(8 * EVENTS as u64));
+    g.bench_function("baseline_decode_only", |b| {
+        b.iter(|| {
+            for r in &many {
+                black_box(EventBatch::decode(r.as_slice()).expect("decodes"));
+            }
+        })
+    });
+    g.bench_function("decode_add_and_take", |b| {
+        b.iter(|| {
+            let mut buffer = PartitionBuffer::new(0);
+            for (offset, r) in many.iter().enumerate() {
+                let batch = EventBatch::decode(r.as_slice()).expect("decodes");
+                buffer.add(&batch, offset as i64);
+            }
+            black_box(buffer.take().expect("arrow batches"))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ingest, aggregate);
+criterion_main!(benches);
