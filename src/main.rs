@@ -16,6 +16,9 @@ mod sql_cmd;
 
 use config::Config;
 
+const DEFAULT_LOG: &str =
+    "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,tansu_schema=warn";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "nines",
@@ -26,8 +29,9 @@ struct Cli {
     /// Configuration file (TOML); environment variables NINES__SECTION__KEY override it.
     #[arg(long, global = true, env = "NINES_CONFIG")]
     config: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `nines=debug`.
-    #[arg(long, global = true, env = "NINES_LOG", default_value = "info")]
+    /// Log filter, e.g. `info` or `nines=debug` (the embedded broker logs at `warn` unless
+    /// its `tansu_*` targets are named).
+    #[arg(long, global = true, env = "NINES_LOG", default_value = DEFAULT_LOG)]
     log: String,
     /// Data directory (tables, checkpoints, embedded broker); overrides `data_dir`.
     #[arg(long, global = true)]

@@ -87,7 +87,7 @@ impl Env {
             .arg("--config")
             .arg(&config)
             .arg("--log")
-            .arg("info,tansu=warn,tansu_broker=warn,tansu_storage=warn")
+            .arg("info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn")
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
