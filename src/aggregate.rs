@@ -66,7 +66,7 @@ pub(crate) async fn run(
         tokio::select! {
             () = stop.cancelled() => break,
             _ = tick.tick() => {
-                apply_changes(&consumer, &mut open, &mut owned);
+                apply_changes(&consumer, &mut open, &mut state, &mut owned);
                 let due: Vec<i32> = open
                     .iter()
                     .filter(|(_, o)| o.since.elapsed() >= cfg.aggregate.flush_interval)
@@ -78,8 +78,7 @@ pub(crate) async fn run(
                 }
             }
             msg = consumer.recv() => {
-                apply_changes(&consumer, &mut open, &mut owned);
-                state.retain(|p, _| owned.contains(p));
+                apply_changes(&consumer, &mut open, &mut state, &mut owned);
                 let m = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -144,7 +143,7 @@ pub(crate) async fn run(
         }
     }
     // Graceful stop: everything buffered becomes durable and committed.
-    apply_changes(&consumer, &mut open, &mut owned);
+    apply_changes(&consumer, &mut open, &mut state, &mut owned);
     let partitions: Vec<i32> = open.keys().copied().collect();
     for p in partitions {
         flush(&store, &consumer, &topic, &mut open, p)?;
@@ -236,9 +235,13 @@ async fn dead_letter(
     Ok(())
 }
 
+/// Applies rebalances. An assigned partition restarts from its durable checkpoint, so any
+/// in-memory state of it (open buffer, idempotency keys not yet durable) is dropped: keeping
+/// keys of records that were never written would make their re-delivery look like a retry.
 fn apply_changes(
     consumer: &GroupConsumer,
     open: &mut HashMap<i32, Open>,
+    state: &mut HashMap<i32, Owned>,
     owned: &mut BTreeSet<i32>,
 ) {
     for change in consumer.take_changes() {
@@ -247,13 +250,15 @@ fn apply_changes(
                 info!(partitions = ?ps, "assigned");
                 owned.clear();
                 owned.extend(ps);
-                open.retain(|p, _| owned.contains(p));
+                open.clear();
+                state.clear();
             }
             AssignmentChange::Revoked(ps) => {
                 info!(partitions = ?ps, "revoked");
                 for p in ps {
                     owned.remove(&p);
                     open.remove(&p);
+                    state.remove(&p);
                 }
             }
         }

@@ -113,6 +113,9 @@ impl GroupConsumer {
             .set("heartbeat.interval.ms", (session_ms / 3).to_string())
             .set("allow.auto.create.topics", "false")
             .set("fetch.wait.max.ms", "100")
+            // Eager protocols only: the aggregator relies on every assignment following a
+            // full revocation, with each assigned partition restarting from durable state.
+            .set("partition.assignment.strategy", "range,roundrobin")
             .create_with_context(ctx)
             .map_err(Error::from_kafka)?;
         inner
