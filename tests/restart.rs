@@ -10,10 +10,8 @@ use crate::support::{Env, now_ns, push_ok};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregator_killed_mid_stream_loses_and_duplicates_nothing() {
     let env = Env::new();
-    let kafka = env.kafka();
-    let _broker = env.spawn("broker", &[], &["broker"]);
-    let _ingest = env.spawn("ingest", &[], &["ingest", "--kafka", &kafka]);
-    let mut aggregate = env.spawn("aggregate-1", &[], &["aggregate", "--kafka", &kafka]);
+    let _roles = env.broker_and_ingest();
+    let mut aggregate = env.aggregator("aggregate-1", &[]);
     let mut client = env.client().await;
     let mut generator = Generator::new(WorkloadSpec {
         seed: 1234,
@@ -35,11 +33,7 @@ async fn aggregator_killed_mid_stream_loses_and_duplicates_nothing() {
             push_ok(&mut client, &push).await;
             ledger.record(&push);
         }
-        aggregate = env.spawn(
-            &format!("aggregate-{}", round + 2),
-            &[],
-            &["aggregate", "--kafka", &kafka],
-        );
+        aggregate = env.aggregator(&format!("aggregate-{}", round + 2), &[]);
     }
 
     let expected = ledger.events() as i64;
@@ -82,10 +76,8 @@ async fn aggregator_killed_mid_stream_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_comes_from_durable_files_not_committed_offsets() {
     let env = Env::new();
-    let kafka = env.kafka();
-    let _broker = env.spawn("broker", &[], &["broker"]);
-    let _ingest = env.spawn("ingest", &[], &["ingest", "--kafka", &kafka]);
-    let mut first = env.spawn("aggregate-a", &[], &["aggregate", "--kafka", &kafka]);
+    let _roles = env.broker_and_ingest();
+    let mut first = env.aggregator("aggregate-a", &[]);
     let mut client = env.client().await;
     let mut generator = Generator::new(WorkloadSpec {
         seed: 99,
@@ -108,10 +100,9 @@ async fn resume_comes_from_durable_files_not_committed_offsets() {
     assert!(first.terminate().success());
 
     // Same store, new group: Kafka would hand it every record from offset 0.
-    let _second = env.spawn(
+    let _second = env.aggregator(
         "aggregate-b",
         &[("NINES__BUS__CONSUMER_GROUP", "fresh-group")],
-        &["aggregate", "--kafka", &kafka],
     );
     for i in 0..3 {
         let push = generator.push(i, 50, now_ns());
@@ -138,15 +129,13 @@ async fn resume_comes_from_durable_files_not_committed_offsets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_with_open_buffers_loses_and_duplicates_nothing() {
     let env = Env::new();
-    let kafka = env.kafka();
     // Long enough that buffers are open when the group rebalances.
     let slow = [
         ("NINES__AGGREGATE__FLUSH_INTERVAL", "5s"),
         ("NINES__BUS__SESSION_TIMEOUT", "6s"),
     ];
-    let _broker = env.spawn("broker", &[], &["broker"]);
-    let _ingest = env.spawn("ingest", &[], &["ingest", "--kafka", &kafka]);
-    let mut a = env.spawn("aggregate-a", &slow, &["aggregate", "--kafka", &kafka]);
+    let _roles = env.broker_and_ingest();
+    let mut a = env.aggregator("aggregate-a", &slow);
     let mut client = env.client().await;
     let mut generator = Generator::new(WorkloadSpec {
         services: 6,
@@ -159,7 +148,7 @@ async fn a_rebalance_with_open_buffers_loses_and_duplicates_nothing() {
         push_ok(&mut client, &push).await;
         ledger.record(&push);
     }
-    let mut b = env.spawn("aggregate-b", &slow, &["aggregate", "--kafka", &kafka]);
+    let mut b = env.aggregator("aggregate-b", &slow);
     for i in 0..12 {
         let push = generator.push(i % 6, 60, now_ns());
         push_ok(&mut client, &push).await;

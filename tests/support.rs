@@ -104,6 +104,19 @@ impl Env {
         role
     }
 
+    /// `nines broker` and `nines ingest` as two processes (for tests that restart aggregators).
+    pub fn broker_and_ingest(&self) -> (Role, Role) {
+        let broker = self.spawn("broker", &[], &["broker"]);
+        let kafka = self.kafka();
+        let ingest = self.spawn("ingest", &[], &["ingest", "--kafka", &kafka]);
+        (broker, ingest)
+    }
+
+    /// A `nines aggregate` process on this environment's broker.
+    pub fn aggregator(&self, name: &str, env: &[(&str, &str)]) -> Role {
+        self.spawn(name, env, &["aggregate", "--kafka", &self.kafka()])
+    }
+
     /// `nines up`: every role in one process.
     pub fn up(&self) -> Role {
         self.spawn("up", &[], &["up"])
