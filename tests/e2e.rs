@@ -106,7 +106,7 @@ async fn totals_errors_and_percentiles_are_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_csv_output_is_exact() {
     let env = Env::new();
-    let _up = env.up();
+    let mut up = env.up();
     let mut client = env.client().await;
     let mut generator = Generator::new(WorkloadSpec {
         seed: 7,
@@ -141,6 +141,9 @@ async fn sql_csv_output_is_exact() {
          | payments | 35  |\n\
          +----------+-----+\n"
     );
+    // SIGTERM: stop accepting, flush, commit, stop the broker, exit 0.
+    assert!(up.terminate().success(), "{}", up.log_text());
+    assert!(up.log_text().contains("stopped cleanly"));
 }
 
 /// Without a statement argument, `nines sql` reads `;`-terminated statements from stdin.

@@ -10,7 +10,7 @@ use crate::support::{Env, now_ns, push_ok};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregator_killed_mid_stream_loses_and_duplicates_nothing() {
     let env = Env::new();
-    let _roles = env.broker_and_ingest();
+    let (mut broker, mut ingest) = env.broker_and_ingest();
     let mut aggregate = env.aggregator("aggregate-1", &[]);
     let mut client = env.client().await;
     let mut generator = Generator::new(WorkloadSpec {
@@ -66,8 +66,10 @@ async fn aggregator_killed_mid_stream_loses_and_duplicates_nothing() {
         ledger.errors() as i64
     );
 
-    // A graceful stop flushes, commits and exits 0.
+    // Graceful stops: each role flushes what it holds and exits 0.
     assert!(aggregate.terminate().success(), "{}", aggregate.log_text());
+    assert!(ingest.terminate().success(), "{}", ingest.log_text());
+    assert!(broker.terminate().success(), "{}", broker.log_text());
 }
 
 /// The resume position comes from durable files, not from Kafka's committed offsets: an
