@@ -73,8 +73,7 @@ pub(crate) async fn run(
                     .map(|(p, _)| *p)
                     .collect();
                 for p in due {
-                    flush(&store, &consumer, &topic, &mut open, p)?;
-                    compact(&store, &topic, &cfg, &mut state, p)?;
+                    flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p)?;
                 }
             }
             msg = consumer.recv() => {
@@ -136,8 +135,7 @@ pub(crate) async fn run(
                     }
                 }
                 if entry.buffer.events() >= cfg.aggregate.flush_events {
-                    flush(&store, &consumer, &topic, &mut open, partition)?;
-                    compact(&store, &topic, &cfg, &mut state, partition)?;
+                    flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, partition)?;
                 }
             }
         }
@@ -146,7 +144,7 @@ pub(crate) async fn run(
     apply_changes(&consumer, &mut open, &mut state, &mut owned);
     let partitions: Vec<i32> = open.keys().copied().collect();
     for p in partitions {
-        flush(&store, &consumer, &topic, &mut open, p)?;
+        flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p)?;
     }
     dead_letters.flush(cfg.bus.delivery_timeout)?;
     info!("aggregator stopped");
@@ -174,26 +172,6 @@ fn load_window(store: &Store, topic: &str, cfg: &Config, partition: i32) -> anyh
         dedup,
         appended: lines,
     })
-}
-
-/// Rewrites a partition's idempotency log once it holds far more lines than the window.
-fn compact(
-    store: &Store,
-    topic: &str,
-    cfg: &Config,
-    state: &mut HashMap<i32, Owned>,
-    partition: i32,
-) -> anyhow::Result<()> {
-    let Some(o) = state.get_mut(&partition) else {
-        return Ok(());
-    };
-    if o.appended <= cfg.aggregate.dedup_max_batches.max(o.dedup.len() * 2) {
-        return Ok(());
-    }
-    tokio::task::block_in_place(|| store.compact_seen(topic, partition, o.dedup.entries()))
-        .context("compacting the idempotency log")?;
-    o.appended = o.dedup.len();
-    Ok(())
 }
 
 fn decode(payload: &[u8]) -> Result<EventBatch, String> {
@@ -265,7 +243,31 @@ fn apply_changes(
     }
 }
 
+/// Makes a partition's buffer durable, commits its offset, then compacts its idempotency log
+/// once that holds far more lines than the window (every key in memory is durable by then).
 fn flush(
+    store: &Store,
+    consumer: &GroupConsumer,
+    topic: &str,
+    cfg: &Config,
+    open: &mut HashMap<i32, Open>,
+    state: &mut HashMap<i32, Owned>,
+    partition: i32,
+) -> anyhow::Result<()> {
+    flush_buffer(store, consumer, topic, open, partition)?;
+    let Some(o) = state.get_mut(&partition) else {
+        return Ok(());
+    };
+    if o.appended <= cfg.aggregate.dedup_max_batches.max(o.dedup.len() * 2) {
+        return Ok(());
+    }
+    tokio::task::block_in_place(|| store.compact_seen(topic, partition, o.dedup.entries()))
+        .context("compacting the idempotency log")?;
+    o.appended = o.dedup.len();
+    Ok(())
+}
+
+fn flush_buffer(
     store: &Store,
     consumer: &GroupConsumer,
     topic: &str,

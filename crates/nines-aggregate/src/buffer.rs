@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, MapBuilder,
-    MapFieldNames, StringBuilder, StructBuilder, TimestampNanosecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Array, Int32Builder, Int64Array, Int64Builder,
+    ListBuilder, MapBuilder, MapFieldNames, StringBuilder, StructBuilder,
+    TimestampNanosecondBuilder,
 };
 use arrow::datatypes::Field;
 use arrow::error::ArrowError;
@@ -287,30 +288,12 @@ impl RollupCols {
                 Arc::new(sum.finish()),
                 Arc::new(max.finish()),
                 Arc::new(sketch.finish()),
-                Arc::new(Int32Builder::new_from_value(partition, n).finish()),
-                Arc::new(Int64Builder::new_from_value(offset, n).finish()),
+                Arc::new(Int32Array::from(vec![partition; n])),
+                Arc::new(Int64Array::from(vec![offset; n])),
             ];
             out.push((day, RecordBatch::try_new(schema::sli_1m(), cols)?));
         }
         Ok(out)
-    }
-}
-
-trait FromValue<T> {
-    fn new_from_value(v: T, n: usize) -> Self;
-}
-impl FromValue<i32> for Int32Builder {
-    fn new_from_value(v: i32, n: usize) -> Self {
-        let mut b = Int32Builder::with_capacity(n);
-        b.append_value_n(v, n);
-        b
-    }
-}
-impl FromValue<i64> for Int64Builder {
-    fn new_from_value(v: i64, n: usize) -> Self {
-        let mut b = Int64Builder::with_capacity(n);
-        b.append_value_n(v, n);
-        b
     }
 }
 
