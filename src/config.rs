@@ -124,7 +124,10 @@ mod tests {
 
     #[test]
     fn example_config_loads_and_matches_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/nines.example.toml");
+        // `cargo test` sets this at run time; `env!` would bake in the path of whichever
+        // checkout first compiled the test into a shared target directory.
+        let root = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+        let path = Path::new(&root).join("config/nines.example.toml");
         let cfg = Config::load(Some(&path)).unwrap();
         // The example documents the defaults: loading it must change nothing.
         let d = Config::default();
