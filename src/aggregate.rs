@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use metrics::counter;
+use fail::fail_point;
+use metrics::{counter, gauge, histogram};
 use nines_aggregate::{BatchKey, DedupWindow, PartitionBuffer, Seen};
 use nines_bus::consumer::Message as _;
 use nines_bus::consumer::{AssignmentChange, GroupConsumer, ResumeFn};
@@ -18,6 +19,7 @@ use nines_bus::producer::AckProducer;
 use nines_model::schema::BUS_RECORD_VERSION;
 use nines_proto::v1::EventBatch;
 use nines_store::Store;
+use nines_store::faults::crash;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -59,6 +61,8 @@ pub(crate) async fn run(
     let mut open: HashMap<i32, Open> = HashMap::new();
     let mut owned: BTreeSet<i32> = BTreeSet::new();
     let mut state: HashMap<i32, Owned> = HashMap::new();
+    // Partitions whose lag gauge has been set (zeroed once they are no longer owned).
+    let mut lag_reported: BTreeSet<i32> = BTreeSet::new();
     let mut tick = tokio::time::interval(cfg.aggregate.flush_interval / 4);
     info!(group = %cfg.bus.consumer_group, %topic, "aggregator started");
 
@@ -75,6 +79,7 @@ pub(crate) async fn run(
                 for p in due {
                     flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p)?;
                 }
+                report_lag(&store, &consumer, &topic, &owned, &mut lag_reported);
             }
             msg = consumer.recv() => {
                 apply_changes(&consumer, &mut open, &mut state, &mut owned);
@@ -88,6 +93,7 @@ pub(crate) async fn run(
                     }
                 };
                 let (partition, offset) = (m.partition(), m.offset());
+                counter!("nines_aggregate_records_total").increment(1);
                 if !owned.contains(&partition) {
                     // Fetched before a revocation we have already applied.
                     continue;
@@ -243,6 +249,37 @@ fn apply_changes(
     }
 }
 
+/// Sets `nines_aggregate_consumer_lag_records{partition}` for every owned partition: records
+/// in the partition (its high watermark) not yet in a durable file. The durable position is
+/// the store's checkpoint, the one a restart would resume from, never the Kafka commit.
+fn report_lag(
+    store: &Store,
+    consumer: &GroupConsumer,
+    topic: &str,
+    owned: &BTreeSet<i32>,
+    reported: &mut BTreeSet<i32>,
+) {
+    gauge!("nines_aggregate_partitions_owned").set(owned.len() as f64);
+    for p in reported.difference(owned) {
+        gauge!("nines_aggregate_consumer_lag_records", "partition" => p.to_string()).set(0.0);
+    }
+    reported.retain(|p| owned.contains(p));
+    for &p in owned {
+        let next = match store.checkpoint(topic, p) {
+            Ok(c) => c.map_or(0, |c| c.last_offset + 1),
+            Err(e) => {
+                warn!(partition = p, error = %e, "cannot read checkpoint for lag");
+                continue;
+            }
+        };
+        if let Some(high) = consumer.high_watermark(p) {
+            reported.insert(p);
+            gauge!("nines_aggregate_consumer_lag_records", "partition" => p.to_string())
+                .set((high - next).max(0) as f64);
+        }
+    }
+}
+
 /// Makes a partition's buffer durable, commits its offset, then compacts its idempotency log
 /// once that holds far more lines than the window (every key in memory is durable by then).
 fn flush(
@@ -282,10 +319,14 @@ fn flush_buffer(
     };
     let started = Instant::now();
     tokio::task::block_in_place(|| store.commit(topic, &flush)).context("writing files")?;
+    fail_point!("aggregate.before_commit", |_| crash(
+        "aggregate.before_commit"
+    ));
     consumer
         .commit(partition, flush.last_offset + 1)
         .map_err(|e| warn!(partition, error = %e, "offset commit failed; durable files still rule"))
         .ok();
+    histogram!("nines_aggregate_flush_duration_seconds").record(started.elapsed().as_secs_f64());
     counter!("nines_aggregate_flushes_total").increment(1);
     counter!("nines_aggregate_events_total").increment(flush.events);
     info!(

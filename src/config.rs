@@ -10,16 +10,34 @@ use nines_bus::BusConfig;
 use nines_ingest::IngestConfig;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Config {
     /// Where tables, checkpoints and the embedded broker's database live.
     pub data_dir: PathBuf,
+    /// After SIGTERM/SIGINT a role that has not finished flushing within this time exits
+    /// with status 1 (what it had not made durable is re-read from Kafka by the next start).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
     pub broker: BrokerConfig,
     pub bus: BusConfig,
     pub ingest: IngestConfig,
     pub aggregate: AggregateConfig,
     pub admin: AdminConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::new(),
+            shutdown_timeout: Duration::from_secs(30),
+            broker: BrokerConfig::default(),
+            bus: BusConfig::default(),
+            ingest: IngestConfig::default(),
+            aggregate: AggregateConfig::default(),
+            admin: AdminConfig::default(),
+        }
+    }
 }
 
 /// The embedded broker (used when `bus.brokers` is empty).
@@ -111,6 +129,9 @@ impl Config {
         if self.aggregate.flush_events == 0 {
             bail!("aggregate.flush_events must be at least 1");
         }
+        if self.shutdown_timeout.is_zero() {
+            bail!("shutdown_timeout must be positive");
+        }
         if self.aggregate.flush_interval.is_zero() {
             bail!("aggregate.flush_interval must be positive");
         }
@@ -132,6 +153,7 @@ mod tests {
         // The example documents the defaults: loading it must change nothing.
         let d = Config::default();
         assert_eq!(cfg.data_dir, PathBuf::from("data"));
+        assert_eq!(cfg.shutdown_timeout, d.shutdown_timeout);
         assert_eq!(cfg.broker.port, d.broker.port);
         assert_eq!(cfg.bus.partitions, 4);
         assert_eq!(cfg.bus.events_topic, d.bus.events_topic);

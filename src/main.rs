@@ -91,6 +91,8 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_new(&cli.log).context("--log")?)
         .with_writer(std::io::stderr)
         .init();
+    // Crash points for the fault tests (nines_store::faults); inert without FAILPOINTS.
+    let _failpoints = fail::FailScenario::setup();
     let mut cfg = Config::load(cli.config.as_deref())?;
     if let Some(d) = cli.data_dir {
         cfg.data_dir = d;

@@ -23,8 +23,9 @@ fn prepare_data_dir(cfg: &mut Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A token cancelled on SIGINT or SIGTERM.
-fn shutdown_signal() -> CancellationToken {
+/// A token cancelled on SIGINT or SIGTERM. From then on the role has `limit` to finish its
+/// graceful stop; past it the process exits with status 1 rather than hang.
+fn shutdown_signal(limit: std::time::Duration) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
@@ -34,8 +35,14 @@ fn shutdown_signal() -> CancellationToken {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
         }
-        info!("shutting down");
+        info!(?limit, "shutting down");
         t.cancel();
+        // A plain thread: it must fire even if the runtime is wedged.
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            tracing::error!(?limit, "graceful stop took too long; exiting");
+            std::process::exit(1);
+        });
     });
     token
 }
@@ -63,7 +70,7 @@ fn brokers(cfg: &Config, kafka: Option<String>) -> Option<String> {
 
 pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result<()> {
     prepare_data_dir(&mut cfg)?;
-    let stop = shutdown_signal();
+    let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
     admin::serve(&cfg.admin.listen, ready.clone(), stop.clone()).await?;
     let broker_stop = CancellationToken::new();
@@ -77,7 +84,13 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
     nines_bus::admin::ensure_topics(&cfg.bus, &bootstrap, std::time::Duration::from_secs(60))
         .await
         .context("creating topics")?;
-    let ingest = tokio::spawn(run_ingest(cfg.clone(), bootstrap.clone(), stop.clone()));
+    let listener = bind_ingest(&cfg).await?;
+    let ingest = tokio::spawn(run_ingest(
+        cfg.clone(),
+        bootstrap.clone(),
+        listener,
+        stop.clone(),
+    ));
     let aggregate = tokio::spawn(crate::aggregate::run(
         cfg.clone(),
         bootstrap.clone(),
@@ -99,7 +112,7 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
 
 pub(crate) async fn broker(mut cfg: Config) -> anyhow::Result<()> {
     prepare_data_dir(&mut cfg)?;
-    let stop = shutdown_signal();
+    let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
     admin::serve(&cfg.admin.listen, ready.clone(), stop.clone()).await?;
     let b = start_embedded(&cfg, stop.clone()).await?;
@@ -116,11 +129,13 @@ pub(crate) async fn ingest(cfg: Config, kafka: Option<String>) -> anyhow::Result
     let Some(bootstrap) = brokers(&cfg, kafka) else {
         bail!("`nines ingest` needs a broker: pass --kafka or set bus.brokers");
     };
-    let stop = shutdown_signal();
+    let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
     admin::serve(&cfg.admin.listen, ready.clone(), stop.clone()).await?;
+    // Ready only once pushes can connect.
+    let listener = bind_ingest(&cfg).await?;
     ready.set();
-    run_ingest(cfg, bootstrap, stop).await
+    run_ingest(cfg, bootstrap, listener, stop).await
 }
 
 pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow::Result<()> {
@@ -128,7 +143,7 @@ pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow:
         bail!("`nines aggregate` needs a broker: pass --kafka or set bus.brokers");
     };
     prepare_data_dir(&mut cfg)?;
-    let stop = shutdown_signal();
+    let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
     admin::serve(&cfg.admin.listen, ready.clone(), stop.clone()).await?;
     nines_bus::admin::ensure_topics(&cfg.bus, &bootstrap, std::time::Duration::from_secs(60))
@@ -138,12 +153,25 @@ pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow:
     crate::aggregate::run(cfg, bootstrap, stop).await
 }
 
-async fn run_ingest(cfg: Config, bootstrap: String, stop: CancellationToken) -> anyhow::Result<()> {
+async fn bind_ingest(cfg: &Config) -> anyhow::Result<tokio::net::TcpListener> {
     let addr: SocketAddr = cfg
         .ingest
         .listen
         .parse()
         .with_context(|| format!("ingest.listen {:?}", cfg.ingest.listen))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding ingest listener {addr}"))?;
+    info!(%addr, "ingest listening");
+    Ok(listener)
+}
+
+async fn run_ingest(
+    cfg: Config,
+    bootstrap: String,
+    listener: tokio::net::TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let producer = AckProducer::new(&cfg.bus, &bootstrap)?;
     let service = NativeIngest::new(
         producer.clone(),
@@ -152,10 +180,6 @@ async fn run_ingest(cfg: Config, bootstrap: String, stop: CancellationToken) -> 
         cfg.bus.max_record_bytes,
         cfg.bus.delivery_timeout,
     );
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding ingest listener {addr}"))?;
-    info!(%addr, "ingest listening");
     tonic::transport::Server::builder()
         .add_service(service.into_server(cfg.ingest.max_request_bytes))
         .serve_with_incoming_shutdown(

@@ -28,6 +28,11 @@ pub struct BusConfig {
     pub linger: Duration,
     /// Bound on the producer's local queue in KiB; beyond it pushes get RESOURCE_EXHAUSTED.
     pub producer_queue_kbytes: u32,
+    /// Kafka's idempotent producer (`enable.idempotence`). Off by default: exactly-once does
+    /// not rest on it (every record carries the (tenant, batch_id, part) key the aggregator
+    /// deduplicates on), and the embedded broker (tansu 0.6) panics when an idempotent
+    /// producer keeps sending across a broker restart. Turn it on for a real Kafka if you like.
+    pub idempotent_producer: bool,
     /// Consumer group of the aggregators.
     pub consumer_group: String,
     /// Consumer group session timeout (keep small on the embedded broker: it delays joins).
@@ -47,6 +52,7 @@ impl Default for BusConfig {
             delivery_timeout: Duration::from_secs(10),
             linger: Duration::from_millis(5),
             producer_queue_kbytes: 64 * 1024,
+            idempotent_producer: false,
             consumer_group: "nines-aggregate".into(),
             session_timeout: Duration::from_secs(6),
         }

@@ -3,7 +3,7 @@
 //! partition is set from the caller's durable state (`resume`), so a crash between writing a
 //! file and committing its offsets neither loses nor duplicates records.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
@@ -11,7 +11,7 @@ use rdkafka::error::KafkaResult;
 pub use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::{ClientConfig, ClientContext, Statistics};
 use tracing::{info, warn};
 
 use crate::{BusConfig, Error, Result};
@@ -30,9 +30,26 @@ pub enum AssignmentChange {
 struct GroupContext {
     resume: ResumeFn,
     changes: Mutex<Vec<AssignmentChange>>,
+    topic: String,
+    /// High watermark per partition of the events topic, from librdkafka's statistics
+    /// (refreshed by its fetches every `statistics.interval.ms`, no extra requests).
+    high_watermarks: Mutex<HashMap<i32, i64>>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let mut marks = self.high_watermarks.lock().expect("watermark lock");
+        for (partition, p) in &topic.partitions {
+            // librdkafka reports -1 (unknown) and an internal partition -1; keep real ones.
+            if *partition >= 0 && p.hi_offset >= 0 {
+                marks.insert(*partition, p.hi_offset);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(
@@ -102,6 +119,8 @@ impl GroupConsumer {
         let ctx = GroupContext {
             resume,
             changes: Mutex::new(Vec::new()),
+            topic: cfg.events_topic.clone(),
+            high_watermarks: Mutex::new(HashMap::new()),
         };
         let inner: StreamConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -113,6 +132,8 @@ impl GroupConsumer {
             .set("heartbeat.interval.ms", (session_ms / 3).to_string())
             .set("allow.auto.create.topics", "false")
             .set("fetch.wait.max.ms", "100")
+            // Feeds `high_watermark` (consumer lag) once a second.
+            .set("statistics.interval.ms", "1000")
             // Eager protocols only: the aggregator relies on every assignment following a
             // full revocation, with each assigned partition restarting from durable state.
             .set("partition.assignment.strategy", "range,roundrobin")
@@ -142,6 +163,18 @@ impl GroupConsumer {
                 .lock()
                 .expect("assignment lock"),
         )
+    }
+
+    /// The partition's high watermark (offset of the next record to be written) as of the
+    /// last statistics report; `None` before the first one.
+    pub fn high_watermark(&self, partition: i32) -> Option<i64> {
+        self.inner
+            .context()
+            .high_watermarks
+            .lock()
+            .expect("watermark lock")
+            .get(&partition)
+            .copied()
     }
 
     /// Partitions currently assigned.

@@ -1,12 +1,18 @@
 //! The acknowledged producer: a send resolves only when the broker has the record
-//! (idempotent, `acks=all`), or fails with a classified, retryable-or-not error.
+//! (`acks=all`), or fails with a classified, retryable-or-not error. A record librdkafka
+//! retried may be in the topic twice; the aggregator removes such copies by the record's
+//! idempotency key (see `BusConfig::idempotent_producer`).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::ClientConfig;
+use metrics::{counter, gauge, histogram};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, ClientContext};
 
 use crate::{BusConfig, Error, Result};
 
@@ -17,10 +23,70 @@ pub struct Delivered {
     pub offset: i64,
 }
 
+/// While librdkafka reports every broker down, sends fail at once instead of queueing until
+/// `message.timeout.ms`: clients hear UNAVAILABLE promptly and nothing piles up in memory.
+/// One probe send per interval still goes through; its acknowledgement closes the breaker.
+const PROBE_INTERVAL_MS: u64 = 1000;
+
+/// Broker reachability as librdkafka reports it (milliseconds since the epoch; 0 = up).
+#[derive(Default)]
+struct Breaker {
+    down_since_ms: AtomicU64,
+    last_probe_ms: AtomicU64,
+}
+
+impl Breaker {
+    /// `Some(ms down)` when this send should fail fast; otherwise it may go (maybe as probe).
+    fn refuse(&self) -> Option<u64> {
+        let down = self.down_since_ms.load(Ordering::Acquire);
+        if down == 0 {
+            return None;
+        }
+        let now = now_ms();
+        let last = self.last_probe_ms.load(Ordering::Acquire);
+        if now.saturating_sub(last) >= PROBE_INTERVAL_MS
+            && self
+                .last_probe_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return None;
+        }
+        Some(now.saturating_sub(down))
+    }
+
+    fn up(&self) {
+        self.down_since_ms.store(0, Ordering::Release);
+    }
+}
+
+struct BreakerContext(Arc<Breaker>);
+
+impl ClientContext for BreakerContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            let _ = self.0.down_since_ms.compare_exchange(
+                0,
+                now_ms(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        tracing::warn!(%error, reason, "kafka producer error");
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64)
+}
+
 /// A Kafka producer configured for the delivery contract. Cheap to clone.
 #[derive(Clone)]
 pub struct AckProducer {
-    inner: FutureProducer,
+    inner: FutureProducer<BreakerContext>,
+    breaker: Arc<Breaker>,
 }
 
 impl std::fmt::Debug for AckProducer {
@@ -32,9 +98,10 @@ impl std::fmt::Debug for AckProducer {
 impl AckProducer {
     /// Builds the producer. librdkafka connects lazily, so this succeeds without a broker.
     pub fn new(cfg: &BusConfig, brokers: &str) -> Result<Self> {
-        let inner: FutureProducer = ClientConfig::new()
+        let breaker = Arc::new(Breaker::default());
+        let inner: FutureProducer<BreakerContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", cfg.idempotent_producer.to_string())
             .set("acks", "all")
             .set("compression.type", "zstd")
             .set("linger.ms", cfg.linger.as_millis().to_string())
@@ -58,9 +125,9 @@ impl AckProducer {
             )
             .set("queue.buffering.max.messages", "100000")
             .set("allow.auto.create.topics", "false")
-            .create()
+            .create_with_context(BreakerContext(breaker.clone()))
             .map_err(Error::from_kafka)?;
-        Ok(Self { inner })
+        Ok(Self { inner, breaker })
     }
 
     /// Sends one record and waits for the broker's acknowledgement (bounded by the
@@ -85,22 +152,59 @@ impl AckProducer {
                 value: Some(*v),
             });
         }
+        if let Some(down_ms) = self.breaker.refuse() {
+            counter!("nines_bus_sends_refused_total", "reason" => "brokers_down").increment(1);
+            return Err(Error::Unavailable(format!(
+                "every broker has been unreachable for {:.1}s",
+                down_ms as f64 / 1000.0
+            )));
+        }
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(h);
-        match self
+        let started = Instant::now();
+        let _in_flight = InFlight::enter();
+        let result = self
             .inner
             .send(record, Timeout::After(Duration::ZERO))
-            .await
-        {
-            Ok(d) => Ok(Delivered {
-                partition: d.partition,
-                offset: d.offset,
-            }),
+            .await;
+        let outcome = if result.is_ok() { "acked" } else { "failed" };
+        histogram!("nines_bus_produce_latency_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(d) => {
+                self.breaker.up();
+                Ok(Delivered {
+                    partition: d.partition,
+                    offset: d.offset,
+                })
+            }
             Err((e, _)) => Err(Error::from_kafka(e)),
         }
+    }
+
+    /// Records handed to librdkafka and not yet acknowledged or failed.
+    pub fn in_flight(&self) -> i32 {
+        self.inner.in_flight_count()
     }
 
     /// Waits up to `timeout` for every queued record to be acknowledged (shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         self.inner.flush(timeout).map_err(Error::from_kafka)
+    }
+}
+
+/// Counts a record in `nines_bus_records_in_flight` until it is acknowledged, fails, or its
+/// waiter gives up (a push that timed out drops the future).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        gauge!("nines_bus_records_in_flight").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        gauge!("nines_bus_records_in_flight").decrement(1.0);
     }
 }

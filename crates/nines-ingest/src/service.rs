@@ -1,9 +1,9 @@
 //! `nines.v1.IngestService`: validate, cut, publish, and answer after the broker's ack.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
-use metrics::counter;
+use metrics::{counter, histogram};
 use nines_bus::producer::AckProducer;
 use nines_proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
 use nines_proto::v1::{PushRequest, PushResponse};
@@ -60,6 +60,12 @@ impl NativeIngest {
             accepted_incidents: req.incidents.len() as u64,
             records: 0,
         };
+        if req.batch_id.is_empty() {
+            // Every record carries an idempotency key, so a record the producer sent twice
+            // is still counted once by the aggregator. (A client that retries without its own
+            // batch_id gets a new key per attempt: only its own batch_id makes retries safe.)
+            req.batch_id = format!("ingest-{}", uuid::Uuid::now_v7());
+        }
         let records = cut(req, now, self.max_record_bytes)?;
         response.records = records.len() as u32;
         let sends = records
@@ -83,7 +89,12 @@ impl NativeIngest {
 #[tonic::async_trait]
 impl IngestService for NativeIngest {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        match self.push_inner(request.into_inner()).await {
+        let started = Instant::now();
+        let result = self.push_inner(request.into_inner()).await;
+        let outcome = if result.is_ok() { "ok" } else { "rejected" };
+        histogram!("nines_ingest_push_duration_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        match result {
             Ok(resp) => {
                 counter!("nines_ingest_events_accepted_total", "kind" => "request")
                     .increment(resp.accepted_requests);

@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use fail::fail_point;
 use metrics::counter;
 use nines_aggregate::{BatchKey, Flush, Seen};
 use nines_model::schema::{PARTITION_COLUMN, TABLES};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::error::IoContext;
+use crate::faults::crash;
 use crate::writer::{Provenance, rename_durable, write_durable};
 use crate::{Error, Result};
 
@@ -115,6 +117,7 @@ impl Store {
         }
         .render();
         let mut written = Vec::with_capacity(flush.batches.len());
+        fail_point!("store.before_write", |_| crash("store.before_write"));
         for tb in &flush.batches {
             let dir = self
                 .table_dir(tb.table)
@@ -132,7 +135,11 @@ impl Store {
             write_durable(&tmp, &dest, &tb.batch, &provenance)?;
             counter!("nines_store_files_written_total", "table" => tb.table).increment(1);
             written.push(dest);
+            fail_point!("store.after_rename", |_| crash("store.after_rename"));
         }
+        fail_point!("store.before_checkpoint", |_| crash(
+            "store.before_checkpoint"
+        ));
         self.append_seen(topic, flush.partition, &flush.seen)?;
         self.write_checkpoint(&Checkpoint {
             topic: topic.to_owned(),

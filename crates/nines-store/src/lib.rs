@@ -9,6 +9,7 @@
 //! This is the only crate that writes Parquet.
 
 mod error;
+pub mod faults;
 pub mod layout;
 pub mod writer;
 

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
 use arrow::record_batch::RecordBatch;
+use fail::fail_point;
 use nines_model::schema::{SCHEMA_VERSION, sort_key};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -13,6 +14,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::error::IoContext;
+use crate::faults::crash;
 use crate::{Error, Result};
 
 /// Rows per row group: big enough for good compression, small enough for pruning.
@@ -85,7 +87,15 @@ pub fn write_durable(
     })?;
     writer
         .write(&sorted)
-        .and_then(|_| writer.close().map(|_| ()))
+        .and_then(|_| writer.flush())
+        .map_err(|source| Error::Parquet {
+            path: tmp.to_owned(),
+            source,
+        })?;
+    fail_point!("store.mid_file", |_| crash("store.mid_file"));
+    writer
+        .close()
+        .map(|_| ())
         .map_err(|source| Error::Parquet {
             path: tmp.to_owned(),
             source,
