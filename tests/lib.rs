@@ -11,6 +11,7 @@ mod support;
 
 mod bad_input;
 mod e2e;
+mod faults;
 mod idempotency;
 mod late_events;
 mod parquet_files;

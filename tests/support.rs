@@ -1,25 +1,16 @@
 //! `TestServer`: runs `nines` roles as child processes on free ports.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use nines_testkit::process::{Process as Role, free_port, metric};
 
 use nines_proto::v1::ingest_service_client::IngestServiceClient;
 use nines_proto::v1::{PushRequest, PushResponse};
 use tonic::transport::Channel;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nines");
-
-/// A free TCP port on 127.0.0.1 (released before use; tests tolerate the small race).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 pub fn now_ns() -> i64 {
     SystemTime::now()
@@ -82,8 +73,15 @@ impl Env {
     pub fn spawn(&self, name: &str, env: &[(&str, &str)], args: &[&str]) -> Role {
         let config = self.config(name);
         let admin = admin_port(&config);
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
-        let child = Command::new(BIN)
+        let log_path = self.dir.path().join(format!("{name}.log"));
+        // Appends: a restarted role keeps its predecessor's log above its own.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let mut command = Command::new(BIN);
+        command
             .arg("--config")
             .arg(&config)
             .arg("--log")
@@ -91,17 +89,8 @@ impl Env {
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut role = Role {
-            name: name.to_owned(),
-            child,
-            admin,
-            log: self.dir.path().join(format!("{name}.log")),
-        };
-        role.wait_ready(Duration::from_secs(90));
-        role
+            .stderr(log);
+        Role::start(name, command, admin, log_path, Duration::from_secs(90))
     }
 
     /// `nines broker` and `nines ingest` as two processes (for tests that restart aggregators).
@@ -179,87 +168,6 @@ fn admin_port(config: &Path) -> u16 {
     let v: toml::Value = toml::from_str(&text).unwrap();
     let listen = v["admin"]["listen"].as_str().unwrap();
     listen.rsplit(':').next().unwrap().parse().unwrap()
-}
-
-/// A running role process; killed (SIGKILL) when dropped.
-#[derive(Debug)]
-pub struct Role {
-    pub name: String,
-    child: Child,
-    admin: u16,
-    pub log: PathBuf,
-}
-
-impl Role {
-    fn wait_ready(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "{} exited early ({status}):\n{}",
-                    self.name,
-                    self.log_text()
-                );
-            }
-            if http_get(self.admin, "/readyz").is_some_and(|b| b.contains("ready")) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "{} not ready in {timeout:?}:\n{}",
-            self.name,
-            self.log_text()
-        );
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The role's Prometheus text.
-    pub fn metrics(&self) -> String {
-        http_get(self.admin, "/metrics").unwrap_or_default()
-    }
-
-    /// SIGKILL, no chance to flush.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM and wait (bounded) for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("{} did not exit within 30s of SIGTERM", self.name);
-    }
-}
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.starts_with("HTTP/1.1 200").then_some(body)
 }
 
 /// Pushes, retrying retryable answers (same batch) a bounded number of times.

@@ -1,8 +1,13 @@
 //! Test and load tooling: a seeded generator of realistic request traffic and a ledger that
 //! records exactly what was generated (counts, errors, every duration), so tests and
-//! `nines gen` can check the tables against numbers computed independently of the pipeline.
+//! `nines gen` can check the tables against numbers computed independently of the pipeline;
+//! roles as OS processes ([`process`]) and a retrying sender with an exact ledger ([`sender`])
+//! for the fault tests.
 
 use std::collections::BTreeMap;
+
+pub mod process;
+pub mod sender;
 
 use nines_proto::v1::{PushRequest, RequestEvent, Resource};
 use rand::rngs::StdRng;
