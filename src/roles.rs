@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 use nines_bus::producer::AckProducer;
-use nines_ingest::NativeIngest;
+use nines_ingest::otlp::Otlp;
+use nines_ingest::status_layer::DecodeErrors;
+use nines_ingest::{Auth, NativeIngest, Pipeline};
 use nines_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -159,6 +161,8 @@ async fn bind_ingest(cfg: &Config) -> anyhow::Result<tokio::net::TcpListener> {
         .listen
         .parse()
         .with_context(|| format!("ingest.listen {:?}", cfg.ingest.listen))?;
+    // Refuse before binding: keys malformed, or an open door beyond loopback.
+    Auth::from_config(&cfg.ingest, addr).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding ingest listener {addr}"))?;
@@ -173,15 +177,23 @@ async fn run_ingest(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let producer = AckProducer::new(&cfg.bus, &bootstrap)?;
-    let service = NativeIngest::new(
+    let auth =
+        Auth::from_config(&cfg.ingest, listener.local_addr()?).map_err(anyhow::Error::msg)?;
+    let pipeline = Pipeline::new(
         producer.clone(),
         cfg.bus.events_topic.clone(),
         cfg.ingest.limits.clone(),
         cfg.bus.max_record_bytes,
         cfg.bus.delivery_timeout,
     );
+    let max = cfg.ingest.max_request_bytes;
+    let (traces, logs, metrics) = Otlp::new(pipeline.clone(), auth.clone()).into_servers(max);
     tonic::transport::Server::builder()
-        .add_service(service.into_server(cfg.ingest.max_request_bytes))
+        .layer(DecodeErrors::layer())
+        .add_service(NativeIngest::new(pipeline, auth).into_server(max))
+        .add_service(traces)
+        .add_service(logs)
+        .add_service(metrics)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             stop.cancelled(),

@@ -13,7 +13,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use nines_model::schema::{self, DEPLOYS, INCIDENTS, REQUESTS, SLI_1M};
 use nines_model::time::{day_number, minute_start};
-use nines_proto::v1::{DeployOutcome, EventBatch, Resource};
+use nines_proto::v1::{DeployOutcome, DeploySource, EventBatch, Resource};
 
 use crate::{Rollup, Seen};
 
@@ -437,7 +437,12 @@ impl PartitionBuffer {
                 items.append(true);
             }
             c.commits.append(true);
-            c.source.append_value("api");
+            c.source
+                .append_value(if d.source == DeploySource::Telemetry as i32 {
+                    "telemetry"
+                } else {
+                    "api"
+                });
             c.received_at.append_value(received);
             c.kafka_partition.append_value(p);
             c.kafka_offset.append_value(offset);

@@ -12,8 +12,25 @@ pub struct IngestConfig {
     pub listen: String,
     /// Largest accepted request, in bytes (after decompression).
     pub max_request_bytes: usize,
+    /// API keys, one tenant each. With none, nines runs single-tenant (tenant `default`) and
+    /// refuses to listen beyond loopback unless `allow_unauthenticated` says so.
+    pub api_keys: Vec<ApiKey>,
+    /// Accept unauthenticated pushes on a non-loopback `listen` (single-tenant only).
+    pub allow_unauthenticated: bool,
     #[serde(flatten)]
     pub limits: Limits,
+}
+
+/// One API key and the tenant it stands for. Give the key's SHA-256 (`key_sha256`, hex, e.g.
+/// `printf %s "$KEY" | sha256sum`) so the file holds no secret; `key` (plain) also works.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub tenant: String,
+    #[serde(default)]
+    pub key_sha256: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// What a valid event looks like. Every rejection names the event, the field and the reason.
@@ -37,6 +54,9 @@ pub struct Limits {
     /// Longest accepted request duration.
     #[serde(with = "humantime_serde")]
     pub max_duration: Duration,
+    /// Distinct operations remembered per tenant and service; beyond it new ones are stored
+    /// as `__overflow__` (a bug that puts ids in routes cannot blow up the rollups).
+    pub max_operations_per_service: usize,
 }
 
 impl Default for IngestConfig {
@@ -44,6 +64,8 @@ impl Default for IngestConfig {
         Self {
             listen: "127.0.0.1:4317".into(),
             max_request_bytes: 16 * 1024 * 1024,
+            api_keys: Vec::new(),
+            allow_unauthenticated: false,
             limits: Limits::default(),
         }
     }
@@ -59,6 +81,7 @@ impl Default for Limits {
             max_event_age: Duration::from_secs(7 * 24 * 3600),
             max_event_ahead: Duration::from_secs(3600),
             max_duration: Duration::from_secs(24 * 3600),
+            max_operations_per_service: 2000,
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum Error {
     /// Kafka trouble; retryable or not as the bus says.
     #[error(transparent)]
     Bus(#[from] nines_bus::Error),
+    /// No API key, or one nines does not know.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The broker did not answer within the delivery timeout.
     #[error("broker did not acknowledge within {0:?}")]
     Timeout(std::time::Duration),
@@ -36,6 +39,7 @@ impl Error {
     pub fn reason_label(&self) -> &'static str {
         match self {
             Error::Invalid { .. } => "invalid",
+            Error::Unauthenticated(_) => "unauthenticated",
             Error::TooLarge { .. } => "too_large",
             Error::Bus(nines_bus::Error::QueueFull(_)) => "queue_full",
             Error::Bus(e) if e.is_retryable() => "broker_unavailable",
@@ -52,6 +56,7 @@ impl From<Error> for Status {
             Error::Invalid { .. } | Error::TooLarge { .. } => {
                 Status::new(Code::InvalidArgument, e.to_string())
             }
+            Error::Unauthenticated(_) => Status::new(Code::Unauthenticated, e.to_string()),
             Error::Bus(nines_bus::Error::QueueFull(_)) => Status::new(
                 Code::ResourceExhausted,
                 format!("ingest is overloaded, retry with backoff: {e}"),

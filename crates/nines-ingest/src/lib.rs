@@ -4,12 +4,17 @@
 //! Ingest keeps no state and no buffer of its own beyond the producer's bounded queue, so any
 //! number of ingest processes can run behind a load balancer.
 
+pub mod auth;
 pub mod config;
 mod error;
+pub mod guard;
+pub mod otlp;
 pub mod records;
 pub mod service;
+pub mod status_layer;
 pub mod validate;
 
+pub use auth::Auth;
 pub use config::IngestConfig;
 pub use error::{Error, Result};
-pub use service::NativeIngest;
+pub use service::{NativeIngest, Pipeline};

@@ -1,5 +1,7 @@
-//! `nines.v1.IngestService`: validate, cut, publish, and answer after the broker's ack.
+//! The publishing pipeline every front door shares (stamp tenant, validate, guard, cut,
+//! publish, answer after the broker's ack), and `nines.v1.IngestService` on top of it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
@@ -10,23 +12,32 @@ use nines_proto::v1::{PushRequest, PushResponse};
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
+use crate::auth::Auth;
 use crate::config::Limits;
+use crate::guard::{OperationGuard, VersionTracker};
 use crate::records::cut;
 use crate::validate::validate;
 use crate::{Error, Result};
 
-/// The native ingest service.
+/// Validates and publishes pushes. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct NativeIngest {
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     producer: AckProducer,
     topic: String,
     limits: Limits,
     max_record_bytes: usize,
     /// Upper bound on how long a push waits for acknowledgements.
     ack_timeout: Duration,
+    operations: OperationGuard,
+    versions: VersionTracker,
 }
 
-impl NativeIngest {
+impl Pipeline {
     pub fn new(
         producer: AckProducer,
         topic: String,
@@ -35,45 +46,69 @@ impl NativeIngest {
         delivery_timeout: Duration,
     ) -> Self {
         Self {
-            producer,
-            topic,
-            limits,
-            max_record_bytes,
-            ack_timeout: delivery_timeout + Duration::from_secs(1),
+            inner: Arc::new(Inner {
+                producer,
+                topic,
+                operations: OperationGuard::new(limits.max_operations_per_service),
+                limits,
+                max_record_bytes,
+                ack_timeout: delivery_timeout + Duration::from_secs(1),
+                versions: VersionTracker::default(),
+            }),
         }
     }
 
-    /// The tonic server for this service, with the request size limit applied.
-    pub fn into_server(self, max_request_bytes: usize) -> IngestServiceServer<Self> {
-        IngestServiceServer::new(self).max_decoding_message_size(max_request_bytes)
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
-    async fn push_inner(&self, mut req: PushRequest) -> Result<PushResponse> {
-        let now = now_ns();
-        validate(&mut req, &self.limits, now)?;
-        let resource = req.resource.as_ref().expect("validate sets a resource");
-        // One service's events land in one partition.
-        let key = format!("{}\u{0}{}", resource.tenant, resource.service).into_bytes();
+    /// Publishes `req` as `tenant` (whatever its resource claims): validates all of it, then
+    /// answers only after the broker has acknowledged every record.
+    pub async fn publish(
+        &self,
+        mut req: PushRequest,
+        tenant: &str,
+        now: i64,
+    ) -> Result<PushResponse> {
+        req.resource.get_or_insert_with(Default::default).tenant = tenant.to_owned();
+        validate(&mut req, &self.inner.limits, now)?;
         let mut response = PushResponse {
             accepted_requests: req.requests.len() as u64,
             accepted_deploys: req.deploys.len() as u64,
             accepted_incidents: req.incidents.len() as u64,
             records: 0,
         };
+        self.inner.operations.apply(&mut req);
+        let derived = self.inner.versions.observe(&req);
+        if let Some(d) = &derived {
+            req.deploys.push(d.clone());
+        }
+        let result = self.produce(req, now).await;
+        if let (Err(_), Some(d)) = (&result, &derived) {
+            // Not stored: let the retry reveal the deploy again.
+            self.inner.versions.forget(tenant, d);
+        }
+        response.records = result?;
+        Ok(response)
+    }
+
+    async fn produce(&self, mut req: PushRequest, now: i64) -> Result<u32> {
         if req.batch_id.is_empty() {
             // Every record carries an idempotency key, so a record the producer sent twice
             // is still counted once by the aggregator. (A client that retries without its own
             // batch_id gets a new key per attempt: only its own batch_id makes retries safe.)
             req.batch_id = format!("ingest-{}", uuid::Uuid::now_v7());
         }
-        let records = cut(req, now, self.max_record_bytes)?;
-        response.records = records.len() as u32;
+        let resource = req.resource.as_ref().expect("validate sets a resource");
+        // One service's events land in one partition.
+        let key = format!("{}\u{0}{}", resource.tenant, resource.service).into_bytes();
+        let records = cut(req, now, self.inner.max_record_bytes)?;
         let sends = records
             .iter()
-            .map(|r| self.producer.send(&self.topic, &key, r));
-        let results = tokio::time::timeout(self.ack_timeout, join_all(sends))
+            .map(|r| self.inner.producer.send(&self.inner.topic, &key, r));
+        let results = tokio::time::timeout(self.inner.ack_timeout, join_all(sends))
             .await
-            .map_err(|_| Error::Timeout(self.ack_timeout))?;
+            .map_err(|_| Error::Timeout(self.inner.ack_timeout))?;
         for r in results {
             let delivered = r?;
             debug!(
@@ -82,7 +117,49 @@ impl NativeIngest {
                 "acknowledged"
             );
         }
-        Ok(response)
+        Ok(records.len() as u32)
+    }
+}
+
+/// Counts an answered push in the ingest metrics.
+pub(crate) fn account(result: &Result<PushResponse>, started: Instant) {
+    let outcome = if result.is_ok() { "ok" } else { "rejected" };
+    histogram!("nines_ingest_push_duration_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(resp) => {
+            counter!("nines_ingest_events_accepted_total", "kind" => "request")
+                .increment(resp.accepted_requests);
+            counter!("nines_ingest_events_accepted_total", "kind" => "deploy")
+                .increment(resp.accepted_deploys);
+            counter!("nines_ingest_events_accepted_total", "kind" => "incident")
+                .increment(resp.accepted_incidents);
+        }
+        Err(e) => {
+            counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label())
+                .increment(1);
+            debug!(error = %e, "push rejected");
+        }
+    }
+}
+
+/// The native ingest service.
+#[derive(Debug, Clone)]
+pub struct NativeIngest {
+    pipeline: Pipeline,
+    auth: Auth,
+}
+
+impl NativeIngest {
+    pub fn new(pipeline: Pipeline, auth: Auth) -> Self {
+        Self { pipeline, auth }
+    }
+
+    /// The tonic server for this service, with the request size limit applied.
+    pub fn into_server(self, max_request_bytes: usize) -> IngestServiceServer<Self> {
+        IngestServiceServer::new(self)
+            .max_decoding_message_size(max_request_bytes)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
     }
 }
 
@@ -90,31 +167,20 @@ impl NativeIngest {
 impl IngestService for NativeIngest {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let started = Instant::now();
-        let result = self.push_inner(request.into_inner()).await;
-        let outcome = if result.is_ok() { "ok" } else { "rejected" };
-        histogram!("nines_ingest_push_duration_seconds", "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
-        match result {
-            Ok(resp) => {
-                counter!("nines_ingest_events_accepted_total", "kind" => "request")
-                    .increment(resp.accepted_requests);
-                counter!("nines_ingest_events_accepted_total", "kind" => "deploy")
-                    .increment(resp.accepted_deploys);
-                counter!("nines_ingest_events_accepted_total", "kind" => "incident")
-                    .increment(resp.accepted_incidents);
-                Ok(Response::new(resp))
+        let result = match self.auth.tenant(request.metadata()) {
+            Ok(tenant) => {
+                self.pipeline
+                    .publish(request.into_inner(), &tenant, now_ns())
+                    .await
             }
-            Err(e) => {
-                counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label())
-                    .increment(1);
-                debug!(error = %e, "push rejected");
-                Err(e.into())
-            }
-        }
+            Err(e) => Err(e),
+        };
+        account(&result, started);
+        result.map(Response::new).map_err(Status::from)
     }
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

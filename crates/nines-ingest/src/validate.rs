@@ -1,7 +1,7 @@
 //! Validation of a push. Nothing of a batch is stored unless all of it is valid, and the
 //! first problem found is reported with the event index, the field and the reason.
 
-use nines_proto::v1::{Attribute, DeployOutcome, PushRequest, Resource};
+use nines_proto::v1::{Attribute, DeployOutcome, PushRequest, RequestEvent, Resource};
 
 use crate::config::Limits;
 use crate::{Error, Result};
@@ -31,41 +31,9 @@ pub fn validate(req: &mut PushRequest, limits: &Limits, now_ns: i64) -> Result<(
     }
     check_name(&req.batch_id, limits, false).map_err(at(|| "batch_id".into()))?;
     let window = TimeWindow::new(limits, now_ns);
-    let max_duration = limits.max_duration.as_nanos() as i64;
     for (i, e) in req.requests.iter().enumerate() {
-        let field = |f: &'static str| at(move || format!("requests[{i}].{f}"));
-        window
-            .check(e.time_unix_nano)
-            .map_err(field("time_unix_nano"))?;
-        check_name(&e.operation, limits, true).map_err(field("operation"))?;
-        if e.duration_nano < 0 {
-            return Err(field("duration_nano")(format!(
-                "must be >= 0, got {}",
-                e.duration_nano
-            )));
-        }
-        if e.duration_nano > max_duration {
-            return Err(field("duration_nano")(format!(
-                "{} ns is longer than the limit of {:?}",
-                e.duration_nano, limits.max_duration
-            )));
-        }
-        if !(0..=999).contains(&e.status_code) {
-            return Err(field("status_code")(format!(
-                "must be 0 (unknown) or an HTTP-style code 1..=999, got {}",
-                e.status_code
-            )));
-        }
-        if e.trace_id.len() > limits.max_name_bytes {
-            return Err(field("trace_id")(format!(
-                "{} bytes, more than the limit of {}",
-                e.trace_id.len(),
-                limits.max_name_bytes
-            )));
-        }
-        check_attributes(&e.attributes, limits).map_err(|(suffix, reason)| {
-            Error::invalid(format!("requests[{i}].attributes{suffix}"), reason)
-        })?;
+        check_request(e, limits, &window)
+            .map_err(|(f, reason)| Error::invalid(format!("requests[{i}].{f}"), reason))?;
     }
     for (i, d) in req.deploys.iter().enumerate() {
         let field = |f: String| at(move || format!("deploys[{i}].{f}"));
@@ -122,7 +90,52 @@ pub fn validate(req: &mut PushRequest, limits: &Limits, now_ns: i64) -> Result<(
     Ok(())
 }
 
-fn check_resource(r: &mut Resource, limits: &Limits) -> Result<()> {
+/// Checks one request event. On failure: (field within the event, e.g. `duration_nano` or
+/// `attributes[2].key`, and the reason). OTLP uses it span by span.
+pub fn check_request(
+    e: &RequestEvent,
+    limits: &Limits,
+    window: &TimeWindow,
+) -> std::result::Result<(), (String, String)> {
+    let named = |f: &str| {
+        let f = f.to_owned();
+        move |reason: String| (f, reason)
+    };
+    window
+        .check(e.time_unix_nano)
+        .map_err(named("time_unix_nano"))?;
+    check_name(&e.operation, limits, true).map_err(named("operation"))?;
+    if e.duration_nano < 0 {
+        return Err(named("duration_nano")(format!(
+            "must be >= 0, got {}",
+            e.duration_nano
+        )));
+    }
+    if e.duration_nano > limits.max_duration.as_nanos() as i64 {
+        return Err(named("duration_nano")(format!(
+            "{} ns is longer than the limit of {:?}",
+            e.duration_nano, limits.max_duration
+        )));
+    }
+    if !(0..=999).contains(&e.status_code) {
+        return Err(named("status_code")(format!(
+            "must be 0 (unknown) or an HTTP-style code 1..=999, got {}",
+            e.status_code
+        )));
+    }
+    if e.trace_id.len() > limits.max_name_bytes {
+        return Err(named("trace_id")(format!(
+            "{} bytes, more than the limit of {}",
+            e.trace_id.len(),
+            limits.max_name_bytes
+        )));
+    }
+    check_attributes(&e.attributes, limits)
+        .map_err(|(suffix, reason)| (format!("attributes{suffix}"), reason))
+}
+
+/// Checks a resource and fills the default environment.
+pub fn check_resource(r: &mut Resource, limits: &Limits) -> Result<()> {
     let named = |f: &'static str| at(move || f.to_owned());
     check_name(&r.service, limits, true).map_err(named("resource.service"))?;
     check_name(&r.environment, limits, false).map_err(named("resource.environment"))?;
@@ -198,20 +211,22 @@ fn check_attributes(
     Ok(())
 }
 
-struct TimeWindow {
+/// The accepted range of event times around now.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeWindow {
     oldest: i64,
     newest: i64,
 }
 
 impl TimeWindow {
-    fn new(limits: &Limits, now: i64) -> Self {
+    pub fn new(limits: &Limits, now: i64) -> Self {
         Self {
             oldest: now.saturating_sub(limits.max_event_age.as_nanos() as i64),
             newest: now.saturating_add(limits.max_event_ahead.as_nanos() as i64),
         }
     }
 
-    fn check(&self, t: i64) -> Reason {
+    pub fn check(&self, t: i64) -> Reason {
         if t <= 0 {
             return Err("must be set (nanoseconds since the Unix epoch)".into());
         }
@@ -232,7 +247,7 @@ impl TimeWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nines_proto::v1::{DeployEvent, IncidentEvent, RequestEvent};
+    use nines_proto::v1::{DeployEvent, IncidentEvent};
 
     const NOW: i64 = 1_795_671_239_000_000_000;
 

@@ -1,0 +1,176 @@
+//! API keys → tenants. The tenant of every event is the one its key stands for; whatever a
+//! payload says about its tenant is overwritten.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use sha2::{Digest, Sha256};
+use tonic::metadata::MetadataMap;
+
+use crate::config::IngestConfig;
+use crate::validate::DEFAULT_TENANT;
+use crate::{Error, Result};
+
+/// Who may push, and as which tenant.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// SHA-256 of a key → its tenant. Empty: single-tenant, no key needed.
+    tenants: HashMap<[u8; 32], String>,
+}
+
+impl Auth {
+    /// Reads `ingest.api_keys` and checks the listen address is allowed without keys.
+    pub fn from_config(
+        cfg: &IngestConfig,
+        listen: SocketAddr,
+    ) -> std::result::Result<Self, String> {
+        let mut tenants = HashMap::new();
+        for (i, k) in cfg.api_keys.iter().enumerate() {
+            let field = format!("ingest.api_keys[{i}]");
+            if k.tenant.trim().is_empty() || k.tenant.chars().any(char::is_control) {
+                return Err(format!("{field}.tenant: must be a non-empty name"));
+            }
+            let digest = match (&k.key_sha256, &k.key) {
+                (Some(hex), None) => parse_hex(hex)
+                    .ok_or_else(|| format!("{field}.key_sha256: must be 64 hex digits"))?,
+                (None, Some(key)) if !key.is_empty() => digest(key.as_bytes()),
+                _ => return Err(format!("{field}: give exactly one of key_sha256 and key")),
+            };
+            if tenants.insert(digest, k.tenant.clone()).is_some() {
+                return Err(format!("{field}: the same key is listed twice"));
+            }
+        }
+        if tenants.is_empty() && !listen.ip().is_loopback() && !cfg.allow_unauthenticated {
+            return Err(format!(
+                "ingest.listen {listen} is not a loopback address and no ingest.api_keys are \
+                 configured: anyone could push. Configure keys, or set \
+                 ingest.allow_unauthenticated = true"
+            ));
+        }
+        Ok(Self { tenants })
+    }
+
+    /// Single-tenant (no keys configured).
+    pub fn open() -> Self {
+        Self::default()
+    }
+
+    /// The tenant a request pushes as: from `authorization: Bearer <key>` or
+    /// `x-nines-api-key: <key>`; `default` when no keys are configured.
+    pub fn tenant(&self, metadata: &MetadataMap) -> Result<String> {
+        if self.tenants.is_empty() {
+            return Ok(DEFAULT_TENANT.to_owned());
+        }
+        let key = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .or_else(|| {
+                metadata
+                    .get("x-nines-api-key")
+                    .and_then(|v| v.to_str().ok())
+            })
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                Error::Unauthenticated(
+                    "missing API key: send `authorization: Bearer <key>` or `x-nines-api-key: <key>`"
+                        .into(),
+                )
+            })?;
+        self.tenants
+            .get(&digest(key.as_bytes()))
+            .cloned()
+            .ok_or_else(|| Error::Unauthenticated("unknown API key".into()))
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn parse_hex(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0_u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApiKey;
+
+    fn cfg(keys: Vec<ApiKey>) -> IngestConfig {
+        IngestConfig {
+            api_keys: keys,
+            ..IngestConfig::default()
+        }
+    }
+
+    fn meta(name: &'static str, value: &str) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        m.insert(name, value.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn keys_map_to_their_tenants_by_either_header() {
+        // sha256("k-beta"), computed with `printf %s k-beta | sha256sum`.
+        let beta_hex =
+            "3b6424f5938ab57d09f708b7e81994276b9ea3be655baffd5dbd3ca06433c3c6".to_owned();
+        let auth = Auth::from_config(
+            &cfg(vec![
+                ApiKey {
+                    tenant: "alpha".into(),
+                    key: Some("k-alpha".into()),
+                    key_sha256: None,
+                },
+                ApiKey {
+                    tenant: "beta".into(),
+                    key: None,
+                    key_sha256: Some(beta_hex),
+                },
+            ]),
+            "127.0.0.1:4317".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            auth.tenant(&meta("authorization", "Bearer k-alpha"))
+                .unwrap(),
+            "alpha"
+        );
+        assert_eq!(
+            auth.tenant(&meta("x-nines-api-key", "k-beta")).unwrap(),
+            "beta"
+        );
+        let wrong = auth
+            .tenant(&meta("authorization", "Bearer nope"))
+            .unwrap_err();
+        assert_eq!(wrong.to_string(), "unknown API key");
+        let missing = auth.tenant(&MetadataMap::new()).unwrap_err();
+        assert!(missing.to_string().starts_with("missing API key"));
+    }
+
+    #[test]
+    fn without_keys_only_loopback_unless_allowed() {
+        let open = cfg(vec![]);
+        assert!(Auth::from_config(&open, "127.0.0.1:4317".parse().unwrap()).is_ok());
+        let err = Auth::from_config(&open, "0.0.0.0:4317".parse().unwrap()).unwrap_err();
+        assert!(err.contains("not a loopback address"), "{err}");
+        let allowed = IngestConfig {
+            allow_unauthenticated: true,
+            ..IngestConfig::default()
+        };
+        assert!(Auth::from_config(&allowed, "0.0.0.0:4317".parse().unwrap()).is_ok());
+        assert_eq!(
+            Auth::open().tenant(&MetadataMap::new()).unwrap(),
+            DEFAULT_TENANT
+        );
+    }
+}

@@ -1,0 +1,634 @@
+//! OTLP/gRPC front doors: traces, logs and metrics, on the same port as `nines.v1`.
+//!
+//! Mapping (docs/otlp.md): SERVER and CONSUMER spans become request events; log records
+//! named `deployment` or `incident` become deploy and incident events; metrics are refused.
+//! Everything not taken is answered through OTLP `partial_success` (a count and a message
+//! naming the first items and why) and counted in
+//! `nines_ingest_otlp_rejected_total{signal,reason}` — never dropped silently. OTLP has no
+//! idempotency key: an export retried after an ambiguous error may count twice.
+
+use std::time::Instant;
+
+use futures::future::join_all;
+use metrics::counter;
+use nines_proto::v1::{
+    Attribute, Commit, DeployEvent, DeployOutcome, IncidentEvent, PushRequest, RequestEvent,
+    Resource,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::metric;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use tonic::codec::CompressionEncoding;
+use tonic::{Request, Response, Status};
+
+use crate::auth::Auth;
+use crate::config::Limits;
+use crate::service::{Pipeline, account, now_ns};
+use crate::validate::{TimeWindow, check_request, validate};
+use crate::{Error, Result};
+
+/// Rejection messages quoted in one `partial_success.error_message`.
+const REASONS_QUOTED: usize = 5;
+
+/// What a mapping kept and what it refused.
+#[derive(Debug, Default)]
+pub struct Mapped {
+    /// One push per OTLP resource with anything valid in it.
+    pub pushes: Vec<PushRequest>,
+    /// Items refused (spans, log records or data points).
+    pub rejected: u64,
+    /// Why, item by item (`path: reason`), as many as fit in a message.
+    pub reasons: Vec<String>,
+}
+
+impl Mapped {
+    fn reject(&mut self, signal: &'static str, label: &'static str, why: impl FnOnce() -> String) {
+        self.rejected += 1;
+        counter!("nines_ingest_otlp_rejected_total", "signal" => signal, "reason" => label)
+            .increment(1);
+        if self.reasons.len() < REASONS_QUOTED {
+            self.reasons.push(why());
+        }
+    }
+
+    /// The `partial_success.error_message`: empty when nothing was refused.
+    pub fn message(&self, what: &str) -> String {
+        if self.rejected == 0 {
+            return String::new();
+        }
+        let more = self.rejected.saturating_sub(self.reasons.len() as u64);
+        let mut m = format!(
+            "{} {what} rejected: {}",
+            self.rejected,
+            self.reasons.join("; ")
+        );
+        if more > 0 {
+            m.push_str(&format!("; and {more} more"));
+        }
+        m
+    }
+}
+
+/// The value of attribute `key`, if present.
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn attr_str(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attr(attrs, key).map(value_string).filter(|s| !s.is_empty())
+}
+
+fn attr_int(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    match attr(attrs, key)? {
+        any_value::Value::IntValue(i) => Some(*i),
+        any_value::Value::StringValue(s) => s.trim().parse().ok(),
+        any_value::Value::DoubleValue(d) if d.fract() == 0.0 => Some(*d as i64),
+        _ => None,
+    }
+}
+
+/// An attribute value as text (arrays comma-separated, bytes as hex).
+fn value_string(v: &any_value::Value) -> String {
+    use any_value::Value as V;
+    match v {
+        V::StringValue(s) => s.clone(),
+        V::BoolValue(b) => b.to_string(),
+        V::IntValue(i) => i.to_string(),
+        V::DoubleValue(d) => d.to_string(),
+        V::BytesValue(b) => hex(b),
+        V::ArrayValue(a) => a
+            .values
+            .iter()
+            .filter_map(|v| v.value.as_ref())
+            .map(value_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        V::KvlistValue(kv) => kv
+            .values
+            .iter()
+            .map(|kv| {
+                let v = kv.value.as_ref().and_then(|v| v.value.as_ref());
+                format!("{}={}", kv.key, v.map(value_string).unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        #[allow(unreachable_patterns, reason = "profiling-only variants")]
+        _ => String::new(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// service.name, service.version and the environment of an OTLP resource.
+fn resource_of(attrs: &[KeyValue]) -> Option<Resource> {
+    Some(Resource {
+        tenant: String::new(),
+        service: attr_str(attrs, "service.name")?,
+        environment: attr_str(attrs, "deployment.environment.name")
+            .or_else(|| attr_str(attrs, "deployment.environment"))
+            .unwrap_or_default(),
+        version: attr_str(attrs, "service.version").unwrap_or_default(),
+    })
+}
+
+/// A request event from a span, or why not (field within the span, reason).
+pub fn map_span(span: &Span) -> std::result::Result<RequestEvent, (String, String)> {
+    let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
+    if !matches!(kind, SpanKind::Server | SpanKind::Consumer) {
+        return Err((
+            "kind".into(),
+            format!(
+                "{} spans are not requests (nines takes SERVER and CONSUMER spans)",
+                kind.as_str_name().trim_start_matches("SPAN_KIND_")
+            ),
+        ));
+    }
+    let a = &span.attributes;
+    let start = i64::try_from(span.start_time_unix_nano).map_err(|_| {
+        (
+            "start_time_unix_nano".to_owned(),
+            format!("{} is beyond the year 2262", span.start_time_unix_nano),
+        )
+    })?;
+    let end = i64::try_from(span.end_time_unix_nano).map_err(|_| {
+        (
+            "end_time_unix_nano".to_owned(),
+            format!("{} is beyond the year 2262", span.end_time_unix_nano),
+        )
+    })?;
+    if end < start {
+        return Err((
+            "end_time_unix_nano".into(),
+            format!("{end} is before start_time_unix_nano {start}"),
+        ));
+    }
+    let method = attr_str(a, "http.request.method").or_else(|| attr_str(a, "http.method"));
+    let route = attr_str(a, "http.route");
+    let rpc = attr_str(a, "rpc.service").zip(attr_str(a, "rpc.method"));
+    let operation = match (method, route, rpc) {
+        (Some(m), Some(r), _) => format!("{m} {r}"),
+        (_, _, Some((s, m))) => format!("{s}/{m}"),
+        _ => span.name.clone(),
+    };
+    let status_code = attr_int(a, "http.response.status_code")
+        .or_else(|| attr_int(a, "http.status_code"))
+        .unwrap_or(0);
+    let status_code = i32::try_from(status_code).unwrap_or(-1);
+    let grpc_failed = attr_int(a, "rpc.grpc.status_code").is_some_and(|c| c != 0);
+    let span_error = span
+        .status
+        .as_ref()
+        .is_some_and(|s| s.code == StatusCode::Error as i32);
+    Ok(RequestEvent {
+        time_unix_nano: start,
+        operation,
+        status_code,
+        error: status_code >= 500 || grpc_failed || span_error,
+        duration_nano: end - start,
+        trace_id: hex(&span.trace_id),
+        attributes: a
+            .iter()
+            .map(|kv| Attribute {
+                key: kv.key.clone(),
+                value: kv
+                    .value
+                    .as_ref()
+                    .and_then(|v| v.value.as_ref())
+                    .map(value_string)
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    })
+}
+
+/// The span field a request-event field came from (for messages).
+fn span_field(event_field: &str) -> String {
+    match event_field {
+        "time_unix_nano" => "start_time_unix_nano".into(),
+        "duration_nano" => "end_time_unix_nano".into(),
+        "operation" => "name".into(),
+        "status_code" => "attributes[http.response.status_code]".into(),
+        other => other.into(),
+    }
+}
+
+/// Maps and validates an OTLP trace export, span by span.
+pub fn map_traces(req: ExportTraceServiceRequest, limits: &Limits, now: i64) -> Result<Mapped> {
+    let total: usize = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    if total > limits.max_events_per_request {
+        return Err(Error::invalid(
+            "resource_spans",
+            format!(
+                "{total} spans in one request, more than the limit of {}",
+                limits.max_events_per_request
+            ),
+        ));
+    }
+    let window = TimeWindow::new(limits, now);
+    let mut out = Mapped::default();
+    for (r, rs) in req.resource_spans.into_iter().enumerate() {
+        let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
+        let Some(resource) = resource_of(&attrs) else {
+            for (s, ss) in rs.scope_spans.iter().enumerate() {
+                for k in 0..ss.spans.len() {
+                    out.reject("traces", "no_service", || {
+                        format!(
+                            "resource_spans[{r}].scope_spans[{s}].spans[{k}]: resource attribute \
+                             service.name is required"
+                        )
+                    });
+                }
+            }
+            continue;
+        };
+        let mut push = PushRequest {
+            resource: Some(resource),
+            ..Default::default()
+        };
+        for (s, ss) in rs.scope_spans.into_iter().enumerate() {
+            for (k, span) in ss.spans.iter().enumerate() {
+                let path = || format!("resource_spans[{r}].scope_spans[{s}].spans[{k}]");
+                match map_span(span).and_then(|e| {
+                    check_request(&e, limits, &window)
+                        .map(|()| e)
+                        .map_err(|(f, why)| (span_field(&f), why))
+                }) {
+                    Ok(e) => push.requests.push(e),
+                    Err((field, why)) if field == "kind" => {
+                        out.reject("traces", "span_kind", || format!("{}: {why}", path()))
+                    }
+                    Err((field, why)) => {
+                        out.reject("traces", "invalid", || format!("{}.{field}: {why}", path()))
+                    }
+                }
+            }
+        }
+        if !push.requests.is_empty() {
+            out.pushes.push(push);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a time attribute: integer nanoseconds since the epoch, or RFC 3339 text.
+fn time_attr(attrs: &[KeyValue], key: &str) -> std::result::Result<Option<i64>, String> {
+    match attr(attrs, key) {
+        None => Ok(None),
+        Some(any_value::Value::IntValue(i)) => Ok(Some(*i)),
+        Some(v) => parse_time(&value_string(v)).map(Some).ok_or_else(|| {
+            format!("attributes[{key}]: not RFC 3339 or nanoseconds since the epoch")
+        }),
+    }
+}
+
+fn parse_time(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Ok(ns) = t.parse::<i64>() {
+        return Some(ns);
+    }
+    let st = humantime::parse_rfc3339_weak(t).ok()?;
+    let d = st.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_nanos()).ok()
+}
+
+/// A deploy or incident event from a log record that follows the nines convention.
+enum LogEvent {
+    Deploy(DeployEvent),
+    Incident(IncidentEvent),
+}
+
+fn map_log(
+    rec: &LogRecord,
+    resource: &Resource,
+) -> std::result::Result<LogEvent, (&'static str, String)> {
+    let a = &rec.attributes;
+    let name = if rec.event_name.is_empty() {
+        attr_str(a, "event.name").unwrap_or_default()
+    } else {
+        rec.event_name.clone()
+    };
+    let time = [rec.time_unix_nano, rec.observed_time_unix_nano]
+        .into_iter()
+        .find(|t| *t > 0)
+        .and_then(|t| i64::try_from(t).ok())
+        .unwrap_or(0);
+    let invalid = |why: String| ("invalid", why);
+    match name.as_str() {
+        "deployment" => {
+            let outcome = match attr_str(a, "deployment.outcome").as_deref() {
+                None | Some("succeeded") => DeployOutcome::Succeeded,
+                Some("failed") => DeployOutcome::Failed,
+                Some("rolled_back") => DeployOutcome::RolledBack,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "attributes[deployment.outcome]: {other:?} is not succeeded, failed or rolled_back"
+                    )));
+                }
+            };
+            let mut commits = Vec::new();
+            if let Some(list) = attr_str(a, "deployment.commits") {
+                for (j, item) in list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .enumerate()
+                {
+                    let (sha, when) = item.split_once('@').ok_or_else(|| {
+                        invalid(format!(
+                            "attributes[deployment.commits][{j}]: {item:?} is not sha@time"
+                        ))
+                    })?;
+                    let t = parse_time(when).ok_or_else(|| {
+                        invalid(format!(
+                            "attributes[deployment.commits][{j}]: {when:?} is not RFC 3339 or nanoseconds"
+                        ))
+                    })?;
+                    commits.push(Commit {
+                        sha: sha.to_owned(),
+                        time_unix_nano: t,
+                    });
+                }
+            }
+            Ok(LogEvent::Deploy(DeployEvent {
+                time_unix_nano: time,
+                service: resource.service.clone(),
+                environment: attr_str(a, "deployment.environment.name")
+                    .unwrap_or_else(|| resource.environment.clone()),
+                version: attr_str(a, "service.version").unwrap_or_else(|| resource.version.clone()),
+                commits,
+                outcome: outcome as i32,
+                source: 0,
+            }))
+        }
+        "incident" => Ok(LogEvent::Incident(IncidentEvent {
+            id: attr_str(a, "incident.id").unwrap_or_default(),
+            service: resource.service.clone(),
+            opened_at_unix_nano: time_attr(a, "incident.opened_at")
+                .map_err(invalid)?
+                .unwrap_or(time),
+            resolved_at_unix_nano: time_attr(a, "incident.resolved_at")
+                .map_err(invalid)?
+                .unwrap_or(0),
+            severity: attr_str(a, "incident.severity").unwrap_or_default(),
+            cause_version: attr_str(a, "incident.cause_version").unwrap_or_default(),
+        })),
+        "" => Err((
+            "not_an_event",
+            "not a nines event: set event.name to \"deployment\" or \"incident\"".into(),
+        )),
+        other => Err((
+            "not_an_event",
+            format!(
+                "not a nines event: event.name {other:?} is neither \"deployment\" nor \"incident\""
+            ),
+        )),
+    }
+}
+
+/// Maps and validates an OTLP log export, record by record.
+pub fn map_logs(req: ExportLogsServiceRequest, limits: &Limits, now: i64) -> Result<Mapped> {
+    let total: usize = req
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len())
+        .sum();
+    if total > limits.max_events_per_request {
+        return Err(Error::invalid(
+            "resource_logs",
+            format!(
+                "{total} log records in one request, more than the limit of {}",
+                limits.max_events_per_request
+            ),
+        ));
+    }
+    let mut out = Mapped::default();
+    for (r, rl) in req.resource_logs.into_iter().enumerate() {
+        let attrs = rl.resource.map(|r| r.attributes).unwrap_or_default();
+        let resource = resource_of(&attrs);
+        let mut push = PushRequest {
+            resource: resource.clone(),
+            ..Default::default()
+        };
+        for (s, sl) in rl.scope_logs.iter().enumerate() {
+            for (k, rec) in sl.log_records.iter().enumerate() {
+                let path = || format!("resource_logs[{r}].scope_logs[{s}].log_records[{k}]");
+                let Some(resource) = &resource else {
+                    out.reject("logs", "no_service", || {
+                        format!("{}: resource attribute service.name is required", path())
+                    });
+                    continue;
+                };
+                match map_log(rec, resource) {
+                    Ok(ev) => {
+                        // Validate the event alone, so one bad record refuses only itself.
+                        let mut single = PushRequest {
+                            resource: Some(resource.clone()),
+                            ..Default::default()
+                        };
+                        match ev {
+                            LogEvent::Deploy(d) => single.deploys.push(d),
+                            LogEvent::Incident(i) => single.incidents.push(i),
+                        }
+                        match validate(&mut single, limits, now) {
+                            Ok(()) => {
+                                push.deploys.append(&mut single.deploys);
+                                push.incidents.append(&mut single.incidents);
+                            }
+                            Err(e) => out.reject("logs", "invalid", || {
+                                // "deploys[0].version: …" → "…log_records[k] (deployment).version: …"
+                                let text = e.to_string();
+                                let rest = text.split_once("].").map_or(text.as_str(), |(_, r)| r);
+                                format!("{}.{rest}", path())
+                            }),
+                        }
+                    }
+                    Err((label, why)) => out.reject("logs", label, || format!("{}: {why}", path())),
+                }
+            }
+        }
+        if !push.deploys.is_empty() || !push.incidents.is_empty() {
+            out.pushes.push(push);
+        }
+    }
+    Ok(out)
+}
+
+/// Metrics are not stored: every data point is refused, by metric name.
+pub fn map_metrics(req: &ExportMetricsServiceRequest) -> Mapped {
+    let mut out = Mapped::default();
+    for rm in &req.resource_metrics {
+        for sm in &rm.scope_metrics {
+            for m in &sm.metrics {
+                let points = match &m.data {
+                    Some(metric::Data::Gauge(g)) => g.data_points.len(),
+                    Some(metric::Data::Sum(s)) => s.data_points.len(),
+                    Some(metric::Data::Histogram(h)) => h.data_points.len(),
+                    Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+                    Some(metric::Data::Summary(s)) => s.data_points.len(),
+                    None => 0,
+                };
+                for _ in 0..points.max(1) {
+                    out.reject("metrics", "not_stored", || {
+                        format!(
+                            "metric {:?}: nines derives request SLIs from SERVER/CONSUMER spans \
+                             and does not store metrics",
+                            m.name
+                        )
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Publishes every push of `mapped` as `tenant`; fails if any fails (the sender retries).
+async fn publish_all(
+    pipeline: &Pipeline,
+    mapped: &mut Mapped,
+    tenant: &str,
+    now: i64,
+) -> Result<()> {
+    let pushes = std::mem::take(&mut mapped.pushes);
+    let started = Instant::now();
+    let results = join_all(pushes.into_iter().map(|p| pipeline.publish(p, tenant, now))).await;
+    for r in results {
+        account(&r, started);
+        r?;
+    }
+    Ok(())
+}
+
+fn otlp_error(e: Error) -> Status {
+    counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label()).increment(1);
+    Status::from(e)
+}
+
+/// OTLP `TraceService`, `LogsService` and `MetricsService`.
+#[derive(Debug, Clone)]
+pub struct Otlp {
+    pipeline: Pipeline,
+    auth: Auth,
+}
+
+impl Otlp {
+    pub fn new(pipeline: Pipeline, auth: Auth) -> Self {
+        Self { pipeline, auth }
+    }
+
+    /// The three tonic services, accepting gzip, with the request size limit applied.
+    pub fn into_servers(
+        self,
+        max_request_bytes: usize,
+    ) -> (
+        TraceServiceServer<Self>,
+        LogsServiceServer<Self>,
+        MetricsServiceServer<Self>,
+    ) {
+        (
+            TraceServiceServer::new(self.clone())
+                .max_decoding_message_size(max_request_bytes)
+                .accept_compressed(CompressionEncoding::Gzip),
+            LogsServiceServer::new(self.clone())
+                .max_decoding_message_size(max_request_bytes)
+                .accept_compressed(CompressionEncoding::Gzip),
+            MetricsServiceServer::new(self)
+                .max_decoding_message_size(max_request_bytes)
+                .accept_compressed(CompressionEncoding::Gzip),
+        )
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Otlp {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let tenant = self.auth.tenant(request.metadata()).map_err(otlp_error)?;
+        let now = now_ns();
+        let mut mapped =
+            map_traces(request.into_inner(), self.pipeline.limits(), now).map_err(otlp_error)?;
+        publish_all(&self.pipeline, &mut mapped, &tenant, now)
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: (mapped.rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: mapped.rejected as i64,
+                error_message: mapped.message("spans"),
+            }),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Otlp {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let tenant = self.auth.tenant(request.metadata()).map_err(otlp_error)?;
+        let now = now_ns();
+        let mut mapped =
+            map_logs(request.into_inner(), self.pipeline.limits(), now).map_err(otlp_error)?;
+        publish_all(&self.pipeline, &mut mapped, &tenant, now)
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(ExportLogsServiceResponse {
+            partial_success: (mapped.rejected > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: mapped.rejected as i64,
+                error_message: mapped.message("log records"),
+            }),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Otlp {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.auth.tenant(request.metadata()).map_err(otlp_error)?;
+        let mapped = map_metrics(request.get_ref());
+        Ok(Response::new(ExportMetricsServiceResponse {
+            partial_success: (mapped.rejected > 0).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: mapped.rejected as i64,
+                error_message: mapped.message("data points"),
+            }),
+        }))
+    }
+}

@@ -1,0 +1,94 @@
+//! Rewrites the statuses tonic produces before our handlers run, so a sender's mistake is
+//! never INTERNAL: an undecodable body (truncated or garbage protobuf, wrong wire types,
+//! invalid UTF-8, a corrupt gzip stream) becomes INVALID_ARGUMENT with prost's description of
+//! where it failed, and a request over `ingest.max_request_bytes` becomes INVALID_ARGUMENT
+//! naming the limit (not a retryable code: the same request would fail again). Both are
+//! counted in `nines_ingest_pushes_rejected_total`.
+
+use std::task::{Context, Poll};
+
+use futures::FutureExt;
+use futures::future::Map;
+use metrics::counter;
+use tonic::codegen::http;
+use tonic::{Code, Status};
+
+/// Wraps the gRPC router (see [`DecodeErrors::layer`]).
+#[derive(Debug, Clone)]
+pub struct DecodeErrors<S> {
+    inner: S,
+}
+
+impl<S> DecodeErrors<S> {
+    /// A `tower` layer for `tonic::transport::Server::builder().layer(..)`.
+    pub fn layer() -> tower::layer::LayerFn<fn(S) -> DecodeErrors<S>> {
+        tower::layer::layer_fn(|inner| DecodeErrors { inner })
+    }
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for DecodeErrors<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = Map<
+        S::Future,
+        fn(Result<http::Response<ResBody>, S::Error>) -> Result<http::Response<ResBody>, S::Error>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        self.inner.call(req).map(|r| r.map(rewrite) as Result<_, _>)
+    }
+}
+
+fn rewrite<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let (reason, message) = match status.code() {
+        Code::Internal
+            if status
+                .message()
+                .starts_with("failed to decode Protobuf message") =>
+        {
+            (
+                "undecodable",
+                format!("request body is not valid protobuf: {}", status.message()),
+            )
+        }
+        Code::Internal
+            if status.message().contains("decompress") || status.message().contains("gzip") =>
+        {
+            (
+                "undecodable",
+                format!(
+                    "request body could not be decompressed: {}",
+                    status.message()
+                ),
+            )
+        }
+        Code::OutOfRange if status.message().contains("message length too large") => (
+            "request_too_large",
+            format!(
+                "request too large (ingest.max_request_bytes): {}",
+                status.message()
+            ),
+        ),
+        _ => return response,
+    };
+    counter!("nines_ingest_pushes_rejected_total", "reason" => reason).increment(1);
+    let replaced = Status::new(Code::InvalidArgument, message);
+    let headers = response.headers_mut();
+    headers.remove("grpc-status");
+    headers.remove("grpc-message");
+    headers.remove("grpc-status-details-bin");
+    if replaced.add_header(headers).is_err() {
+        tracing::warn!("could not rewrite a decode error status");
+    }
+    response
+}
