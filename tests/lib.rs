@@ -14,6 +14,7 @@ mod e2e;
 mod faults;
 mod idempotency;
 mod late_events;
+mod otlp;
 mod parquet_files;
 mod poison;
 mod restart;

@@ -25,6 +25,8 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub broker_port: u16,
     pub ingest_port: u16,
+    /// TOML appended to every role's config (e.g. `[[ingest.api_keys]]` tables).
+    pub extra_config: String,
 }
 
 impl Env {
@@ -33,6 +35,15 @@ impl Env {
             dir: tempfile::tempdir().unwrap(),
             broker_port: free_port(),
             ingest_port: free_port(),
+            extra_config: String::new(),
+        }
+    }
+
+    /// An environment whose roles all get `extra` appended to their config.
+    pub fn with_config(extra: &str) -> Self {
+        Self {
+            extra_config: extra.to_owned(),
+            ..Self::new()
         }
     }
 
@@ -55,7 +66,7 @@ impl Env {
             broker = self.broker_port,
             ingest = self.ingest_port,
             admin = free_port(),
-        );
+        ) + &self.extra_config;
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -190,4 +201,79 @@ pub async fn push_ok(
         }
     }
     panic!("push not accepted after 20 attempts");
+}
+
+/// A gRPC codec that sends the request bytes as they are (for malformed-input tests) and
+/// returns the response bytes undecoded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
+    }
+}
+
+/// Calls gRPC method `path` (e.g. `/nines.v1.IngestService/Push`) with `body` as the
+/// message bytes, exactly as given, and `headers` as metadata.
+pub async fn raw_call(
+    endpoint: &str,
+    path: &'static str,
+    body: Vec<u8>,
+    headers: &[(&'static str, &str)],
+) -> Result<Vec<u8>, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(body);
+    for (k, v) in headers {
+        request.metadata_mut().insert(*k, v.parse().unwrap());
+    }
+    grpc.unary(
+        request,
+        tonic::codegen::http::uri::PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
 }

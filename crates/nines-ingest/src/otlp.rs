@@ -287,7 +287,7 @@ pub fn map_traces(req: ExportTraceServiceRequest, limits: &Limits, now: i64) -> 
                 }) {
                     Ok(e) => push.requests.push(e),
                     Err((field, why)) if field == "kind" => {
-                        out.reject("traces", "span_kind", || format!("{}: {why}", path()))
+                        out.reject("traces", "span_kind", || format!("{}.kind: {why}", path()))
                     }
                     Err((field, why)) => {
                         out.reject("traces", "invalid", || format!("{}.{field}: {why}", path()))
