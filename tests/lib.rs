@@ -10,6 +10,7 @@
 mod support;
 
 mod bad_input;
+mod corpus;
 mod e2e;
 mod faults;
 mod idempotency;
