@@ -403,6 +403,19 @@ fn corpus() -> Vec<Case> {
             Partial(1, "spans[0]: resource attribute service.name is required"),
         ),
         case(
+            "control character in service.name",
+            TRACES,
+            traces(
+                vec![kv("service.name", s("se\u{1b}arch"))],
+                vec![span(|_| {})],
+            )
+            .encode_to_vec(),
+            Partial(
+                1,
+                "spans[0]: resource attribute service.name: must not contain control characters",
+            ),
+        ),
+        case(
             "empty operation",
             PUSH,
             push(|p| p.requests[0].operation = String::new()),
@@ -712,7 +725,7 @@ async fn the_bad_input_corpus_gets_exact_answers_and_hurts_nothing() {
             &format!("{{signal=\"{signal}\",reason=\"{reason}\"}}"),
         )
     };
-    assert_eq!(otlp("traces", "invalid"), Some(6.0));
+    assert_eq!(otlp("traces", "invalid"), Some(7.0));
     assert_eq!(otlp("traces", "no_service"), Some(1.0));
     assert_eq!(otlp("traces", "span_kind"), Some(1.0));
     assert_eq!(otlp("logs", "not_an_event"), Some(1.0));

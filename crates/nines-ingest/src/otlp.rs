@@ -45,7 +45,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::Auth;
 use crate::config::Limits;
 use crate::service::{Pipeline, account, now_ns};
-use crate::validate::{TimeWindow, check_request, validate};
+use crate::validate::{TimeWindow, check_request, check_resource, validate};
 use crate::{Error, Result};
 
 /// Rejection messages quoted in one `partial_success.error_message`.
@@ -158,6 +158,28 @@ fn resource_of(attrs: &[KeyValue]) -> Option<Resource> {
     })
 }
 
+/// The resource of an OTLP resource's attributes, checked like a native resource; or the
+/// metric label and the reason every item of it is refused.
+fn checked_resource(
+    attrs: &[KeyValue],
+    limits: &Limits,
+) -> std::result::Result<Resource, (&'static str, String)> {
+    let mut resource = resource_of(attrs).ok_or((
+        "no_service",
+        "resource attribute service.name is required".to_owned(),
+    ))?;
+    check_resource(&mut resource, limits).map_err(|e| {
+        // Name the OTLP attribute, not the native field.
+        let text = e
+            .to_string()
+            .replacen("resource.service:", "service.name:", 1)
+            .replacen("resource.environment:", "deployment.environment.name:", 1)
+            .replacen("resource.version:", "service.version:", 1);
+        ("invalid", format!("resource attribute {text}"))
+    })?;
+    Ok(resource)
+}
+
 /// A request event from a span, or why not (field within the span, reason).
 pub fn map_span(span: &Span) -> std::result::Result<RequestEvent, (String, String)> {
     let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
@@ -260,18 +282,18 @@ pub fn map_traces(req: ExportTraceServiceRequest, limits: &Limits, now: i64) -> 
     let mut out = Mapped::default();
     for (r, rs) in req.resource_spans.into_iter().enumerate() {
         let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
-        let Some(resource) = resource_of(&attrs) else {
-            for (s, ss) in rs.scope_spans.iter().enumerate() {
-                for k in 0..ss.spans.len() {
-                    out.reject("traces", "no_service", || {
-                        format!(
-                            "resource_spans[{r}].scope_spans[{s}].spans[{k}]: resource attribute \
-                             service.name is required"
-                        )
-                    });
+        let resource = match checked_resource(&attrs, limits) {
+            Ok(resource) => resource,
+            Err((label, why)) => {
+                for (s, ss) in rs.scope_spans.iter().enumerate() {
+                    for k in 0..ss.spans.len() {
+                        out.reject("traces", label, || {
+                            format!("resource_spans[{r}].scope_spans[{s}].spans[{k}]: {why}")
+                        });
+                    }
                 }
+                continue;
             }
-            continue;
         };
         let mut push = PushRequest {
             resource: Some(resource),
@@ -437,19 +459,20 @@ pub fn map_logs(req: ExportLogsServiceRequest, limits: &Limits, now: i64) -> Res
     let mut out = Mapped::default();
     for (r, rl) in req.resource_logs.into_iter().enumerate() {
         let attrs = rl.resource.map(|r| r.attributes).unwrap_or_default();
-        let resource = resource_of(&attrs);
+        let resource = checked_resource(&attrs, limits);
         let mut push = PushRequest {
-            resource: resource.clone(),
+            resource: resource.clone().ok(),
             ..Default::default()
         };
         for (s, sl) in rl.scope_logs.iter().enumerate() {
             for (k, rec) in sl.log_records.iter().enumerate() {
                 let path = || format!("resource_logs[{r}].scope_logs[{s}].log_records[{k}]");
-                let Some(resource) = &resource else {
-                    out.reject("logs", "no_service", || {
-                        format!("{}: resource attribute service.name is required", path())
-                    });
-                    continue;
+                let resource = match &resource {
+                    Ok(resource) => resource,
+                    Err((label, why)) => {
+                        out.reject("logs", label, || format!("{}: {why}", path()));
+                        continue;
+                    }
                 };
                 match map_log(rec, resource) {
                     Ok(ev) => {

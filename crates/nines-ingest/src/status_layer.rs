@@ -1,6 +1,6 @@
 //! Rewrites the statuses tonic produces before our handlers run, so a sender's mistake is
 //! never INTERNAL: an undecodable body (truncated or garbage protobuf, wrong wire types,
-//! invalid UTF-8, a corrupt gzip stream) becomes INVALID_ARGUMENT with prost's description of
+//! invalid UTF-8; a gzip stream tonic cannot decompress) becomes INVALID_ARGUMENT with prost's description of
 //! where it failed, and a request over `ingest.max_request_bytes` becomes INVALID_ARGUMENT
 //! naming the limit (not a retryable code: the same request would fail again). Both are
 //! counted in `nines_ingest_pushes_rejected_total`.

@@ -1,0 +1,26 @@
+//! Any bytes as an OTLP log export: decoding and mapping log records to deploy and incident
+//! events must never panic; whatever the mapping keeps must pass validation.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nines_ingest::config::Limits;
+use nines_ingest::otlp::map_logs;
+use nines_ingest::validate::validate;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message;
+
+const NOW: i64 = 1_795_651_200_000_000_000;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(request) = ExportLogsServiceRequest::decode(data) else {
+        return;
+    };
+    let limits = Limits::default();
+    let Ok(mapped) = map_logs(request, &limits, NOW) else {
+        return;
+    };
+    for mut push in mapped.pushes {
+        push.resource.get_or_insert_with(Default::default).tenant = "fuzz".into();
+        validate(&mut push, &limits, NOW).expect("mapped log records are valid");
+    }
+});
