@@ -788,3 +788,28 @@ async fn events_land_under_the_tenant_of_their_key() {
         "tenant,service,n\nacme,checkout,30\nglobex,search,12\n"
     );
 }
+
+/// Without API keys, ingest will not open a non-loopback port unless told it may.
+#[test]
+fn an_open_door_beyond_loopback_is_refused_at_start() {
+    let env = Env::new();
+    let config = env.config("open");
+    // Refused before anything is bound.
+    let out = std::process::Command::new(crate::support::BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["ingest", "--kafka", "127.0.0.1:1"])
+        .env("NINES__INGEST__LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "ingest.listen 0.0.0.0:0 is not a loopback address and no ingest.api_keys are configured"
+        ),
+        "{stderr}"
+    );
+    // (Allowed explicitly, it would bind 0.0.0.0: tests listen on 127.0.0.1 only, so that
+    // side is the unit test in nines-ingest's auth.rs.)
+}
