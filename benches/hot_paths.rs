@@ -1,6 +1,8 @@
 //! Hot paths per push of 512 request events, each next to the floor it cannot beat:
 //!
 //! - ingest: validate + cut into records (encode), against encoding the same push alone;
+//! - OTLP: decode an export of 512 SERVER spans + map to request events + validate + cut,
+//!   against prost decoding the same bytes alone;
 //! - aggregate: decode + add to a partition buffer, against decoding alone;
 //! - flush: turning a buffer of 8 such records into Arrow batches (raw rows, rollups with
 //!   sketches), against decoding them alone.
@@ -108,5 +110,90 @@ fn aggregate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ingest, aggregate);
+/// An OTLP export of `n` SERVER spans as an HTTP server's SDK would send them.
+fn otlp_export(n: usize) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let kv = |k: &str, v: Value| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let end = now_ns() as u64 - 1_000_000_000;
+    let spans = (0..n)
+        .map(|i| Span {
+            trace_id: (i as u128).to_be_bytes().to_vec(),
+            span_id: (i as u64).to_be_bytes().to_vec(),
+            name: "GET /api/orders/{id}".into(),
+            kind: 2,
+            start_time_unix_nano: end - 20_000_000 - i as u64,
+            end_time_unix_nano: end,
+            attributes: vec![
+                kv("http.request.method", Value::StringValue("GET".into())),
+                kv(
+                    "http.route",
+                    Value::StringValue(format!("/api/orders/{}", i % 4)),
+                ),
+                kv(
+                    "http.response.status_code",
+                    Value::IntValue(if i % 50 == 0 { 503 } else { 200 }),
+                ),
+                kv("url.scheme", Value::StringValue("https".into())),
+                kv(
+                    "server.address",
+                    Value::StringValue("orders.internal".into()),
+                ),
+            ],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", Value::StringValue("orders".into())),
+                    kv("service.version", Value::StringValue("1.4.2".into())),
+                    kv(
+                        "deployment.environment.name",
+                        Value::StringValue("production".into()),
+                    ),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn otlp(c: &mut Criterion) {
+    use nines_ingest::otlp::map_traces;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    let bytes = otlp_export(EVENTS);
+    let limits = Limits::default();
+    let mut g = c.benchmark_group("ingest_otlp_512_spans");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.bench_function("baseline_decode_only", |b| {
+        b.iter(|| black_box(ExportTraceServiceRequest::decode(bytes.as_slice()).expect("valid")))
+    });
+    g.bench_function("decode_map_validate_cut", |b| {
+        b.iter(|| {
+            let req = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("valid");
+            let mapped = map_traces(req, &limits, now_ns()).expect("mapped");
+            for mut push in mapped.pushes {
+                validate(&mut push, &limits, now_ns()).expect("valid");
+                black_box(cut(push, 0, 900 * 1024).expect("fits"));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ingest, otlp, aggregate);
 criterion_main!(benches);

@@ -1,5 +1,4 @@
 use tonic::{Code, Status};
-use tracing::error;
 
 /// Why a push was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +14,7 @@ pub enum Error {
         limit: usize,
     },
     /// Kafka trouble; retryable or not as the bus says.
+    #[cfg(feature = "server")]
     #[error(transparent)]
     Bus(#[from] nines_bus::Error),
     /// No API key, or one nines does not know.
@@ -41,8 +41,11 @@ impl Error {
             Error::Invalid { .. } => "invalid",
             Error::Unauthenticated(_) => "unauthenticated",
             Error::TooLarge { .. } => "too_large",
+            #[cfg(feature = "server")]
             Error::Bus(nines_bus::Error::QueueFull(_)) => "queue_full",
+            #[cfg(feature = "server")]
             Error::Bus(e) if e.is_retryable() => "broker_unavailable",
+            #[cfg(feature = "server")]
             Error::Bus(_) => "broker_rejected",
             Error::Timeout(_) => "broker_timeout",
         }
@@ -57,10 +60,12 @@ impl From<Error> for Status {
                 Status::new(Code::InvalidArgument, e.to_string())
             }
             Error::Unauthenticated(_) => Status::new(Code::Unauthenticated, e.to_string()),
+            #[cfg(feature = "server")]
             Error::Bus(nines_bus::Error::QueueFull(_)) => Status::new(
                 Code::ResourceExhausted,
                 format!("ingest is overloaded, retry with backoff: {e}"),
             ),
+            #[cfg(feature = "server")]
             Error::Bus(b) if b.is_retryable() => Status::new(
                 Code::Unavailable,
                 format!("broker unavailable, retry with the same batch_id: {e}"),
@@ -69,8 +74,9 @@ impl From<Error> for Status {
                 Code::Unavailable,
                 format!("retry with the same batch_id: {e}"),
             ),
+            #[cfg(feature = "server")]
             Error::Bus(_) => {
-                error!(error = %e, "broker refused a record");
+                tracing::error!(error = %e, "broker refused a record");
                 Status::new(Code::Internal, "broker refused the record; see ingest logs")
             }
         }

@@ -10,11 +10,14 @@ mod error;
 pub mod guard;
 pub mod otlp;
 pub mod records;
+#[cfg(feature = "server")]
 pub mod service;
+#[cfg(feature = "server")]
 pub mod status_layer;
 pub mod validate;
 
 pub use auth::Auth;
 pub use config::IngestConfig;
 pub use error::{Error, Result};
+#[cfg(feature = "server")]
 pub use service::{NativeIngest, Pipeline};

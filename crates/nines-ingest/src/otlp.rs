@@ -7,44 +7,22 @@
 //! `nines_ingest_otlp_rejected_total{signal,reason}` — never dropped silently. OTLP has no
 //! idempotency key: an export retried after an ambiguous error may count twice.
 
-use std::time::Instant;
-
-use futures::future::join_all;
 use metrics::counter;
 use nines_proto::v1::{
     Attribute, Commit, DeployEvent, DeployOutcome, IncidentEvent, PushRequest, RequestEvent,
     Resource,
 };
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use tonic::codec::CompressionEncoding;
-use tonic::{Request, Response, Status};
 
-use crate::auth::Auth;
 use crate::config::Limits;
-use crate::service::{Pipeline, account, now_ns};
 use crate::validate::{TimeWindow, check_request, check_resource, validate};
 use crate::{Error, Result};
 
@@ -538,120 +516,153 @@ pub fn map_metrics(req: &ExportMetricsServiceRequest) -> Mapped {
     out
 }
 
-/// Publishes every push of `mapped` as `tenant`; fails if any fails (the sender retries).
-async fn publish_all(
-    pipeline: &Pipeline,
-    mapped: &mut Mapped,
-    tenant: &str,
-    now: i64,
-) -> Result<()> {
-    let pushes = std::mem::take(&mut mapped.pushes);
-    let started = Instant::now();
-    let results = join_all(pushes.into_iter().map(|p| pipeline.publish(p, tenant, now))).await;
-    for r in results {
-        account(&r, started);
-        r?;
+#[cfg(feature = "server")]
+mod server {
+    use std::time::Instant;
+
+    use futures::future::join_all;
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+        LogsService, LogsServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsPartialSuccess, ExportLogsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+        MetricsService, MetricsServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
+    use tonic::codec::CompressionEncoding;
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+    use crate::auth::Auth;
+    use crate::service::{Pipeline, account, now_ns};
+
+    /// Publishes every push of `mapped` as `tenant`; fails if any fails (the sender retries).
+    async fn publish_all(
+        pipeline: &Pipeline,
+        mapped: &mut Mapped,
+        tenant: &str,
+        now: i64,
+    ) -> Result<()> {
+        let pushes = std::mem::take(&mut mapped.pushes);
+        let started = Instant::now();
+        let results = join_all(pushes.into_iter().map(|p| pipeline.publish(p, tenant, now))).await;
+        for r in results {
+            account(&r, started);
+            r?;
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-fn otlp_error(e: Error) -> Status {
-    counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label()).increment(1);
-    Status::from(e)
-}
-
-/// OTLP `TraceService`, `LogsService` and `MetricsService`.
-#[derive(Debug, Clone)]
-pub struct Otlp {
-    pipeline: Pipeline,
-    auth: Auth,
-}
-
-impl Otlp {
-    pub fn new(pipeline: Pipeline, auth: Auth) -> Self {
-        Self { pipeline, auth }
+    fn otlp_error(e: Error) -> Status {
+        counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label()).increment(1);
+        Status::from(e)
     }
 
-    /// The three tonic services, accepting gzip, with the request size limit applied.
-    pub fn into_servers(
-        self,
-        max_request_bytes: usize,
-    ) -> (
-        TraceServiceServer<Self>,
-        LogsServiceServer<Self>,
-        MetricsServiceServer<Self>,
-    ) {
-        (
-            TraceServiceServer::new(self.clone())
-                .max_decoding_message_size(max_request_bytes)
-                .accept_compressed(CompressionEncoding::Gzip),
-            LogsServiceServer::new(self.clone())
-                .max_decoding_message_size(max_request_bytes)
-                .accept_compressed(CompressionEncoding::Gzip),
-            MetricsServiceServer::new(self)
-                .max_decoding_message_size(max_request_bytes)
-                .accept_compressed(CompressionEncoding::Gzip),
-        )
+    /// OTLP `TraceService`, `LogsService` and `MetricsService`.
+    #[derive(Debug, Clone)]
+    pub struct Otlp {
+        pipeline: Pipeline,
+        auth: Auth,
     }
-}
 
-#[tonic::async_trait]
-impl TraceService for Otlp {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let tenant = self.auth.tenant(request.metadata()).map_err(otlp_error)?;
-        let now = now_ns();
-        let mut mapped =
-            map_traces(request.into_inner(), self.pipeline.limits(), now).map_err(otlp_error)?;
-        publish_all(&self.pipeline, &mut mapped, &tenant, now)
-            .await
-            .map_err(Status::from)?;
-        Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: (mapped.rejected > 0).then(|| ExportTracePartialSuccess {
-                rejected_spans: mapped.rejected as i64,
-                error_message: mapped.message("spans"),
-            }),
-        }))
-    }
-}
+    impl Otlp {
+        pub fn new(pipeline: Pipeline, auth: Auth) -> Self {
+            Self { pipeline, auth }
+        }
 
-#[tonic::async_trait]
-impl LogsService for Otlp {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let tenant = self.auth.tenant(request.metadata()).map_err(otlp_error)?;
-        let now = now_ns();
-        let mut mapped =
-            map_logs(request.into_inner(), self.pipeline.limits(), now).map_err(otlp_error)?;
-        publish_all(&self.pipeline, &mut mapped, &tenant, now)
-            .await
-            .map_err(Status::from)?;
-        Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: (mapped.rejected > 0).then(|| ExportLogsPartialSuccess {
-                rejected_log_records: mapped.rejected as i64,
-                error_message: mapped.message("log records"),
-            }),
-        }))
+        /// The three tonic services, accepting gzip, with the request size limit applied.
+        pub fn into_servers(
+            self,
+            max_request_bytes: usize,
+        ) -> (
+            TraceServiceServer<Self>,
+            LogsServiceServer<Self>,
+            MetricsServiceServer<Self>,
+        ) {
+            (
+                TraceServiceServer::new(self.clone())
+                    .max_decoding_message_size(max_request_bytes)
+                    .accept_compressed(CompressionEncoding::Gzip),
+                LogsServiceServer::new(self.clone())
+                    .max_decoding_message_size(max_request_bytes)
+                    .accept_compressed(CompressionEncoding::Gzip),
+                MetricsServiceServer::new(self)
+                    .max_decoding_message_size(max_request_bytes)
+                    .accept_compressed(CompressionEncoding::Gzip),
+            )
+        }
     }
-}
 
-#[tonic::async_trait]
-impl MetricsService for Otlp {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        self.auth.tenant(request.metadata()).map_err(otlp_error)?;
-        let mapped = map_metrics(request.get_ref());
-        Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: (mapped.rejected > 0).then(|| ExportMetricsPartialSuccess {
-                rejected_data_points: mapped.rejected as i64,
-                error_message: mapped.message("data points"),
-            }),
-        }))
+    #[tonic::async_trait]
+    impl TraceService for Otlp {
+        async fn export(
+            &self,
+            request: Request<ExportTraceServiceRequest>,
+        ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+            let tenant = self.auth.tenant(request.metadata()).map_err(otlp_error)?;
+            let now = now_ns();
+            let mut mapped = map_traces(request.into_inner(), self.pipeline.limits(), now)
+                .map_err(otlp_error)?;
+            publish_all(&self.pipeline, &mut mapped, &tenant, now)
+                .await
+                .map_err(Status::from)?;
+            Ok(Response::new(ExportTraceServiceResponse {
+                partial_success: (mapped.rejected > 0).then(|| ExportTracePartialSuccess {
+                    rejected_spans: mapped.rejected as i64,
+                    error_message: mapped.message("spans"),
+                }),
+            }))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl LogsService for Otlp {
+        async fn export(
+            &self,
+            request: Request<ExportLogsServiceRequest>,
+        ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+            let tenant = self.auth.tenant(request.metadata()).map_err(otlp_error)?;
+            let now = now_ns();
+            let mut mapped =
+                map_logs(request.into_inner(), self.pipeline.limits(), now).map_err(otlp_error)?;
+            publish_all(&self.pipeline, &mut mapped, &tenant, now)
+                .await
+                .map_err(Status::from)?;
+            Ok(Response::new(ExportLogsServiceResponse {
+                partial_success: (mapped.rejected > 0).then(|| ExportLogsPartialSuccess {
+                    rejected_log_records: mapped.rejected as i64,
+                    error_message: mapped.message("log records"),
+                }),
+            }))
+        }
+    }
+
+    #[tonic::async_trait]
+    impl MetricsService for Otlp {
+        async fn export(
+            &self,
+            request: Request<ExportMetricsServiceRequest>,
+        ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+            self.auth.tenant(request.metadata()).map_err(otlp_error)?;
+            let mapped = map_metrics(request.get_ref());
+            Ok(Response::new(ExportMetricsServiceResponse {
+                partial_success: (mapped.rejected > 0).then(|| ExportMetricsPartialSuccess {
+                    rejected_data_points: mapped.rejected as i64,
+                    error_message: mapped.message("data points"),
+                }),
+            }))
+        }
     }
 }
+#[cfg(feature = "server")]
+pub use server::Otlp;
