@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 mod admin;
 mod aggregate;
+mod bench_cmd;
 mod config;
 mod gen_cmd;
 mod roles;
@@ -76,6 +77,8 @@ enum Command {
     },
     /// Send generated traffic over the native API and print exactly what was sent.
     Gen(gen_cmd::GenArgs),
+    /// Measure every stage on the embedded broker beside its baseline (BENCHMARKS.md).
+    Bench(bench_cmd::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -116,6 +119,7 @@ fn main() -> anyhow::Result<()> {
                 sql_cmd::run(&cfg, query.as_deref(), format).await
             }
             Command::Gen(args) => gen_cmd::run(args).await,
+            Command::Bench(args) => bench_cmd::run(args).await,
         }
     })
 }

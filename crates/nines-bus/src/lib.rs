@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod config;
 pub mod consumer;
+pub mod drain;
 #[cfg(feature = "embedded-broker")]
 pub mod embedded;
 mod error;

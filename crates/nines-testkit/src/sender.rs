@@ -33,6 +33,8 @@ pub struct SendPlan {
     pub rate: Option<u64>,
     /// A push still unacknowledged after this long is abandoned (and reported).
     pub give_up_after: Duration,
+    /// Event times spread over this much past, oldest first (zero: all "now").
+    pub history: Duration,
 }
 
 impl Default for SendPlan {
@@ -44,6 +46,7 @@ impl Default for SendPlan {
             concurrency: 4,
             rate: None,
             give_up_after: Duration::from_secs(120),
+            history: Duration::ZERO,
         }
     }
 }
@@ -124,7 +127,14 @@ pub async fn send(
     let (mut sent, mut service) = (0_u64, 0_usize);
     while sent < plan.events {
         let n = plan.batch.min((plan.events - sent) as usize);
-        let push = generator.push(service % plan.services.max(1), n, now_ns());
+        let back = plan
+            .history
+            .mul_f64(1.0 - sent as f64 / plan.events.max(1) as f64);
+        let push = generator.push(
+            service % plan.services.max(1),
+            n,
+            now_ns() - back.as_nanos() as i64,
+        );
         service += 1;
         sent += n as u64;
         let permit = limit.clone().acquire_owned().await.expect("semaphore open");
