@@ -5,7 +5,10 @@
 //!   against prost decoding the same bytes alone;
 //! - aggregate: decode + add to a partition buffer, against decoding alone;
 //! - flush: turning a buffer of 8 such records into Arrow batches (raw rows, rollups with
-//!   sketches), against decoding them alone.
+//!   sketches), against decoding them alone;
+//! - Parquet: writing the flush's `requests` batch sorted + ZSTD, against arrow-rs's default
+//!   writer on the same batch;
+//! - sketches: merging 1,440 per-minute sketches into a p99, against deserializing them.
 //!
 //! Data is generated here with the testkit's seeded generator. Figures and ratios are recorded
 //! in BENCHMARKS.md with the command that produced them.
@@ -195,5 +198,106 @@ fn otlp(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ingest, otlp, aggregate);
+/// Parquet: the `requests` batch of a flush of 8 × 512 events written as nines writes it
+/// (sorted by the natural key, ZSTD, page statistics), against arrow-rs's default writer
+/// (no compression, no sort) on the same batch. In memory: no fsync in either.
+fn parquet_write(c: &mut Criterion) {
+    use nines_store::writer::{Provenance, sort_batch, writer_properties};
+    use parquet::arrow::ArrowWriter;
+    let mut buffer = PartitionBuffer::new(0);
+    for (offset, r) in records(8).iter().enumerate() {
+        buffer.add(
+            &EventBatch::decode(r.as_slice()).expect("decodes"),
+            offset as i64,
+        );
+    }
+    let flush = buffer.take().expect("arrow").expect("events");
+    let batch = flush
+        .batches
+        .iter()
+        .find(|b| b.table == "requests")
+        .expect("a requests batch")
+        .batch
+        .clone();
+    let rows = batch.num_rows() as u64;
+    let provenance = Provenance {
+        table: "requests",
+        topic: "nines.events",
+        partition: 0,
+        first_offset: 0,
+        last_offset: 7,
+    };
+    let mut g = c.benchmark_group("parquet_requests_4096_rows");
+    g.throughput(Throughput::Elements(rows));
+    g.bench_function("baseline_default_writer", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(1 << 20);
+            let mut w = ArrowWriter::try_new(&mut out, batch.schema(), None).expect("writer");
+            w.write(&batch).expect("write");
+            w.close().expect("close");
+            black_box(out)
+        })
+    });
+    g.bench_function("sorted_zstd_as_nines_writes", |b| {
+        b.iter(|| {
+            let sorted = sort_batch("requests", &batch).expect("sort");
+            let mut out = Vec::with_capacity(1 << 20);
+            let mut w = ArrowWriter::try_new(
+                &mut out,
+                sorted.schema(),
+                Some(writer_properties(&provenance)),
+            )
+            .expect("writer");
+            w.write(&sorted).expect("write");
+            w.close().expect("close");
+            black_box(out)
+        })
+    });
+    g.finish();
+}
+
+/// Merging a day of per-minute latency sketches (what `sketch_quantile` does per group),
+/// against only deserializing them.
+fn sketch_merge(c: &mut Criterion) {
+    use nines_model::sketch::LatencySketch;
+    let sketches: Vec<Vec<u8>> = (0..1440)
+        .map(|m| {
+            let mut s = LatencySketch::new();
+            for i in 0..50 {
+                s.add(1_000_000 + (m * 50 + i) * 997);
+            }
+            s.to_bytes()
+        })
+        .collect();
+    let mut g = c.benchmark_group("sketch_merge_1440_minutes");
+    g.throughput(Throughput::Elements(1440));
+    g.bench_function("baseline_deserialize_only", |b| {
+        b.iter(|| {
+            for bytes in &sketches {
+                black_box(LatencySketch::from_bytes(bytes).expect("sketch"));
+            }
+        })
+    });
+    g.bench_function("deserialize_merge_quantile", |b| {
+        b.iter(|| {
+            let mut merged = LatencySketch::new();
+            for bytes in &sketches {
+                merged
+                    .merge(&LatencySketch::from_bytes(bytes).expect("sketch"))
+                    .expect("same accuracy");
+            }
+            black_box(merged.quantile(0.99))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    ingest,
+    otlp,
+    aggregate,
+    parquet_write,
+    sketch_merge
+);
 criterion_main!(benches);
