@@ -195,7 +195,17 @@ async fn run_ingest(
         .add_service(logs)
         .add_service(metrics)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // Nagle off: small HTTP/2 frames (headers, trailers, acks) otherwise wait for the
+            // peer's delayed ACK, about 40 ms per push.
+            tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                |conn| {
+                    conn.and_then(|s| {
+                        s.set_nodelay(true)?;
+                        Ok(s)
+                    })
+                },
+            ),
             stop.cancelled(),
         )
         .await
