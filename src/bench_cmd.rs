@@ -25,7 +25,7 @@ use nines_ingest::config::Limits;
 use nines_ingest::records::cut;
 use nines_ingest::validate::validate;
 use nines_testkit::process::{Process, free_port, metric};
-use nines_testkit::sender::{Progress, SendPlan, send};
+use nines_testkit::sender::{Progress, SendPlan, quantile, send};
 use nines_testkit::{Generator, WorkloadSpec};
 
 #[derive(Debug, clap::Args)]
@@ -123,13 +123,6 @@ fn cpu_seconds(p: &Process) -> f64 {
 fn peak_mib(p: &Process) -> f64 {
     p.rss()
         .map_or(f64::NAN, |(_, peak)| peak as f64 / (1024.0 * 1024.0))
-}
-
-fn quantile(v: &mut [Duration], q: f64) -> Duration {
-    v.sort_unstable();
-    v.get(((v.len().max(1) - 1) as f64 * q) as usize)
-        .copied()
-        .unwrap_or_default()
 }
 
 pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
@@ -471,8 +464,8 @@ async fn freshness(roles: &Roles, args: &BenchArgs) -> anyhow::Result<Row> {
         note: format!(
             "{n} probes at {} events/s: p50 {:.2} s, p99 {:.2} s (flush_interval 2 s)",
             args.fresh_rate,
-            quantile(&mut seen, 0.5).as_secs_f64(),
-            quantile(&mut seen, 0.99).as_secs_f64()
+            quantile(&seen, 0.5).as_secs_f64(),
+            quantile(&seen, 0.99).as_secs_f64()
         ),
     })
 }
@@ -498,7 +491,7 @@ async fn query(data: &Path, events: u64) -> anyhow::Result<Row> {
             runs.push(t.elapsed());
             answer = nines_query::format::render(schema, &batches, nines_query::OutputFormat::Csv)?;
         }
-        timings.push(quantile(&mut runs, 0.5));
+        timings.push(quantile(&runs, 0.5));
         answers.push(answer);
     }
     if answers[0] != answers[1] {

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nines_testkit::Ledger;
 pub use nines_testkit::process::{Process as Role, free_port, metric};
 
 use nines_proto::v1::ingest_service_client::IngestServiceClient;
@@ -179,6 +180,50 @@ fn admin_port(config: &Path) -> u16 {
     let v: toml::Value = toml::from_str(&text).unwrap();
     let listen = v["admin"]["listen"].as_str().unwrap();
     listen.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// Waits until the tables hold exactly the ledger, then checks every invariant: row count,
+/// rollup totals and errors equal the ledger, and no event is stored twice (each generated
+/// trace id is unique, and so is each event's (partition, offset, trace id)).
+pub fn assert_tables_equal_ledger(env: &Env, ledger: &Ledger, timeout: Duration) {
+    let expected = ledger.events() as i64;
+    assert_eq!(
+        env.wait_for("SELECT count(*) AS n FROM requests", expected, timeout),
+        expected,
+        "rows in requests"
+    );
+    assert_eq!(
+        env.wait_for(
+            "SELECT sum(total) AS n FROM sli_1m",
+            expected,
+            Duration::from_secs(30)
+        ),
+        expected,
+        "sum(total) in sli_1m"
+    );
+    assert_eq!(
+        env.sql_i64("SELECT count(DISTINCT trace_id) AS n FROM requests"),
+        expected,
+        "distinct trace ids"
+    );
+    assert_eq!(
+        env.sql_i64(
+            "SELECT count(*) AS n FROM (SELECT kafka_partition, kafka_offset, trace_id \
+             FROM requests GROUP BY 1, 2, 3 HAVING count(*) > 1)"
+        ),
+        0,
+        "an event stored twice from one (partition, offset)"
+    );
+    assert_eq!(
+        env.sql_i64("SELECT sum(CASE WHEN error THEN 1 ELSE 0 END) AS n FROM requests"),
+        ledger.errors() as i64,
+        "errors in requests"
+    );
+    assert_eq!(
+        env.sql_i64("SELECT sum(errors) AS n FROM sli_1m"),
+        ledger.errors() as i64,
+        "errors in sli_1m"
+    );
 }
 
 /// Pushes, retrying retryable answers (same batch) a bounded number of times.

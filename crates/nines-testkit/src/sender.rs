@@ -224,7 +224,8 @@ async fn push_until_acked(
     outcome
 }
 
-fn quantile(values: &[Duration], q: f64) -> Duration {
+/// The q-quantile of `values` (nearest rank below).
+pub fn quantile(values: &[Duration], q: f64) -> Duration {
     let mut v = values.to_vec();
     v.sort_unstable();
     v.get(((v.len().max(1) - 1) as f64 * q) as usize)
