@@ -28,6 +28,12 @@ pub struct BusConfig {
     pub linger: Duration,
     /// Bound on the producer's local queue in KiB; beyond it pushes get RESOURCE_EXHAUSTED.
     pub producer_queue_kbytes: u32,
+    /// Compression of produced record batches: `auto`, or librdkafka's `compression.type`
+    /// (`none`, `lz4`, `zstd`, `snappy`, `gzip`). `auto` is `none` when `brokers` is empty (the
+    /// embedded broker on this machine: it inflates every batch it accepts, which cost it
+    /// three quarters of its CPU with zstd, for disk space only) and `zstd` for an external
+    /// Kafka (bytes on the network and on its disks). Figures in BENCHMARKS.md.
+    pub compression: String,
     /// Kafka's idempotent producer (`enable.idempotence`). Off by default: exactly-once does
     /// not rest on it (every record carries the (tenant, batch_id, part) key the aggregator
     /// deduplicates on), and the embedded broker (tansu 0.6) panics when an idempotent
@@ -38,6 +44,17 @@ pub struct BusConfig {
     /// Consumer group session timeout (keep small on the embedded broker: it delays joins).
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+}
+
+impl BusConfig {
+    /// The librdkafka `compression.type` that `compression` stands for.
+    pub fn compression_type(&self) -> &str {
+        match self.compression.as_str() {
+            "auto" if self.brokers.is_empty() => "none",
+            "auto" => "zstd",
+            other => other,
+        }
+    }
 }
 
 impl Default for BusConfig {
@@ -52,9 +69,31 @@ impl Default for BusConfig {
             delivery_timeout: Duration::from_secs(10),
             linger: Duration::from_millis(5),
             producer_queue_kbytes: 64 * 1024,
+            compression: "auto".into(),
             idempotent_producer: false,
             consumer_group: "nines-aggregate".into(),
             session_timeout: Duration::from_secs(6),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_compression_is_none_on_the_embedded_broker_only() {
+        let embedded = BusConfig::default();
+        assert_eq!(embedded.compression_type(), "none");
+        let external = BusConfig {
+            brokers: "kafka-1:9092".into(),
+            ..BusConfig::default()
+        };
+        assert_eq!(external.compression_type(), "zstd");
+        let chosen = BusConfig {
+            compression: "lz4".into(),
+            ..BusConfig::default()
+        };
+        assert_eq!(chosen.compression_type(), "lz4");
     }
 }

@@ -103,7 +103,7 @@ impl AckProducer {
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", cfg.idempotent_producer.to_string())
             .set("acks", "all")
-            .set("compression.type", "zstd")
+            .set("compression.type", cfg.compression_type())
             .set("linger.ms", cfg.linger.as_millis().to_string())
             .set(
                 "message.max.bytes",
