@@ -121,7 +121,8 @@ fn value_string(v: &any_value::Value) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    // Not `format!("{b:02x}")` per byte: that was an eighth of OTLP ingest's CPU.
+    hex::encode(bytes)
 }
 
 /// service.name, service.version and the environment of an OTLP resource.
@@ -159,7 +160,8 @@ fn checked_resource(
 }
 
 /// A request event from a span, or why not (field within the span, reason).
-pub fn map_span(span: &Span) -> std::result::Result<RequestEvent, (String, String)> {
+/// Takes the span by value: its name and attributes move into the event without a copy.
+pub fn map_span(span: Span) -> std::result::Result<RequestEvent, (String, String)> {
     let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
     if !matches!(kind, SpanKind::Server | SpanKind::Consumer) {
         return Err((
@@ -195,7 +197,7 @@ pub fn map_span(span: &Span) -> std::result::Result<RequestEvent, (String, Strin
     let operation = match (method, route, rpc) {
         (Some(m), Some(r), _) => format!("{m} {r}"),
         (_, _, Some((s, m))) => format!("{s}/{m}"),
-        _ => span.name.clone(),
+        _ => span.name,
     };
     let status_code = attr_int(a, "http.response.status_code")
         .or_else(|| attr_int(a, "http.status_code"))
@@ -213,16 +215,16 @@ pub fn map_span(span: &Span) -> std::result::Result<RequestEvent, (String, Strin
         error: status_code >= 500 || grpc_failed || span_error,
         duration_nano: end - start,
         trace_id: hex(&span.trace_id),
-        attributes: a
-            .iter()
+        attributes: span
+            .attributes
+            .into_iter()
             .map(|kv| Attribute {
-                key: kv.key.clone(),
-                value: kv
-                    .value
-                    .as_ref()
-                    .and_then(|v| v.value.as_ref())
-                    .map(value_string)
-                    .unwrap_or_default(),
+                key: kv.key,
+                value: match kv.value.and_then(|v| v.value) {
+                    Some(any_value::Value::StringValue(s)) => s,
+                    Some(v) => value_string(&v),
+                    None => String::new(),
+                },
             })
             .collect(),
     })
@@ -278,7 +280,7 @@ pub fn map_traces(req: ExportTraceServiceRequest, limits: &Limits, now: i64) -> 
             ..Default::default()
         };
         for (s, ss) in rs.scope_spans.into_iter().enumerate() {
-            for (k, span) in ss.spans.iter().enumerate() {
+            for (k, span) in ss.spans.into_iter().enumerate() {
                 let path = || format!("resource_spans[{r}].scope_spans[{s}].spans[{k}]");
                 match map_span(span).and_then(|e| {
                     check_request(&e, limits, &window)
