@@ -115,64 +115,8 @@ fn aggregate(c: &mut Criterion) {
 
 /// An OTLP export of `n` SERVER spans as an HTTP server's SDK would send them.
 fn otlp_export(n: usize) -> Vec<u8> {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    let kv = |k: &str, v: Value| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    };
-    let end = now_ns() as u64 - 1_000_000_000;
-    let spans = (0..n)
-        .map(|i| Span {
-            trace_id: (i as u128).to_be_bytes().to_vec(),
-            span_id: (i as u64).to_be_bytes().to_vec(),
-            name: "GET /api/orders/{id}".into(),
-            kind: 2,
-            start_time_unix_nano: end - 20_000_000 - i as u64,
-            end_time_unix_nano: end,
-            attributes: vec![
-                kv("http.request.method", Value::StringValue("GET".into())),
-                kv(
-                    "http.route",
-                    Value::StringValue(format!("/api/orders/{}", i % 4)),
-                ),
-                kv(
-                    "http.response.status_code",
-                    Value::IntValue(if i % 50 == 0 { 503 } else { 200 }),
-                ),
-                kv("url.scheme", Value::StringValue("https".into())),
-                kv(
-                    "server.address",
-                    Value::StringValue("orders.internal".into()),
-                ),
-            ],
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", Value::StringValue("orders".into())),
-                    kv("service.version", Value::StringValue("1.4.2".into())),
-                    kv(
-                        "deployment.environment.name",
-                        Value::StringValue("production".into()),
-                    ),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    nines_testkit::otlp::trace_export("orders", n, now_ns() as u64 - 1_000_000_000, 0)
+        .encode_to_vec()
 }
 
 fn otlp(c: &mut Criterion) {

@@ -7,10 +7,13 @@
 //! 1. produce: the exact records ingest would write, sent by a bare producer with ingest's
 //!    settings to a topic of their own on the same broker (the ingest ceiling);
 //! 2. ingest: the same events pushed over gRPC by a retrying sender, acknowledged end to end;
+//!    then as many spans as OTLP trace exports to a second ingest writing a topic of its own;
 //! 3. consume: a plain consumer reading the events topic (the aggregator ceiling);
 //! 4. aggregate: an aggregator working off the backlog until every event is durable;
+//!    then a new one with default settings for the freshness stage;
 //! 5. freshness: load at a fixed rate with probe pushes; push acknowledged → visible in SQL;
-//! 6. query: a 30-day availability question over `sli_1m` and over `requests`.
+//! 6. query: a 30-day availability question over `sli_1m` and over `requests`, and the same
+//!    in DuckDB over the same files when its Python package is installed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,6 +57,9 @@ pub(crate) struct BenchArgs {
     /// Seconds of the freshness stage.
     #[arg(long, default_value_t = 30)]
     fresh_secs: u64,
+    /// `bus.compression` for every role and the bare producer (none, lz4, zstd, ...).
+    #[arg(long, default_value_t = BusConfig::default().compression)]
+    compression: String,
     /// Keep the data here instead of a temporary directory.
     #[arg(long)]
     keep: Option<PathBuf>,
@@ -71,22 +77,53 @@ struct Row {
     note: String,
 }
 
+/// The report's rows, each also printed as its stage ends (a failing later stage keeps them).
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+}
+
+impl Report {
+    fn push(&mut self, row: Row) {
+        eprintln!(
+            "  {}: {:.0} events/s{}; {}",
+            row.stage,
+            row.events_per_s,
+            row.cpu_per_m
+                .map_or(String::new(), |c| format!(", {c:.2} CPU s per M")),
+            row.note
+        );
+        self.rows.push(row);
+    }
+}
+
 struct Roles {
     dir: PathBuf,
     broker_port: u16,
     ingest_port: u16,
+    /// `bus.compression` of every role and of the bare producer.
+    compression: String,
 }
 
 impl Roles {
-    fn config(&self, name: &str) -> anyhow::Result<(PathBuf, u16)> {
+    /// A role's config file: the shared data directory and broker, `ingest_port` for ingest,
+    /// its own admin port, `bus` lines added to `[bus]`, and `extra` TOML appended.
+    fn config(
+        &self,
+        name: &str,
+        ingest_port: u16,
+        bus: &str,
+        extra: &str,
+    ) -> anyhow::Result<(PathBuf, u16)> {
         let admin = free_port();
         let text = format!(
             "data_dir = {data:?}\n[broker]\nport = {broker}\n\
-             [ingest]\nlisten = \"127.0.0.1:{ingest}\"\nmax_event_age = \"40days\"\n\
-             [admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+             [ingest]\nlisten = \"127.0.0.1:{ingest_port}\"\nmax_event_age = \"40days\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [bus]\ncompression = {compression:?}\n{bus}{extra}",
             data = self.dir.join("data").display().to_string(),
             broker = self.broker_port,
-            ingest = self.ingest_port,
+            compression = self.compression,
         );
         let path = self.dir.join(format!("{name}.toml"));
         std::fs::write(&path, text)?;
@@ -94,7 +131,18 @@ impl Roles {
     }
 
     fn start(&self, name: &str, args: &[&str]) -> anyhow::Result<Process> {
-        let (config, admin) = self.config(name)?;
+        self.start_with(name, args, self.ingest_port, "", "")
+    }
+
+    fn start_with(
+        &self,
+        name: &str,
+        args: &[&str],
+        ingest_port: u16,
+        bus: &str,
+        extra: &str,
+    ) -> anyhow::Result<Process> {
+        let (config, admin) = self.config(name, ingest_port, bus, extra)?;
         let log = self.dir.join(format!("{name}.log"));
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("--config")
@@ -136,16 +184,18 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         dir: temp.clone(),
         broker_port: free_port(),
         ingest_port: free_port(),
+        compression: args.compression.clone(),
     };
     let history = Duration::from_secs(args.days * 86_400);
     let started = Instant::now();
-    let mut rows = Vec::new();
+    let mut rows = Report::default();
     println!(
-        "nines bench: {} events, {} per push, {} in flight, times over {} days, data in {}",
+        "nines bench: {} events, {} per push, {} in flight, times over {} days, {} compression, data in {}",
         args.events,
         args.batch,
         args.concurrency,
         args.days,
+        args.compression,
         temp.display()
     );
 
@@ -153,7 +203,10 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
     let kafka = roles.kafka();
 
     // 1. The bare producer: ingest's own records, made here the way ingest makes them.
-    let bus = BusConfig::default();
+    let bus = BusConfig {
+        compression: args.compression.clone(),
+        ..BusConfig::default()
+    };
     let records = records_like_ingest(&args, history)?;
     let bytes: usize = records.iter().map(|(_, r)| r.len()).sum();
     let baseline_topic = BusConfig {
@@ -232,6 +285,9 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         ),
     });
 
+    // 2b. OTLP over gRPC, into a topic of its own so the aggregator stages never see it.
+    rows.push(otlp(&roles, &args, ingest_rate).await?);
+
     // 3. The bare consumer over the events topic.
     let kafka2 = kafka.clone();
     let drained = tokio::task::spawn_blocking(move || {
@@ -256,14 +312,30 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         ),
     });
 
-    // 4. Aggregate the backlog: Kafka → durable Parquet in both tables.
+    // 4. Aggregate the backlog: Kafka → durable Parquet in both tables. Full buffers flush at
+    // flush_events either way; a short flush_interval only keeps the last partial buffers
+    // from waiting out the default 2 s once the backlog is consumed, which would measure the
+    // interval rather than the aggregator. Timed from its first record (the group join
+    // before it is reported apart) to the last event durable.
     let t = Instant::now();
-    let aggregate = roles.start("aggregate", &["aggregate", "--kafka", &kafka])?;
-    let agg_cpu0 = cpu_seconds(&aggregate);
+    let backlog = roles.start_with(
+        "aggregate-backlog",
+        &["aggregate", "--kafka", &kafka],
+        roles.ingest_port,
+        "",
+        "[aggregate]\nflush_interval = \"500ms\"\n",
+    )?;
+    let agg_cpu0 = cpu_seconds(&backlog);
     let ready_after = t.elapsed();
-    let t = Instant::now();
+    let mut first_record: Option<Instant> = None;
     loop {
-        let done = metric(&aggregate.metrics(), "nines_aggregate_events_total", "").unwrap_or(0.0);
+        let text = backlog.metrics();
+        if first_record.is_none()
+            && metric(&text, "nines_aggregate_records_total", "").unwrap_or(0.0) > 0.0
+        {
+            first_record = Some(Instant::now());
+        }
+        let done = metric(&text, "nines_aggregate_events_total", "").unwrap_or(0.0);
         if done >= args.events as f64 {
             break;
         }
@@ -273,36 +345,55 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
                 args.events
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let agg_s = t.elapsed().as_secs_f64();
-    let agg_cpu = cpu_seconds(&aggregate) - agg_cpu0;
+    let first_record = first_record.unwrap_or(t);
+    let agg_s = first_record.elapsed().as_secs_f64();
+    let agg_cpu = cpu_seconds(&backlog) - agg_cpu0;
     rows.push(Row {
         stage: "aggregate (Kafka → durable Parquet)",
         events_per_s: args.events as f64 / agg_s,
         cpu_per_m: Some(agg_cpu / args.events as f64 * 1e6),
         baseline: Some(("bare consumer", bare_consume)),
         note: format!(
-            "started in {:.1}s (not counted); peak RSS {:.0} MiB",
+            "ready in {:.1} s, first record {:.1} s later (neither counted); flush_interval 0.5 s; peak RSS {:.0} MiB",
             ready_after.as_secs_f64(),
-            peak_mib(&aggregate)
+            (first_record - t).as_secs_f64() - ready_after.as_secs_f64(),
+            peak_mib(&backlog)
         ),
     });
+    let backlog_aggregate_peak = peak_mib(&backlog);
+    let mut backlog = backlog;
+    tokio::task::block_in_place(|| backlog.terminate());
 
-    // 5. Freshness at a fixed rate, default flush settings.
-    let fresh = freshness(&roles, &args).await?;
+    // 5. Freshness at a fixed rate, default settings, with a new aggregator (the backlog is
+    // durable, so it starts at the end). Peak RSS of this phase alone: the target is memory
+    // at a steady rate, not after a backlog.
+    let aggregate = roles.start("aggregate", &["aggregate", "--kafka", &kafka])?;
+    let backlog_ingest_peak = peak_mib(&ingest);
+    for p in [&broker, &ingest] {
+        p.reset_peak_rss().context("resetting peak RSS")?;
+    }
+    let mut fresh = freshness(&roles, &args).await?;
+    fresh.note.push_str(&format!(
+        "; peak RSS in this phase: broker {:.0} MiB, ingest {:.0} MiB, aggregate {:.0} MiB",
+        peak_mib(&broker),
+        peak_mib(&ingest),
+        peak_mib(&aggregate)
+    ));
     rows.push(fresh);
 
     // 6. The 30-day question, from rollups and from raw rows, once everything is durable (a
     // query during a flush can see a `requests` file before its `sli_1m` twin).
-    let (ingest_peak, aggregate_peak) = (peak_mib(&ingest), peak_mib(&aggregate));
     let mut aggregate = aggregate;
     let mut ingest = ingest;
     tokio::task::block_in_place(|| {
         ingest.terminate();
         aggregate.terminate();
     });
-    rows.push(query(&temp.join("data"), args.events).await?);
+    for row in query(&temp.join("data"), args.events).await? {
+        rows.push(row);
+    }
 
     let mut table = Table::new();
     table.load_preset(ASCII_MARKDOWN).set_header([
@@ -312,10 +403,14 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         "ratio to baseline",
         "notes",
     ]);
-    for r in &rows {
+    for r in &rows.rows {
         table.add_row([
             r.stage.to_owned(),
-            format!("{:.0}", r.events_per_s),
+            if r.events_per_s.is_nan() {
+                "-".into()
+            } else {
+                format!("{:.0}", r.events_per_s)
+            },
             r.cpu_per_m.map_or("-".into(), |c| format!("{c:.2}")),
             r.baseline.map_or("-".into(), |(name, b)| {
                 format!("{:.2}× {name}", r.events_per_s / b)
@@ -325,10 +420,7 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
     }
     println!("{table}");
     println!(
-        "peak RSS: broker {:.0} MiB, ingest {:.0} MiB, aggregate {:.0} MiB; total {:.0} s",
-        peak_mib(&broker),
-        ingest_peak,
-        aggregate_peak,
+        "peak RSS up to the freshness phase: ingest {backlog_ingest_peak:.0} MiB, aggregate {backlog_aggregate_peak:.0} MiB; total {:.0} s",
         started.elapsed().as_secs_f64()
     );
     drop((aggregate, ingest, broker));
@@ -385,6 +477,85 @@ fn records_like_ingest(
         }
     }
     Ok(out)
+}
+
+/// Spans per OTLP export in the OTLP stage (the size the hot-path bench uses).
+const SPANS_PER_EXPORT: usize = 512;
+
+/// OTLP trace exports over gRPC to a second ingest writing its own topic: spans/s, ingest
+/// CPU s per M spans, against native ingest of the same number of events in this run.
+async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Result<Row> {
+    use nines_testkit::otlp::trace_export;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+
+    let bus = BusConfig {
+        events_topic: "nines.bench-otlp".into(),
+        dead_letter_topic: "nines.bench-otlp-dead".into(),
+        ..BusConfig::default()
+    };
+    nines_bus::admin::ensure_topics(&bus, &roles.kafka(), Duration::from_secs(60)).await?;
+    let port = free_port();
+    let ingest = roles.start_with(
+        "ingest-otlp",
+        &["ingest", "--kafka", &roles.kafka()],
+        port,
+        &format!(
+            "events_topic = {:?}\ndead_letter_topic = {:?}\n",
+            bus.events_topic, bus.dead_letter_topic
+        ),
+        "",
+    )?;
+    let client = TraceServiceClient::connect(format!("http://127.0.0.1:{port}")).await?;
+    let end = now_ns() as u64 - 1_000_000_000;
+    // A few distinct exports, reused: the sender's CPU stays small next to ingest's.
+    let exports: Vec<_> = (0..16_u128)
+        .map(|i| {
+            let service = format!("otlp-{}", i % SERVICES as u128);
+            trace_export(
+                &service,
+                SPANS_PER_EXPORT,
+                end - i as u64 * 1_000_000,
+                i << 32,
+            )
+        })
+        .collect();
+    let n = args.events.div_ceil(SPANS_PER_EXPORT as u64) as usize;
+    let spans = (n * SPANS_PER_EXPORT) as f64;
+    let cpu0 = cpu_seconds(&ingest);
+    let t = Instant::now();
+    let mut calls = futures::stream::iter((0..n).map(|i| {
+        let mut client = client.clone();
+        let request = exports[i % exports.len()].clone();
+        async move { client.export(request).await }
+    }))
+    .buffer_unordered(args.concurrency.max(1));
+    while let Some(answer) = calls.next().await {
+        let answer = answer.context("OTLP export")?.into_inner();
+        if let Some(p) = answer.partial_success.filter(|p| p.rejected_spans > 0) {
+            bail!(
+                "ingest rejected {} spans: {}",
+                p.rejected_spans,
+                p.error_message
+            );
+        }
+    }
+    drop(calls);
+    let rate = spans / t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(&ingest) - cpu0;
+    let peak = peak_mib(&ingest);
+    let mut ingest = ingest;
+    tokio::task::block_in_place(|| ingest.terminate());
+    Ok(Row {
+        stage: "ingest OTLP traces (gRPC → acked in Kafka)",
+        events_per_s: rate,
+        cpu_per_m: Some(cpu / spans * 1e6),
+        baseline: Some(("native ingest", native_rate)),
+        note: format!(
+            "{n} exports of {SPANS_PER_EXPORT} SERVER spans, {} in flight; {:.0} spans/s per ingest core; peak RSS {peak:.0} MiB",
+            args.concurrency,
+            spans / cpu
+        ),
+    })
 }
 
 async fn freshness(roles: &Roles, args: &BenchArgs) -> anyhow::Result<Row> {
@@ -470,7 +641,7 @@ async fn freshness(roles: &Roles, args: &BenchArgs) -> anyhow::Result<Row> {
     })
 }
 
-async fn query(data: &Path, events: u64) -> anyhow::Result<Row> {
+async fn query(data: &Path, events: u64) -> anyhow::Result<Vec<Row>> {
     let store = nines_store::Store::open(data)?;
     let engine = nines_query::QueryEngine::new(&store)?;
     let rollup = "SELECT service, sum(total) AS total, sum(errors) AS errors FROM sli_1m \
@@ -502,7 +673,7 @@ async fn query(data: &Path, events: u64) -> anyhow::Result<Row> {
         );
     }
     let (fast, slow) = (timings[0].as_secs_f64(), timings[1].as_secs_f64());
-    Ok(Row {
+    let mut rows = vec![Row {
         stage: "30-day availability from sli_1m",
         events_per_s: events as f64 / fast,
         cpu_per_m: None,
@@ -512,7 +683,89 @@ async fn query(data: &Path, events: u64) -> anyhow::Result<Row> {
             fast * 1e3,
             slow * 1e3
         ),
-    })
+    }];
+    let tables = store.table_dir("requests");
+    let tables = tables.parent().context("tables directory")?;
+    rows.push(match duckdb(tables, &answers[1])? {
+        Some((raw, rollup)) => Row {
+            stage: "30-day availability from requests, DuckDB",
+            events_per_s: events as f64 / raw,
+            cpu_per_m: None,
+            baseline: Some(("nines from requests", events as f64 / slow)),
+            note: format!(
+                "median of 5 in DuckDB over the same files: requests {:.1} ms, sli_1m {:.1} ms; same answer",
+                raw * 1e3,
+                rollup * 1e3
+            ),
+        },
+        None => Row {
+            stage: "30-day availability from requests, DuckDB",
+            events_per_s: f64::NAN,
+            cpu_per_m: None,
+            baseline: None,
+            note: "skipped: `python3 -c 'import duckdb'` failed (pip install duckdb)".into(),
+        },
+    });
+    Ok(rows)
+}
+
+/// The 30-day question in DuckDB (Python package, if installed) over the same Parquet files
+/// (`tables`, the directory holding one directory per table):
+/// median seconds over `requests` and over `sli_1m`, after checking DuckDB's answer against
+/// nines' (`expected`, CSV). `None` when DuckDB is not importable.
+fn duckdb(tables: &Path, expected: &str) -> anyhow::Result<Option<(f64, f64)>> {
+    const SCRIPT: &str = r#"
+import statistics, sys, time
+import duckdb
+d = sys.argv[1]
+con = duckdb.connect()
+con.execute("SET threads TO 2")
+files = lambda t: f"read_parquet('{d}/{t}/*/*.parquet', hive_partitioning = true)"
+queries = [
+    f"""SELECT service, count(*) AS total, sum(CASE WHEN error THEN 1 ELSE 0 END) AS errors
+        FROM {files('requests')} WHERE time >= date_trunc('minute', now() - INTERVAL 30 DAY)
+        GROUP BY service ORDER BY service""",
+    f"""SELECT service, sum(total) AS total, sum(errors) AS errors
+        FROM {files('sli_1m')} WHERE window_start >= date_trunc('minute', now() - INTERVAL 30 DAY)
+        GROUP BY service ORDER BY service""",
+]
+for q in queries:
+    runs = []
+    for _ in range(5):
+        t = time.perf_counter()
+        rows = con.execute(q).fetchall()
+        runs.append(time.perf_counter() - t)
+    print(statistics.median(runs))
+    print("service,total,errors|" + "|".join(f"{s},{t},{e}" for s, t, e in rows))
+"#;
+    let python = std::env::var("NINES_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        return Ok(None);
+    }
+    let out = Command::new(&python)
+        .args(["-c", SCRIPT])
+        .arg(tables)
+        .output()
+        .context("running DuckDB")?;
+    if !out.status.success() {
+        bail!("DuckDB failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let [raw_s, raw_answer, rollup_s, rollup_answer] = lines[..] else {
+        bail!("unexpected DuckDB output: {text}");
+    };
+    let want = expected.trim().replace('\n', "|");
+    for answer in [raw_answer, rollup_answer] {
+        if answer != want {
+            bail!("DuckDB's answer differs from nines':\n{answer}\n{want}");
+        }
+    }
+    Ok(Some((raw_s.parse()?, rollup_s.parse()?)))
 }
 
 fn now_ns() -> i64 {

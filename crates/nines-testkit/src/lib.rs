@@ -2,10 +2,11 @@
 //! records exactly what was generated (counts, errors, every duration), so tests and
 //! `nines gen` can check the tables against numbers computed independently of the pipeline;
 //! roles as OS processes ([`process`]) and a retrying sender with an exact ledger ([`sender`])
-//! for the fault tests.
+//! for the fault tests; OTLP trace exports ([`otlp`]) for the benches.
 
 use std::collections::BTreeMap;
 
+pub mod otlp;
 pub mod process;
 pub mod sender;
 

@@ -114,6 +114,12 @@ impl Process {
     pub fn rss(&self) -> Option<(u64, u64)> {
         rss_of(self.child.id())
     }
+
+    /// Starts a new peak: sets `VmHWM` to the current `VmRSS` (`/proc/<pid>/clear_refs`), so
+    /// that a later [`Process::rss`] reports the peak of one phase only.
+    pub fn reset_peak_rss(&self) -> std::io::Result<()> {
+        reset_peak_rss_of(self.child.id())
+    }
 }
 
 impl Drop for Process {
@@ -131,6 +137,11 @@ pub fn rss_of(pid: u32) -> Option<(u64, u64)> {
         Some(kib * 1024)
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Sets a live process's `VmHWM` back to its `VmRSS` (Linux `clear_refs`, value 5).
+pub fn reset_peak_rss_of(pid: u32) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
 }
 
 /// Whether `status` is death by the signal `signal` (e.g. 6, SIGABRT, for a crash point).
@@ -189,5 +200,23 @@ mod tests {
     fn own_rss_is_readable() {
         let (now, peak) = rss_of(std::process::id()).unwrap();
         assert!(now > 0 && peak >= now);
+    }
+
+    #[test]
+    fn peak_rss_resets_to_current() {
+        const MIB: u64 = 1024 * 1024;
+        let pid = std::process::id();
+        // 256 MiB touched, then returned to the system (an mmap-sized allocation).
+        let big = vec![1_u8; 256 * MIB as usize];
+        std::hint::black_box(&big);
+        drop(big);
+        let (now, peak) = rss_of(pid).unwrap();
+        assert!(peak >= now + 200 * MIB, "peak {peak} now {now}");
+        reset_peak_rss_of(pid).unwrap();
+        let (now, peak) = rss_of(pid).unwrap();
+        assert!(
+            peak < now + 100 * MIB,
+            "peak {peak} now {now} after the reset"
+        );
     }
 }
