@@ -23,6 +23,7 @@ use anyhow::{Context, bail};
 use comfy_table::{Table, presets::ASCII_MARKDOWN};
 use futures::StreamExt;
 use nines_bus::BusConfig;
+use nines_bus::config::Compression;
 use nines_bus::producer::AckProducer;
 use nines_ingest::config::Limits;
 use nines_ingest::records::cut;
@@ -59,7 +60,7 @@ pub(crate) struct BenchArgs {
     fresh_secs: u64,
     /// `bus.compression` for every role and the bare producer (none, lz4, zstd, ...).
     #[arg(long, default_value_t = BusConfig::default().compression)]
-    compression: String,
+    compression: Compression,
     /// Keep the data here instead of a temporary directory.
     #[arg(long)]
     keep: Option<PathBuf>,
@@ -102,7 +103,7 @@ struct Roles {
     broker_port: u16,
     ingest_port: u16,
     /// `bus.compression` of every role and of the bare producer.
-    compression: String,
+    compression: Compression,
 }
 
 impl Roles {
@@ -120,7 +121,7 @@ impl Roles {
             "data_dir = {data:?}\n[broker]\nport = {broker}\n\
              [ingest]\nlisten = \"127.0.0.1:{ingest_port}\"\nmax_event_age = \"40days\"\n\
              [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
-             [bus]\ncompression = {compression:?}\n{bus}{extra}",
+             [bus]\ncompression = \"{compression}\"\n{bus}{extra}",
             data = self.dir.join("data").display().to_string(),
             broker = self.broker_port,
             compression = self.compression,
@@ -184,7 +185,7 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         dir: temp.clone(),
         broker_port: free_port(),
         ingest_port: free_port(),
-        compression: args.compression.clone(),
+        compression: args.compression,
     };
     let history = Duration::from_secs(args.days * 86_400);
     let started = Instant::now();
@@ -204,7 +205,7 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
 
     // 1. The bare producer: ingest's own records, made here the way ingest makes them.
     let bus = BusConfig {
-        compression: args.compression.clone(),
+        compression: args.compression,
         ..BusConfig::default()
     };
     let records = records_like_ingest(&args, history)?;

@@ -158,6 +158,7 @@ mod tests {
         assert_eq!(cfg.bus.partitions, 4);
         assert_eq!(cfg.bus.events_topic, d.bus.events_topic);
         assert_eq!(cfg.bus.delivery_timeout, d.bus.delivery_timeout);
+        assert_eq!(cfg.bus.compression, d.bus.compression);
         assert_eq!(cfg.ingest.listen, d.ingest.listen);
         assert_eq!(
             cfg.ingest.limits.max_event_age,
@@ -179,5 +180,17 @@ mod tests {
         std::fs::write(&path, "[bus]\npartitons = 3\n").unwrap();
         let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
         assert!(err.contains("partitons"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_compression_is_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[bus]\ncompression = \"brotli\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(
+            err.contains("brotli") && err.contains("bus.compression") && err.contains("lz4"),
+            "{err}"
+        );
     }
 }

@@ -33,7 +33,7 @@ pub struct BusConfig {
     /// embedded broker on this machine: it inflates every batch it accepts, which cost it
     /// three quarters of its CPU with zstd, for disk space only) and `zstd` for an external
     /// Kafka (bytes on the network and on its disks). Figures in BENCHMARKS.md.
-    pub compression: String,
+    pub compression: Compression,
     /// Kafka's idempotent producer (`enable.idempotence`). Off by default: exactly-once does
     /// not rest on it (every record carries the (tenant, batch_id, part) key the aggregator
     /// deduplicates on), and the embedded broker (tansu 0.6) panics when an idempotent
@@ -46,13 +46,57 @@ pub struct BusConfig {
     pub session_timeout: Duration,
 }
 
+/// `bus.compression`: `auto` or one of librdkafka's codecs. Anything else is refused when the
+/// configuration is read, naming the key and the choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Auto,
+    None,
+    Lz4,
+    Zstd,
+    Snappy,
+    Gzip,
+}
+
+impl Compression {
+    /// Every value, as written in the configuration.
+    pub const NAMES: [&str; 6] = ["auto", "none", "lz4", "zstd", "snappy", "gzip"];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::None => "none",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+            Self::Snappy => "snappy",
+            Self::Gzip => "gzip",
+        }
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s))
+            .map_err(|_| format!("{s:?} is not one of {}", Self::NAMES.join(", ")))
+    }
+}
+
 impl BusConfig {
     /// The librdkafka `compression.type` that `compression` stands for.
-    pub fn compression_type(&self) -> &str {
-        match self.compression.as_str() {
-            "auto" if self.brokers.is_empty() => "none",
-            "auto" => "zstd",
-            other => other,
+    pub fn compression_type(&self) -> &'static str {
+        match self.compression {
+            Compression::Auto if self.brokers.is_empty() => "none",
+            Compression::Auto => "zstd",
+            other => other.name(),
         }
     }
 }
@@ -69,7 +113,7 @@ impl Default for BusConfig {
             delivery_timeout: Duration::from_secs(10),
             linger: Duration::from_millis(5),
             producer_queue_kbytes: 64 * 1024,
-            compression: "auto".into(),
+            compression: Compression::Auto,
             idempotent_producer: false,
             consumer_group: "nines-aggregate".into(),
             session_timeout: Duration::from_secs(6),
@@ -91,9 +135,21 @@ mod tests {
         };
         assert_eq!(external.compression_type(), "zstd");
         let chosen = BusConfig {
-            compression: "lz4".into(),
+            compression: Compression::Lz4,
             ..BusConfig::default()
         };
         assert_eq!(chosen.compression_type(), "lz4");
+    }
+
+    #[test]
+    fn compression_names_round_trip_and_others_are_refused() {
+        for name in Compression::NAMES {
+            let c: Compression = name.parse().unwrap();
+            assert_eq!(c.to_string(), name);
+        }
+        assert_eq!(
+            "brotli".parse::<Compression>().unwrap_err(),
+            r#""brotli" is not one of auto, none, lz4, zstd, snappy, gzip"#
+        );
     }
 }

@@ -213,6 +213,11 @@ async fn push_until_acked(
                 | Code::DeadlineExceeded
                 | Code::Cancelled
                 | Code::Unknown => format!("{:?}", status.code()),
+                // The connection broke mid-call (a server stopping, a reset): the client cannot
+                // know whether the push landed, so it retries it unchanged, as a service should.
+                Code::Internal if status.message().starts_with("h2 protocol error") => {
+                    "h2 protocol error".to_owned()
+                }
                 other => panic!("push refused with {other:?}: {}", status.message()),
             },
             Err(_) => "timeout".to_owned(),
