@@ -34,6 +34,8 @@ struct Open {
 /// What the aggregator keeps per owned partition besides its open buffer.
 struct Owned {
     dedup: DedupWindow,
+    /// Offsets past the checkpoint already acknowledged by the dead-letter topic.
+    dead_lettered: BTreeSet<i64>,
     /// Idempotency lines appended since the log was last compacted.
     appended: usize,
 }
@@ -92,6 +94,11 @@ pub(crate) async fn run(
                         continue;
                     }
                 };
+                // A failing aggregator, for the test that `nines up` does not hide it
+                // (tests/dead_role.rs): the loop returns an error at a consumed record.
+                fail_point!("aggregate.record", |_| Err(anyhow::anyhow!(
+                    "injected failure (fail point aggregate.record)"
+                )));
                 let (partition, offset) = (m.partition(), m.offset());
                 counter!("nines_aggregate_records_total").increment(1);
                 if !owned.contains(&partition) {
@@ -120,11 +127,18 @@ pub(crate) async fn run(
                                     .unwrap_or_default(),
                                 batch_id: batch.batch_id.clone(),
                                 part: batch.part,
+                                fingerprint: BatchKey::fingerprint_of(&batch.content_fingerprint),
                             },
                             offset,
-                            received_at: batch.received_at_unix_nano,
+                            seen_at: now_ns(),
                         };
-                        if part.dedup.insert(seen.clone()) {
+                        let early = part.dedup.evicted_early();
+                        let new = part.dedup.insert(seen.clone());
+                        if part.dedup.evicted_early() > early {
+                            counter!("nines_aggregate_dedup_evicted_early_total")
+                                .increment(part.dedup.evicted_early() - early);
+                        }
+                        if new {
                             entry.buffer.add(&batch, offset);
                             entry.buffer.note_seen(seen);
                             part.appended += 1;
@@ -136,11 +150,24 @@ pub(crate) async fn run(
                     }
                     Ok(batch) => entry.buffer.add(&batch, offset),
                     Err(reason) => {
-                        dead_letter(&dead_letters, &cfg.bus.dead_letter_topic, &m, &reason).await?;
+                        if part.dead_lettered.contains(&offset) {
+                            // A replay after a crash before this record's flush: sent already.
+                            info!(partition, offset, "record already dead-lettered");
+                        } else {
+                            dead_letter(&dead_letters, &cfg.bus.dead_letter_topic, &m, &reason)
+                                .await?;
+                            tokio::task::block_in_place(|| {
+                                store.note_dead_letter(&topic, partition, offset)
+                            })
+                            .context("noting a dead letter")?;
+                            part.dead_lettered.insert(offset);
+                        }
                         entry.buffer.skip(offset);
                     }
                 }
-                if entry.buffer.events() >= cfg.aggregate.flush_events {
+                if entry.buffer.events() >= cfg.aggregate.flush_events
+                    || entry.buffer.bytes() >= cfg.aggregate.flush_bytes
+                {
                     flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, partition)?;
                 }
             }
@@ -162,6 +189,7 @@ fn load_window(store: &Store, topic: &str, cfg: &Config, partition: i32) -> anyh
     let mut dedup = DedupWindow::new(
         cfg.aggregate.dedup_window.as_nanos() as i64,
         cfg.aggregate.dedup_max_batches,
+        cfg.aggregate.dedup_max_bytes,
     );
     let seen = tokio::task::block_in_place(|| store.seen_batches(topic, partition))
         .context("reading the idempotency log")?;
@@ -174,8 +202,12 @@ fn load_window(store: &Store, topic: &str, cfg: &Config, partition: i32) -> anyh
         remembered = dedup.len(),
         "idempotency window loaded"
     );
+    let dead_lettered =
+        tokio::task::block_in_place(|| store.dead_letters_beyond_checkpoint(topic, partition))
+            .context("reading the dead-letter log")?;
     Ok(Owned {
         dedup,
+        dead_lettered,
         appended: lines,
     })
 }
@@ -298,8 +330,10 @@ fn flush(
     if o.appended <= cfg.aggregate.dedup_max_batches.max(o.dedup.len() * 2) {
         return Ok(());
     }
-    tokio::task::block_in_place(|| store.compact_seen(topic, partition, o.dedup.entries()))
-        .context("compacting the idempotency log")?;
+    tokio::task::block_in_place(|| {
+        store.compact_seen(topic, partition, o.dedup.entries().into_iter())
+    })
+    .context("compacting the idempotency log")?;
     o.appended = o.dedup.len();
     Ok(())
 }
@@ -338,4 +372,11 @@ fn flush_buffer(
         "flushed"
     );
     Ok(())
+}
+
+/// The aggregator's clock, in nanoseconds since the epoch (the idempotency window's time).
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }

@@ -59,23 +59,32 @@ impl Default for BrokerConfig {
 pub(crate) struct AggregateConfig {
     /// Flush a partition's buffer once it holds this many events.
     pub flush_events: u64,
+    /// Flush a partition's buffer once its events take about this many bytes (strings and
+    /// columns), whatever their number.
+    pub flush_bytes: u64,
     /// Flush a partition's buffer at the latest this long after its first record.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
-    /// A push retried with the same batch_id within this time is counted once.
+    /// A push retried with the same batch_id within this time (of the aggregator's clock)
+    /// is counted once.
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
-    /// At most this many batch ids are remembered per partition.
+    /// At most this many batch ids are remembered per tenant and partition.
     pub dedup_max_batches: usize,
+    /// At most this many bytes of batch ids are remembered per partition, all tenants
+    /// together; past it the oldest go first (`nines_aggregate_dedup_evicted_early_total`).
+    pub dedup_max_bytes: usize,
 }
 
 impl Default for AggregateConfig {
     fn default() -> Self {
         Self {
             flush_events: 200_000,
+            flush_bytes: 64 * 1024 * 1024,
             flush_interval: Duration::from_secs(2),
             dedup_window: Duration::from_secs(15 * 60),
             dedup_max_batches: 200_000,
+            dedup_max_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -134,6 +143,37 @@ impl Config {
         }
         if self.aggregate.flush_interval.is_zero() {
             bail!("aggregate.flush_interval must be positive");
+        }
+        let ack_wait = self.bus.delivery_timeout + Duration::from_secs(1);
+        if self.ingest.request_timeout <= ack_wait {
+            bail!(
+                "ingest.request_timeout ({:?}) must exceed bus.delivery_timeout + 1s ({ack_wait:?}): \
+                 pushes waiting for the broker would be cut off before it answers",
+                self.ingest.request_timeout
+            );
+        }
+        for (key, value) in [
+            ("ingest.max_connections", self.ingest.max_connections),
+            (
+                "ingest.max_in_flight_requests",
+                self.ingest.max_in_flight_requests,
+            ),
+            (
+                "ingest.max_concurrent_streams",
+                self.ingest.max_concurrent_streams as usize,
+            ),
+        ] {
+            if value == 0 {
+                bail!("{key} must be at least 1");
+            }
+        }
+        if self.ingest.max_decoded_bytes < self.ingest.max_request_bytes {
+            bail!(
+                "ingest.max_decoded_bytes ({}) must be at least ingest.max_request_bytes ({}): \
+                 a request decodes into at least its own size",
+                self.ingest.max_decoded_bytes,
+                self.ingest.max_request_bytes
+            );
         }
         Ok(())
     }

@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 use nines_bus::producer::AckProducer;
-use nines_ingest::otlp::Otlp;
-use nines_ingest::status_layer::DecodeErrors;
-use nines_ingest::{Auth, NativeIngest, Pipeline};
+use nines_ingest::{Auth, Pipeline};
 use nines_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -186,28 +184,7 @@ async fn run_ingest(
         cfg.bus.max_record_bytes,
         cfg.bus.delivery_timeout,
     );
-    let max = cfg.ingest.max_request_bytes;
-    let (traces, logs, metrics) = Otlp::new(pipeline.clone(), auth.clone()).into_servers(max);
-    tonic::transport::Server::builder()
-        .layer(DecodeErrors::layer())
-        .add_service(NativeIngest::new(pipeline, auth).into_server(max))
-        .add_service(traces)
-        .add_service(logs)
-        .add_service(metrics)
-        .serve_with_incoming_shutdown(
-            // Nagle off: small HTTP/2 frames (headers, trailers, acks) otherwise wait for the
-            // peer's delayed ACK, about 40 ms per push.
-            tokio_stream::StreamExt::map(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                |conn| {
-                    conn.and_then(|s| {
-                        s.set_nodelay(true)?;
-                        Ok(s)
-                    })
-                },
-            ),
-            stop.cancelled(),
-        )
+    nines_ingest::door::serve(listener, pipeline, auth, &cfg.ingest, stop.cancelled())
         .await
         .context("ingest server")?;
     producer.flush(cfg.bus.delivery_timeout)?;

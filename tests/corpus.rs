@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tonic::Code;
 
-use crate::support::{Env, metric as metric_value, raw_call};
+use crate::support::{Env, metric as metric_value, raw_call, raw_frame};
 
 const PUSH: &str = "/nines.v1.IngestService/Push";
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -255,7 +255,8 @@ fn corpus() -> Vec<Case> {
             push(|p| p.requests = (0..101).map(|_| request("GET /")).collect()),
             Status(
                 Invalid,
-                "requests: 101 events in one push, more than the limit of 100",
+                "requests: 101 events in one request, more than the limit of 100 \
+                 (ingest.max_events_per_request)",
             ),
         ),
         case(
@@ -640,6 +641,27 @@ async fn the_bad_input_corpus_gets_exact_answers_and_hurts_nothing() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 
+    // A corrupt gzip stream (a gzip header, then garbage), on both doors.
+    let corrupt = [
+        0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff, 0xde, 0xad, 0xbe, 0xef,
+    ];
+    for path in [PUSH, TRACES] {
+        let status = raw_frame(
+            &env.endpoint(),
+            path,
+            &corrupt,
+            &[("authorization", "Bearer k-acme")],
+        )
+        .await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+        assert!(
+            status
+                .message()
+                .starts_with("request body could not be decompressed"),
+            "{path}: {status:?}"
+        );
+    }
+
     // 10,000 distinct routes from one service: the first 100 are kept, the rest overflow.
     for chunk in 0..100 {
         let body = push(|p| {
@@ -710,9 +732,12 @@ async fn the_bad_input_corpus_gets_exact_answers_and_hurts_nothing() {
             &format!("{{reason=\"{reason}\"}}"),
         )
     };
-    assert_eq!(rejected("undecodable"), Some(7.0), "{m}");
+    // 7 cases of the corpus and the 2 corrupt gzip streams.
+    assert_eq!(rejected("undecodable"), Some(9.0), "{m}");
     assert_eq!(rejected("request_too_large"), Some(1.0));
-    assert_eq!(rejected("invalid"), Some(15.0));
+    // Too many events or spans are refused on the wire, before decoding.
+    assert_eq!(rejected("too_many_events"), Some(2.0), "{m}");
+    assert_eq!(rejected("invalid"), Some(13.0));
     assert_eq!(rejected("unauthenticated"), Some(4.0));
     assert_eq!(
         metric_value(&m, "nines_ingest_operations_overflowed_total", ""),

@@ -14,6 +14,7 @@ mod corpus;
 mod e2e;
 mod faults;
 mod idempotency;
+mod ingest_bounds;
 mod late_events;
 mod otlp;
 mod parquet_files;

@@ -303,12 +303,26 @@ pub async fn raw_call(
     body: Vec<u8>,
     headers: &[(&'static str, &str)],
 ) -> Result<Vec<u8>, tonic::Status> {
+    raw_call_with(endpoint, path, body, headers, false).await
+}
+
+/// [`raw_call`], gzip-compressing the message when `gzip` is set (as a real client does).
+pub async fn raw_call_with(
+    endpoint: &str,
+    path: &'static str,
+    body: Vec<u8>,
+    headers: &[(&'static str, &str)],
+    gzip: bool,
+) -> Result<Vec<u8>, tonic::Status> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .unwrap()
         .connect()
         .await
         .unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
+    if gzip {
+        grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    }
     grpc.ready().await.unwrap();
     let mut request = tonic::Request::new(body);
     for (k, v) in headers {
@@ -321,4 +335,55 @@ pub async fn raw_call(
     )
     .await
     .map(tonic::Response::into_inner)
+}
+
+/// Sends one gRPC frame exactly as given (compressed flag, length, `payload`) over HTTP/2,
+/// declaring `grpc-encoding: gzip`, and returns the answer's status: for bytes no gRPC
+/// client would send, such as a corrupt gzip stream.
+pub async fn raw_frame(
+    endpoint: &str,
+    path: &'static str,
+    payload: &[u8],
+    headers: &[(&'static str, &str)],
+) -> tonic::Status {
+    use http_body_util::BodyExt;
+    use tonic::codegen::Service;
+    let mut channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut frame = vec![1_u8];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    let mut request = tonic::codegen::http::Request::builder()
+        .method("POST")
+        .uri(format!("{endpoint}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-encoding", "gzip");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            bytes::Bytes::from(frame),
+        )))
+        .unwrap();
+    std::future::poll_fn(|cx| channel.poll_ready(cx))
+        .await
+        .unwrap();
+    let response = channel.call(request).await.unwrap();
+    if let Some(status) = tonic::Status::from_header_map(response.headers()) {
+        return status;
+    }
+    let trailers = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .trailers()
+        .cloned()
+        .unwrap_or_default();
+    tonic::Status::from_header_map(&trailers).expect("a grpc-status in the trailers")
 }

@@ -297,12 +297,17 @@ impl RollupCols {
     }
 }
 
+/// Bytes counted per buffered event beyond its strings: fixed-width columns, offsets,
+/// validity, and its share of the rollup cell.
+const FIXED_EVENT_BYTES: u64 = 96;
+
 /// Accumulates the records of one Kafka partition between flushes.
 pub struct PartitionBuffer {
     partition: i32,
     first_offset: Option<i64>,
     last_offset: i64,
     events: u64,
+    bytes: u64,
     requests: BTreeMap<i64, RequestCols>,
     deploys: BTreeMap<i64, DeployCols>,
     incidents: BTreeMap<i64, IncidentCols>,
@@ -328,6 +333,7 @@ impl PartitionBuffer {
             first_offset: None,
             last_offset: -1,
             events: 0,
+            bytes: 0,
             requests: BTreeMap::new(),
             deploys: BTreeMap::new(),
             incidents: BTreeMap::new(),
@@ -344,6 +350,13 @@ impl PartitionBuffer {
     /// Events added since the last flush.
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Estimated bytes the events added since the last flush take in the builders: their
+    /// strings plus a fixed amount per event (the aggregator flushes past
+    /// `aggregate.flush_bytes`, so wide events cannot outgrow memory before `flush_events`).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// True when no record was added since the last flush.
@@ -364,8 +377,18 @@ impl PartitionBuffer {
         let res = batch.resource.as_ref().unwrap_or(&default);
         let p = self.partition;
         let received = batch.received_at_unix_nano;
+        let resource_bytes =
+            (res.tenant.len() + res.service.len() + res.environment.len() + res.version.len())
+                as u64;
 
         for e in &batch.requests {
+            self.bytes += FIXED_EVENT_BYTES
+                + resource_bytes
+                + (e.operation.len() + e.trace_id.len()) as u64
+                + e.attributes
+                    .iter()
+                    .map(|a| (a.key.len() + a.value.len() + 8) as u64)
+                    .sum::<u64>();
             let day = day_number(e.time_unix_nano);
             let c = self.requests.entry(day).or_insert_with(RequestCols::new);
             c.tenant.append_value(&res.tenant);
@@ -477,6 +500,9 @@ impl PartitionBuffer {
             c.kafka_offset.append_value(offset);
         }
         self.events += (batch.requests.len() + batch.deploys.len() + batch.incidents.len()) as u64;
+        // Deploys and incidents are rare and small: counted at a generous fixed size.
+        self.bytes += ((batch.deploys.len() + batch.incidents.len()) as u64)
+            * (4 * FIXED_EVENT_BYTES + resource_bytes);
     }
 
     /// Turns everything added since the last flush into batches and resets the buffer.
@@ -532,5 +558,50 @@ fn outcome_name(outcome: i32) -> &'static str {
         Ok(DeployOutcome::Failed) => "failed",
         Ok(DeployOutcome::RolledBack) => "rolled_back",
         _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nines_proto::v1::{Attribute, IncidentEvent, RequestEvent};
+
+    #[test]
+    fn bytes_count_each_event_with_its_strings() {
+        let batch = EventBatch {
+            resource: Some(Resource {
+                tenant: "t".into(),         // 1
+                service: "search".into(),   // 6
+                environment: "prod".into(), // 4
+                version: "v1".into(),       // 2
+            }),
+            requests: vec![
+                RequestEvent {
+                    time_unix_nano: 1_700_000_000_000_000_000,
+                    operation: "GET /".into(), // 5
+                    trace_id: "abc".into(),    // 3
+                    attributes: vec![Attribute {
+                        key: "k".into(),    // 1
+                        value: "vv".into(), // 2
+                    }],
+                    ..Default::default()
+                };
+                10
+            ],
+            incidents: vec![IncidentEvent {
+                id: "i-1".into(),
+                opened_at_unix_nano: 1_700_000_000_000_000_000,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut b = PartitionBuffer::new(0);
+        b.add(&batch, 5);
+        // Per request: 96 fixed + 13 resource + 5 + 3 + (1 + 2 + 8) attribute = 128.
+        // The incident: 4 × 96 + 13 = 397.
+        assert_eq!(b.bytes(), 10 * 128 + 397);
+        assert_eq!(b.events(), 11);
+        b.take().unwrap();
+        assert_eq!(b.bytes(), 0, "a flush starts again");
     }
 }

@@ -11,6 +11,11 @@ use crate::config::IngestConfig;
 use crate::validate::DEFAULT_TENANT;
 use crate::{Error, Result};
 
+/// The tenant a call was authenticated as, put in its extensions before the body is read
+/// ([`crate::door::Admission`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant(pub String);
+
 /// Who may push, and as which tenant.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
@@ -58,15 +63,29 @@ impl Auth {
     /// The tenant a request pushes as: from `authorization: Bearer <key>` or
     /// `x-nines-api-key: <key>`; `default` when no keys are configured.
     pub fn tenant(&self, metadata: &MetadataMap) -> Result<String> {
+        self.tenant_from_headers(metadata.as_ref())
+    }
+
+    /// The tenant of a call: the one [`crate::door::Admission`] found, else from its
+    /// metadata (a service called directly, as in tests).
+    pub fn tenant_of<T>(&self, request: &tonic::Request<T>) -> Result<String> {
+        match request.extensions().get::<Tenant>() {
+            Some(t) => Ok(t.0.clone()),
+            None => self.tenant(request.metadata()),
+        }
+    }
+
+    /// [`Auth::tenant`] from plain HTTP headers.
+    pub fn tenant_from_headers(&self, headers: &tonic::codegen::http::HeaderMap) -> Result<String> {
         if self.tenants.is_empty() {
             return Ok(DEFAULT_TENANT.to_owned());
         }
-        let key = metadata
+        let key = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .or_else(|| {
-                metadata
+                headers
                     .get("x-nines-api-key")
                     .and_then(|v| v.to_str().ok())
             })

@@ -17,6 +17,21 @@ pub struct IngestConfig {
     pub api_keys: Vec<ApiKey>,
     /// Accept unauthenticated pushes on a non-loopback `listen` (single-tenant only).
     pub allow_unauthenticated: bool,
+    /// Most open client connections; past it, accepting waits for one to close.
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams (calls) on one connection.
+    pub max_concurrent_streams: u32,
+    /// Most calls past authentication at once (reading, decoding or waiting for the broker);
+    /// others wait for a slot holding only their headers.
+    pub max_in_flight_requests: usize,
+    /// Largest estimated memory one request may decode into, in bytes. Checked on the wire
+    /// before decoding, so a small body of many empty messages cannot take gigabytes.
+    pub max_decoded_bytes: usize,
+    /// Longest a call may take, waiting for a slot included; past it the answer is
+    /// UNAVAILABLE (outcome unknown: retry with the same batch_id). Must exceed
+    /// `bus.delivery_timeout` + 1 s.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     #[serde(flatten)]
     pub limits: Limits,
 }
@@ -57,6 +72,10 @@ pub struct Limits {
     /// Distinct operations remembered per tenant and service; beyond it new ones are stored
     /// as `__overflow__` (a bug that puts ids in routes cannot blow up the rollups).
     pub max_operations_per_service: usize,
+    /// Bytes of operation names ingest remembers for the cap above, over all services (and
+    /// an eighth of it for the versions behind telemetry deploys); past it, the services
+    /// least recently pushed are forgotten and start again.
+    pub max_tracked_bytes: usize,
 }
 
 impl Default for IngestConfig {
@@ -66,6 +85,11 @@ impl Default for IngestConfig {
             max_request_bytes: 16 * 1024 * 1024,
             api_keys: Vec::new(),
             allow_unauthenticated: false,
+            max_connections: 1024,
+            max_concurrent_streams: 64,
+            max_in_flight_requests: 32,
+            max_decoded_bytes: 64 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
             limits: Limits::default(),
         }
     }
@@ -82,6 +106,7 @@ impl Default for Limits {
             max_event_ahead: Duration::from_secs(3600),
             max_duration: Duration::from_secs(24 * 3600),
             max_operations_per_service: 2000,
+            max_tracked_bytes: 32 * 1024 * 1024,
         }
     }
 }

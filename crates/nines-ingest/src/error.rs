@@ -23,6 +23,32 @@ pub enum Error {
     /// The broker did not answer within the delivery timeout.
     #[error("broker did not acknowledge within {0:?}")]
     Timeout(std::time::Duration),
+    /// The body is not protobuf (found by the wire scan, before decoding).
+    #[error(transparent)]
+    Wire(#[from] crate::wire::WireError),
+    /// More events on the wire than one request may carry.
+    #[error(
+        "{field}: {count} {what} in one request, more than the limit of {limit} \
+         (ingest.max_events_per_request)"
+    )]
+    TooManyEvents {
+        field: &'static str,
+        what: &'static str,
+        count: usize,
+        limit: usize,
+    },
+    /// The body would decode into more memory than one request may take.
+    #[error(
+        "request would take about {bytes} bytes once decoded, more than the limit of {limit} \
+         (ingest.max_decoded_bytes): send fewer events, attributes or values per request"
+    )]
+    DecodedTooLarge { bytes: usize, limit: usize },
+    /// The call did not finish within `ingest.request_timeout` (waiting for a slot included).
+    #[error(
+        "the request took longer than ingest.request_timeout ({0:?}); its outcome is unknown: \
+         retry with the same batch_id"
+    )]
+    RequestTimeout(std::time::Duration),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -48,6 +74,10 @@ impl Error {
             #[cfg(feature = "server")]
             Error::Bus(_) => "broker_rejected",
             Error::Timeout(_) => "broker_timeout",
+            Error::Wire(_) => "undecodable",
+            Error::TooManyEvents { .. } => "too_many_events",
+            Error::DecodedTooLarge { .. } => "decoded_too_large",
+            Error::RequestTimeout(_) => "request_timeout",
         }
     }
 }
@@ -56,9 +86,12 @@ impl Error {
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match &e {
-            Error::Invalid { .. } | Error::TooLarge { .. } => {
-                Status::new(Code::InvalidArgument, e.to_string())
-            }
+            Error::Invalid { .. }
+            | Error::TooLarge { .. }
+            | Error::Wire(_)
+            | Error::TooManyEvents { .. }
+            | Error::DecodedTooLarge { .. } => Status::new(Code::InvalidArgument, e.to_string()),
+            Error::RequestTimeout(_) => Status::new(Code::Unavailable, e.to_string()),
             Error::Unauthenticated(_) => Status::new(Code::Unauthenticated, e.to_string()),
             #[cfg(feature = "server")]
             Error::Bus(nines_bus::Error::QueueFull(_)) => Status::new(

@@ -1,12 +1,18 @@
 //! Per-process memory of what ingest has seen, each bounded: distinct operations per
 //! service (the cardinality guard) and versions per service and environment (deploys that
 //! telemetry reveals).
+//!
+//! Both are bounded per service and, in total, by bytes ([`Tracked`]): past the budget the
+//! services least recently pushed are forgotten, counted in
+//! `nines_ingest_tracked_services_evicted_total{map}`. A forgotten service starts again: its
+//! next operations are admitted up to the cap again, and its next version is a baseline.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
 use std::sync::Mutex;
 
 use metrics::counter;
-use nines_proto::v1::{DeployEvent, DeployOutcome, DeploySource, PushRequest};
+use nines_proto::v1::{DeployEvent, DeployOutcome, DeploySource, PushRequest, RequestEvent};
 
 /// The operation a request is stored under once its service has too many distinct ones.
 pub const OVERFLOW_OPERATION: &str = "__overflow__";
@@ -14,57 +20,169 @@ pub const OVERFLOW_OPERATION: &str = "__overflow__";
 /// Versions remembered per (tenant, service, environment).
 const VERSIONS_KEPT: usize = 64;
 
+/// Bytes counted for one remembered string beyond its own length (allocation, hash slot).
+const ENTRY_OVERHEAD: usize = 64;
+
+/// A map bounded in total by bytes, forgetting its least recently used keys past the budget.
+#[derive(Debug)]
+pub struct Tracked<K, V> {
+    name: &'static str,
+    max_bytes: usize,
+    bytes: usize,
+    tick: u64,
+    entries: HashMap<K, (V, usize, u64)>,
+}
+
+impl<K: Hash + Eq + Clone, V: Default> Tracked<K, V> {
+    pub fn new(name: &'static str, max_bytes: usize) -> Self {
+        Self {
+            name,
+            max_bytes,
+            bytes: 0,
+            tick: 0,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// The value of `key` (new if absent), marked as just used; `f` returns the bytes it
+    /// added to the value. Evicts least recently used keys if over budget afterwards.
+    pub fn with<R>(&mut self, key: &K, f: impl FnOnce(&mut V) -> (R, usize)) -> R {
+        self.tick += 1;
+        let tick = self.tick;
+        let entry = match self.entries.get_mut(key) {
+            Some(e) => e,
+            None => {
+                self.bytes += ENTRY_OVERHEAD;
+                self.entries
+                    .entry(key.clone())
+                    .or_insert_with(|| (V::default(), ENTRY_OVERHEAD, tick))
+            }
+        };
+        entry.2 = tick;
+        let (out, added) = f(&mut entry.0);
+        entry.1 += added;
+        self.bytes += added;
+        if self.bytes > self.max_bytes {
+            self.evict();
+        }
+        out
+    }
+
+    /// Bytes removed from `key`'s value by the caller.
+    pub fn shrink(&mut self, key: &K, f: impl FnOnce(&mut V) -> usize) {
+        if let Some(e) = self.entries.get_mut(key) {
+            let removed = f(&mut e.0).min(e.1);
+            e.1 -= removed;
+            self.bytes -= removed;
+        }
+    }
+
+    /// Forgets the least recently used keys until at most 3/4 of the budget is used (one
+    /// sort per eviction round, not one per push), always keeping the newest key.
+    fn evict(&mut self) {
+        let mut by_age: Vec<(u64, K, usize)> = self
+            .entries
+            .iter()
+            .map(|(k, (_, bytes, tick))| (*tick, k.clone(), *bytes))
+            .collect();
+        by_age.sort_unstable_by_key(|(tick, _, _)| *tick);
+        let target = self.max_bytes / 4 * 3;
+        let mut evicted = 0_u64;
+        for (tick, key, bytes) in by_age {
+            if self.bytes <= target || tick == self.tick {
+                break;
+            }
+            self.entries.remove(&key);
+            self.bytes -= bytes;
+            evicted += 1;
+        }
+        counter!("nines_ingest_tracked_services_evicted_total", "map" => self.name)
+            .increment(evicted);
+    }
+
+    /// Bytes counted now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// Caps distinct operations per (tenant, service): a bug that puts user ids into routes
 /// cannot blow up memory, the rollups or the queries.
 #[derive(Debug)]
 pub struct OperationGuard {
     max: usize,
-    seen: Mutex<HashMap<(String, String), HashSet<String>>>,
+    seen: Mutex<Tracked<(String, String), HashSet<String>>>,
 }
 
 impl OperationGuard {
-    pub fn new(max: usize) -> Self {
+    /// At most `max` operations per service, and `max_bytes` of operation names in all.
+    pub fn new(max: usize, max_bytes: usize) -> Self {
         Self {
             max,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Tracked::new("operations", max_bytes)),
         }
     }
 
-    /// Renames operations beyond the cap to [`OVERFLOW_OPERATION`]; returns how many.
-    pub fn apply(&self, req: &mut PushRequest) -> u64 {
-        let Some(r) = req.resource.as_ref() else {
-            return 0;
-        };
-        if req.requests.is_empty() {
-            return 0;
+    /// Renames operations of `tenant`'s `service` beyond the cap to [`OVERFLOW_OPERATION`];
+    /// returns the original names of those it renamed, by index.
+    pub fn apply(
+        &self,
+        tenant: &str,
+        service: &str,
+        requests: &mut [RequestEvent],
+    ) -> Vec<(usize, String)> {
+        if requests.is_empty() {
+            return Vec::new();
         }
-        let key = (r.tenant.clone(), r.service.clone());
+        let key = (tenant.to_owned(), service.to_owned());
         let mut seen = self.seen.lock().expect("operation guard lock");
-        let ops = seen.entry(key).or_default();
-        let mut overflowed = 0;
-        for e in &mut req.requests {
-            if ops.contains(e.operation.as_str()) {
-                continue;
+        let renamed = seen.with(&key, |ops| {
+            let mut renamed = Vec::new();
+            let mut added = 0;
+            for (i, e) in requests.iter_mut().enumerate() {
+                if ops.contains(e.operation.as_str()) {
+                    continue;
+                }
+                if ops.len() < self.max {
+                    added += e.operation.len() + ENTRY_OVERHEAD;
+                    ops.insert(e.operation.clone());
+                } else {
+                    let original =
+                        std::mem::replace(&mut e.operation, OVERFLOW_OPERATION.to_owned());
+                    renamed.push((i, original));
+                }
             }
-            if ops.len() < self.max {
-                ops.insert(e.operation.clone());
-            } else {
-                e.operation = OVERFLOW_OPERATION.to_owned();
-                overflowed += 1;
-            }
+            (renamed, added)
+        });
+        if !renamed.is_empty() {
+            counter!("nines_ingest_operations_overflowed_total").increment(renamed.len() as u64);
         }
-        if overflowed > 0 {
-            counter!("nines_ingest_operations_overflowed_total").increment(overflowed);
-        }
-        overflowed
+        renamed
     }
 }
 
 /// Notices a `service.version` not seen before for a service and environment, after the
 /// first one (which is the baseline, not a deploy), and makes it a deploy event.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct VersionTracker {
-    seen: Mutex<HashMap<(String, String, String), VecDeque<String>>>,
+    seen: Mutex<Tracked<(String, String, String), VecDeque<String>>>,
+}
+
+impl VersionTracker {
+    /// At most [`VERSIONS_KEPT`] versions per service, and `max_bytes` of them in all.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            seen: Mutex::new(Tracked::new("versions", max_bytes)),
+        }
+    }
 }
 
 impl VersionTracker {
@@ -76,15 +194,19 @@ impl VersionTracker {
         }
         let key = (r.tenant.clone(), r.service.clone(), r.environment.clone());
         let mut seen = self.seen.lock().expect("version tracker lock");
-        let versions = seen.entry(key).or_default();
-        if versions.iter().any(|v| *v == r.version) {
-            return None;
-        }
-        let baseline = versions.is_empty();
-        if versions.len() == VERSIONS_KEPT {
-            versions.pop_front();
-        }
-        versions.push_back(r.version.clone());
+        let baseline = seen.with(&key, |versions| {
+            if versions.iter().any(|v| *v == r.version) {
+                return (None, 0);
+            }
+            let baseline = versions.is_empty();
+            let mut added = r.version.len() as isize + ENTRY_OVERHEAD as isize;
+            if versions.len() == VERSIONS_KEPT {
+                let old = versions.pop_front().unwrap_or_default();
+                added -= old.len() as isize + ENTRY_OVERHEAD as isize;
+            }
+            versions.push_back(r.version.clone());
+            (Some(baseline), added.max(0) as usize)
+        })?;
         if baseline {
             return None;
         }
@@ -109,14 +231,14 @@ impl VersionTracker {
             deploy.service.clone(),
             deploy.environment.clone(),
         );
-        if let Some(versions) = self
-            .seen
+        self.seen
             .lock()
             .expect("version tracker lock")
-            .get_mut(&key)
-        {
-            versions.retain(|v| *v != deploy.version);
-        }
+            .shrink(&key, |versions| {
+                let before = versions.len();
+                versions.retain(|v| *v != deploy.version);
+                (before - versions.len()) * (deploy.version.len() + ENTRY_OVERHEAD)
+            });
     }
 }
 
@@ -148,18 +270,23 @@ mod tests {
 
     #[test]
     fn operations_beyond_the_cap_overflow() {
-        let guard = OperationGuard::new(2);
+        let guard = OperationGuard::new(2, 1 << 20);
         let mut p = push("a", "", &["x", "y", "z", "x", "w"]);
-        assert_eq!(guard.apply(&mut p), 2);
+        let renamed = guard.apply("t", "a", &mut p.requests);
+        assert_eq!(renamed, [(2, "z".to_owned()), (4, "w".to_owned())]);
         let ops: Vec<&str> = p.requests.iter().map(|e| e.operation.as_str()).collect();
         assert_eq!(ops, ["x", "y", "__overflow__", "x", "__overflow__"]);
         // Another service has its own budget.
-        assert_eq!(guard.apply(&mut push("b", "", &["z", "w"])), 0);
+        assert!(
+            guard
+                .apply("t", "b", &mut push("b", "", &["z", "w"]).requests)
+                .is_empty()
+        );
     }
 
     #[test]
     fn a_new_version_after_the_baseline_is_one_deploy() {
-        let t = VersionTracker::default();
+        let t = VersionTracker::new(1 << 20);
         assert!(t.observe(&push("a", "1.0", &["x"])).is_none(), "baseline");
         assert!(t.observe(&push("a", "1.0", &["x"])).is_none());
         let d = t.observe(&push("a", "1.1", &["x", "y"])).expect("deploy");
@@ -168,5 +295,40 @@ mod tests {
         // Interleaved old and new versions (a rolling deploy) reveal nothing more.
         assert!(t.observe(&push("a", "1.0", &["x"])).is_none());
         assert!(t.observe(&push("a", "1.1", &["x"])).is_none());
+    }
+
+    #[test]
+    fn services_past_the_byte_budget_are_forgotten_oldest_first() {
+        // Each service remembers one 1,000-byte operation: about 1,128 bytes with overheads.
+        let guard = OperationGuard::new(10, 20_000);
+        let op = "x".repeat(1_000);
+        for i in 0..100 {
+            let mut p = push(&format!("s{i}"), "", &[op.as_str()]);
+            assert!(
+                guard
+                    .apply("t", &format!("s{i}"), &mut p.requests)
+                    .is_empty()
+            );
+        }
+        let seen = guard.seen.lock().unwrap();
+        assert!(seen.bytes() <= 20_000, "{} bytes", seen.bytes());
+        // Evicting down to 3/4 of the budget keeps between 13 and 17 services, the newest.
+        assert!((13..=17).contains(&seen.len()), "{} services", seen.len());
+        assert!(seen.entries.contains_key(&("t".into(), "s99".into())));
+        assert!(!seen.entries.contains_key(&("t".into(), "s0".into())));
+    }
+
+    #[test]
+    fn a_forgotten_service_starts_again_from_a_baseline() {
+        let t = VersionTracker::new(300);
+        assert!(t.observe(&push("a", "1.0", &["x"])).is_none(), "baseline");
+        // Two other services push the first out of the 300-byte budget.
+        assert!(t.observe(&push("b", "1.0", &["x"])).is_none());
+        assert!(t.observe(&push("c", "1.0", &["x"])).is_none());
+        assert!(
+            t.observe(&push("a", "1.1", &["x"])).is_none(),
+            "a new baseline"
+        );
+        assert!(t.observe(&push("a", "1.2", &["x"])).is_some());
     }
 }

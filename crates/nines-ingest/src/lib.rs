@@ -6,6 +6,8 @@
 
 pub mod auth;
 pub mod config;
+#[cfg(feature = "server")]
+pub mod door;
 mod error;
 pub mod guard;
 pub mod otlp;
@@ -15,6 +17,7 @@ pub mod service;
 #[cfg(feature = "server")]
 pub mod status_layer;
 pub mod validate;
+pub mod wire;
 
 pub use auth::Auth;
 pub use config::IngestConfig;

@@ -522,31 +522,27 @@ pub fn map_metrics(req: &ExportMetricsServiceRequest) -> Mapped {
 mod server {
     use std::time::Instant;
 
+    use futures::future::BoxFuture;
     use futures::future::join_all;
-    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-        LogsService, LogsServiceServer,
-    };
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsService;
     use opentelemetry_proto::tonic::collector::logs::v1::{
         ExportLogsPartialSuccess, ExportLogsServiceResponse,
     };
-    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-        MetricsService, MetricsServiceServer,
-    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService;
     use opentelemetry_proto::tonic::collector::metrics::v1::{
         ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
     };
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-        TraceService, TraceServiceServer,
-    };
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
     use opentelemetry_proto::tonic::collector::trace::v1::{
         ExportTracePartialSuccess, ExportTraceServiceResponse,
     };
-    use tonic::codec::CompressionEncoding;
     use tonic::{Request, Response, Status};
 
     use super::*;
     use crate::auth::Auth;
+    use crate::door::{Door, Method, WireLimits};
     use crate::service::{Pipeline, account, now_ns};
+    use crate::wire::{self, Shape};
 
     /// Publishes every push of `mapped` as `tenant`; fails if any fails (the sender retries).
     async fn publish_all(
@@ -582,28 +578,84 @@ mod server {
             Self { pipeline, auth }
         }
 
-        /// The three tonic services, accepting gzip, with the request size limit applied.
-        pub fn into_servers(
+        /// The three doors (traces, logs, metrics), each scanning its body before decoding.
+        pub fn doors(
             self,
-            max_request_bytes: usize,
-        ) -> (
-            TraceServiceServer<Self>,
-            LogsServiceServer<Self>,
-            MetricsServiceServer<Self>,
-        ) {
+            limits: WireLimits,
+        ) -> (Door<OtlpTraces>, Door<OtlpLogs>, Door<OtlpMetrics>) {
             (
-                TraceServiceServer::new(self.clone())
-                    .max_decoding_message_size(max_request_bytes)
-                    .accept_compressed(CompressionEncoding::Gzip),
-                LogsServiceServer::new(self.clone())
-                    .max_decoding_message_size(max_request_bytes)
-                    .accept_compressed(CompressionEncoding::Gzip),
-                MetricsServiceServer::new(self)
-                    .max_decoding_message_size(max_request_bytes)
-                    .accept_compressed(CompressionEncoding::Gzip),
+                Door::new(OtlpTraces(self.clone()), limits),
+                Door::new(OtlpLogs(self.clone()), limits),
+                Door::new(OtlpMetrics(self), limits),
             )
         }
     }
+
+    /// `TraceService/Export` behind a [`Door`].
+    #[derive(Debug, Clone)]
+    pub struct OtlpTraces(Otlp);
+    /// `LogsService/Export` behind a [`Door`].
+    #[derive(Debug, Clone)]
+    pub struct OtlpLogs(Otlp);
+    /// `MetricsService/Export` behind a [`Door`].
+    #[derive(Debug, Clone)]
+    pub struct OtlpMetrics(Otlp);
+
+    /// One `Method` impl per OTLP signal; a macro keeps the three identical but for names.
+    macro_rules! otlp_method {
+        ($ty:ident, $trait:ident, $req:ty, $resp:ty, $service:literal, $shape:expr, $field:literal, $what:literal) => {
+            impl Method for $ty {
+                type Req = $req;
+                type Resp = $resp;
+                const SERVICE: &'static str = $service;
+                const PATH: &'static str = concat!("/", $service, "/Export");
+                const EVENTS_FIELD: &'static str = $field;
+                const EVENTS_NAME: &'static str = $what;
+
+                fn shape() -> &'static Shape {
+                    $shape
+                }
+
+                fn call(
+                    &self,
+                    request: Request<$req>,
+                ) -> BoxFuture<'static, Result<Response<$resp>, Status>> {
+                    let otlp = self.0.clone();
+                    Box::pin(async move { <Otlp as $trait>::export(&otlp, request).await })
+                }
+            }
+        };
+    }
+    otlp_method!(
+        OtlpTraces,
+        TraceService,
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        &wire::TRACES,
+        "resource_spans",
+        "spans"
+    );
+    otlp_method!(
+        OtlpLogs,
+        LogsService,
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+        "opentelemetry.proto.collector.logs.v1.LogsService",
+        &wire::LOGS,
+        "resource_logs",
+        "log records"
+    );
+    otlp_method!(
+        OtlpMetrics,
+        MetricsService,
+        ExportMetricsServiceRequest,
+        ExportMetricsServiceResponse,
+        "opentelemetry.proto.collector.metrics.v1.MetricsService",
+        &wire::METRICS,
+        "resource_metrics",
+        "data points"
+    );
 
     #[tonic::async_trait]
     impl TraceService for Otlp {
@@ -611,7 +663,7 @@ mod server {
             &self,
             request: Request<ExportTraceServiceRequest>,
         ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-            let tenant = self.auth.tenant(request.metadata()).map_err(otlp_error)?;
+            let tenant = self.auth.tenant_of(&request).map_err(otlp_error)?;
             let now = now_ns();
             let mut mapped = map_traces(request.into_inner(), self.pipeline.limits(), now)
                 .map_err(otlp_error)?;
@@ -633,7 +685,7 @@ mod server {
             &self,
             request: Request<ExportLogsServiceRequest>,
         ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-            let tenant = self.auth.tenant(request.metadata()).map_err(otlp_error)?;
+            let tenant = self.auth.tenant_of(&request).map_err(otlp_error)?;
             let now = now_ns();
             let mut mapped =
                 map_logs(request.into_inner(), self.pipeline.limits(), now).map_err(otlp_error)?;
@@ -655,7 +707,7 @@ mod server {
             &self,
             request: Request<ExportMetricsServiceRequest>,
         ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-            self.auth.tenant(request.metadata()).map_err(otlp_error)?;
+            self.auth.tenant_of(&request).map_err(otlp_error)?;
             let mapped = map_metrics(request.get_ref());
             Ok(Response::new(ExportMetricsServiceResponse {
                 partial_success: (mapped.rejected > 0).then(|| ExportMetricsPartialSuccess {
@@ -667,4 +719,4 @@ mod server {
     }
 }
 #[cfg(feature = "server")]
-pub use server::Otlp;
+pub use server::{Otlp, OtlpLogs, OtlpMetrics, OtlpTraces};

@@ -1,17 +1,53 @@
 //! Cutting a validated push into Kafka record values (`nines.v1.EventBatch`), each below the
 //! byte limit. Events are moved, not copied, and every record is encoded exactly once.
+//!
+//! The cut is a function of the push alone, so a retry maps to the same parts on any ingest
+//! replica, whatever that replica's operation guard renames: part boundaries are planned on
+//! the events as sent, with room for an operation renamed to [`OVERFLOW_OPERATION`], and
+//! the content fingerprint every part carries is taken over the events as sent too.
 
 use nines_model::schema::BUS_RECORD_VERSION;
-use nines_proto::v1::{EventBatch, PushRequest};
+use nines_proto::v1::{EventBatch, PushRequest, RequestEvent};
 use prost::Message;
+use sha2::{Digest, Sha256};
 
+use crate::guard::OVERFLOW_OPERATION;
 use crate::{Error, Result};
 
 /// Bytes a repeated message field adds around an event: tag plus length prefix (upper bound).
 const FIELD_OVERHEAD: usize = 1 + 5;
+/// Field number of `EventBatch.content_fingerprint`, appended after the events.
+const FINGERPRINT_FIELD: u32 = 10;
+/// Bytes of a fingerprint (SHA-256, truncated).
+pub const FINGERPRINT_BYTES: usize = 16;
+/// Encoded size of the fingerprint field: tag, length, bytes.
+const FINGERPRINT_OVERHEAD: usize = 1 + 1 + FINGERPRINT_BYTES;
+
+/// Renames request operations of one part in place (the operation guard) and returns the
+/// original names of those it renamed, by index.
+pub type Rename<'a> = dyn FnMut(&mut [RequestEvent]) -> Vec<(usize, String)> + 'a;
 
 /// Encodes `req` as one or more `EventBatch` records of at most `max_bytes` each.
 pub fn cut(req: PushRequest, received_at: i64, max_bytes: usize) -> Result<Vec<Vec<u8>>> {
+    cut_guarded(req, received_at, max_bytes, &mut |_| Vec::new(), None)
+}
+
+/// [`cut`], with `rename` applied to each part's requests before it is encoded. The
+/// fingerprint is of the content as sent, unless `identity` gives one (a derived record whose
+/// content differs between replicas but whose identity does not, like a telemetry deploy).
+pub fn cut_guarded(
+    req: PushRequest,
+    received_at: i64,
+    max_bytes: usize,
+    rename: &mut Rename<'_>,
+    identity: Option<[u8; FINGERPRINT_BYTES]>,
+) -> Result<Vec<Vec<u8>>> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"nines.v1.EventBatch content\0");
+    if let Some(r) = &req.resource {
+        hasher.update(r.encode_to_vec());
+    }
+    hasher.update(req.batch_id.as_bytes());
     let header = EventBatch {
         schema_version: BUS_RECORD_VERSION,
         resource: req.resource,
@@ -21,16 +57,15 @@ pub fn cut(req: PushRequest, received_at: i64, max_bytes: usize) -> Result<Vec<V
         received_at_unix_nano: received_at,
         ..Default::default()
     };
-    let header_len = header.encoded_len();
-    let budget = max_bytes.saturating_sub(header_len);
+    let budget = max_bytes.saturating_sub(header.encoded_len() + FINGERPRINT_OVERHEAD);
 
     let mut batches = vec![header.clone()];
     let mut used = 0_usize;
     // One closure per event kind would need three copies of this loop; a macro keeps it one.
     macro_rules! place {
-        ($events:expr, $field:ident, $name:literal) => {
+        ($events:expr, $field:ident, $name:literal, $planned:expr) => {
             for (i, ev) in $events.into_iter().enumerate() {
-                let len = ev.encoded_len() + FIELD_OVERHEAD;
+                let len = $planned(&ev) + FIELD_OVERHEAD;
                 if len > budget {
                     return Err(Error::TooLarge {
                         field: format!("{}[{i}]", $name),
@@ -47,20 +82,79 @@ pub fn cut(req: PushRequest, received_at: i64, max_bytes: usize) -> Result<Vec<V
             }
         };
     }
-    place!(req.requests, requests, "requests");
-    place!(req.deploys, deploys, "deploys");
-    place!(req.incidents, incidents, "incidents");
+    place!(req.requests, requests, "requests", planned_len);
+    place!(
+        req.deploys,
+        deploys,
+        "deploys",
+        |e: &nines_proto::v1::DeployEvent| e.encoded_len()
+    );
+    place!(
+        req.incidents,
+        incidents,
+        "incidents",
+        |e: &nines_proto::v1::IncidentEvent| e.encoded_len()
+    );
 
     let parts = batches.len() as u32;
-    Ok(batches
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut b)| {
-            b.part = i as u32;
-            b.parts = parts;
-            b.encode_to_vec()
-        })
-        .collect())
+    let mut records = Vec::with_capacity(batches.len());
+    let mut scratch = Vec::new();
+    for (i, mut b) in batches.into_iter().enumerate() {
+        b.part = i as u32;
+        b.parts = parts;
+        let mut renamed = rename(&mut b.requests);
+        let record = b.encode_to_vec();
+        // Where the events start: the encoded length of this part's header alone.
+        let events = (
+            std::mem::take(&mut b.requests),
+            std::mem::take(&mut b.deploys),
+            std::mem::take(&mut b.incidents),
+        );
+        let events_at = b.encoded_len();
+        (b.requests, b.deploys, b.incidents) = events;
+        if renamed.is_empty() {
+            hasher.update(&record[events_at..]);
+        } else {
+            // Hash what was sent, not what this replica's guard made of it.
+            for (at, name) in &mut renamed {
+                std::mem::swap(&mut b.requests[*at].operation, name);
+            }
+            scratch.clear();
+            b.encode(&mut scratch).expect("a Vec grows");
+            hasher.update(&scratch[events_at..]);
+        }
+        records.push(record);
+    }
+    let fingerprint = identity.unwrap_or_else(|| {
+        let digest = hasher.finalize();
+        let mut out = [0_u8; FINGERPRINT_BYTES];
+        out.copy_from_slice(&digest[..FINGERPRINT_BYTES]);
+        out
+    });
+    for r in &mut records {
+        prost::encoding::bytes::encode(FINGERPRINT_FIELD, &fingerprint.to_vec(), r);
+    }
+    Ok(records)
+}
+
+/// The fingerprint of an identity (e.g. a telemetry deploy's tenant, service, environment
+/// and version), for [`cut_guarded`]: each part length-prefixed, so no two lists collide.
+pub fn identity_fingerprint(parts: &[&str]) -> [u8; FINGERPRINT_BYTES] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"nines identity\0");
+    for p in parts {
+        hasher.update((p.len() as u64).to_le_bytes());
+        hasher.update(p.as_bytes());
+    }
+    let mut out = [0_u8; FINGERPRINT_BYTES];
+    out.copy_from_slice(&hasher.finalize()[..FINGERPRINT_BYTES]);
+    out
+}
+
+/// Encoded size of a request event with room for its operation to become
+/// [`OVERFLOW_OPERATION`], so the plan does not depend on what a guard renames.
+fn planned_len(e: &RequestEvent) -> usize {
+    e.encoded_len() + OVERFLOW_OPERATION.len().saturating_sub(e.operation.len())
 }
 
 #[cfg(test)]
@@ -120,5 +214,73 @@ mod tests {
         p.requests[0].operation = "x".repeat(5_000);
         let err = cut(p, 7, 1_000).unwrap_err().to_string();
         assert!(err.starts_with("requests[0]: event is "), "{err}");
+    }
+
+    fn layout(records: &[Vec<u8>]) -> Vec<(u32, usize, Vec<u8>)> {
+        records
+            .iter()
+            .map(|r| {
+                let b = EventBatch::decode(r.as_slice()).unwrap();
+                (b.part, b.requests.len(), b.content_fingerprint.to_vec())
+            })
+            .collect()
+    }
+
+    /// Short operation names, which grow the most when renamed to `__overflow__`.
+    fn short_ops(n: usize) -> PushRequest {
+        let mut p = push(n);
+        for (i, e) in p.requests.iter_mut().enumerate() {
+            e.operation = format!("{}", i % 7);
+        }
+        p
+    }
+
+    #[test]
+    fn a_retry_is_cut_the_same_whatever_the_guard_renames() {
+        let limit = 1_500;
+        let plain = cut(short_ops(500), 7, limit).unwrap();
+        // Another replica, at another time, whose guard renames every operation.
+        let mut rename_all = |events: &mut [RequestEvent]| {
+            events
+                .iter_mut()
+                .enumerate()
+                .map(|(i, e)| {
+                    let old = std::mem::replace(&mut e.operation, OVERFLOW_OPERATION.into());
+                    (i, old)
+                })
+                .collect()
+        };
+        let renamed = cut_guarded(short_ops(500), 99, limit, &mut rename_all, None).unwrap();
+        assert!(plain.len() > 5, "{} parts", plain.len());
+        assert_eq!(layout(&plain), layout(&renamed));
+        for r in plain.iter().chain(&renamed) {
+            assert!(r.len() <= limit, "a record of {} bytes", r.len());
+        }
+        let b = EventBatch::decode(renamed[0].as_slice()).unwrap();
+        assert_eq!(b.requests[0].operation, OVERFLOW_OPERATION);
+        let fp = &layout(&plain)[0].2;
+        assert_eq!(fp.len(), FINGERPRINT_BYTES);
+        assert!(
+            layout(&plain).iter().all(|(_, _, f)| f == fp),
+            "same in every part"
+        );
+    }
+
+    #[test]
+    fn other_content_under_the_same_batch_id_has_another_fingerprint() {
+        let fp = |p: PushRequest| layout(&cut(p, 7, 1 << 20).unwrap())[0].2.clone();
+        let base = fp(push(10));
+        assert_eq!(fp(push(10)), base);
+        let mut other = push(10);
+        other.requests[9].duration_nano += 1;
+        assert_ne!(fp(other), base);
+        let mut other_service = push(10);
+        other_service.resource.as_mut().unwrap().service = "s2".into();
+        assert_ne!(fp(other_service), base);
+        // A fingerprint given as identity wins over the content.
+        let id = identity_fingerprint(&["t", "s", "prod", "v2"]);
+        assert_ne!(id, identity_fingerprint(&["t", "s", "prodv2", ""]));
+        let with_id = cut_guarded(push(10), 7, 1 << 20, &mut |_| Vec::new(), Some(id)).unwrap();
+        assert_eq!(layout(&with_id)[0].2, id.to_vec());
     }
 }

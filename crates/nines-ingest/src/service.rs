@@ -4,19 +4,22 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::future::BoxFuture;
 use futures::future::join_all;
 use metrics::{counter, histogram};
 use nines_bus::producer::AckProducer;
-use nines_proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
-use nines_proto::v1::{PushRequest, PushResponse};
+use nines_proto::v1::ingest_service_server::IngestService;
+use nines_proto::v1::{DeployEvent, PushRequest, PushResponse};
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use crate::auth::Auth;
 use crate::config::Limits;
+use crate::door::Method;
 use crate::guard::{OperationGuard, VersionTracker};
-use crate::records::cut;
+use crate::records::{cut_guarded, identity_fingerprint};
 use crate::validate::validate;
+use crate::wire::{self, Shape};
 use crate::{Error, Result};
 
 /// Validates and publishes pushes. Cheap to clone.
@@ -49,11 +52,14 @@ impl Pipeline {
             inner: Arc::new(Inner {
                 producer,
                 topic,
-                operations: OperationGuard::new(limits.max_operations_per_service),
-                limits,
+                operations: OperationGuard::new(
+                    limits.max_operations_per_service,
+                    limits.max_tracked_bytes,
+                ),
                 max_record_bytes,
                 ack_timeout: delivery_timeout + Duration::from_secs(1),
-                versions: VersionTracker::default(),
+                versions: VersionTracker::new(limits.max_tracked_bytes / 8),
+                limits,
             }),
         }
     }
@@ -78,12 +84,8 @@ impl Pipeline {
             accepted_incidents: req.incidents.len() as u64,
             records: 0,
         };
-        self.inner.operations.apply(&mut req);
         let derived = self.inner.versions.observe(&req);
-        if let Some(d) = &derived {
-            req.deploys.push(d.clone());
-        }
-        let result = self.produce(req, now).await;
+        let result = self.produce(req, derived.as_ref(), now).await;
         if let (Err(_), Some(d)) = (&result, &derived) {
             // Not stored: let the retry reveal the deploy again.
             self.inner.versions.forget(tenant, d);
@@ -92,17 +94,56 @@ impl Pipeline {
         Ok(response)
     }
 
-    async fn produce(&self, mut req: PushRequest, now: i64) -> Result<u32> {
+    async fn produce(
+        &self,
+        mut req: PushRequest,
+        derived: Option<&DeployEvent>,
+        now: i64,
+    ) -> Result<u32> {
         if req.batch_id.is_empty() {
             // Every record carries an idempotency key, so a record the producer sent twice
             // is still counted once by the aggregator. (A client that retries without its own
             // batch_id gets a new key per attempt: only its own batch_id makes retries safe.)
             req.batch_id = format!("ingest-{}", uuid::Uuid::now_v7());
         }
-        let resource = req.resource.as_ref().expect("validate sets a resource");
+        let resource = req.resource.clone().expect("validate sets a resource");
         // One service's events land in one partition.
         let key = format!("{}\u{0}{}", resource.tenant, resource.service).into_bytes();
-        let records = cut(req, now, self.inner.max_record_bytes)?;
+        let max = self.inner.max_record_bytes;
+        let guard = &self.inner.operations;
+        let mut records = cut_guarded(
+            req,
+            now,
+            max,
+            &mut |events| guard.apply(&resource.tenant, &resource.service, events),
+            None,
+        )?;
+        if let Some(d) = derived {
+            // A record of its own, keyed by the deploy's identity: every ingest replica that
+            // notices the same new version writes the same key, and the aggregator keeps one.
+            let identity = [
+                resource.tenant.as_str(),
+                d.service.as_str(),
+                d.environment.as_str(),
+                d.version.as_str(),
+            ];
+            let deploy = PushRequest {
+                resource: Some(resource.clone()),
+                batch_id: format!(
+                    "telemetry-deploy-{}",
+                    hex::encode(identity_fingerprint(&identity))
+                ),
+                deploys: vec![d.clone()],
+                ..Default::default()
+            };
+            records.extend(cut_guarded(
+                deploy,
+                now,
+                max,
+                &mut |_| Vec::new(),
+                Some(identity_fingerprint(&identity)),
+            )?);
+        }
         let sends = records
             .iter()
             .map(|r| self.inner.producer.send(&self.inner.topic, &key, r));
@@ -154,12 +195,26 @@ impl NativeIngest {
     pub fn new(pipeline: Pipeline, auth: Auth) -> Self {
         Self { pipeline, auth }
     }
+}
 
-    /// The tonic server for this service, with the request size limit applied.
-    pub fn into_server(self, max_request_bytes: usize) -> IngestServiceServer<Self> {
-        IngestServiceServer::new(self)
-            .max_decoding_message_size(max_request_bytes)
-            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+impl Method for NativeIngest {
+    type Req = PushRequest;
+    type Resp = PushResponse;
+    const SERVICE: &'static str = "nines.v1.IngestService";
+    const PATH: &'static str = "/nines.v1.IngestService/Push";
+    const EVENTS_FIELD: &'static str = "requests";
+    const EVENTS_NAME: &'static str = "events";
+
+    fn shape() -> &'static Shape {
+        &wire::PUSH
+    }
+
+    fn call(
+        &self,
+        request: Request<PushRequest>,
+    ) -> BoxFuture<'static, Result<Response<PushResponse>, Status>> {
+        let this = self.clone();
+        Box::pin(async move { this.push(request).await })
     }
 }
 
@@ -167,7 +222,7 @@ impl NativeIngest {
 impl IngestService for NativeIngest {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let started = Instant::now();
-        let result = match self.auth.tenant(request.metadata()) {
+        let result = match self.auth.tenant_of(&request) {
             Ok(tenant) => {
                 self.pipeline
                     .publish(request.into_inner(), &tenant, now_ns())

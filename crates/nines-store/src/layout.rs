@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::error::IoContext;
 use crate::faults::crash;
-use crate::writer::{Provenance, rename_durable, write_durable};
+use crate::writer::{Provenance, create_dir_durable, rename_durable, write_durable};
 use crate::{Error, Result};
 
 const TMP_SUFFIX: &str = ".tmp";
@@ -122,7 +122,7 @@ impl Store {
             let dir = self
                 .table_dir(tb.table)
                 .join(format!("{PARTITION_COLUMN}={}", day_string(tb.day)));
-            fs::create_dir_all(&dir).io("creating", &dir)?;
+            create_dir_durable(&dir)?;
             let dest = dir.join(&name);
             let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
             let provenance = Provenance {
@@ -156,8 +156,11 @@ impl Store {
     }
 
     /// Appends idempotency keys to the partition's log, durably. One line per record:
-    /// `offset \t received_at \t part \t tenant \t batch_id` (ingest refuses control
-    /// characters in tenants and batch ids, so tabs and newlines cannot occur in them).
+    /// `offset \t seen_at \t part \t fingerprint \t tenant \t batch_id` (`seen_at`: when the
+    /// aggregator saw the record; logs written before it held ingest's `received_at` there), the fingerprint
+    /// in 32 hex digits (ingest refuses control characters in tenants and batch ids, so tabs
+    /// and newlines cannot occur in them). Lines of five fields, written before
+    /// fingerprints, read as fingerprint 0.
     fn append_seen(&self, topic: &str, partition: i32, seen: &[Seen]) -> Result<()> {
         use std::io::Write;
         if seen.is_empty() {
@@ -174,6 +177,61 @@ impl Store {
         f.sync_all().io("fsyncing", &path)
     }
 
+    fn dead_letter_path(&self, topic: &str, partition: i32) -> PathBuf {
+        self.root
+            .join("checkpoints")
+            .join(format!("{topic}-p{partition:05}.dead"))
+    }
+
+    /// Records, durably, that the record at `offset` was acknowledged by the dead-letter
+    /// topic, so a replay of it (after a crash before its flush) does not send it again.
+    pub fn note_dead_letter(&self, topic: &str, partition: i32, offset: i64) -> Result<()> {
+        use std::io::Write;
+        let path = self.dead_letter_path(topic, partition);
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .io("opening", &path)?;
+        f.write_all(format!("{offset}\n").as_bytes())
+            .io("appending", &path)?;
+        f.sync_all().io("fsyncing", &path)
+    }
+
+    /// Offsets beyond the partition's checkpoint already dead-lettered (what a replay must
+    /// not send again). Offsets the checkpoint covers are never replayed, so the log is
+    /// rewritten without them.
+    pub fn dead_letters_beyond_checkpoint(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<std::collections::BTreeSet<i64>> {
+        let last = self
+            .checkpoint(topic, partition)?
+            .map_or(-1, |c| c.last_offset);
+        let path = self.dead_letter_path(topic, partition);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(e).io("reading", &path),
+        };
+        let all: Vec<i64> = text.lines().filter_map(|l| l.parse().ok()).collect();
+        let keep: std::collections::BTreeSet<i64> =
+            all.iter().copied().filter(|o| *o > last).collect();
+        if keep.len() < all.len() {
+            let tmp = path.with_extension(format!("dead{TMP_SUFFIX}"));
+            let body: String = keep.iter().map(|o| format!("{o}\n")).collect();
+            {
+                use std::io::Write;
+                let mut f = fs::File::create(&tmp).io("creating", &tmp)?;
+                f.write_all(body.as_bytes()).io("writing", &tmp)?;
+                f.sync_all().io("fsyncing", &tmp)?;
+            }
+            rename_durable(&tmp, &path)?;
+        }
+        Ok(keep)
+    }
+
     /// The idempotency keys of records covered by the partition's checkpoint, oldest first
     /// (lines of flushes that never completed are ignored).
     pub fn seen_batches(&self, topic: &str, partition: i32) -> Result<Vec<Seen>> {
@@ -188,15 +246,21 @@ impl Store {
         };
         let mut out = Vec::new();
         for line in text.lines() {
-            let mut f = line.splitn(5, '\t');
+            let f: Vec<&str> = line.split('\t').collect();
             let parsed = (|| {
+                let (fingerprint, rest) = match f.len() {
+                    6 => (u128::from_str_radix(f[3], 16).ok()?, &f[4..]),
+                    5 => (0, &f[3..]),
+                    _ => return None,
+                };
                 Some(Seen {
-                    offset: f.next()?.parse().ok()?,
-                    received_at: f.next()?.parse().ok()?,
+                    offset: f[0].parse().ok()?,
+                    seen_at: f[1].parse().ok()?,
                     key: BatchKey {
-                        part: f.next()?.parse().ok()?,
-                        tenant: f.next()?.to_owned(),
-                        batch_id: f.next()?.to_owned(),
+                        part: f[2].parse().ok()?,
+                        fingerprint,
+                        tenant: rest[0].to_owned(),
+                        batch_id: rest[1].to_owned(),
                     },
                 })
             })();
@@ -283,8 +347,8 @@ impl Store {
 /// One line of the idempotency log.
 fn seen_line(s: &Seen) -> String {
     format!(
-        "{}\t{}\t{}\t{}\t{}\n",
-        s.offset, s.received_at, s.key.part, s.key.tenant, s.key.batch_id
+        "{}\t{}\t{}\t{:032x}\t{}\t{}\n",
+        s.offset, s.seen_at, s.key.part, s.key.fingerprint, s.key.tenant, s.key.batch_id
     )
 }
 

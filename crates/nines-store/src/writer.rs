@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array};
 use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
@@ -229,6 +229,36 @@ pub fn write_durable(
     rename_durable(tmp, dest)
 }
 
+/// Creates `dir` and any missing parents, fsyncing the parent of each directory it creates,
+/// so a new `date=` directory (and the files in it) survives a crash. Returns the parents it
+/// fsynced, outermost first.
+pub fn create_dir_durable(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() {
+        missing.push(at.to_path_buf());
+        match at.parent() {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    let mut synced = Vec::new();
+    for created in missing.iter().rev() {
+        match std::fs::create_dir(created) {
+            Ok(()) => {}
+            // Another flush created it meanwhile: still fsync its parent below.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).io("creating", created),
+        }
+        let parent = created.parent().unwrap_or(Path::new("."));
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .io("fsyncing directory", parent)?;
+        synced.push(parent.to_path_buf());
+    }
+    Ok(synced)
+}
+
 /// Renames `tmp` to `dest` and fsyncs the directory so the new name survives a crash.
 pub fn rename_durable(tmp: &Path, dest: &Path) -> Result<()> {
     std::fs::rename(tmp, dest).io("renaming", tmp)?;
@@ -241,6 +271,25 @@ pub fn rename_durable(tmp: &Path, dest: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    #[test]
+    fn new_directories_are_made_durable_in_their_parents() {
+        let root = tempfile::tempdir().unwrap();
+        let day = root.path().join("requests").join("date=2026-12-01");
+        let synced = super::create_dir_durable(&day).unwrap();
+        assert!(day.is_dir());
+        assert_eq!(
+            synced,
+            [root.path().to_path_buf(), root.path().join("requests")]
+        );
+        // An existing directory needs nothing.
+        assert!(super::create_dir_durable(&day).unwrap().is_empty());
+        let next = root.path().join("requests").join("date=2026-12-02");
+        assert_eq!(
+            super::create_dir_durable(&next).unwrap(),
+            [root.path().join("requests")]
+        );
+    }
 
     use arrow::array::{Int64Array, TimestampNanosecondArray};
     use arrow::datatypes::{Field, Schema};

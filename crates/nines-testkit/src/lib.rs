@@ -70,6 +70,8 @@ pub struct Generator {
     rng: StdRng,
     latency: LogNormal<f64>,
     batches: u64,
+    /// Random per generator, so two runs with the same seed never share a batch id.
+    run: u64,
 }
 
 impl Generator {
@@ -81,6 +83,7 @@ impl Generator {
             latency,
             spec,
             batches: 0,
+            run: rand::random(),
         }
     }
 
@@ -95,7 +98,8 @@ impl Generator {
     }
 
     /// A push of `n` request events for service `service`, with event times spread over the
-    /// second before `now_ns`. The batch id is unique per generator.
+    /// second before `now_ns`. The batch id is unique per generator and per run: seed, a
+    /// random run id, and the push's number.
     pub fn push(&mut self, service: usize, n: usize, now_ns: i64) -> PushRequest {
         self.batches += 1;
         let requests = (0..n)
@@ -130,7 +134,7 @@ impl Generator {
                 environment: self.spec.environment.clone(),
                 version: "v1.0.0".into(),
             }),
-            batch_id: format!("gen-{}-{}", self.spec.seed, self.batches),
+            batch_id: format!("gen-{}-{:016x}-{}", self.spec.seed, self.run, self.batches),
             requests,
             ..Default::default()
         }
