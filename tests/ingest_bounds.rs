@@ -101,12 +101,27 @@ async fn bodies_of_millions_of_empty_messages_are_refused_before_decoding() {
     ingest.reset_peak_rss().unwrap();
 
     let without_key = round(&env, None).await;
+    let with_key = round(&env, Some(KEY)).await;
+    let (_, peak) = ingest.rss().unwrap();
+    let growth = peak.saturating_sub(rss_before);
+    println!(
+        "ingest RSS before {} MiB, peak during {} bombs {} MiB (+{} MiB)",
+        rss_before / MIB,
+        4 * CONCURRENT,
+        peak / MIB,
+        growth / MIB
+    );
+    assert!(
+        growth < 128 * MIB,
+        "ingest's peak RSS grew by {} MiB",
+        growth / MIB
+    );
+
     for s in &without_key {
         assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
         assert!(s.message().starts_with("missing API key"), "{s:?}");
     }
 
-    let with_key = round(&env, Some(KEY)).await;
     assert_eq!(with_key.len(), 2 * CONCURRENT);
     for (i, s) in with_key.iter().enumerate() {
         assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
@@ -123,21 +138,6 @@ async fn bodies_of_millions_of_empty_messages_are_refused_before_decoding() {
         };
         assert_eq!(s.message(), expected);
     }
-
-    let (_, peak) = ingest.rss().unwrap();
-    let growth = peak.saturating_sub(rss_before);
-    println!(
-        "ingest RSS before {} MiB, peak during {} bombs {} MiB (+{} MiB)",
-        rss_before / MIB,
-        4 * CONCURRENT,
-        peak / MIB,
-        growth / MIB
-    );
-    assert!(
-        growth < 128 * MIB,
-        "ingest's peak RSS grew by {} MiB",
-        growth / MIB
-    );
 
     // Still serving: a normal push goes through.
     req.batch_id = "after".into();

@@ -97,3 +97,86 @@ async fn undecodable_records_are_dead_lettered_with_a_reason() {
         up.metrics()
     );
 }
+
+/// A record dead-lettered by an aggregator that then crashed before its flush is replayed by
+/// the next one, which must not send it to the dead-letter topic again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_dead_letter_is_not_sent_twice() {
+    let env = Env::new();
+    let _roles = env.broker_and_ingest();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", env.kafka())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to("nines.events")
+                .key("poison-1")
+                .payload(&vec![0xff_u8; 40]),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    // The first aggregator dead-letters it, then aborts in its first flush.
+    let mut doomed = env.aggregator("doomed", &[("FAILPOINTS", "store.before_write=return")]);
+    let status = doomed
+        .wait_exit(Duration::from_secs(60))
+        .expect("the doomed aggregator crashes at its first flush");
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        doomed.log_text().contains("dead-lettering record"),
+        "{}",
+        doomed.log_text()
+    );
+    // The next one replays the poison record, then counts good events after it.
+    let next = env.aggregator("aggregate", &[]);
+    let mut client = env.client().await;
+    let mut generator = Generator::new(WorkloadSpec::default());
+    push_ok(&mut client, &generator.push(0, 25, now_ns())).await;
+    assert_eq!(
+        env.wait_for(
+            "SELECT count(*) AS n FROM requests",
+            25,
+            Duration::from_secs(60)
+        ),
+        25
+    );
+    // Everything in the dead-letter topic, read back with a plain consumer.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", env.kafka())
+        .set("group.id", "test-dead-letter-replay")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "2000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["nines.dead-letter"]).unwrap();
+    let mut keys = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+            Ok(Ok(m)) => {
+                keys.push(String::from_utf8(m.key().unwrap().to_vec()).unwrap());
+                quiet_since = Instant::now();
+            }
+            _ if !keys.is_empty() && quiet_since.elapsed() > Duration::from_secs(8) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(keys, ["poison-1"]);
+    assert!(
+        next.log_text().contains("record already dead-lettered"),
+        "{}",
+        next.log_text()
+    );
+
+    assert!(
+        next.metrics()
+            .contains("nines_aggregate_dead_letters_total 0")
+            || !next
+                .metrics()
+                .contains("nines_aggregate_dead_letters_total"),
+        "{}",
+        next.metrics()
+    );
+}
