@@ -215,21 +215,34 @@ type RollupRow<'a> = (&'a ResourceKey, i64, &'a str, &'a Rollup);
 /// Rollups of one flush, carrying the provenance of the last record that touched them.
 #[derive(Default)]
 struct RollupCols {
+    /// In order of first appearance (so output is deterministic).
     by_resource: Vec<(ResourceKey, Cells)>,
+    /// tenant → service → environment → index in `by_resource`: a lookup by `&str`, without
+    /// allocating, in constant time however many resources a partition carries.
+    index: HashMap<String, HashMap<String, HashMap<String, usize>>>,
 }
 
 impl RollupCols {
     fn cells(&mut self, r: &Resource) -> &mut Cells {
-        let idx = self
-            .by_resource
-            .iter()
-            .position(|((t, s, e), _)| t == &r.tenant && s == &r.service && e == &r.environment);
-        let idx = idx.unwrap_or_else(|| {
+        let found = self
+            .index
+            .get(r.tenant.as_str())
+            .and_then(|s| s.get(r.service.as_str()))
+            .and_then(|e| e.get(r.environment.as_str()))
+            .copied();
+        let idx = found.unwrap_or_else(|| {
+            let idx = self.by_resource.len();
             self.by_resource.push((
                 (r.tenant.clone(), r.service.clone(), r.environment.clone()),
                 Cells::new(),
             ));
-            self.by_resource.len() - 1
+            self.index
+                .entry(r.tenant.clone())
+                .or_default()
+                .entry(r.service.clone())
+                .or_default()
+                .insert(r.environment.clone(), idx);
+            idx
         });
         &mut self.by_resource[idx].1
     }
@@ -603,5 +616,62 @@ mod tests {
         assert_eq!(b.events(), 11);
         b.take().unwrap();
         assert_eq!(b.bytes(), 0, "a flush starts again");
+    }
+
+    #[test]
+    fn rollups_of_many_resources_each_get_their_own_rows() {
+        // 3,000 services, each in 2 environments: 6,000 resources, each pushed twice.
+        let minute = 1_700_000_040_000_000_000_i64;
+        let mut b = PartitionBuffer::new(0);
+        let mut offset = 0;
+        for round in 0..2 {
+            for s in 0..3_000 {
+                for env in ["prod", "staging"] {
+                    let batch = EventBatch {
+                        resource: Some(Resource {
+                            tenant: "t".into(),
+                            service: format!("svc-{s}"),
+                            environment: env.into(),
+                            version: String::new(),
+                        }),
+                        requests: vec![
+                            RequestEvent {
+                                time_unix_nano: minute + 1,
+                                operation: "GET /".into(),
+                                error: round == 1,
+                                ..Default::default()
+                            };
+                            s % 3 + 1
+                        ],
+                        ..Default::default()
+                    };
+                    b.add(&batch, offset);
+                    offset += 1;
+                }
+            }
+        }
+        let flush = b.take().unwrap().unwrap();
+        let sli = flush
+            .batches
+            .iter()
+            .find(|t| t.table == nines_model::schema::SLI_1M)
+            .expect("an sli_1m batch");
+        assert_eq!(
+            sli.batch.num_rows(),
+            6_000,
+            "one row per resource and minute"
+        );
+        let service = sli.batch.column_by_name("service").unwrap();
+        let service = arrow::array::AsArray::as_string::<i32>(service);
+        let total = sli.batch.column_by_name("total").unwrap();
+        let total = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(total);
+        let errors = sli.batch.column_by_name("errors").unwrap();
+        let errors = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(errors);
+        for row in 0..sli.batch.num_rows() {
+            let s: usize = service.value(row)["svc-".len()..].parse().unwrap();
+            // Two pushes of s % 3 + 1 events each; the second all errors.
+            assert_eq!(total.value(row) as usize, 2 * (s % 3 + 1), "svc-{s}");
+            assert_eq!(errors.value(row) as usize, s % 3 + 1, "svc-{s}");
+        }
     }
 }
