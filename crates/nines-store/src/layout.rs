@@ -156,25 +156,17 @@ impl Store {
     }
 
     /// Appends idempotency keys to the partition's log, durably. One line per record:
-    /// `offset \t seen_at \t part \t fingerprint \t tenant \t batch_id` (`seen_at`: when the
-    /// aggregator saw the record; logs written before it held ingest's `received_at` there), the fingerprint
-    /// in 32 hex digits (ingest refuses control characters in tenants and batch ids, so tabs
+    /// `offset \t seen_at \t part \t fingerprint \t tenant \t batch_id` (`seen_at`: when
+    /// the aggregator saw the record; logs written before it held ingest's `received_at`
+    /// there), the fingerprint in 32 hex digits (ingest refuses control characters in tenants and batch ids, so tabs
     /// and newlines cannot occur in them). Lines of five fields, written before
     /// fingerprints, read as fingerprint 0.
     fn append_seen(&self, topic: &str, partition: i32, seen: &[Seen]) -> Result<()> {
-        use std::io::Write;
         if seen.is_empty() {
             return Ok(());
         }
-        let path = self.dedup_path(topic, partition);
         let text: String = seen.iter().map(seen_line).collect();
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .io("opening", &path)?;
-        f.write_all(text.as_bytes()).io("appending", &path)?;
-        f.sync_all().io("fsyncing", &path)
+        append_durable(&self.dedup_path(topic, partition), &text)
     }
 
     fn dead_letter_path(&self, topic: &str, partition: i32) -> PathBuf {
@@ -186,16 +178,10 @@ impl Store {
     /// Records, durably, that the record at `offset` was acknowledged by the dead-letter
     /// topic, so a replay of it (after a crash before its flush) does not send it again.
     pub fn note_dead_letter(&self, topic: &str, partition: i32, offset: i64) -> Result<()> {
-        use std::io::Write;
-        let path = self.dead_letter_path(topic, partition);
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .io("opening", &path)?;
-        f.write_all(format!("{offset}\n").as_bytes())
-            .io("appending", &path)?;
-        f.sync_all().io("fsyncing", &path)
+        append_durable(
+            &self.dead_letter_path(topic, partition),
+            &format!("{offset}\n"),
+        )
     }
 
     /// Offsets beyond the partition's checkpoint already dead-lettered (what a replay must
@@ -219,15 +205,8 @@ impl Store {
         let keep: std::collections::BTreeSet<i64> =
             all.iter().copied().filter(|o| *o > last).collect();
         if keep.len() < all.len() {
-            let tmp = path.with_extension(format!("dead{TMP_SUFFIX}"));
             let body: String = keep.iter().map(|o| format!("{o}\n")).collect();
-            {
-                use std::io::Write;
-                let mut f = fs::File::create(&tmp).io("creating", &tmp)?;
-                f.write_all(body.as_bytes()).io("writing", &tmp)?;
-                f.sync_all().io("fsyncing", &tmp)?;
-            }
-            rename_durable(&tmp, &path)?;
+            replace_durable(&path, &body)?;
         }
         Ok(keep)
     }
@@ -281,30 +260,13 @@ impl Store {
         partition: i32,
         keep: impl Iterator<Item = &'a Seen>,
     ) -> Result<()> {
-        let path = self.dedup_path(topic, partition);
-        let tmp = path.with_extension(format!("batches{TMP_SUFFIX}"));
-        let _ = fs::remove_file(&tmp);
         let text: String = keep.map(seen_line).collect();
-        {
-            use std::io::Write;
-            let mut f = fs::File::create(&tmp).io("creating", &tmp)?;
-            f.write_all(text.as_bytes()).io("writing", &tmp)?;
-            f.sync_all().io("fsyncing", &tmp)?;
-        }
-        rename_durable(&tmp, &path)
+        replace_durable(&self.dedup_path(topic, partition), &text)
     }
 
     fn write_checkpoint(&self, c: &Checkpoint) -> Result<()> {
-        let path = self.checkpoint_path(&c.topic, c.partition);
-        let tmp = path.with_extension(format!("json{TMP_SUFFIX}"));
-        let bytes = serde_json::to_vec(c).expect("checkpoint serializes");
-        {
-            use std::io::Write;
-            let mut f = fs::File::create(&tmp).io("creating", &tmp)?;
-            f.write_all(&bytes).io("writing", &tmp)?;
-            f.sync_all().io("fsyncing", &tmp)?;
-        }
-        rename_durable(&tmp, &path)
+        let text = serde_json::to_string(c).expect("checkpoint serializes");
+        replace_durable(&self.checkpoint_path(&c.topic, c.partition), &text)
     }
 
     /// Makes a partition consistent before consuming it and returns the next offset to read:
@@ -342,6 +304,34 @@ impl Store {
         info!(topic, partition, last, removed, "partition recovered");
         Ok(checkpoint.map(|c| c.last_offset + 1))
     }
+}
+
+/// Appends `text` to the file at `path` (created if absent) and fsyncs it.
+fn append_durable(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .io("opening", path)?;
+    f.write_all(text.as_bytes()).io("appending", path)?;
+    f.sync_all().io("fsyncing", path)
+}
+
+/// Replaces the file at `path` with `text` atomically: a temporary file, fsync, rename, fsync
+/// of the directory.
+fn replace_durable(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(TMP_SUFFIX);
+    let tmp = path.with_file_name(name);
+    let _ = fs::remove_file(&tmp);
+    {
+        let mut f = fs::File::create(&tmp).io("creating", &tmp)?;
+        f.write_all(text.as_bytes()).io("writing", &tmp)?;
+        f.sync_all().io("fsyncing", &tmp)?;
+    }
+    rename_durable(&tmp, path)
 }
 
 /// One line of the idempotency log.
