@@ -1,7 +1,6 @@
 //! The admin HTTP server of every role: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use axum::Router;
@@ -16,13 +15,61 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Set once the role is ready to serve.
+/// What `/readyz` answers: 200 only while the role is serving; 503 while it starts, while it
+/// stops, and for good once one of its parts has failed (with the part and its error).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Ready(Arc<AtomicBool>);
+pub(crate) struct Ready(Arc<Mutex<State>>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum State {
+    #[default]
+    Starting,
+    Ready,
+    Stopping,
+    Failed(String),
+}
 
 impl Ready {
+    /// The role serves. Ignored once it is stopping or has failed.
     pub(crate) fn set(&self) {
-        self.0.store(true, Ordering::Release);
+        let mut state = self.lock();
+        if *state == State::Starting {
+            *state = State::Ready;
+        }
+    }
+
+    /// A graceful stop began. Ignored once a failure is recorded.
+    pub(crate) fn stopping(&self) {
+        let mut state = self.lock();
+        if !matches!(*state, State::Failed(_)) {
+            *state = State::Stopping;
+        }
+    }
+
+    /// A part of the role failed: not ready from now on, saying why. The first failure is
+    /// kept (the others follow from it).
+    pub(crate) fn fail(&self, reason: impl Into<String>) {
+        let mut state = self.lock();
+        if !matches!(*state, State::Failed(_)) {
+            *state = State::Failed(reason.into());
+        }
+    }
+
+    /// The status and body of `/readyz`.
+    fn answer(&self) -> (StatusCode, String) {
+        match &*self.lock() {
+            State::Ready => (StatusCode::OK, "ready".into()),
+            State::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting".into()),
+            State::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping".into()),
+            State::Failed(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("failed: {reason}")),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is a plain value: a panic elsewhere cannot leave it half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -54,17 +101,7 @@ pub(crate) async fn serve(
             }),
         )
         .route("/healthz", get(|| std::future::ready("ok")))
-        .route(
-            "/readyz",
-            get(move || {
-                let ok = ready.0.load(Ordering::Acquire);
-                std::future::ready(if ok {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
-                })
-            }),
-        );
+        .route("/readyz", get(move || std::future::ready(ready.answer())));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding admin listener {listen}"))?;
@@ -75,4 +112,43 @@ pub(crate) async fn serve(
             .await;
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(ready: &Ready, expected: (StatusCode, &str)) {
+        let (code, body) = ready.answer();
+        assert_eq!((code, body.as_str()), expected);
+    }
+
+    #[test]
+    fn readyz_is_200_only_between_start_and_stop_or_failure() {
+        let ready = Ready::default();
+        check(&ready, (StatusCode::SERVICE_UNAVAILABLE, "starting"));
+        ready.set();
+        check(&ready, (StatusCode::OK, "ready"));
+        ready.stopping();
+        check(&ready, (StatusCode::SERVICE_UNAVAILABLE, "stopping"));
+        ready.set();
+        check(&ready, (StatusCode::SERVICE_UNAVAILABLE, "stopping"));
+    }
+
+    #[test]
+    fn a_failure_sticks_and_names_the_first_cause() {
+        let ready = Ready::default();
+        ready.set();
+        ready.fail("aggregate: writing files: disk full");
+        ready.fail("ingest: stopped without being asked to");
+        ready.stopping();
+        ready.set();
+        check(
+            &ready,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "failed: aggregate: writing files: disk full",
+            ),
+        );
+    }
 }

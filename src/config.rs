@@ -10,6 +10,8 @@ use nines_bus::BusConfig;
 use nines_ingest::IngestConfig;
 use serde::Deserialize;
 
+use crate::roles::{Plan, Role};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Config {
@@ -177,6 +179,98 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `nines config check`: loads the configuration as `role` would (defaults < file <
+/// environment), makes the role's [`Plan`](crate::roles::Plan) — every check it runs before
+/// binding or connecting — and prints `ok` with a summary, or the error naming the key.
+/// Warnings go to stderr. Returns whether the role would start.
+pub(crate) fn check(
+    file: Option<&Path>,
+    data_dir: Option<PathBuf>,
+    role: Role,
+    kafka: Option<String>,
+) -> bool {
+    let planned = Config::load(file).and_then(|mut cfg| {
+        if let Some(d) = data_dir {
+            cfg.data_dir = d;
+        }
+        let plan = crate::roles::plan(&cfg, role, kafka)?;
+        Ok((cfg, plan))
+    });
+    let (cfg, plan) = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return false;
+        }
+    };
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!("{}", summary(&cfg, &plan, file));
+    true
+}
+
+fn summary(cfg: &Config, plan: &Plan, file: Option<&Path>) -> String {
+    let mut env: Vec<String> = std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("NINES__"))
+        .collect();
+    env.sort();
+    let mut out = format!(
+        "ok: `nines {}` can start with this configuration\n",
+        plan.role
+    );
+    out += &format!(
+        "  from: {}; environment: {}\n",
+        file.map_or("defaults".into(), |f| f.display().to_string()),
+        if env.is_empty() {
+            "no NINES__ variables".to_owned()
+        } else {
+            env.join(", ")
+        }
+    );
+    let bus = &cfg.bus;
+    out += &match &plan.kafka {
+        Some(k) => format!("  kafka: {k} (external)"),
+        None => format!("  kafka: embedded broker on 127.0.0.1:{}", cfg.broker.port),
+    };
+    out += &format!(
+        "; topics {} ({} partitions) and {}, replication factor {}\n",
+        bus.events_topic, bus.partitions, bus.dead_letter_topic, bus.replication_factor
+    );
+    if let Some((addr, _)) = &plan.ingest {
+        let keys = &cfg.ingest.api_keys;
+        let mut tenants: Vec<&str> = keys.iter().map(|k| k.tenant.as_str()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        out += &if keys.is_empty() {
+            format!("  ingest: {addr}, no API keys (single tenant `default`)\n")
+        } else {
+            format!(
+                "  ingest: {addr}, {} API key(s) for tenant(s) {}\n",
+                keys.len(),
+                tenants.join(", ")
+            )
+        };
+    }
+    if matches!(plan.role, Role::Up | Role::Aggregate) {
+        out += &format!(
+            "  aggregate: consumer group {}, data in {}\n",
+            bus.consumer_group,
+            cfg.data_dir.display()
+        );
+    }
+    out += &if cfg.admin.listen.is_empty() {
+        "  admin: off".to_owned()
+    } else {
+        format!(
+            "  admin: {} (/metrics, /healthz, /readyz)",
+            cfg.admin.listen
+        )
+    };
+    out
 }
 
 #[cfg(test)]

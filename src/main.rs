@@ -79,6 +79,23 @@ enum Command {
     Gen(gen_cmd::GenArgs),
     /// Measure every stage on the embedded broker beside its baseline (BENCHMARKS.md).
     Bench(bench_cmd::BenchArgs),
+    /// The configuration (file < NINES__ environment) and what a role makes of it.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Run every check a role runs at start (keys, listen addresses, broker), without
+    /// binding or connecting: prints `ok` and a summary, or the error naming the key and
+    /// exits 1. Warnings go to stderr.
+    Check {
+        /// The role to check for, as it would be started (`nines <role>`).
+        #[arg(long, value_enum, default_value_t = roles::Role::Up)]
+        role: roles::Role,
+        #[command(flatten)]
+        kafka: KafkaArg,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -96,6 +113,10 @@ fn main() -> anyhow::Result<()> {
         .init();
     // Crash points for the fault tests (nines_store::faults); inert without FAILPOINTS.
     let _failpoints = fail::FailScenario::setup();
+    if let Command::Config(ConfigCommand::Check { role, kafka }) = cli.command {
+        let ok = config::check(cli.config.as_deref(), cli.data_dir, role, kafka.kafka);
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     let mut cfg = Config::load(cli.config.as_deref())?;
     if let Some(d) = cli.data_dir {
         cfg.data_dir = d;
@@ -120,6 +141,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Gen(args) => gen_cmd::run(args).await,
             Command::Bench(args) => bench_cmd::run(args).await,
+            Command::Config(_) => unreachable!("handled before the configuration is loaded"),
         }
     })
 }

@@ -1,19 +1,118 @@
 //! Wiring roles together: which tasks run, in which order they start and stop.
 //!
-//! Shutdown order (SIGINT/SIGTERM): stop accepting pushes, flush the producer, flush and
-//! commit the aggregator's buffers, then stop the embedded broker.
+//! Every role first makes its [`Plan`] from the configuration alone (the checks `nines config
+//! check` runs), then binds and connects. Shutdown order (SIGINT/SIGTERM): stop accepting
+//! pushes, flush the producer, flush and commit the aggregator's buffers, then stop the
+//! embedded broker. In `nines up`, a role that ends by itself (an error, a panic, the embedded
+//! broker stopping) is a failure: `/readyz` says which role and why, the others stop in that
+//! same order, and the process exits non-zero.
 
 use std::net::SocketAddr;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use nines_bus::producer::AckProducer;
 use nines_ingest::{Auth, Pipeline};
 use nines_store::Store;
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info, warn};
 
 use crate::admin::{self, Ready};
 use crate::config::Config;
+
+/// The role a process runs (`nines config check --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Role {
+    Up,
+    Broker,
+    Ingest,
+    Aggregate,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Up => "up",
+            Self::Broker => "broker",
+            Self::Ingest => "ingest",
+            Self::Aggregate => "aggregate",
+        })
+    }
+}
+
+/// What a role will do, decided from its configuration alone: nothing bound, no broker
+/// contacted. Every role makes its plan first and refuses to start on an error;
+/// `nines config check` makes the same plan and stops there.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) role: Role,
+    /// The external Kafka (`--kafka`, else `bus.brokers`); `None`: the embedded broker.
+    pub(crate) kafka: Option<String>,
+    /// Where ingest listens and who may push (the roles that serve ingest).
+    pub(crate) ingest: Option<(SocketAddr, Auth)>,
+    /// Settings that work but put acknowledged events at risk; logged at start.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Every check a role runs before binding or connecting.
+pub(crate) fn plan(cfg: &Config, role: Role, kafka: Option<String>) -> anyhow::Result<Plan> {
+    let kafka = match role {
+        // `nines broker` is the embedded broker, whatever bus.brokers says.
+        Role::Broker => None,
+        _ => kafka.or_else(|| (!cfg.bus.brokers.is_empty()).then(|| cfg.bus.brokers.clone())),
+    };
+    match (role, &kafka) {
+        (Role::Ingest | Role::Aggregate, None) => {
+            bail!("`nines {role}` needs a broker: pass --kafka or set bus.brokers")
+        }
+        (Role::Up | Role::Broker, None) if !cfg!(feature = "embedded-broker") => bail!(
+            "this build has no embedded broker (feature `embedded-broker`): pass --kafka or \
+             set bus.brokers"
+        ),
+        _ => {}
+    }
+    let ingest = match role {
+        Role::Up | Role::Ingest => {
+            let addr: SocketAddr = cfg.ingest.listen.parse().map_err(|e| {
+                anyhow!(
+                    "ingest.listen {:?}: not an address such as 127.0.0.1:4317 ({e})",
+                    cfg.ingest.listen
+                )
+            })?;
+            // Keys malformed, or an open door beyond loopback.
+            let auth = Auth::from_config(&cfg.ingest, addr).map_err(anyhow::Error::msg)?;
+            Some((addr, auth))
+        }
+        Role::Broker | Role::Aggregate => None,
+    };
+    let listen = &cfg.admin.listen;
+    if !listen.is_empty()
+        && listen
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        bail!("admin.listen {listen:?}: not host:port (empty disables the admin server)");
+    }
+    let warnings = cfg
+        .bus
+        .replication_warning(kafka.is_some())
+        .into_iter()
+        .collect();
+    Ok(Plan {
+        role,
+        kafka,
+        ingest,
+        warnings,
+    })
+}
+
+impl Plan {
+    fn warn(&self) {
+        for w in &self.warnings {
+            warn!("{w}");
+        }
+    }
+}
 
 /// Makes the data directory absolute (the embedded broker changes the working directory).
 fn prepare_data_dir(cfg: &mut Config) -> anyhow::Result<()> {
@@ -23,8 +122,9 @@ fn prepare_data_dir(cfg: &mut Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A token cancelled on SIGINT or SIGTERM. From then on the role has `limit` to finish its
-/// graceful stop; past it the process exits with status 1 rather than hang.
+/// A token cancelled on SIGINT or SIGTERM, or by the role itself (a failed part in `nines
+/// up`). From then on the role has `limit` to finish its graceful stop; past it the process
+/// exits with status 1 rather than hang.
 fn shutdown_signal(limit: std::time::Duration) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
@@ -34,6 +134,7 @@ fn shutdown_signal(limit: std::time::Duration) -> CancellationToken {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
+            () = t.cancelled() => {},
         }
         info!(?limit, "shutting down");
         t.cancel();
@@ -64,53 +165,145 @@ async fn start_embedded(
     bail!("this build has no embedded broker (feature `embedded-broker`): pass --kafka")
 }
 
-fn brokers(cfg: &Config, kafka: Option<String>) -> Option<String> {
-    kafka.or_else(|| (!cfg.bus.brokers.is_empty()).then(|| cfg.bus.brokers.clone()))
+/// Waits for the embedded broker, if there is one, to end.
+#[cfg(feature = "embedded-broker")]
+async fn join_embedded(
+    embedded: Option<nines_bus::embedded::EmbeddedBroker>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    match embedded {
+        Some(b) => Ok(b.join().await?),
+        None => {
+            stop.cancelled().await;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(not(feature = "embedded-broker"))]
+async fn join_embedded(
+    _: Option<std::convert::Infallible>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    stop.cancelled().await;
+    Ok(())
+}
+
+/// How a role's task ended, as its result: its own error, its panic, or `Ok` (with
+/// `asked_to_stop`; without, ending at all is the failure).
+fn outcome(
+    joined: Result<anyhow::Result<()>, JoinError>,
+    asked_to_stop: bool,
+) -> anyhow::Result<()> {
+    match joined {
+        Ok(Ok(())) if asked_to_stop => Ok(()),
+        Ok(Ok(())) => Err(anyhow!("stopped without being asked to")),
+        Ok(Err(e)) => Err(e),
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string payload".into());
+            Err(anyhow!("panicked: {message}"))
+        }
+        Err(e) => Err(anyhow!("task ended: {e}")),
+    }
 }
 
 pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result<()> {
+    let plan = plan(&cfg, Role::Up, kafka)?;
+    plan.warn();
     prepare_data_dir(&mut cfg)?;
     let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
-    admin::serve(&cfg.admin.listen, ready.clone(), stop.clone()).await?;
+    // The admin server outlives the roles, so that `/readyz` says why they are stopping.
+    let admin_stop = CancellationToken::new();
+    let _admin_stop = admin_stop.clone().drop_guard();
+    admin::serve(&cfg.admin.listen, ready.clone(), admin_stop).await?;
     let broker_stop = CancellationToken::new();
-    let (bootstrap, embedded) = match brokers(&cfg, kafka) {
+    let (bootstrap, embedded) = match plan.kafka {
         Some(b) => (b, None),
         None => {
             let b = start_embedded(&cfg, broker_stop.clone()).await?;
             (b.bootstrap.clone(), Some(b))
         }
     };
+    let mut broker: JoinHandle<anyhow::Result<()>> =
+        tokio::spawn(join_embedded(embedded, broker_stop.clone()));
     nines_bus::admin::ensure_topics(&cfg.bus, &bootstrap, std::time::Duration::from_secs(60))
         .await
         .context("creating topics")?;
-    let listener = bind_ingest(&cfg).await?;
-    let ingest = tokio::spawn(run_ingest(
+    let listener = bind_ingest(plan.ingest.as_ref()).await?;
+    let mut ingest = tokio::spawn(run_ingest(
         cfg.clone(),
         bootstrap.clone(),
         listener,
         stop.clone(),
     ));
-    let aggregate = tokio::spawn(crate::aggregate::run(
+    let mut aggregate = tokio::spawn(crate::aggregate::run(
         cfg.clone(),
         bootstrap.clone(),
         stop.clone(),
     ));
     ready.set();
     info!(data_dir = %cfg.data_dir.display(), kafka = %bootstrap, ingest = %cfg.ingest.listen, "nines is up");
-    let ingest_result = ingest.await.context("ingest task")?;
-    let aggregate_result = aggregate.await.context("aggregate task")?;
-    broker_stop.cancel();
-    if let Some(b) = embedded {
-        b.join().await;
+
+    // Until a signal, every role runs; one that ends first has failed.
+    let failed = tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        r = &mut ingest => Some(("ingest", outcome(r, false))),
+        r = &mut aggregate => Some(("aggregate", outcome(r, false))),
+        r = &mut broker => Some(("embedded broker", outcome(r, false))),
+    };
+    let failed = failed.map(|(role, r)| (role, r.err().unwrap_or_else(|| anyhow!("ended"))));
+    if let Some((role, e)) = &failed {
+        error!(
+            role,
+            error = format!("{e:#}"),
+            "role failed; stopping the others"
+        );
+        ready.fail(format!("{role}: {e:#}"));
     }
-    ingest_result?;
-    aggregate_result?;
+    ready.stopping();
+    // The same order as a graceful stop: ingest stops accepting and flushes its producer,
+    // the aggregator flushes and commits, then the broker stops.
+    stop.cancel();
+    let done = failed.as_ref().map(|f| f.0);
+    let mut results = Vec::new();
+    if done != Some("ingest") {
+        results.push(("ingest", outcome(ingest.await, true)));
+    }
+    if done != Some("aggregate") {
+        results.push(("aggregate", outcome(aggregate.await, true)));
+    }
+    broker_stop.cancel();
+    if done != Some("embedded broker") {
+        results.push(("embedded broker", outcome(broker.await, true)));
+    }
+    if let Some((role, e)) = failed {
+        for (other, r) in results {
+            if let Err(e) = r {
+                error!(
+                    role = other,
+                    error = format!("{e:#}"),
+                    "stopping after a failure"
+                );
+            }
+        }
+        return Err(e.context(format!("the {role} role failed")));
+    }
+    for (role, r) in results {
+        r.with_context(|| format!("the {role} role"))?;
+    }
     info!("stopped cleanly");
     Ok(())
 }
 
 pub(crate) async fn broker(mut cfg: Config) -> anyhow::Result<()> {
+    plan(&cfg, Role::Broker, None)?.warn();
     prepare_data_dir(&mut cfg)?;
     let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
@@ -121,27 +314,27 @@ pub(crate) async fn broker(mut cfg: Config) -> anyhow::Result<()> {
         .context("creating topics")?;
     ready.set();
     info!(kafka = %b.bootstrap, "broker is up");
-    b.join().await;
+    b.join().await?;
     Ok(())
 }
 
 pub(crate) async fn ingest(cfg: Config, kafka: Option<String>) -> anyhow::Result<()> {
-    let Some(bootstrap) = brokers(&cfg, kafka) else {
-        bail!("`nines ingest` needs a broker: pass --kafka or set bus.brokers");
-    };
+    let plan = plan(&cfg, Role::Ingest, kafka)?;
+    plan.warn();
+    let bootstrap = plan.kafka.clone().context("ingest without a broker")?;
     let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
     admin::serve(&cfg.admin.listen, ready.clone(), stop.clone()).await?;
     // Ready only once pushes can connect.
-    let listener = bind_ingest(&cfg).await?;
+    let listener = bind_ingest(plan.ingest.as_ref()).await?;
     ready.set();
     run_ingest(cfg, bootstrap, listener, stop).await
 }
 
 pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow::Result<()> {
-    let Some(bootstrap) = brokers(&cfg, kafka) else {
-        bail!("`nines aggregate` needs a broker: pass --kafka or set bus.brokers");
-    };
+    let plan = plan(&cfg, Role::Aggregate, kafka)?;
+    plan.warn();
+    let bootstrap = plan.kafka.clone().context("aggregate without a broker")?;
     prepare_data_dir(&mut cfg)?;
     let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
@@ -153,14 +346,11 @@ pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow:
     crate::aggregate::run(cfg, bootstrap, stop).await
 }
 
-async fn bind_ingest(cfg: &Config) -> anyhow::Result<tokio::net::TcpListener> {
-    let addr: SocketAddr = cfg
-        .ingest
-        .listen
-        .parse()
-        .with_context(|| format!("ingest.listen {:?}", cfg.ingest.listen))?;
-    // Refuse before binding: keys malformed, or an open door beyond loopback.
-    Auth::from_config(&cfg.ingest, addr).map_err(anyhow::Error::msg)?;
+/// Binds the planned ingest address.
+async fn bind_ingest(
+    planned: Option<&(SocketAddr, Auth)>,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    let (addr, _) = planned.context("a role without ingest binding it")?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding ingest listener {addr}"))?;

@@ -10,7 +10,9 @@
 mod support;
 
 mod bad_input;
+mod compose;
 mod corpus;
+mod dead_role;
 mod e2e;
 mod faults;
 mod idempotency;

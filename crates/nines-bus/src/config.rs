@@ -16,7 +16,9 @@ pub struct BusConfig {
     pub dead_letter_topic: String,
     /// Partitions of the topics nines creates (aggregators scale up to this many).
     pub partitions: i32,
-    /// Replication factor of the topics nines creates (1 for the embedded broker).
+    /// Replication factor of the topics nines creates (1 for the embedded broker). Stays 1
+    /// for an external Kafka too, where it only fits a single-broker cluster: see
+    /// [`BusConfig::replication_warning`].
     pub replication_factor: i32,
     /// Largest record value ingest produces; pushes are cut into records below it.
     pub max_record_bytes: usize,
@@ -101,6 +103,24 @@ impl BusConfig {
     }
 }
 
+impl BusConfig {
+    /// The warning every role logs at start (and `nines config check` prints) when it uses an
+    /// external Kafka with `replication_factor = 1`: each partition then lives on one broker,
+    /// and losing that broker's disk loses events ingest acknowledged. The default stays 1
+    /// rather than becoming 3 with `brokers`: the right factor is the cluster's (3 fails topic
+    /// creation on one or two brokers, such as the single-node Kafka of docker-compose.yml),
+    /// and nines cannot know it without connecting. Topics that already exist keep theirs.
+    pub fn replication_warning(&self, external_kafka: bool) -> Option<String> {
+        (external_kafka && self.replication_factor == 1).then(|| {
+            "bus.replication_factor = 1 on an external Kafka: each partition of the topics nines \
+             creates lives on one broker, and losing it loses acknowledged events. Set \
+             bus.replication_factor = 3 (with min.insync.replicas = 2 on the cluster) unless \
+             this Kafka has a single broker"
+                .to_owned()
+        })
+    }
+}
+
 impl Default for BusConfig {
     fn default() -> Self {
         Self {
@@ -139,6 +159,22 @@ mod tests {
             ..BusConfig::default()
         };
         assert_eq!(chosen.compression_type(), "lz4");
+    }
+
+    #[test]
+    fn replication_factor_one_is_warned_about_on_an_external_kafka_only() {
+        let one = BusConfig::default();
+        assert_eq!(one.replication_warning(false), None);
+        let warning = one.replication_warning(true).unwrap();
+        assert!(
+            warning.starts_with("bus.replication_factor = 1 on an external Kafka"),
+            "{warning}"
+        );
+        let three = BusConfig {
+            replication_factor: 3,
+            ..BusConfig::default()
+        };
+        assert_eq!(three.replication_warning(true), None);
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub const DB_RELATIVE_PATH: &str = "broker/nines.db";
 pub struct EmbeddedBroker {
     /// `127.0.0.1:port`, for `bootstrap.servers`.
     pub bootstrap: String,
-    task: JoinHandle<()>,
+    /// Ends with an error when the broker stopped serving before `shutdown` fired.
+    task: JoinHandle<std::result::Result<(), String>>,
 }
 
 impl EmbeddedBroker {
@@ -52,12 +53,19 @@ impl EmbeddedBroker {
             .map_err(|e| Error::Broker(format!("{e:?}")))?;
         let task = tokio::spawn(async move {
             tokio::select! {
-                r = broker.serve(tokio::time::Instant::now()) => {
-                    if let Err(e) = r {
-                        error!(error = ?e, "embedded broker stopped");
-                    }
+                biased;
+                () = shutdown.cancelled() => {
+                    info!("embedded broker stopping");
+                    Ok(())
                 }
-                () = shutdown.cancelled() => info!("embedded broker stopping"),
+                r = broker.serve(tokio::time::Instant::now()) => {
+                    let reason = match r {
+                        Err(e) => format!("{e:?}"),
+                        Ok(()) => "stopped serving".to_owned(),
+                    };
+                    error!(error = %reason, "embedded broker stopped");
+                    Err(reason)
+                }
             }
         });
         let bootstrap = format!("127.0.0.1:{port}");
@@ -66,9 +74,14 @@ impl EmbeddedBroker {
         Ok(Self { bootstrap, task })
     }
 
-    /// Waits for the broker task to end (after shutdown fired).
-    pub async fn join(self) {
-        let _ = self.task.await;
+    /// Waits for the broker task to end: `Ok` after `shutdown` fired, an error if the broker
+    /// stopped (or panicked) by itself.
+    pub async fn join(self) -> Result<()> {
+        match self.task.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(Error::Broker(format!("embedded broker stopped: {reason}"))),
+            Err(e) => Err(Error::Broker(format!("embedded broker task: {e}"))),
+        }
     }
 }
 
