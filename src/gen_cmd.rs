@@ -37,12 +37,21 @@ pub(crate) struct GenArgs {
     /// Random seed (same seed, same traffic).
     #[arg(long, default_value_t = 9)]
     seed: u64,
+    /// API key to send as `authorization: Bearer <key>` (when ingest has `ingest.api_keys`).
+    #[arg(long, env = "NINES_API_KEY")]
+    api_key: Option<String>,
 }
 
 pub(crate) async fn run(args: GenArgs) -> anyhow::Result<()> {
     let mut client = IngestServiceClient::connect(args.endpoint.clone())
         .await
         .with_context(|| format!("connecting to {}", args.endpoint))?;
+    let authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = args
+        .api_key
+        .as_deref()
+        .map(|k| format!("Bearer {k}").parse())
+        .transpose()
+        .context("--api-key: not a valid header value")?;
     let mut generator = Generator::new(WorkloadSpec {
         environment: args.environment.clone(),
         services: args.services.max(1),
@@ -67,7 +76,11 @@ pub(crate) async fn run(args: GenArgs) -> anyhow::Result<()> {
         // Retry retryable answers with the same batch (same batch_id).
         let mut attempt = 0;
         loop {
-            match client.push(push.clone()).await {
+            let mut request = tonic::Request::new(push.clone());
+            if let Some(a) = &authorization {
+                request.metadata_mut().insert("authorization", a.clone());
+            }
+            match client.push(request).await {
                 Ok(_) => break,
                 Err(s)
                     if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted)

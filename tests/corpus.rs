@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tonic::Code;
 
-use crate::support::{Env, metric as metric_value, raw_call, raw_frame};
+use crate::support::{Env, metric as metric_value, raw_call, raw_frame, run_gen};
 
 const PUSH: &str = "/nines.v1.IngestService/Push";
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -811,6 +811,24 @@ async fn events_land_under_the_tenant_of_their_key() {
             "csv"
         ),
         "tenant,service,n\nacme,checkout,30\nglobex,search,12\n"
+    );
+
+    // `nines gen` sends with --api-key; without one it is refused and says so.
+    let refused = run_gen(&env, &["--rate", "500", "--duration", "1s"]).unwrap_err();
+    assert!(refused.contains("Unauthenticated"), "{refused}");
+    let sent = run_gen(
+        &env,
+        &["--rate", "500", "--duration", "1s", "--api-key", GLOBEX_KEY],
+    )
+    .unwrap();
+    assert_eq!(sent, 500);
+    assert_eq!(
+        env.wait_for(
+            "SELECT count(*) AS n FROM requests WHERE tenant = 'globex'",
+            512,
+            Duration::from_secs(60)
+        ),
+        512
     );
 }
 

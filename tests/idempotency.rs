@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use nines_proto::v1::{PushRequest, RequestEvent, Resource};
 
-use crate::support::{Env, now_ns, push_ok};
+use crate::support::{Env, now_ns, push_ok, run_gen};
 
 fn push(batch_id: &str, n: usize) -> PushRequest {
     let now = now_ns();
@@ -71,35 +71,14 @@ async fn a_retried_batch_counts_once_even_after_a_restart() {
     assert_eq!(env.sql_i64("SELECT sum(total) AS n FROM sli_1m"), 45);
 }
 
-/// Runs `nines gen` against `env` and returns how many events it says it sent.
-fn run_gen(env: &Env, seed: &str) -> i64 {
-    let out = std::process::Command::new(crate::support::BIN)
-        .args(["--log", "warn", "gen", "--endpoint", &env.endpoint()])
-        .args(["--rate", "3000", "--duration", "1s", "--batch", "100"])
-        .args(["--seed", seed])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nines gen failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("sent "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no `sent N events` line in:\n{stdout}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_batch_id_with_other_content_is_another_batch() {
     let env = Env::new();
     let up = env.up();
     // `nines gen` twice with the same seed: every push of the second run is stored too.
-    let first = run_gen(&env, "5");
-    let second = run_gen(&env, "5");
+    let run = || run_gen(&env, &["--rate", "3000", "--duration", "1s", "--seed", "5"]).unwrap();
+    let first = run();
+    let second = run();
     assert_eq!((first, second), (3000, 3000));
 
     // A client that numbers its batches 1, 2, 3 and restarts: batch "1" again, other events.
