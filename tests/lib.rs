@@ -9,6 +9,7 @@
 
 mod support;
 
+mod architecture;
 mod bad_input;
 mod compose;
 mod corpus;

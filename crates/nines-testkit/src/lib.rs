@@ -204,10 +204,14 @@ mod tests {
     fn generator_is_deterministic_and_ledger_counts() {
         let mut a = Generator::new(WorkloadSpec::default());
         let mut b = Generator::new(WorkloadSpec::default());
-        let (pa, pb) = (
+        let (pa, mut pb) = (
             a.push(0, 100, 1_000_000_000_000),
             b.push(0, 100, 1_000_000_000_000),
         );
+        // The same events; batch ids unique per generator (seed, run id, number).
+        assert!(pa.batch_id.starts_with("gen-9-") && pa.batch_id.ends_with("-1"));
+        assert_ne!(pa.batch_id, pb.batch_id);
+        pb.batch_id.clone_from(&pa.batch_id);
         assert_eq!(pa, pb);
         let mut ledger = Ledger::default();
         ledger.record(&pa);

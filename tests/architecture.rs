@@ -1,0 +1,170 @@
+//! The crate graph ARCHITECTURE.md promises, checked from the `Cargo.toml` files and the
+//! sources, so a boundary cannot move without this test (and the map) changing with it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
+}
+
+/// Every workspace crate's normal (not dev, not build) dependencies, by crate name.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        let manifest = entry.unwrap().path().join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        let name = v["package"]["name"].as_str().unwrap().to_owned();
+        let deps = v
+            .get("dependencies")
+            .and_then(|d| d.as_table())
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
+        out.insert(name, deps);
+    }
+    out
+}
+
+fn siblings(deps: &BTreeSet<String>) -> Vec<&str> {
+    deps.iter()
+        .filter(|d| d.starts_with("nines-"))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Rust sources under `dir` whose text contains `needle`, as paths relative to the root.
+fn sources_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && std::fs::read_to_string(&path).unwrap().contains(needle)
+            {
+                out.push(path.strip_prefix(root()).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_crates_are_the_ones_on_the_map() {
+    let names: Vec<String> = graph().into_keys().collect();
+    assert_eq!(
+        names,
+        [
+            "nines-aggregate",
+            "nines-bus",
+            "nines-ingest",
+            "nines-model",
+            "nines-proto",
+            "nines-query",
+            "nines-store",
+            "nines-testkit",
+        ]
+    );
+    let map = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    for n in &names {
+        assert!(
+            map.contains(&format!("### `crates/{n}`")),
+            "ARCHITECTURE.md has no section for {n}"
+        );
+    }
+}
+
+#[test]
+fn dependencies_point_down_to_the_leaves() {
+    // Each crate may depend only on crates of a lower rank.
+    let rank: BTreeMap<&str, u8> = [
+        ("nines-proto", 0),
+        ("nines-model", 0),
+        ("nines-bus", 1),
+        ("nines-aggregate", 1),
+        ("nines-store", 2),
+        ("nines-query", 3),
+        ("nines-ingest", 3),
+        ("nines-testkit", 3),
+    ]
+    .into_iter()
+    .collect();
+    for (name, deps) in graph() {
+        for d in siblings(&deps) {
+            assert!(
+                rank[d] < rank[name.as_str()],
+                "{name} depends on {d}, which is not below it"
+            );
+        }
+    }
+    let g = graph();
+    assert!(siblings(&g["nines-proto"]).is_empty());
+    assert!(siblings(&g["nines-model"]).is_empty());
+    // The query side knows the store's table locations, never the writer's internals.
+    assert!(!g["nines-query"].contains("nines-aggregate"));
+    assert!(!g["nines-query"].contains("nines-ingest"));
+}
+
+#[test]
+fn only_the_bus_links_kafka() {
+    for (name, deps) in graph() {
+        let kafka: Vec<&String> = deps
+            .iter()
+            .filter(|d| *d == "rdkafka" || d.starts_with("tansu"))
+            .collect();
+        if name == "nines-bus" {
+            assert!(deps.contains("rdkafka") && deps.contains("tansu-broker"));
+        } else {
+            assert!(kafka.is_empty(), "{name} links {kafka:?}");
+        }
+    }
+    // The root package (CLI and wiring) too: rdkafka only for its tests.
+    let text = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    let deps = v["dependencies"].as_table().unwrap();
+    assert!(!deps.contains_key("rdkafka"));
+    assert!(!deps.keys().any(|k| k.starts_with("tansu")));
+}
+
+#[test]
+fn pure_crates_do_no_io() {
+    let g = graph();
+    for name in ["nines-model", "nines-aggregate", "nines-proto"] {
+        for io in [
+            "tokio",
+            "rdkafka",
+            "tonic-build",
+            "parquet",
+            "datafusion",
+            "object_store",
+        ] {
+            assert!(!g[name].contains(io), "{name} depends on {io}");
+        }
+    }
+    for name in ["nines-model", "nines-aggregate"] {
+        let dir = root().join("crates").join(name).join("src");
+        for needle in ["std::fs", "std::net", "SystemTime::now", "Instant::now"] {
+            assert_eq!(
+                sources_containing(&dir, needle),
+                Vec::<String>::new(),
+                "{name} uses {needle}"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_the_store_writes_parquet() {
+    for (name, deps) in graph() {
+        if name != "nines-store" {
+            assert!(!deps.contains("parquet"), "{name} depends on parquet");
+        }
+    }
+    let mut writers = sources_containing(&root().join("crates"), "ArrowWriter");
+    writers.extend(sources_containing(&root().join("src"), "ArrowWriter"));
+    assert_eq!(writers, ["crates/nines-store/src/writer.rs"]);
+}
