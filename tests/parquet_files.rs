@@ -6,6 +6,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use arrow::array::AsArray;
 use arrow::datatypes::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -46,10 +47,13 @@ async fn an_independent_reader_sees_the_documented_schema() {
     let mut client = env.client().await;
     let mut generator = Generator::new(WorkloadSpec::default());
     let mut sent = 0;
+    // Every event time as the tables must hold it: microseconds, floored (computed here).
+    let mut expected_micros = Vec::new();
     for i in 0..6 {
         let push = generator.push(i % 3, 100, now_ns());
         push_ok(&mut client, &push).await;
         sent += push.requests.len();
+        expected_micros.extend(push.requests.iter().map(|e| e.time_unix_nano / 1_000));
     }
     assert_eq!(
         env.wait_for(
@@ -60,7 +64,7 @@ async fn an_independent_reader_sees_the_documented_schema() {
         sent as i64
     );
 
-    let ts = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     // The documented columns of `requests` (docs/tables.md), in order.
     let documented: Vec<(&str, DataType)> = vec![
         ("tenant", DataType::Utf8),
@@ -75,6 +79,7 @@ async fn an_independent_reader_sees_the_documented_schema() {
         ("trace_id", DataType::Utf8),
     ];
     let mut rows = 0;
+    let mut stored_micros = Vec::new();
     for path in parquet_files(env.data_dir().join("tables/requests")) {
         let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         let schema = builder.schema().clone();
@@ -104,13 +109,25 @@ async fn an_independent_reader_sees_the_documented_schema() {
             kv["nines.last_offset"].parse::<i64>().unwrap()
         );
         assert_eq!(name, expected_name);
-        assert_eq!(kv["nines.schema_version"], "1");
+        assert_eq!(kv["nines.schema_version"], "2");
         assert_eq!(kv["nines.table"], "requests");
         for batch in builder.build().unwrap() {
-            rows += batch.unwrap().num_rows();
+            let batch = batch.unwrap();
+            rows += batch.num_rows();
+            let time = batch
+                .column_by_name("time")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            stored_micros.extend(time.values().iter().copied());
         }
     }
     assert_eq!(rows, sent);
+    expected_micros.sort_unstable();
+    stored_micros.sort_unstable();
+    assert_eq!(
+        stored_micros, expected_micros,
+        "event times, in microseconds"
+    );
 
     // sli_1m carries the sketch as binary and the counts as int64.
     let files = parquet_files(env.data_dir().join("tables/sli_1m"));

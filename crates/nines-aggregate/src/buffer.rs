@@ -6,13 +6,13 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Int32Array, Int32Builder, Int64Array, Int64Builder,
     ListBuilder, MapBuilder, MapFieldNames, StringBuilder, StructBuilder,
-    TimestampNanosecondBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::Field;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use nines_model::schema::{self, DEPLOYS, INCIDENTS, REQUESTS, SLI_1M};
-use nines_model::time::{day_number, minute_start};
+use nines_model::time::{day_number, micros, minute_start};
 use nines_proto::v1::{DeployOutcome, DeploySource, EventBatch, Resource};
 
 use crate::{Rollup, Seen};
@@ -38,8 +38,26 @@ pub struct Flush {
     pub seen: Vec<Seen>,
 }
 
-fn utc_ts(cap: usize) -> TimestampNanosecondBuilder {
-    TimestampNanosecondBuilder::with_capacity(cap).with_timezone("UTC")
+/// A timestamp column: fed nanoseconds (as events carry them), holds microseconds (as the
+/// tables do), so no caller can forget the conversion.
+struct UtcMicros(TimestampMicrosecondBuilder);
+
+impl UtcMicros {
+    fn append_value(&mut self, ns: i64) {
+        self.0.append_value(micros(ns));
+    }
+
+    fn append_null(&mut self) {
+        self.0.append_null();
+    }
+
+    fn finish(&mut self) -> arrow::array::TimestampMicrosecondArray {
+        self.0.finish()
+    }
+}
+
+fn utc_ts(cap: usize) -> UtcMicros {
+    UtcMicros(TimestampMicrosecondBuilder::with_capacity(cap).with_timezone("UTC"))
 }
 
 struct RequestCols {
@@ -48,13 +66,13 @@ struct RequestCols {
     environment: StringBuilder,
     version: StringBuilder,
     operation: StringBuilder,
-    time: TimestampNanosecondBuilder,
+    time: UtcMicros,
     status_code: Int32Builder,
     error: BooleanBuilder,
     duration_ns: Int64Builder,
     trace_id: StringBuilder,
     attributes: MapBuilder<StringBuilder, StringBuilder>,
-    received_at: TimestampNanosecondBuilder,
+    received_at: UtcMicros,
     kafka_partition: Int32Builder,
     kafka_offset: Int64Builder,
 }
@@ -110,11 +128,11 @@ struct DeployCols {
     service: StringBuilder,
     environment: StringBuilder,
     version: StringBuilder,
-    time: TimestampNanosecondBuilder,
+    time: UtcMicros,
     outcome: StringBuilder,
     commits: ListBuilder<StructBuilder>,
     source: StringBuilder,
-    received_at: TimestampNanosecondBuilder,
+    received_at: UtcMicros,
     kafka_partition: Int32Builder,
     kafka_offset: Int64Builder,
 }
@@ -160,11 +178,11 @@ struct IncidentCols {
     tenant: StringBuilder,
     service: StringBuilder,
     id: StringBuilder,
-    opened_at: TimestampNanosecondBuilder,
-    resolved_at: TimestampNanosecondBuilder,
+    opened_at: UtcMicros,
+    resolved_at: UtcMicros,
     severity: StringBuilder,
     cause_version: StringBuilder,
-    received_at: TimestampNanosecondBuilder,
+    received_at: UtcMicros,
     kafka_partition: Int32Builder,
     kafka_offset: Int64Builder,
 }
@@ -467,9 +485,9 @@ impl PartitionBuffer {
                     .expect("sha")
                     .append_value(&commit.sha);
                 items
-                    .field_builder::<TimestampNanosecondBuilder>(1)
+                    .field_builder::<TimestampMicrosecondBuilder>(1)
                     .expect("time")
-                    .append_value(commit.time_unix_nano);
+                    .append_value(micros(commit.time_unix_nano));
                 items.append(true);
             }
             c.commits.append(true);

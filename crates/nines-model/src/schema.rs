@@ -7,7 +7,8 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 /// Version of the table schemas, written into every Parquet file's key/value metadata.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: timestamp columns are microseconds (were nanoseconds), so Delta readers read them.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Version of the `nines.v1.EventBatch` records on the events topic. Aggregators send records
 /// of any other version to the dead-letter topic.
@@ -27,9 +28,10 @@ pub const TABLES: [&str; 4] = [REQUESTS, SLI_1M, DEPLOYS, INCIDENTS];
 /// Hive-style partition column every table is split by (UTC day of the event time).
 pub const PARTITION_COLUMN: &str = "date";
 
-/// Timestamps are nanoseconds, UTC.
+/// Timestamps are microseconds, UTC: Delta Lake's `timestamp` type, which every Delta reader
+/// (Spark, delta-rs, DuckDB) reads. Durations keep nanoseconds (`duration_ns`, sketches).
 pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
 fn utf8(name: &str) -> Field {

@@ -7,6 +7,15 @@ pub const NANOS_PER_MINUTE: i64 = 60 * NANOS_PER_SECOND;
 /// Nanoseconds in one day.
 pub const NANOS_PER_DAY: i64 = 24 * 60 * NANOS_PER_MINUTE;
 
+/// Nanoseconds in one microsecond.
+pub const NANOS_PER_MICRO: i64 = 1_000;
+
+/// Microseconds since the epoch of the instant `t` (nanoseconds), floored: what the tables'
+/// timestamp columns hold (Delta Lake's timestamps are microseconds, UTC).
+pub fn micros(t: i64) -> i64 {
+    t.div_euclid(NANOS_PER_MICRO)
+}
+
 /// Start of the minute that contains `t` (floors towards negative infinity).
 pub fn minute_start(t: i64) -> i64 {
     t.div_euclid(NANOS_PER_MINUTE) * NANOS_PER_MINUTE
@@ -40,6 +49,21 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn micros_floor_towards_the_past() {
+        assert_eq!(micros(1_700_000_000_123_456_789), 1_700_000_000_123_456);
+        assert_eq!(micros(999), 0);
+        assert_eq!(
+            micros(-1),
+            -1,
+            "one nanosecond before the epoch is in microsecond -1"
+        );
+        assert_eq!(
+            micros(minute_start(1_700_000_012_345_678_901)),
+            1_699_999_980_000_000
+        );
+    }
     use proptest::prelude::*;
 
     #[test]

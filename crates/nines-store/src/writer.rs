@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array};
 use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
-use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampNanosecondType};
+use arrow::datatypes::{
+    DataType, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampNanosecondType,
+};
 use arrow::record_batch::RecordBatch;
 use fail::fail_point;
 use nines_model::schema::{REQUESTS, SCHEMA_VERSION, SLI_1M, sort_key};
@@ -139,6 +141,12 @@ fn ranked_order(columns: &[ArrayRef]) -> Option<Vec<u32>> {
     let tail: Vec<u64> = match last.data_type() {
         DataType::Int64 => last
             .as_primitive_opt::<Int64Type>()?
+            .values()
+            .iter()
+            .map(|&v| flip(v))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => last
+            .as_primitive_opt::<TimestampMicrosecondType>()?
             .values()
             .iter()
             .map(|&v| flip(v))
