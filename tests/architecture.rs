@@ -168,3 +168,39 @@ fn only_the_store_writes_parquet() {
     writers.extend(sources_containing(&root().join("src"), "ArrowWriter"));
     assert_eq!(writers, ["crates/nines-store/src/writer.rs"]);
 }
+
+#[test]
+fn docs_tables_documents_every_column_of_every_table() {
+    let doc = std::fs::read_to_string(root().join("docs/tables.md")).unwrap();
+    assert!(
+        doc.starts_with(&format!(
+            "# Tables (schema version {})",
+            nines_model::schema::SCHEMA_VERSION
+        )),
+        "docs/tables.md names another schema version"
+    );
+    for t in &nines_model::schema::TABLE_DEFS {
+        let heading = format!("## `{}`", t.name);
+        let start = doc
+            .find(&heading)
+            .unwrap_or_else(|| panic!("docs/tables.md has no section {heading}"));
+        let section = &doc[start..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+        for field in (t.schema)().fields() {
+            let name = field.name();
+            // The provenance columns are documented once for every table.
+            if name == "kafka_partition" || name == "kafka_offset" {
+                continue;
+            }
+            assert!(
+                section.contains(&format!("`{name}`")),
+                "docs/tables.md, section {heading}, does not document `{name}`"
+            );
+        }
+        let sort_key = format!("Sort key: {}.", t.sort_key.join(", "));
+        assert!(
+            section.contains(&sort_key),
+            "docs/tables.md, section {heading}, should say `{sort_key}`"
+        );
+    }
+}

@@ -166,32 +166,76 @@ pub fn incidents() -> SchemaRef {
     INCIDENTS_SCHEMA.clone()
 }
 
-/// Schema of a table by name.
-pub fn for_table(table: &str) -> Option<SchemaRef> {
-    match table {
-        REQUESTS => Some(requests()),
-        SLI_1M => Some(sli_1m()),
-        DEPLOYS => Some(deploys()),
-        INCIDENTS => Some(incidents()),
-        _ => None,
-    }
+/// Everything nines decides about one table, in one place: its schema, the sort key its
+/// files are written in, and the columns written without a Parquet dictionary. The writer,
+/// the query session and docs/tables.md (checked by a test) all follow it.
+#[derive(Debug)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub schema: fn() -> SchemaRef,
+    /// Natural sort key: files are sorted by it so pruning works.
+    pub sort_key: &'static [&'static str],
+    /// Columns whose values rarely repeat within a file (times, durations, trace ids,
+    /// sketches) or repeat only in runs that ZSTD takes as well (a record's `received_at` and
+    /// offset): a dictionary would be as large as the values and cost a hash per value, so
+    /// they are written plain. The profile of the aggregator had the dictionary interner of
+    /// these columns at a tenth of its time (BENCHMARKS.md).
+    pub without_dictionary: &'static [&'static str],
 }
 
-/// Natural sort key of each table (files are sorted by it so pruning works).
-pub fn sort_key(table: &str) -> &'static [&'static str] {
-    match table {
-        REQUESTS => &["tenant", "service", "environment", "operation", "time"],
-        SLI_1M => &[
+/// The tables, in the order a flush writes them.
+pub static TABLE_DEFS: [TableDef; 4] = [
+    TableDef {
+        name: REQUESTS,
+        schema: requests,
+        sort_key: &["tenant", "service", "environment", "operation", "time"],
+        without_dictionary: &[
+            "time",
+            "duration_ns",
+            "trace_id",
+            "received_at",
+            "kafka_offset",
+        ],
+    },
+    TableDef {
+        name: SLI_1M,
+        schema: sli_1m,
+        sort_key: &[
             "tenant",
             "service",
             "environment",
             "operation",
             "window_start",
         ],
-        DEPLOYS => &["tenant", "service", "environment", "time"],
-        INCIDENTS => &["tenant", "service", "id", "received_at"],
-        _ => &[],
-    }
+        without_dictionary: &["duration_sum_ns", "duration_max_ns", "latency_sketch"],
+    },
+    TableDef {
+        name: DEPLOYS,
+        schema: deploys,
+        sort_key: &["tenant", "service", "environment", "time"],
+        without_dictionary: &[],
+    },
+    TableDef {
+        name: INCIDENTS,
+        schema: incidents,
+        sort_key: &["tenant", "service", "id", "received_at"],
+        without_dictionary: &[],
+    },
+];
+
+/// The definition of a table by name.
+pub fn table(name: &str) -> Option<&'static TableDef> {
+    TABLE_DEFS.iter().find(|t| t.name == name)
+}
+
+/// Schema of a table by name.
+pub fn for_table(name: &str) -> Option<SchemaRef> {
+    table(name).map(|t| (t.schema)())
+}
+
+/// Natural sort key of a table (files are sorted by it so pruning works).
+pub fn sort_key(name: &str) -> &'static [&'static str] {
+    table(name).map_or(&[], |t| t.sort_key)
 }
 
 #[cfg(test)]
@@ -262,9 +306,16 @@ mod tests {
                 "cause_version",
             ],
         );
-        for t in TABLES {
-            for k in sort_key(t) {
-                assert!(for_table(t).unwrap().field_with_name(k).is_ok(), "{t}.{k}");
+        let names: Vec<&str> = TABLE_DEFS.iter().map(|t| t.name).collect();
+        assert_eq!(names, TABLES);
+    }
+
+    #[test]
+    fn every_column_a_definition_names_exists() {
+        for t in &TABLE_DEFS {
+            let schema = (t.schema)();
+            for c in t.sort_key.iter().chain(t.without_dictionary) {
+                assert!(schema.field_with_name(c).is_ok(), "{}.{c}", t.name);
             }
         }
     }

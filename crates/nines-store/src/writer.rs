@@ -12,7 +12,7 @@ use arrow::datatypes::{
 };
 use arrow::record_batch::RecordBatch;
 use fail::fail_point;
-use nines_model::schema::{REQUESTS, SCHEMA_VERSION, SLI_1M, sort_key};
+use nines_model::schema::{SCHEMA_VERSION, sort_key};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -36,30 +36,12 @@ pub struct Provenance<'a> {
     pub last_offset: i64,
 }
 
-/// Columns whose values rarely repeat within a file (times, durations, trace ids, sketches)
-/// or repeat only in runs that ZSTD takes as well (a record's `received_at` and offset):
-/// a dictionary would be as large as the values and cost a hash per value, so they are
-/// written plain, ZSTD-compressed like every column. The profile of the aggregator had the
-/// dictionary interner of these columns at a tenth of its time (BENCHMARKS.md).
-pub fn without_dictionary(table: &str) -> &'static [&'static str] {
-    match table {
-        REQUESTS => &[
-            "time",
-            "duration_ns",
-            "trace_id",
-            "received_at",
-            "kafka_offset",
-        ],
-        SLI_1M => &["duration_sum_ns", "duration_max_ns", "sketch"],
-        _ => &[],
-    }
-}
-
 /// Every Parquet setting nines uses, in one place.
 pub fn writer_properties(p: &Provenance<'_>) -> WriterProperties {
     let kv = |k: &str, v: String| KeyValue::new(format!("nines.{k}"), v);
     let mut builder = WriterProperties::builder();
-    for column in without_dictionary(p.table) {
+    let plain = nines_model::schema::table(p.table).map_or(&[][..], |t| t.without_dictionary);
+    for column in plain {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     builder
@@ -302,6 +284,7 @@ mod tests {
     use arrow::array::{Int64Array, TimestampNanosecondArray};
     use arrow::datatypes::{Field, Schema};
 
+    use nines_model::schema::REQUESTS;
     use super::*;
 
     /// A batch in the shape of `requests`' sort key, from a seeded LCG: few distinct strings
