@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 mod admin;
-mod aggregate;
 mod bench_cmd;
 mod config;
 mod gen_cmd;

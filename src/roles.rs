@@ -242,8 +242,9 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
         listener,
         stop.clone(),
     ));
-    let mut aggregate = tokio::spawn(crate::aggregate::run(
-        cfg.clone(),
+    let mut aggregate = tokio::spawn(nines_pipeline::run(
+        pipeline_settings(&cfg),
+        open_store(&cfg)?,
         bootstrap.clone(),
         stop.clone(),
     ));
@@ -343,7 +344,15 @@ pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow:
         .await
         .context("creating topics")?;
     ready.set();
-    crate::aggregate::run(cfg, bootstrap, stop).await
+    nines_pipeline::run(pipeline_settings(&cfg), open_store(&cfg)?, bootstrap, stop).await
+}
+
+/// What the aggregator reads of the configuration.
+fn pipeline_settings(cfg: &Config) -> nines_pipeline::Settings {
+    nines_pipeline::Settings {
+        bus: cfg.bus.clone(),
+        aggregate: cfg.aggregate.clone(),
+    }
 }
 
 /// Binds the planned ingest address.

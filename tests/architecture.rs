@@ -63,6 +63,7 @@ fn the_crates_are_the_ones_on_the_map() {
             "nines-bus",
             "nines-ingest",
             "nines-model",
+            "nines-pipeline",
             "nines-proto",
             "nines-query",
             "nines-store",
@@ -90,6 +91,7 @@ fn dependencies_point_down_to_the_leaves() {
         ("nines-query", 3),
         ("nines-ingest", 3),
         ("nines-testkit", 3),
+        ("nines-pipeline", 4),
     ]
     .into_iter()
     .collect();
@@ -104,6 +106,8 @@ fn dependencies_point_down_to_the_leaves() {
     let g = graph();
     assert!(siblings(&g["nines-proto"]).is_empty());
     assert!(siblings(&g["nines-model"]).is_empty());
+    // The store knows the model (what a flush hands it), never the aggregator.
+    assert!(!g["nines-store"].contains("nines-aggregate"));
     // The query side knows the store's table locations, never the writer's internals.
     assert!(!g["nines-query"].contains("nines-aggregate"));
     assert!(!g["nines-query"].contains("nines-ingest"));
@@ -203,4 +207,14 @@ fn docs_tables_documents_every_column_of_every_table() {
             "docs/tables.md, section {heading}, should say `{sort_key}`"
         );
     }
+}
+
+#[test]
+fn only_the_pipeline_commits_offsets() {
+    // The consumer group (whose commit moves Kafka offsets) is used by the bus that defines
+    // it and by the pipeline; nothing else may consume in the group.
+    let mut users = sources_containing(&root().join("crates"), "GroupConsumer");
+    users.extend(sources_containing(&root().join("src"), "GroupConsumer"));
+    users.retain(|p| !p.starts_with("crates/nines-bus/"));
+    assert_eq!(users, ["crates/nines-pipeline/src/lib.rs"]);
 }

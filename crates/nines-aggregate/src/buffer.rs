@@ -15,28 +15,9 @@ use nines_model::schema::{self, DEPLOYS, INCIDENTS, REQUESTS, SLI_1M};
 use nines_model::time::{day_number, micros, minute_start};
 use nines_proto::v1::{DeployOutcome, DeploySource, EventBatch, Resource};
 
+use nines_model::flush::{Flush, TableBatch};
+
 use crate::{Rollup, Seen};
-
-/// One table's rows for one UTC day.
-#[derive(Debug)]
-pub struct TableBatch {
-    pub table: &'static str,
-    /// Days since the Unix epoch (the `date=` partition).
-    pub day: i64,
-    pub batch: RecordBatch,
-}
-
-/// Everything a flush writes for one partition: the offset range it covers and its batches.
-#[derive(Debug)]
-pub struct Flush {
-    pub partition: i32,
-    pub first_offset: i64,
-    pub last_offset: i64,
-    pub events: u64,
-    pub batches: Vec<TableBatch>,
-    /// Idempotency keys of the records in this flush, to be made durable with it.
-    pub seen: Vec<Seen>,
-}
 
 /// A timestamp column: fed nanoseconds (as events carry them), holds microseconds (as the
 /// tables do), so no caller can forget the conversion.

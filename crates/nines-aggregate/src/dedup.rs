@@ -19,35 +19,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-/// Identity of one record of one push.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BatchKey {
-    pub tenant: String,
-    pub batch_id: String,
-    pub part: u32,
-    /// The push's content fingerprint (`EventBatch.content_fingerprint`); 0 for records
-    /// written before fingerprints existed.
-    pub fingerprint: u128,
-}
-
-impl BatchKey {
-    /// A fingerprint as it travels on the bus (16 bytes; empty in old records).
-    pub fn fingerprint_of(bytes: &[u8]) -> u128 {
-        let mut out = [0_u8; 16];
-        let n = bytes.len().min(16);
-        out[..n].copy_from_slice(&bytes[..n]);
-        u128::from_be_bytes(out)
-    }
-}
-
-/// A remembered key, with the offset of the record that carried it and when the aggregator
-/// saw it (nanoseconds since the epoch, the aggregator's clock).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub key: BatchKey,
-    pub offset: i64,
-    pub seen_at: i64,
-}
+pub use nines_model::flush::{BatchKey, Seen};
 
 /// Bytes counted per remembered key beyond its strings: the map slot and the queue slot.
 const ENTRY_OVERHEAD: usize = 2 * std::mem::size_of::<Seen>();

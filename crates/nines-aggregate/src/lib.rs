@@ -8,6 +8,7 @@ mod buffer;
 pub mod dedup;
 mod rollup;
 
-pub use buffer::{Flush, PartitionBuffer, TableBatch};
+pub use buffer::PartitionBuffer;
 pub use dedup::{BatchKey, DedupWindow, Seen};
+pub use nines_model::flush::{Flush, TableBatch};
 pub use rollup::Rollup;

@@ -4,6 +4,7 @@
 //! This crate does no I/O and knows nothing of gRPC, Kafka or Parquet files: it is the
 //! vocabulary the other crates share, so it must stay small and dependency-light.
 
+pub mod flush;
 pub mod schema;
 pub mod sketch;
 pub mod time;

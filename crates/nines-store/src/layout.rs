@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use fail::fail_point;
 use metrics::counter;
-use nines_aggregate::{BatchKey, Flush, Seen};
+use nines_model::flush::{BatchKey, Flush, Seen};
 use nines_model::schema::{PARTITION_COLUMN, TABLES};
 use nines_model::time::day_string;
 use serde::{Deserialize, Serialize};

@@ -284,8 +284,8 @@ mod tests {
     use arrow::array::{Int64Array, TimestampNanosecondArray};
     use arrow::datatypes::{Field, Schema};
 
-    use nines_model::schema::REQUESTS;
     use super::*;
+    use nines_model::schema::REQUESTS;
 
     /// A batch in the shape of `requests`' sort key, from a seeded LCG: few distinct strings
     /// in runs (as records arrive) and many equal times, so ties are common.

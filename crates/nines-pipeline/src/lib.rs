@@ -1,4 +1,6 @@
-//! The aggregator role: consume, decode, roll up, write durable Parquet, then commit.
+//! The aggregator role as a library: consume, decode, roll up, write durable Parquet, then
+//! commit. The binary (`src/roles.rs`) only wires it: it owns the CLI, the configuration
+//! file and the process. This is the only crate that commits Kafka offsets.
 //!
 //! Per partition: records accumulate in a [`PartitionBuffer`] until it holds
 //! `flush_events` events or is `flush_interval` old; then the store writes every file and
@@ -13,6 +15,7 @@ use anyhow::Context;
 use fail::fail_point;
 use metrics::{counter, gauge, histogram};
 use nines_aggregate::{BatchKey, DedupWindow, PartitionBuffer, Seen};
+use nines_bus::BusConfig;
 use nines_bus::consumer::Message as _;
 use nines_bus::consumer::{AssignmentChange, GroupConsumer, ResumeFn};
 use nines_bus::producer::AckProducer;
@@ -24,7 +27,16 @@ use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+pub use config::AggregateConfig;
+
+mod config;
+
+/// What the aggregator reads of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bus: BusConfig,
+    pub aggregate: AggregateConfig,
+}
 
 struct Open {
     buffer: PartitionBuffer,
@@ -40,12 +52,13 @@ struct Owned {
     appended: usize,
 }
 
-pub(crate) async fn run(
-    cfg: Config,
+/// Runs the aggregator on `store` until `stop`, then flushes and commits what it holds.
+pub async fn run(
+    cfg: Settings,
+    store: Store,
     bootstrap: String,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let store = crate::roles::open_store(&cfg)?;
     let recover_store = store.clone();
     let resume: ResumeFn = Arc::new(move |topic, partition| {
         match recover_store.recover(topic, partition) {
@@ -185,7 +198,12 @@ pub(crate) async fn run(
 }
 
 /// The idempotency window of a partition, as its durable log left it.
-fn load_window(store: &Store, topic: &str, cfg: &Config, partition: i32) -> anyhow::Result<Owned> {
+fn load_window(
+    store: &Store,
+    topic: &str,
+    cfg: &Settings,
+    partition: i32,
+) -> anyhow::Result<Owned> {
     let mut dedup = DedupWindow::new(
         cfg.aggregate.dedup_window.as_nanos() as i64,
         cfg.aggregate.dedup_max_batches,
@@ -318,7 +336,7 @@ fn flush(
     store: &Store,
     consumer: &GroupConsumer,
     topic: &str,
-    cfg: &Config,
+    cfg: &Settings,
     open: &mut HashMap<i32, Open>,
     state: &mut HashMap<i32, Owned>,
     partition: i32,
