@@ -41,7 +41,7 @@ use crate::auth::{Auth, Tenant};
 use crate::config::IngestConfig;
 use crate::otlp::Otlp;
 use crate::status_layer::DecodeErrors;
-use crate::wire::{self, Shape};
+use crate::wire::{self, Shape, WireError};
 use crate::{Error, NativeIngest, Pipeline, Result};
 
 /// One unary gRPC method behind a [`Door`]: its path, the shape its request is scanned
@@ -112,7 +112,7 @@ struct CheckedCodec<M: Method> {
 #[derive(Debug)]
 struct CheckedDecoder<M: Method> {
     limits: WireLimits,
-    inner: <ProstCodec<M::Resp, M::Req> as Codec>::Decoder,
+    _m: PhantomData<fn() -> M>,
 }
 
 impl<M: Method> Codec for CheckedCodec<M> {
@@ -128,7 +128,7 @@ impl<M: Method> Codec for CheckedCodec<M> {
     fn decoder(&mut self) -> Self::Decoder {
         CheckedDecoder {
             limits: self.limits,
-            inner: ProstCodec::<M::Resp, M::Req>::default().decoder(),
+            _m: PhantomData,
         }
     }
 }
@@ -137,14 +137,18 @@ impl<M: Method> Decoder for CheckedDecoder<M> {
     type Item = M::Req;
     type Error = Status;
 
+    /// Scans, then decodes with prost. Both refusals are typed errors mapped to
+    /// INVALID_ARGUMENT here, not tonic's INTERNAL rewritten by its message text.
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<M::Req>, Status> {
         use bytes::Buf;
-        if let Err(e) = check_wire::<M>(src.chunk(), &self.limits) {
+        let decoded = check_wire::<M>(src.chunk(), &self.limits).and_then(|()| {
+            M::Req::decode(src).map_err(|e| Error::Wire(WireError::Malformed(e.to_string())))
+        });
+        decoded.map(Some).map_err(|e| {
             counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label())
                 .increment(1);
-            return Err(e.into());
-        }
-        self.inner.decode(src)
+            e.into()
+        })
     }
 }
 

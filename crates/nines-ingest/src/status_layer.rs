@@ -1,9 +1,10 @@
-//! Rewrites the statuses tonic produces before our handlers run, so a sender's mistake is
-//! never INTERNAL: an undecodable body (truncated or garbage protobuf, wrong wire types,
-//! invalid UTF-8; a gzip stream tonic cannot decompress) becomes INVALID_ARGUMENT with prost's description of
-//! where it failed, and a request over `ingest.max_request_bytes` becomes INVALID_ARGUMENT
-//! naming the limit (not a retryable code: the same request would fail again). Both are
-//! counted in `nines_ingest_pushes_rejected_total`.
+//! Rewrites the statuses tonic produces before our codec runs, so a sender's mistake is never
+//! INTERNAL: a gzip stream tonic cannot decompress becomes INVALID_ARGUMENT, and a request
+//! over `ingest.max_request_bytes` becomes INVALID_ARGUMENT naming the limit (not a
+//! retryable code: the same request would fail again). Both are counted in
+//! `nines_ingest_pushes_rejected_total`. (Undecodable protobuf never reaches here: the doors'
+//! codec maps prost's error itself, see `door.rs`.) Tonic gives these two only as message
+//! text; `tests/corpus.rs` fails if a tonic upgrade changes it.
 
 use std::task::{Context, Poll};
 
@@ -51,16 +52,6 @@ fn rewrite<B>(mut response: http::Response<B>) -> http::Response<B> {
         return response;
     };
     let (reason, message) = match status.code() {
-        Code::Internal
-            if status
-                .message()
-                .starts_with("failed to decode Protobuf message") =>
-        {
-            (
-                "undecodable",
-                format!("request body is not valid protobuf: {}", status.message()),
-            )
-        }
         Code::Internal
             if status.message().contains("decompress") || status.message().contains("gzip") =>
         {
