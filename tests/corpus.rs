@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tonic::Code;
 
-use crate::support::{Env, metric as metric_value, raw_call, raw_frame, run_gen};
+use crate::support::{Env, metric as metric_value, raw_call, raw_call_with, raw_frame, run_gen};
 
 const PUSH: &str = "/nines.v1.IngestService/Push";
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -641,6 +641,25 @@ async fn the_bad_input_corpus_gets_exact_answers_and_hurts_nothing() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 
+    // A gzip bomb: 2 MiB of zeros, a few KB on the wire, past the 1 MiB limit once
+    // inflated. Not retryable: the same request would fail again.
+    let inflated = raw_call_with(
+        &env.endpoint(),
+        PUSH,
+        vec![0_u8; 2 * 1024 * 1024],
+        &[("authorization", "Bearer k-acme")],
+        true,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(inflated.code(), Code::InvalidArgument, "{inflated:?}");
+    assert!(
+        inflated
+            .message()
+            .starts_with("request too large once decompressed (ingest.max_request_bytes)"),
+        "{inflated:?}"
+    );
+
     // A corrupt gzip stream (a gzip header, then garbage), on both doors.
     let corrupt = [
         0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff, 0xde, 0xad, 0xbe, 0xef,
@@ -734,7 +753,8 @@ async fn the_bad_input_corpus_gets_exact_answers_and_hurts_nothing() {
     };
     // 7 cases of the corpus and the 2 corrupt gzip streams.
     assert_eq!(rejected("undecodable"), Some(9.0), "{m}");
-    assert_eq!(rejected("request_too_large"), Some(1.0));
+    // The oversize request and the gzip bomb.
+    assert_eq!(rejected("request_too_large"), Some(2.0));
     // Too many events or spans are refused on the wire, before decoding.
     assert_eq!(rejected("too_many_events"), Some(2.0), "{m}");
     assert_eq!(rejected("invalid"), Some(13.0));

@@ -63,6 +63,15 @@ fn rewrite<B>(mut response: http::Response<B>) -> http::Response<B> {
                 ),
             )
         }
+        // A gzip body that inflates past the limit: tonic says RESOURCE_EXHAUSTED, which
+        // clients take as retryable and would resend forever.
+        Code::ResourceExhausted if status.message().contains("size limit") => (
+            "request_too_large",
+            format!(
+                "request too large once decompressed (ingest.max_request_bytes): {}",
+                status.message()
+            ),
+        ),
         Code::OutOfRange if status.message().contains("message length too large") => (
             "request_too_large",
             format!(
