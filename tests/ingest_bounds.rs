@@ -244,3 +244,70 @@ async fn what_ingest_remembers_of_services_is_bounded() {
     // 32 MiB hold about 75 such services (1,000 × 464 bytes each, plus the entry).
     assert!(evicted >= 400.0, "{evicted} services evicted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_cannot_hold_every_connection_slot() {
+    let env = Env::new();
+    let broker = env.spawn("broker", &[], &["broker"]);
+    let kafka = env.kafka();
+    let ingest = env.spawn(
+        "ingest",
+        &[
+            ("NINES__INGEST__MAX_CONNECTIONS", "2"),
+            ("NINES__INGEST__HANDSHAKE_TIMEOUT", "1s"),
+        ],
+        &["ingest", "--kafka", &kafka],
+    );
+    // Two bare TCP connections that never send a byte take both slots.
+    let addr = format!("127.0.0.1:{}", env.ingest_port);
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // A real client still gets through once the idle ones are closed by the server.
+    let mut client = env.client().await;
+    let push = nines_proto::v1::PushRequest {
+        batch_id: "after-idle".into(),
+        resource: Some(nines_proto::v1::Resource {
+            service: "checkout".into(),
+            ..Default::default()
+        }),
+        requests: vec![nines_proto::v1::RequestEvent {
+            time_unix_nano: crate::support::now_ns(),
+            operation: "GET /".into(),
+            status_code: 200,
+            duration_nano: 1_000,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        crate::support::push_ok(&mut client, &push),
+    )
+    .await
+    .expect("a push gets through while idle sockets wait to be closed");
+    assert_eq!(answer.accepted_requests, 1);
+    // The server closed both idle sockets: reading them reaches the end (after the server's
+    // own HTTP/2 SETTINGS frame, which it sends at once).
+    for mut s in idle {
+        let mut rest = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            tokio::io::AsyncReadExt::read_to_end(&mut s, &mut rest),
+        )
+        .await
+        .expect("closed by the server")
+        .ok();
+        assert!(rest.len() < 1024, "an idle socket got {} bytes", rest.len());
+    }
+    assert_eq!(
+        crate::support::metric(
+            &ingest.metrics(),
+            "nines_ingest_connections_timed_out_total",
+            ""
+        ),
+        Some(2.0)
+    );
+    drop(broker);
+}

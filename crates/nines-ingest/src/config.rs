@@ -19,6 +19,10 @@ pub struct IngestConfig {
     pub allow_unauthenticated: bool,
     /// Most open client connections; past it, accepting waits for one to close.
     pub max_connections: usize,
+    /// A new connection must send its first bytes (the HTTP/2 preface) within this time, or
+    /// it is closed: idle sockets cannot hold the connection slots.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
     /// Most concurrent HTTP/2 streams (calls) on one connection.
     pub max_concurrent_streams: u32,
     /// Most calls past authentication at once (reading, decoding or waiting for the broker);
@@ -86,6 +90,7 @@ impl Default for IngestConfig {
             api_keys: Vec::new(),
             allow_unauthenticated: false,
             max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
             max_concurrent_streams: 64,
             max_in_flight_requests: 32,
             max_decoded_bytes: 64 * 1024 * 1024,

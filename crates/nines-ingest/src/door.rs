@@ -17,6 +17,7 @@
 //! `max_in_flight_requests × (max_request_bytes + max_decoded_bytes)`, whatever clients send.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -318,11 +319,14 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
     Guard(Some(f))
 }
 
-/// An accepted connection holding one of `ingest.max_connections` slots until it closes.
+/// An accepted connection holding one of `ingest.max_connections` slots until it closes. A
+/// client must send its first bytes (the HTTP/2 preface) within `ingest.handshake_timeout`,
+/// or the connection is closed: idle sockets cannot hold every slot.
 #[derive(Debug)]
 pub struct Conn {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
+    first_bytes_by: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Drop for Conn {
@@ -345,7 +349,25 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if self.first_bytes_by.is_some() {
+            match &read {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => self.first_bytes_by = None,
+                Poll::Pending => {
+                    let deadline = self.first_bytes_by.as_mut().expect("checked above");
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        counter!("nines_ingest_connections_timed_out_total").increment(1);
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no HTTP/2 preface within ingest.handshake_timeout",
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        read
     }
 }
 
@@ -385,9 +407,10 @@ impl AsyncWrite for Conn {
 pub fn incoming(
     listener: TcpListener,
     max: usize,
+    handshake_timeout: Duration,
 ) -> impl futures::Stream<Item = std::io::Result<Conn>> {
     let slots = Arc::new(Semaphore::new(max.max(1)));
-    futures::stream::unfold((listener, slots), |(listener, slots)| async move {
+    futures::stream::unfold((listener, slots), move |(listener, slots)| async move {
         let slot = slots.clone().acquire_owned().await.expect("never closed");
         let accepted = listener.accept().await;
         if accepted.is_err() {
@@ -400,6 +423,7 @@ pub fn incoming(
             Ok(Conn {
                 stream,
                 _slot: slot,
+                first_bytes_by: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
             })
         });
         Some((conn, (listener, slots)))
@@ -419,12 +443,18 @@ pub async fn serve(
     let (traces, logs, metrics) = Otlp::new(pipeline.clone(), auth.clone()).doors(limits);
     tonic::transport::Server::builder()
         .max_concurrent_streams(cfg.max_concurrent_streams)
+        // Dead peers are noticed and their slots freed.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(AdmissionLayer::new(auth.clone(), cfg))
         .layer(DecodeErrors::layer())
         .add_service(Door::new(NativeIngest::new(pipeline, auth), limits))
         .add_service(traces)
         .add_service(logs)
         .add_service(metrics)
-        .serve_with_incoming_shutdown(incoming(listener, cfg.max_connections), stop)
+        .serve_with_incoming_shutdown(
+            incoming(listener, cfg.max_connections, cfg.handshake_timeout),
+            stop,
+        )
         .await
 }
