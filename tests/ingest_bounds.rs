@@ -35,6 +35,25 @@ fn otlp_bomb() -> (Vec<u8>, usize) {
     (field(1, &field(2, &spans)), n)
 }
 
+/// A push of one request event of service `checkout`.
+fn one_request(batch_id: &str) -> nines_proto::v1::PushRequest {
+    nines_proto::v1::PushRequest {
+        batch_id: batch_id.into(),
+        resource: Some(nines_proto::v1::Resource {
+            service: "checkout".into(),
+            ..Default::default()
+        }),
+        requests: vec![nines_proto::v1::RequestEvent {
+            time_unix_nano: crate::support::now_ns(),
+            operation: "GET /".into(),
+            status_code: 200,
+            duration_nano: 1_000_000,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 async fn round(env: &Env, key: Option<&str>) -> Vec<tonic::Status> {
     let header = key.map(|k| format!("Bearer {k}"));
     let (native, _) = native_bomb();
@@ -73,21 +92,7 @@ async fn bodies_of_millions_of_empty_messages_are_refused_before_decoding() {
     let (_broker, ingest) = env.broker_and_ingest();
     // Warm up: a real push with the key, so the baseline includes a connected producer.
     let mut client = env.client().await;
-    let mut req = nines_proto::v1::PushRequest {
-        batch_id: "warm-up".into(),
-        resource: Some(nines_proto::v1::Resource {
-            service: "checkout".into(),
-            ..Default::default()
-        }),
-        requests: vec![nines_proto::v1::RequestEvent {
-            time_unix_nano: crate::support::now_ns(),
-            operation: "GET /".into(),
-            status_code: 200,
-            duration_nano: 1_000_000,
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let mut req = one_request("warm-up");
     let mut request = tonic::Request::new(req.clone());
     request
         .metadata_mut()
@@ -266,21 +271,7 @@ async fn idle_sockets_cannot_hold_every_connection_slot() {
     }
     // A real client still gets through once the idle ones are closed by the server.
     let mut client = env.client().await;
-    let push = nines_proto::v1::PushRequest {
-        batch_id: "after-idle".into(),
-        resource: Some(nines_proto::v1::Resource {
-            service: "checkout".into(),
-            ..Default::default()
-        }),
-        requests: vec![nines_proto::v1::RequestEvent {
-            time_unix_nano: crate::support::now_ns(),
-            operation: "GET /".into(),
-            status_code: 200,
-            duration_nano: 1_000,
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let push = one_request("after-idle");
     let answer = tokio::time::timeout(
         std::time::Duration::from_secs(30),
         crate::support::push_ok(&mut client, &push),

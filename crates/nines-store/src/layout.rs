@@ -196,11 +196,7 @@ impl Store {
             .checkpoint(topic, partition)?
             .map_or(-1, |c| c.last_offset);
         let path = self.dead_letter_path(topic, partition);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
-            Err(e) => return Err(e).io("reading", &path),
-        };
+        let text = read_if_exists(&path)?;
         let all: Vec<i64> = text.lines().filter_map(|l| l.parse().ok()).collect();
         let keep: std::collections::BTreeSet<i64> =
             all.iter().copied().filter(|o| *o > last).collect();
@@ -218,11 +214,7 @@ impl Store {
             .checkpoint(topic, partition)?
             .map_or(-1, |c| c.last_offset);
         let path = self.dedup_path(topic, partition);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).io("reading", &path),
-        };
+        let text = read_if_exists(&path)?;
         let mut out = Vec::new();
         for line in text.lines() {
             let f: Vec<&str> = line.split('\t').collect();
@@ -303,6 +295,15 @@ impl Store {
         }
         info!(topic, partition, last, removed, "partition recovered");
         Ok(checkpoint.map(|c| c.last_offset + 1))
+    }
+}
+
+/// The text of the file at `path`; empty if there is none.
+fn read_if_exists(path: &Path) -> Result<String> {
+    match fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e).io("reading", path),
     }
 }
 
