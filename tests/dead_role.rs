@@ -2,39 +2,21 @@
 //! answering 200, ingest stops (flushing its producer) instead of acknowledging pushes nobody
 //! will aggregate, and the process exits non-zero naming the role and its error.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use nines_testkit::process::http_status;
 use nines_testkit::{Generator, WorkloadSpec};
 
 use crate::support::{Env, now_ns, push_ok};
 
-/// `GET /readyz` on 127.0.0.1:`port`: the status code and body, or `None` if nothing answers.
+/// `GET /readyz` of the role: its status code and body, or `None` if nothing answers.
 fn readyz(port: u16) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Some((code, body))
+    http_status(port, "/readyz")
 }
 
 /// The admin port written into the config of role `name` (`Env::spawn` picks a free one).
 fn admin_port(env: &Env, name: &str) -> u16 {
-    let text = std::fs::read_to_string(env.dir.path().join(format!("{name}.toml"))).unwrap();
-    let v: toml::Value = toml::from_str(&text).unwrap();
-    let listen = v["admin"]["listen"].as_str().unwrap();
-    listen.rsplit(':').next().unwrap().parse().unwrap()
+    crate::support::admin_port(&env.dir.path().join(format!("{name}.toml")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

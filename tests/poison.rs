@@ -57,31 +57,10 @@ async fn undecodable_records_are_dead_lettered_with_a_reason() {
         100
     );
 
-    // Read the dead-letter topic back with a plain consumer.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", env.kafka())
-        .set("group.id", "test-dead-letters")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "2000")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["nines.dead-letter"]).unwrap();
-    let mut reasons = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while reasons.len() < 2 && Instant::now() < deadline {
-        let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else {
-            continue;
-        };
-        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-        let headers = m.headers().unwrap();
-        let reason = headers
-            .iter()
-            .find(|h| h.key == "nines.reason")
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap();
-        reasons.insert(key, reason);
-    }
+    let reasons: BTreeMap<String, String> = dead_letters(&env, "test-dead-letters", 2)
+        .await
+        .into_iter()
+        .collect();
     assert!(
         reasons["garbage"].starts_with("not a nines.v1.EventBatch"),
         "{reasons:?}"
@@ -141,28 +120,12 @@ async fn a_replayed_dead_letter_is_not_sent_twice() {
         ),
         25
     );
-    // Everything in the dead-letter topic, read back with a plain consumer.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", env.kafka())
-        .set("group.id", "test-dead-letter-replay")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "2000")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["nines.dead-letter"]).unwrap();
-    let mut keys = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
-            Ok(Ok(m)) => {
-                keys.push(String::from_utf8(m.key().unwrap().to_vec()).unwrap());
-                quiet_since = Instant::now();
-            }
-            _ if !keys.is_empty() && quiet_since.elapsed() > Duration::from_secs(8) => break,
-            _ => {}
-        }
-    }
+    // Everything in the dead-letter topic.
+    let keys: Vec<String> = dead_letters(&env, "test-dead-letter-replay", 1)
+        .await
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
     assert_eq!(keys, ["poison-1"]);
     assert!(
         next.log_text().contains("record already dead-lettered"),
@@ -179,4 +142,39 @@ async fn a_replayed_dead_letter_is_not_sent_twice() {
         "{}",
         next.metrics()
     );
+}
+
+/// Every record of the dead-letter topic as (key, `nines.reason` header), read with a plain
+/// consumer in group `group`: at least `at_least` of them, then until 5 s pass without one
+/// (so a copy too many is seen), within 60 s.
+async fn dead_letters(env: &Env, group: &str, at_least: usize) -> Vec<(String, String)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", env.kafka())
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "2000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["nines.dead-letter"]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+            Ok(Ok(m)) => {
+                let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+                let reason = m
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == "nines.reason"))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                out.push((key, reason));
+                quiet_since = Instant::now();
+            }
+            _ if out.len() >= at_least && quiet_since.elapsed() > Duration::from_secs(5) => break,
+            _ => {}
+        }
+    }
+    out
 }

@@ -198,7 +198,8 @@ fn first_i64(json_lines: &str) -> i64 {
         .unwrap_or(0)
 }
 
-fn admin_port(config: &Path) -> u16 {
+/// The admin port a role's config file names.
+pub fn admin_port(config: &Path) -> u16 {
     let text = std::fs::read_to_string(config).unwrap();
     let v: toml::Value = toml::from_str(&text).unwrap();
     let listen = v["admin"]["listen"].as_str().unwrap();

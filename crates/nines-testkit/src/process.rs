@@ -171,6 +171,11 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
 
 /// `GET path` on 127.0.0.1:`port`; the body-with-headers of a 200 answer.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
+    http_get_any(port, path).filter(|t| t.starts_with("HTTP/1.1 200"))
+}
+
+/// The whole answer (status line, headers, body) to `GET path`, whatever its status.
+fn http_get_any(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -180,7 +185,19 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
-    body.starts_with("HTTP/1.1 200").then_some(body)
+    Some(body)
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status code and the body, whatever the status; `None`
+/// if nothing answers.
+pub fn http_status(port: u16, path: &str) -> Option<(u16, String)> {
+    let text = http_get_any(port, path)?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Some((code, body))
 }
 
 #[cfg(test)]
