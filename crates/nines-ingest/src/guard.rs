@@ -223,7 +223,41 @@ impl VersionTracker {
     }
 }
 
+/// A revealed deploy whose push is not stored yet: dropped without [`Revealed::keep`] (an
+/// error, or the push's future dropped on a timeout), its version is forgotten, so the
+/// retry reveals the deploy again.
+#[derive(Debug)]
+pub struct Revealed<'a> {
+    versions: &'a VersionTracker,
+    tenant: String,
+    deploy: Option<DeployEvent>,
+}
+
+impl Revealed<'_> {
+    /// The push was stored: the version stays seen.
+    pub fn keep(mut self) {
+        self.deploy = None;
+    }
+}
+
+impl Drop for Revealed<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.deploy.take() {
+            self.versions.forget(&self.tenant, &d);
+        }
+    }
+}
+
 impl VersionTracker {
+    /// Holds `deploy`, just revealed by `observe`, until its push is stored.
+    pub fn pending(&self, tenant: &str, deploy: DeployEvent) -> Revealed<'_> {
+        Revealed {
+            versions: self,
+            tenant: tenant.to_owned(),
+            deploy: Some(deploy),
+        }
+    }
+
     /// Forgets the version `deploy` revealed (its push was not stored; the retry reveals it).
     pub fn forget(&self, tenant: &str, deploy: &DeployEvent) {
         let key = (
@@ -330,5 +364,23 @@ mod tests {
             "a new baseline"
         );
         assert!(t.observe(&push("a", "1.2", &["x"])).is_some());
+    }
+
+    #[test]
+    fn a_deploy_whose_push_is_not_stored_is_revealed_again() {
+        let t = VersionTracker::new(1 << 20);
+        assert!(t.observe(&push("a", "1.0", &["x"])).is_none(), "baseline");
+        // The push's future is dropped (a timeout) before it is stored.
+        let d = t.observe(&push("a", "1.1", &["x"])).expect("deploy");
+        drop(t.pending("t", d));
+        let d = t
+            .observe(&push("a", "1.1", &["x"]))
+            .expect("revealed again");
+        // This time it is stored.
+        t.pending("t", d).keep();
+        assert!(
+            t.observe(&push("a", "1.1", &["x"])).is_none(),
+            "seen for good"
+        );
     }
 }

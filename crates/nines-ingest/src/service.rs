@@ -85,10 +85,14 @@ impl Pipeline {
             records: 0,
         };
         let derived = self.inner.versions.observe(&req);
+        // Unless the push is stored, the version is forgotten so the retry reveals the deploy
+        // again: on an error, and also when this future is dropped (the request timed out).
+        let reveal = derived
+            .as_ref()
+            .map(|d| self.inner.versions.pending(tenant, d.clone()));
         let result = self.produce(req, derived.as_ref(), now).await;
-        if let (Err(_), Some(d)) = (&result, &derived) {
-            // Not stored: let the retry reveal the deploy again.
-            self.inner.versions.forget(tenant, d);
+        if let (Ok(_), Some(r)) = (&result, reveal) {
+            r.keep();
         }
         response.records = result?;
         Ok(response)
