@@ -18,7 +18,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// What `/readyz` answers: 200 only while the role is serving; 503 while it starts, while it
 /// stops, and for good once one of its parts has failed (with the part and its error).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Ready(Arc<Mutex<State>>);
+pub(crate) struct Ready(Arc<Mutex<State>>, Arc<Mutex<Option<String>>>);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 enum State {
@@ -55,10 +55,30 @@ impl Ready {
         }
     }
 
+    /// A condition that needs an operator while the role keeps running (a stalled
+    /// partition): not ready while it lasts, saying why. `None` clears it.
+    pub(crate) fn degraded(&self, reason: Option<String>) {
+        *self
+            .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = reason;
+    }
+
     /// The status and body of `/readyz`.
     fn answer(&self) -> (StatusCode, String) {
+        let degraded = self
+            .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         match &*self.lock() {
-            State::Ready => (StatusCode::OK, "ready".into()),
+            State::Ready => match degraded {
+                Some(reason) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("degraded: {reason}"),
+                ),
+                None => (StatusCode::OK, "ready".into()),
+            },
             State::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting".into()),
             State::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping".into()),
             State::Failed(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("failed: {reason}")),

@@ -560,8 +560,8 @@ async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Resu
 }
 
 async fn freshness(roles: &Roles, args: &BenchArgs) -> anyhow::Result<Row> {
-    let store = nines_store::Store::open(roles.dir.join("data"))?;
-    let engine = nines_query::QueryEngine::new(&store)?;
+    let store = nines_store::Store::open_dir(roles.dir.join("data")).await?;
+    let engine = nines_query::QueryEngine::new(&store).await?;
     let endpoint = format!("http://127.0.0.1:{}", roles.ingest_port);
     let events = args.fresh_rate * args.fresh_secs;
     let load = tokio::spawn(send(
@@ -643,8 +643,8 @@ async fn freshness(roles: &Roles, args: &BenchArgs) -> anyhow::Result<Row> {
 }
 
 async fn query(data: &Path, events: u64) -> anyhow::Result<Vec<Row>> {
-    let store = nines_store::Store::open(data)?;
-    let engine = nines_query::QueryEngine::new(&store)?;
+    let store = nines_store::Store::open_dir(data).await?;
+    let engine = nines_query::QueryEngine::new(&store).await?;
     let rollup = "SELECT service, sum(total) AS total, sum(errors) AS errors FROM sli_1m \
                   WHERE window_start >= date_trunc('minute', now() - INTERVAL '30 days') \
                   GROUP BY service ORDER BY service";
@@ -685,7 +685,9 @@ async fn query(data: &Path, events: u64) -> anyhow::Result<Vec<Row>> {
             slow * 1e3
         ),
     }];
-    let tables = store.table_dir("requests");
+    let tables = store
+        .table_dir("requests")
+        .context("a local store for DuckDB")?;
     let tables = tables.parent().context("tables directory")?;
     rows.push(match duckdb(tables, &answers[1])? {
         Some((raw, rollup)) => Row {

@@ -9,6 +9,7 @@ use figment::providers::{Env, Format, Toml};
 use nines_bus::BusConfig;
 use nines_ingest::IngestConfig;
 use nines_pipeline::AggregateConfig;
+use nines_store::MaintenanceConfig;
 use serde::Deserialize;
 
 use crate::roles::{Plan, Role};
@@ -16,7 +17,7 @@ use crate::roles::{Plan, Role};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Config {
-    /// Where tables, checkpoints and the embedded broker's database live.
+    /// Where the tables (`tables/`, Delta Lake) and the embedded broker's database live.
     pub data_dir: PathBuf,
     /// After SIGTERM/SIGINT a role that has not finished flushing within this time exits
     /// with status 1 (what it had not made durable is re-read from Kafka by the next start).
@@ -26,6 +27,7 @@ pub(crate) struct Config {
     pub bus: BusConfig,
     pub ingest: IngestConfig,
     pub aggregate: AggregateConfig,
+    pub storage: MaintenanceConfig,
     pub admin: AdminConfig,
 }
 
@@ -38,6 +40,7 @@ impl Default for Config {
             bus: BusConfig::default(),
             ingest: IngestConfig::default(),
             aggregate: AggregateConfig::default(),
+            storage: MaintenanceConfig::default(),
             admin: AdminConfig::default(),
         }
     }
@@ -111,6 +114,29 @@ impl Config {
         }
         if self.aggregate.flush_interval.is_zero() {
             bail!("aggregate.flush_interval must be positive");
+        }
+        let tables: Vec<&str> = nines_store::layout::all_tables().collect();
+        for (table, keep) in &self.storage.retention {
+            if !tables.contains(&table.as_str()) {
+                bail!(
+                    "storage.retention.{table}: no such table (tables: {})",
+                    tables.join(", ")
+                );
+            }
+            if keep.as_secs() < 86_400 {
+                bail!("storage.retention.{table} must be at least 1 day (whole days are removed)");
+            }
+        }
+        if let Some(keep) = self.storage.retention.get(nines_store::IDEMPOTENCY)
+            && *keep < self.aggregate.dedup_window + Duration::from_secs(86_400)
+        {
+            bail!(
+                "storage.retention.idempotency must exceed aggregate.dedup_window by a day \
+                 (keys still in the window would be forgotten)"
+            );
+        }
+        if self.storage.target_file_bytes < 1024 * 1024 {
+            bail!("storage.target_file_bytes must be at least 1 MiB");
         }
         let ack_wait = self.bus.delivery_timeout + Duration::from_secs(1);
         if self.ingest.request_timeout <= ack_wait {

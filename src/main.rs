@@ -78,6 +78,21 @@ enum Command {
     Gen(gen_cmd::GenArgs),
     /// Measure every stage on the embedded broker beside its baseline (BENCHMARKS.md).
     Bench(bench_cmd::BenchArgs),
+    /// Compact every table (small files of a day into files of `storage.target_file_bytes`),
+    /// expire the days `storage.retention` no longer keeps, and vacuum unreferenced files:
+    /// what the aggregator does every `storage.interval`, now.
+    Compact,
+    /// Move a partition's position in every table (its Delta `txn`) to `--to`: the answer
+    /// to a partition stalled because its log went backwards (docs/delivery.md). Stop the
+    /// aggregators first; no row is removed.
+    ResetOffsets {
+        /// The partition of the events topic.
+        #[arg(long)]
+        partition: i32,
+        /// The next offset to read (records from it on will be written).
+        #[arg(long)]
+        to: i64,
+    },
     /// The configuration (file < NINES__ environment) and what a role makes of it.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -140,6 +155,34 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Gen(args) => gen_cmd::run(args).await,
             Command::Bench(args) => bench_cmd::run(args).await,
+            Command::Compact => {
+                let store = roles::open_store(&cfg).await?;
+                for (table, r) in nines_pipeline::maintain_once(&store, &cfg.storage).await? {
+                    println!(
+                        "{table}: {} files; {} small files ({} bytes) rewritten as {} ({} bytes) in {} day(s)",
+                        r.files_before,
+                        r.files_removed,
+                        r.bytes_removed,
+                        r.files_added,
+                        r.bytes_added,
+                        r.partitions
+                    );
+                }
+                Ok(())
+            }
+            Command::ResetOffsets { partition, to } => {
+                let store = roles::open_store(&cfg).await?;
+                let topic = &cfg.bus.events_topic;
+                let (before, after) = store.reset_partition(topic, partition, to).await?;
+                for (table, v) in &before.by_table {
+                    println!(
+                        "{table}: partition {partition} held up to {}, now up to {}",
+                        v.map_or("nothing".into(), |v| v.to_string()),
+                        after.by_table[table].map_or("nothing".into(), |v| v.to_string()),
+                    );
+                }
+                Ok(())
+            }
             Command::Config(_) => unreachable!("handled before the configuration is loaded"),
         }
     })

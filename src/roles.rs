@@ -242,9 +242,15 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
         listener,
         stop.clone(),
     ));
+    let store = open_store(&cfg).await?;
+    tokio::spawn(nines_pipeline::maintain(
+        store.clone(),
+        cfg.storage.clone(),
+        stop.clone(),
+    ));
     let mut aggregate = tokio::spawn(nines_pipeline::run(
-        pipeline_settings(&cfg),
-        open_store(&cfg)?,
+        pipeline_settings(&cfg, &ready),
+        store,
         bootstrap.clone(),
         stop.clone(),
     ));
@@ -343,15 +349,25 @@ pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow:
     nines_bus::admin::ensure_topics(&cfg.bus, &bootstrap, std::time::Duration::from_secs(60))
         .await
         .context("creating topics")?;
+    let store = open_store(&cfg).await?;
+    tokio::spawn(nines_pipeline::maintain(
+        store.clone(),
+        cfg.storage.clone(),
+        stop.clone(),
+    ));
     ready.set();
-    nines_pipeline::run(pipeline_settings(&cfg), open_store(&cfg)?, bootstrap, stop).await
+    nines_pipeline::run(pipeline_settings(&cfg, &ready), store, bootstrap, stop).await
 }
 
 /// What the aggregator reads of the configuration.
-fn pipeline_settings(cfg: &Config) -> nines_pipeline::Settings {
+fn pipeline_settings(cfg: &Config, ready: &admin::Ready) -> nines_pipeline::Settings {
+    let ready = ready.clone();
     nines_pipeline::Settings {
         bus: cfg.bus.clone(),
         aggregate: cfg.aggregate.clone(),
+        on_stall: nines_pipeline::StallReport(std::sync::Arc::new(move |stall| {
+            ready.degraded(stall)
+        })),
     }
 }
 
@@ -392,6 +408,8 @@ async fn run_ingest(
 }
 
 /// Opens the store under the data directory.
-pub(crate) fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    Store::open(&cfg.data_dir).context("opening the store")
+pub(crate) async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    Store::open_dir(&cfg.data_dir)
+        .await
+        .context("opening the store")
 }

@@ -14,8 +14,10 @@ pub(crate) async fn run(
     sql: Option<&str>,
     format: OutputFormat,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&cfg.data_dir).context("opening the data directory")?;
-    let engine = QueryEngine::new(&store)?;
+    let store = Store::open_dir(&cfg.data_dir)
+        .await
+        .context("opening the data directory")?;
+    let engine = QueryEngine::new(&store).await?;
     if let Some(sql) = sql {
         return execute(&engine, sql, format).await;
     }

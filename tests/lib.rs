@@ -14,6 +14,7 @@ mod bad_input;
 mod compose;
 mod corpus;
 mod dead_role;
+mod delta;
 mod e2e;
 mod faults;
 mod idempotency;

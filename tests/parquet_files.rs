@@ -1,5 +1,6 @@
 //! Files written by nines, read by the `parquet` crate directly (not through our query
-//! layer): the documented schema, the offset range in name and metadata, every row.
+//! layer): the documented schema, the offset range in name and metadata, every row. And the
+//! Delta tables read by delta-rs's Python package: the timestamp type every reader sees.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -12,12 +13,15 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use nines_testkit::{Generator, WorkloadSpec};
 
-use crate::support::{Env, now_ns, push_ok};
+use crate::support::{Env, delta_reader, now_ns, push_ok};
 
 fn parquet_files(dir: PathBuf) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for day in std::fs::read_dir(dir).unwrap() {
         let day = day.unwrap().path();
+        if day.ends_with("_delta_log") {
+            continue;
+        }
         assert!(
             day.file_name()
                 .unwrap()
@@ -100,15 +104,17 @@ async fn an_independent_reader_sees_the_documented_schema() {
             .iter()
             .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
             .collect();
+        // Name: the offset range, then a unique suffix (a name is never reused).
         let name = path.file_name().unwrap().to_str().unwrap();
-        let expected_name = format!(
-            "{}-p{:05}-o{:020}-{:020}.parquet",
+        let expected_prefix = format!(
+            "{}-p{:05}-o{:020}-{:020}-",
             kv["nines.topic"],
             kv["nines.partition"].parse::<i32>().unwrap(),
             kv["nines.first_offset"].parse::<i64>().unwrap(),
             kv["nines.last_offset"].parse::<i64>().unwrap()
         );
-        assert_eq!(name, expected_name);
+        assert!(name.starts_with(&expected_prefix), "{name}");
+        assert!(name.ends_with(".parquet"), "{name}");
         assert_eq!(kv["nines.schema_version"], "2");
         assert_eq!(kv["nines.table"], "requests");
         for batch in builder.build().unwrap() {
@@ -149,4 +155,17 @@ async fn an_independent_reader_sees_the_documented_schema() {
             "{name}"
         );
     }
+
+    // Through the Delta log, as any Delta reader sees the table: every row, the event day
+    // as the `date` partition, and microsecond UTC timestamps.
+    let read = delta_reader(&env, &[]);
+    assert_eq!(read["requests_rows"], sent);
+    assert_eq!(read["requests_time_type"], "timestamp[us, tz=UTC]");
+    let mut days: Vec<String> = expected_micros
+        .iter()
+        .map(|us| nines_model::time::day_string(us.div_euclid(86_400_000_000)))
+        .collect();
+    days.sort();
+    days.dedup();
+    assert_eq!(read["dates"], serde_json::json!(days));
 }

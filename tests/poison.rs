@@ -10,6 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 
 use nines_testkit::{Generator, WorkloadSpec};
 
@@ -57,10 +58,12 @@ async fn undecodable_records_are_dead_lettered_with_a_reason() {
         100
     );
 
-    let reasons: BTreeMap<String, String> = dead_letters(&env, "test-dead-letters", 2)
-        .await
-        .into_iter()
-        .collect();
+    let reasons: BTreeMap<String, String> = dead_letters(&env, 2).await.into_iter().collect();
+    assert_eq!(
+        reasons.len(),
+        2,
+        "both poison records dead-lettered: {reasons:?}"
+    );
     assert!(
         reasons["garbage"].starts_with("not a nines.v1.EventBatch"),
         "{reasons:?}"
@@ -121,7 +124,7 @@ async fn a_replayed_dead_letter_is_not_sent_twice() {
         25
     );
     // Everything in the dead-letter topic.
-    let keys: Vec<String> = dead_letters(&env, "test-dead-letter-replay", 1)
+    let keys: Vec<String> = dead_letters(&env, 1)
         .await
         .into_iter()
         .map(|(key, _)| key)
@@ -144,18 +147,31 @@ async fn a_replayed_dead_letter_is_not_sent_twice() {
     );
 }
 
-/// Every record of the dead-letter topic as (key, `nines.reason` header), read with a plain
-/// consumer in group `group`: at least `at_least` of them, then until 5 s pass without one
-/// (so a copy too many is seen), within 60 s.
-async fn dead_letters(env: &Env, group: &str, at_least: usize) -> Vec<(String, String)> {
+/// Every record of the dead-letter topic as (key, `nines.reason` header), read from the start
+/// of every partition by a plain consumer with no group (a group join can stall on a loaded
+/// machine): at least `at_least` of them, then until 5 s pass without one (so a copy too many
+/// is seen), within 60 s.
+async fn dead_letters(env: &Env, at_least: usize) -> Vec<(String, String)> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", env.kafka())
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "2000")
+        .set("group.id", "unused-by-assign")
+        .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    consumer.subscribe(&["nines.dead-letter"]).unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some("nines.dead-letter"), Duration::from_secs(10))
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        assignment
+            .add_partition_offset("nines.dead-letter", partition.id(), Offset::Beginning)
+            .unwrap();
+    }
+    assert!(
+        assignment.count() > 0,
+        "the dead-letter topic has partitions"
+    );
+    consumer.assign(&assignment).unwrap();
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut quiet_since = Instant::now();

@@ -136,10 +136,17 @@ impl Env {
 
     /// [`Env::sql_raw`], with the error text instead of a panic.
     pub fn try_sql_raw(&self, query: &str, format: &str) -> Result<String, String> {
+        self.run(&["sql", "--format", format, query])
+    }
+
+    /// Runs a one-shot `nines <args>` with this environment's config: its stdout, or its
+    /// stderr if it failed.
+    pub fn run(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(["--log", "warn", "sql", "--format", format, query])
+            .arg("--config")
+            .arg(self.config("one-shot"))
+            .args(["--log", "warn"])
+            .args(args)
             .output()
             .unwrap();
         if !out.status.success() {
@@ -162,21 +169,12 @@ impl Env {
     }
 
     /// Polls `query` until it returns `expected` or `timeout` passes; returns the last value.
-    ///
-    /// A query that fails because a file it listed was removed meanwhile is polled again:
-    /// an aggregator's recovery removes the files of a crashed flush, and until tables are
-    /// read from snapshots a query running across that removal fails (docs/reliability.md,
-    /// "Known limits"). Any other failure panics.
+    /// Queries read Delta snapshots, so a failing query is a failure.
     pub fn wait_for(&self, query: &str, expected: i64, timeout: Duration) -> i64 {
         let deadline = Instant::now() + timeout;
         loop {
             let got = match self.try_sql_raw(query, "json") {
                 Ok(text) => first_i64(&text),
-                Err(e) if e.contains("not found: No such file or directory") => {
-                    assert!(Instant::now() < deadline, "nines sql kept failing: {e}");
-                    std::thread::sleep(Duration::from_millis(300));
-                    continue;
-                }
                 Err(e) => panic!("nines sql failed: {e}"),
             };
             if got == expected || Instant::now() > deadline {
@@ -248,6 +246,64 @@ pub fn assert_tables_equal_ledger(env: &Env, ledger: &Ledger, timeout: Duration)
         ledger.errors() as i64,
         "errors in sli_1m"
     );
+    // The same totals through an independent Delta reader (delta-rs's Python package).
+    let read = delta_reader(env, &[]);
+    assert_eq!(
+        read["requests_rows"], expected,
+        "rows read by deltalake (Python)"
+    );
+    assert_eq!(
+        read["requests_errors"],
+        ledger.errors(),
+        "errors read by deltalake"
+    );
+    assert_eq!(
+        read["requests_distinct_trace_ids"], expected,
+        "trace ids read by deltalake"
+    );
+    assert_eq!(
+        read["sli_total"], expected,
+        "sum(total) of sli_1m read by deltalake"
+    );
+    assert_eq!(
+        read["sli_errors"],
+        ledger.errors(),
+        "sum(errors) of sli_1m read by deltalake"
+    );
+}
+
+/// The Python interpreter of the virtualenv `scripts/test` prepares (outside the clone), with
+/// the `deltalake` package: `NINES_TEST_PYTHON`, else `~/.cache/nines/venv/bin/python`.
+pub fn test_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("NINES_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    PathBuf::from(home).join(".cache/nines/venv/bin/python")
+}
+
+/// What `tests/tools/delta_reader.py` reads of the env's tables with the `deltalake` Python
+/// package, and the `txn` versions of `apps` (e.g. `nines.events-0`) in each table.
+pub fn delta_reader(env: &Env, apps: &[&str]) -> serde_json::Value {
+    let python = test_python();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/delta_reader.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(env.data_dir())
+        .args(apps)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "running {} (the virtualenv scripts/test prepares): {e}",
+                python.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "delta_reader.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("delta_reader.py prints JSON")
 }
 
 /// Pushes, retrying retryable answers (same batch) a bounded number of times.

@@ -384,7 +384,15 @@ impl PartitionBuffer {
 
     /// Adds every event of one decoded record at `offset`.
     pub fn add(&mut self, batch: &EventBatch, offset: i64) {
+        self.add_to(batch, offset, |_| true);
+    }
+
+    /// Adds the events of one decoded record at `offset` to the tables `wanted` names: a
+    /// replayed record is left out of the tables that hold it already.
+    pub fn add_to(&mut self, batch: &EventBatch, offset: i64, wanted: impl Fn(&str) -> bool) {
         self.skip(offset);
+        let (to_requests, to_rollups) = (wanted(REQUESTS), wanted(SLI_1M));
+        let (to_deploys, to_incidents) = (wanted(DEPLOYS), wanted(INCIDENTS));
         let default = Resource::default();
         let res = batch.resource.as_ref().unwrap_or(&default);
         let p = self.partition;
@@ -393,7 +401,7 @@ impl PartitionBuffer {
             (res.tenant.len() + res.service.len() + res.environment.len() + res.version.len())
                 as u64;
 
-        for e in &batch.requests {
+        for e in batch.requests.iter().filter(|_| to_requests) {
             self.bytes += FIXED_EVENT_BYTES
                 + resource_bytes
                 + (e.operation.len() + e.trace_id.len()) as u64
@@ -428,7 +436,7 @@ impl PartitionBuffer {
             c.kafka_partition.append_value(p);
             c.kafka_offset.append_value(offset);
         }
-        if !batch.requests.is_empty() {
+        if to_rollups && !batch.requests.is_empty() {
             let cells = self.rollups.cells(res);
             for e in &batch.requests {
                 let ops = cells.entry(minute_start(e.time_unix_nano)).or_default();
@@ -440,7 +448,7 @@ impl PartitionBuffer {
             }
         }
 
-        for d in &batch.deploys {
+        for d in batch.deploys.iter().filter(|_| to_deploys) {
             let c = self
                 .deploys
                 .entry(day_number(d.time_unix_nano))
@@ -483,7 +491,7 @@ impl PartitionBuffer {
             c.kafka_offset.append_value(offset);
         }
 
-        for n in &batch.incidents {
+        for n in batch.incidents.iter().filter(|_| to_incidents) {
             let c = self
                 .incidents
                 .entry(day_number(n.opened_at_unix_nano))

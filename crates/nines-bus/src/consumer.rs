@@ -25,6 +25,13 @@ pub type ResumeFn = Arc<dyn Fn(&str, i32) -> Option<i64> + Send + Sync>;
 pub enum AssignmentChange {
     Assigned(Vec<i32>),
     Revoked(Vec<i32>),
+    /// An assigned partition whose log ends before the durable position (`next`): the broker
+    /// lost records or is another broker. It is paused, never read, until an operator decides.
+    Stalled {
+        partition: i32,
+        next: i64,
+        log_end: i64,
+    },
 }
 
 struct GroupContext {
@@ -66,22 +73,51 @@ impl ConsumerContext for GroupContext {
                     .iter()
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect();
+                let mut stalled = TopicPartitionList::new();
+                let mut changes = vec![AssignmentChange::Assigned(partitions)];
                 for (topic, partition) in elements {
-                    if let Some(next) = (self.resume)(&topic, partition) {
-                        info!(%topic, partition, next, "resuming after durable files");
-                        if let Err(e) =
-                            tpl.set_partition_offset(&topic, partition, Offset::Offset(next))
-                        {
-                            warn!(%topic, partition, error = %e, "could not set resume offset");
+                    let Some(next) = (self.resume)(&topic, partition) else {
+                        continue;
+                    };
+                    // Offsets never go backwards silently: a log that ends before what the
+                    // tables hold would be read from its start and its records taken for
+                    // ones already stored.
+                    match base_consumer.fetch_watermarks(&topic, partition, WATERMARK_TIMEOUT) {
+                        Ok((_, log_end)) if log_end < next => {
+                            warn!(%topic, partition, next, log_end,
+                                "the partition's log ends before the offset the tables hold: \
+                                 not reading it (see `nines reset-offsets`)");
+                            let _ = stalled.add_partition_offset(&topic, partition, Offset::End);
+                            changes.push(AssignmentChange::Stalled {
+                                partition,
+                                next,
+                                log_end,
+                            });
+                            continue;
                         }
+                        Ok(_) => {}
+                        Err(e) => {
+                            warn!(%topic, partition, error = %e, "could not read the log end")
+                        }
+                    }
+                    info!(%topic, partition, next, "resuming after the committed tables");
+                    if let Err(e) =
+                        tpl.set_partition_offset(&topic, partition, Offset::Offset(next))
+                    {
+                        warn!(%topic, partition, error = %e, "could not set resume offset");
                     }
                 }
                 self.changes
                     .lock()
                     .expect("assignment lock")
-                    .push(AssignmentChange::Assigned(partitions));
+                    .extend(changes);
                 if let Err(e) = base_consumer.assign(tpl) {
                     warn!(error = %e, "assign failed");
+                }
+                if stalled.count() > 0
+                    && let Err(e) = base_consumer.pause(&stalled)
+                {
+                    warn!(error = %e, "pausing stalled partitions failed");
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -97,6 +133,9 @@ impl ConsumerContext for GroupContext {
         }
     }
 }
+
+/// How long a rebalance waits for a partition's log end.
+const WATERMARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A member of the aggregators' consumer group.
 pub struct GroupConsumer {
@@ -183,6 +222,26 @@ impl GroupConsumer {
             .assignment()
             .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
             .unwrap_or_default()
+    }
+
+    /// Moves an assigned partition's position to `next_offset` (after a fenced commit, the
+    /// partition is re-read from what the tables hold).
+    pub fn seek(&self, partition: i32, next_offset: i64) -> Result<()> {
+        self.inner
+            .seek(
+                &self.topic,
+                partition,
+                Offset::Offset(next_offset),
+                WATERMARK_TIMEOUT,
+            )
+            .map_err(Error::from_kafka)
+    }
+
+    /// Stops fetching an assigned partition (one whose log went backwards).
+    pub fn pause(&self, partition: i32) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, partition);
+        self.inner.pause(&tpl).map_err(Error::from_kafka)
     }
 
     /// Commits `next_offset` (last processed + 1) for a partition, synchronously.

@@ -1,15 +1,17 @@
-//! The aggregator role as a library: consume, decode, roll up, write durable Parquet, then
-//! commit. The binary (`src/roles.rs`) only wires it: it owns the CLI, the configuration
-//! file and the process. This is the only crate that commits Kafka offsets.
+//! The aggregator role as a library: consume, decode, roll up, commit to the Delta tables,
+//! then commit the Kafka offset. The binary (`src/roles.rs`) only wires it: it owns the CLI,
+//! the configuration file and the process. This is the only crate that commits Kafka offsets.
 //!
 //! Per partition: records accumulate in a [`PartitionBuffer`] until it holds
-//! `flush_events` events or is `flush_interval` old; then the store writes every file and
-//! the checkpoint, and only then is the partition's offset committed to Kafka. Revoked
-//! partitions drop their buffers (the next owner resumes from the durable checkpoint).
+//! `flush_events` events or is `flush_interval` old; then the store commits the files to
+//! every table with the partition's offset in the same Delta commit (`txn`), and only then is
+//! the offset committed to Kafka. On assignment a partition resumes after the smallest
+//! offset the tables hold; a replayed record is left out of the tables that hold it. Revoked
+//! or fenced partitions drop their buffers.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fail::fail_point;
@@ -21,8 +23,8 @@ use nines_bus::consumer::{AssignmentChange, GroupConsumer, ResumeFn};
 use nines_bus::producer::AckProducer;
 use nines_model::schema::BUS_RECORD_VERSION;
 use nines_proto::v1::EventBatch;
-use nines_store::Store;
 use nines_store::faults::crash;
+use nines_store::{CommitOutcome, Positions, Store};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -36,6 +38,43 @@ mod config;
 pub struct Settings {
     pub bus: BusConfig,
     pub aggregate: AggregateConfig,
+    /// Told, every tick, what needs an operator (`None`: nothing).
+    pub on_stall: StallReport,
+}
+
+/// Receives a description of the stalled partitions (`None` when there are none), e.g. for
+/// `/readyz`.
+#[derive(Clone)]
+pub struct StallReport(pub Arc<dyn Fn(Option<String>) + Send + Sync>);
+
+impl std::fmt::Debug for StallReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StallReport")
+    }
+}
+
+impl Default for StallReport {
+    fn default() -> Self {
+        Self(Arc::new(|_| {}))
+    }
+}
+
+/// What the stall report says of `stalled`.
+fn describe_stalls(stalled: &HashMap<i32, (i64, i64)>) -> Option<String> {
+    if stalled.is_empty() {
+        return None;
+    }
+    let mut parts: Vec<_> = stalled.iter().collect();
+    parts.sort();
+    Some(
+        parts
+            .into_iter()
+            .map(|(p, (next, seen))| {
+                format!("partition {p} stalled: the tables hold offsets below {next}, the broker's log is at {seen} (nines reset-offsets)")
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
 struct Open {
@@ -46,11 +85,23 @@ struct Open {
 /// What the aggregator keeps per owned partition besides its open buffer.
 struct Owned {
     dedup: DedupWindow,
-    /// Offsets past the checkpoint already acknowledged by the dead-letter topic.
+    /// Offsets past the resume point already acknowledged by the dead-letter topic.
     dead_lettered: BTreeSet<i64>,
-    /// Idempotency lines appended since the log was last compacted.
-    appended: usize,
+    /// Where the partition stands in every table (the `txn` versions this writer expects).
+    positions: Positions,
+    /// When this writer last committed the partition to each table.
+    committed_at: HashMap<&'static str, Instant>,
+    /// Set after a seek (fencing): records fetched before it, below the new position, are
+    /// dropped instead of being taken for a log that went backwards.
+    after_seek: bool,
 }
+
+/// A table without data in a flush still gets a `txn`-only commit once its version is this
+/// old, so a restart never replays far for a table that rarely has rows.
+const TXN_REFRESH: Duration = Duration::from_secs(60);
+
+/// Positions read at assignment (by the rebalance callback), taken by the loop.
+type Resumed = Arc<Mutex<HashMap<i32, Positions>>>;
 
 /// Runs the aggregator on `store` until `stop`, then flushes and commits what it holds.
 pub async fn run(
@@ -59,13 +110,25 @@ pub async fn run(
     bootstrap: String,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let recover_store = store.clone();
+    let resumed: Resumed = Arc::default();
+    let (resume_store, resume_into) = (store.clone(), resumed.clone());
+    let runtime = tokio::runtime::Handle::current();
     let resume: ResumeFn = Arc::new(move |topic, partition| {
-        match recover_store.recover(topic, partition) {
-            Ok(next) => next,
+        let read = tokio::task::block_in_place(|| {
+            runtime.block_on(resume_store.positions(topic, partition))
+        });
+        match read {
+            Ok(positions) => {
+                let next = positions.resume();
+                resume_into
+                    .lock()
+                    .expect("resume lock")
+                    .insert(partition, positions);
+                Some(next)
+            }
             Err(e) => {
                 // Resuming from Kafka's committed offset instead could duplicate rows: stop.
-                error!(topic, partition, error = %e, "cannot recover partition; exiting");
+                error!(topic, partition, error = %e, "cannot read the partition's position; exiting");
                 std::process::exit(2);
             }
         }
@@ -76,6 +139,8 @@ pub async fn run(
     let mut open: HashMap<i32, Open> = HashMap::new();
     let mut owned: BTreeSet<i32> = BTreeSet::new();
     let mut state: HashMap<i32, Owned> = HashMap::new();
+    // Partitions whose log went backwards: never read until an operator resets them.
+    let mut stalled: HashMap<i32, (i64, i64)> = HashMap::new();
     // Partitions whose lag gauge has been set (zeroed once they are no longer owned).
     let mut lag_reported: BTreeSet<i32> = BTreeSet::new();
     let mut tick = tokio::time::interval(cfg.aggregate.flush_interval / 4);
@@ -85,19 +150,20 @@ pub async fn run(
         tokio::select! {
             () = stop.cancelled() => break,
             _ = tick.tick() => {
-                apply_changes(&consumer, &mut open, &mut state, &mut owned);
+                apply_changes(&consumer, &mut open, &mut state, &mut owned, &mut stalled);
                 let due: Vec<i32> = open
                     .iter()
                     .filter(|(_, o)| o.since.elapsed() >= cfg.aggregate.flush_interval)
                     .map(|(p, _)| *p)
                     .collect();
                 for p in due {
-                    flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p)?;
+                    flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p).await?;
                 }
-                report_lag(&store, &consumer, &topic, &owned, &mut lag_reported);
+                report_lag(&consumer, &state, &owned, &mut lag_reported, &stalled);
+                (cfg.on_stall.0)(describe_stalls(&stalled));
             }
             msg = consumer.recv() => {
-                apply_changes(&consumer, &mut open, &mut state, &mut owned);
+                apply_changes(&consumer, &mut open, &mut state, &mut owned, &mut stalled);
                 let m = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -114,8 +180,8 @@ pub async fn run(
                 )));
                 let (partition, offset) = (m.partition(), m.offset());
                 counter!("nines_aggregate_records_total").increment(1);
-                if !owned.contains(&partition) {
-                    // Fetched before a revocation we have already applied.
+                if !owned.contains(&partition) || stalled.contains_key(&partition) {
+                    // Fetched before a revocation we have already applied, or stalled.
                     continue;
                 }
                 let entry = open.entry(partition).or_insert_with(|| Open {
@@ -125,9 +191,32 @@ pub async fn run(
                 let part = match state.entry(partition) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(load_window(&store, &topic, &cfg, partition)?)
+                        let known = resumed.lock().expect("resume lock").remove(&partition);
+                        let positions = match known {
+                            Some(p) => p,
+                            None => store.positions(&topic, partition).await?,
+                        };
+                        v.insert(load_window(&store, &topic, &cfg, partition, positions).await?)
                     }
                 };
+                if offset < part.positions.resume() && part.after_seek {
+                    // Fetched before the seek of a fenced partition: the tables hold it.
+                    continue;
+                }
+                if offset < part.positions.resume() {
+                    // The broker handed out an offset below what the tables hold: its log
+                    // went backwards (wiped, or another broker). Writing would mix records.
+                    let next = part.positions.resume();
+                    error!(partition, offset, next, "offset below the committed tables: the log went backwards; partition stalled (see `nines reset-offsets`)");
+                    stalled.insert(partition, (next, offset));
+                    open.remove(&partition);
+                    state.remove(&partition);
+                    if let Err(e) = consumer.pause(partition) {
+                        warn!(partition, error = %e, "could not pause the stalled partition");
+                    }
+                    continue;
+                }
+                let held = part.positions.clone();
                 let payload = m.payload().unwrap_or_default();
                 match decode(payload) {
                     Ok(batch) if !batch.batch_id.is_empty() => {
@@ -152,16 +241,15 @@ pub async fn run(
                                 .increment(part.dedup.evicted_early() - early);
                         }
                         if new {
-                            entry.buffer.add(&batch, offset);
+                            entry.buffer.add_to(&batch, offset, |t| !held.holds(t, offset));
                             entry.buffer.note_seen(seen);
-                            part.appended += 1;
                         } else {
                             counter!("nines_aggregate_duplicate_batches_total").increment(1);
                             info!(partition, offset, batch_id = %batch.batch_id, "dropping a retried batch already stored");
                             entry.buffer.skip(offset);
                         }
                     }
-                    Ok(batch) => entry.buffer.add(&batch, offset),
+                    Ok(batch) => entry.buffer.add_to(&batch, offset, |t| !held.holds(t, offset)),
                     Err(reason) => {
                         if part.dead_lettered.contains(&offset) {
                             // A replay after a crash before this record's flush: sent already.
@@ -169,10 +257,10 @@ pub async fn run(
                         } else {
                             dead_letter(&dead_letters, &cfg.bus.dead_letter_topic, &m, &reason)
                                 .await?;
-                            tokio::task::block_in_place(|| {
-                                store.note_dead_letter(&topic, partition, offset)
-                            })
-                            .context("noting a dead letter")?;
+                            store
+                                .note_dead_letter(&topic, partition, offset)
+                                .await
+                                .context("noting a dead letter")?;
                             part.dead_lettered.insert(offset);
                         }
                         entry.buffer.skip(offset);
@@ -181,52 +269,95 @@ pub async fn run(
                 if entry.buffer.events() >= cfg.aggregate.flush_events
                     || entry.buffer.bytes() >= cfg.aggregate.flush_bytes
                 {
-                    flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, partition)?;
+                    flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, partition).await?;
                 }
             }
         }
     }
     // Graceful stop: everything buffered becomes durable and committed.
-    apply_changes(&consumer, &mut open, &mut state, &mut owned);
+    apply_changes(&consumer, &mut open, &mut state, &mut owned, &mut stalled);
     let partitions: Vec<i32> = open.keys().copied().collect();
     for p in partitions {
-        flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p)?;
+        flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p).await?;
     }
     dead_letters.flush(cfg.bus.delivery_timeout)?;
     info!("aggregator stopped");
     Ok(())
 }
 
-/// The idempotency window of a partition, as its durable log left it.
-fn load_window(
+/// Keeps the tables compact and bounded while the aggregator runs: every `cfg.interval`,
+/// compacts each table, expires the days its retention no longer keeps, and vacuums. A
+/// failure is logged and retried at the next round (another aggregator may have compacted
+/// the same files first).
+pub async fn maintain(store: Store, cfg: nines_store::MaintenanceConfig, stop: CancellationToken) {
+    if cfg.interval.is_zero() {
+        return;
+    }
+    let mut tick = tokio::time::interval(cfg.interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = maintain_once(&store, &cfg).await {
+                    warn!(error = %e, "table maintenance failed; retrying next round");
+                }
+            }
+        }
+    }
+}
+
+/// One round of maintenance over every table (what `nines compact` runs).
+pub async fn maintain_once(
+    store: &Store,
+    cfg: &nines_store::MaintenanceConfig,
+) -> anyhow::Result<Vec<(&'static str, nines_store::CompactionReport)>> {
+    let mut out = Vec::new();
+    for table in nines_store::layout::all_tables() {
+        if let Some(keep) = cfg.retention.get(table) {
+            store.expire(table, *keep, now_ns()).await?;
+        }
+        let report = store.compact(table, cfg.target_file_bytes).await?;
+        store.vacuum(table, cfg.vacuum_grace).await?;
+        out.push((table, report));
+    }
+    Ok(out)
+}
+
+/// The idempotency window of a partition, as the idempotency table left it, and the
+/// dead-letter notes of records after its resume point.
+async fn load_window(
     store: &Store,
     topic: &str,
     cfg: &Settings,
     partition: i32,
+    positions: Positions,
 ) -> anyhow::Result<Owned> {
     let mut dedup = DedupWindow::new(
         cfg.aggregate.dedup_window.as_nanos() as i64,
         cfg.aggregate.dedup_max_batches,
         cfg.aggregate.dedup_max_bytes,
     );
-    let seen = tokio::task::block_in_place(|| store.seen_batches(topic, partition))
-        .context("reading the idempotency log")?;
-    let lines = seen.len();
+    let since = now_ns() - cfg.aggregate.dedup_window.as_nanos() as i64;
+    let (seen, dead_lettered) = store
+        .remembered(topic, partition, since, positions.resume())
+        .await
+        .context("reading the idempotency table")?;
     for s in seen {
         dedup.insert(s);
     }
     info!(
         partition,
         remembered = dedup.len(),
-        "idempotency window loaded"
+        resume = positions.resume(),
+        "partition state loaded"
     );
-    let dead_lettered =
-        tokio::task::block_in_place(|| store.dead_letters_beyond_checkpoint(topic, partition))
-            .context("reading the dead-letter log")?;
     Ok(Owned {
         dedup,
         dead_lettered,
-        appended: lines,
+        positions,
+        committed_at: HashMap::new(),
+        after_seek: false,
     })
 }
 
@@ -269,7 +400,7 @@ async fn dead_letter(
     Ok(())
 }
 
-/// Applies rebalances. An assigned partition restarts from its durable checkpoint, so any
+/// Applies rebalances. An assigned partition restarts from what the tables hold, so any
 /// in-memory state of it (open buffer, idempotency keys not yet durable) is dropped: keeping
 /// keys of records that were never written would make their re-delivery look like a retry.
 fn apply_changes(
@@ -277,6 +408,7 @@ fn apply_changes(
     open: &mut HashMap<i32, Open>,
     state: &mut HashMap<i32, Owned>,
     owned: &mut BTreeSet<i32>,
+    stalled: &mut HashMap<i32, (i64, i64)>,
 ) {
     for change in consumer.take_changes() {
         match change {
@@ -286,6 +418,7 @@ fn apply_changes(
                 owned.extend(ps);
                 open.clear();
                 state.clear();
+                stalled.clear();
             }
             AssignmentChange::Revoked(ps) => {
                 info!(partitions = ?ps, "revoked");
@@ -293,46 +426,65 @@ fn apply_changes(
                     owned.remove(&p);
                     open.remove(&p);
                     state.remove(&p);
+                    stalled.remove(&p);
                 }
+            }
+            AssignmentChange::Stalled {
+                partition,
+                next,
+                log_end,
+            } => {
+                error!(
+                    partition,
+                    next,
+                    log_end,
+                    "partition stalled: its log ends before the offset the tables hold"
+                );
+                stalled.insert(partition, (next, log_end));
             }
         }
     }
 }
 
 /// Sets `nines_aggregate_consumer_lag_records{partition}` for every owned partition: records
-/// in the partition (its high watermark) not yet in a durable file. The durable position is
-/// the store's checkpoint, the one a restart would resume from, never the Kafka commit.
+/// in the partition (its high watermark) after the last offset the tables hold (a table
+/// without rows in the later records holds them as well), never from the Kafka commit. A stalled partition has
+/// `nines_aggregate_partition_stalled{partition}` = 1.
 fn report_lag(
-    store: &Store,
     consumer: &GroupConsumer,
-    topic: &str,
+    state: &HashMap<i32, Owned>,
     owned: &BTreeSet<i32>,
     reported: &mut BTreeSet<i32>,
+    stalled: &HashMap<i32, (i64, i64)>,
 ) {
     gauge!("nines_aggregate_partitions_owned").set(owned.len() as f64);
+    gauge!("nines_aggregate_partitions_stalled").set(stalled.len() as f64);
     for p in reported.difference(owned) {
         gauge!("nines_aggregate_consumer_lag_records", "partition" => p.to_string()).set(0.0);
+        gauge!("nines_aggregate_partition_stalled", "partition" => p.to_string()).set(0.0);
     }
     reported.retain(|p| owned.contains(p));
     for &p in owned {
-        let next = match store.checkpoint(topic, p) {
-            Ok(c) => c.map_or(0, |c| c.last_offset + 1),
-            Err(e) => {
-                warn!(partition = p, error = %e, "cannot read checkpoint for lag");
-                continue;
-            }
+        let stall = if stalled.contains_key(&p) { 1.0 } else { 0.0 };
+        gauge!("nines_aggregate_partition_stalled", "partition" => p.to_string()).set(stall);
+        reported.insert(p);
+        let Some(next) = state
+            .get(&p)
+            .map(|o| o.positions.high().map_or(0, |h| h + 1))
+        else {
+            continue;
         };
         if let Some(high) = consumer.high_watermark(p) {
-            reported.insert(p);
             gauge!("nines_aggregate_consumer_lag_records", "partition" => p.to_string())
                 .set((high - next).max(0) as f64);
         }
     }
 }
 
-/// Makes a partition's buffer durable, commits its offset, then compacts its idempotency log
-/// once that holds far more lines than the window (every key in memory is durable by then).
-fn flush(
+/// Commits a partition's buffer to the tables, then its offset to Kafka. A fenced commit
+/// (another writer moved the partition) or a failed Kafka commit drops the partition's state
+/// and re-reads its position from the tables: nothing this writer held is trusted any more.
+async fn flush(
     store: &Store,
     consumer: &GroupConsumer,
     topic: &str,
@@ -341,43 +493,50 @@ fn flush(
     state: &mut HashMap<i32, Owned>,
     partition: i32,
 ) -> anyhow::Result<()> {
-    flush_buffer(store, consumer, topic, open, partition)?;
-    let Some(o) = state.get_mut(&partition) else {
-        return Ok(());
-    };
-    if o.appended <= cfg.aggregate.dedup_max_batches.max(o.dedup.len() * 2) {
-        return Ok(());
-    }
-    tokio::task::block_in_place(|| {
-        store.compact_seen(topic, partition, o.dedup.entries().into_iter())
-    })
-    .context("compacting the idempotency log")?;
-    o.appended = o.dedup.len();
-    Ok(())
-}
-
-fn flush_buffer(
-    store: &Store,
-    consumer: &GroupConsumer,
-    topic: &str,
-    open: &mut HashMap<i32, Open>,
-    partition: i32,
-) -> anyhow::Result<()> {
     let Some(mut o) = open.remove(&partition) else {
         return Ok(());
     };
     let Some(flush) = o.buffer.take().context("building batches")? else {
         return Ok(());
     };
+    let Some(part) = state.get_mut(&partition) else {
+        return Ok(());
+    };
     let started = Instant::now();
-    tokio::task::block_in_place(|| store.commit(topic, &flush)).context("writing files")?;
+    let committed_at = &part.committed_at;
+    let stale = |t: &str| {
+        committed_at
+            .get(t)
+            .is_none_or(|at| at.elapsed() >= TXN_REFRESH)
+    };
+    let outcome = store
+        .commit(topic, &flush, &part.positions, stale)
+        .await
+        .context("committing to the tables")?;
+    let positions = match outcome {
+        CommitOutcome::Committed(p) => p,
+        CommitOutcome::Fenced(f) => {
+            warn!(partition, table = f.table, expected = ?f.expected, stored = ?f.stored,
+                "fenced by another writer: dropping the partition's state");
+            counter!("nines_aggregate_fenced_total").increment(1);
+            return reread(store, consumer, topic, cfg, state, partition).await;
+        }
+    };
+    for (t, v) in &positions.by_table {
+        if part.positions.by_table.get(t) != Some(v) {
+            part.committed_at.insert(t, Instant::now());
+        }
+    }
+    part.positions = positions;
     fail_point!("aggregate.before_commit", |_| crash(
         "aggregate.before_commit"
     ));
-    consumer
-        .commit(partition, flush.last_offset + 1)
-        .map_err(|e| warn!(partition, error = %e, "offset commit failed; durable files still rule"))
-        .ok();
+    if let Err(e) = consumer.commit(partition, flush.last_offset + 1) {
+        // Not ignored: a member that cannot commit may have been expelled from the group.
+        warn!(partition, error = %e, "Kafka offset commit failed: re-reading the partition");
+        counter!("nines_aggregate_offset_commit_failures_total").increment(1);
+        return reread(store, consumer, topic, cfg, state, partition).await;
+    }
     histogram!("nines_aggregate_flush_duration_seconds").record(started.elapsed().as_secs_f64());
     counter!("nines_aggregate_flushes_total").increment(1);
     counter!("nines_aggregate_events_total").increment(flush.events);
@@ -389,6 +548,31 @@ fn flush_buffer(
         ms = started.elapsed().as_millis() as u64,
         "flushed"
     );
+    Ok(())
+}
+
+/// Drops a partition's state and moves its position to what the tables hold. If this member
+/// no longer owns it, the seek fails and the coming rebalance settles it.
+async fn reread(
+    store: &Store,
+    consumer: &GroupConsumer,
+    topic: &str,
+    cfg: &Settings,
+    state: &mut HashMap<i32, Owned>,
+    partition: i32,
+) -> anyhow::Result<()> {
+    state.remove(&partition);
+    let positions = store
+        .positions(topic, partition)
+        .await
+        .context("re-reading a fenced partition")?;
+    let next = positions.resume();
+    let mut part = load_window(store, topic, cfg, partition, positions).await?;
+    part.after_seek = true;
+    state.insert(partition, part);
+    if let Err(e) = consumer.seek(partition, next) {
+        warn!(partition, error = %e, "seek after fencing failed; waiting for the rebalance");
+    }
     Ok(())
 }
 

@@ -6,6 +6,8 @@ pub enum Error {
     Sql(String),
     #[error("query failed: {0}")]
     Execution(#[from] datafusion::error::DataFusionError),
+    #[error("opening table {0}: {1}")]
+    Table(String, String),
     #[error("formatting result: {0}")]
     Format(#[from] arrow::error::ArrowError),
 }

@@ -10,7 +10,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("writing parquet {path}: {source}")]
+    #[error("parquet {path}: {source}")]
     Parquet {
         path: PathBuf,
         #[source]
@@ -18,8 +18,21 @@ pub enum Error {
     },
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
-    #[error("checkpoint {path} is corrupt: {reason}")]
-    Checkpoint { path: PathBuf, reason: String },
+    #[error("{op} Delta table {table}: {source}")]
+    Delta {
+        table: String,
+        op: &'static str,
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    #[error("object store, {path}: {source}")]
+    ObjectStore {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("storage location {location}: {reason}")]
+    Location { location: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,17 +8,17 @@
 //! | point | where the process dies |
 //! |---|---|
 //! | `store.before_write` | buffers built, no file started |
-//! | `store.mid_file` | a temporary file holds row groups but no footer |
-//! | `store.after_rename` | a data file has its final name; the flush's other files and its checkpoint do not exist yet |
-//! | `store.before_checkpoint` | every data file renamed, idempotency keys and checkpoint not written |
-//! | `aggregate.before_commit` | checkpoint durable, Kafka offset not committed |
+//! | `store.mid_file` | a data file is being encoded, nothing of the flush is stored |
+//! | `store.after_file` | a data file is stored; no commit names it (an orphan) |
+//! | `store.between_tables` | the first table's commit is done, the other tables' are not |
+//! | `aggregate.before_commit` | every table committed, Kafka offset not committed |
 
 /// Every crash point, for tests that walk them all.
 pub const POINTS: [&str; 5] = [
     "store.before_write",
     "store.mid_file",
-    "store.after_rename",
-    "store.before_checkpoint",
+    "store.after_file",
+    "store.between_tables",
     "aggregate.before_commit",
 ];
 

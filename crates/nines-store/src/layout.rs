@@ -1,46 +1,60 @@
-//! Where files live, what they are called, and the checkpoints that say which are complete.
+//! The store: where the Delta tables live, what their files are called, and the commit of a
+//! flush with its Kafka offset.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use deltalake::kernel::Add;
 use fail::fail_point;
 use metrics::counter;
-use nines_model::flush::{BatchKey, Flush, Seen};
-use nines_model::schema::{PARTITION_COLUMN, TABLES};
-use nines_model::time::day_string;
-use serde::{Deserialize, Serialize};
+use nines_model::flush::{BatchKey, Flush, Seen, TableBatch};
+use nines_model::schema::{self, PARTITION_COLUMN, TABLES};
+use nines_model::time::{day_string, micros};
+use object_store::{ObjectStoreExt as _, PutPayload};
+use tokio::sync::Mutex;
 use tracing::{info, warn};
+use url::Url;
 
-use crate::error::IoContext;
+use crate::delta::{CommitFailure, Table, add_action};
 use crate::faults::crash;
-use crate::writer::{Provenance, create_dir_durable, rename_durable, write_durable};
+use crate::writer::{Provenance, encode};
 use crate::{Error, Result};
 
-const TMP_SUFFIX: &str = ".tmp";
+/// The store's own table of idempotency keys and dead-letter notes (not queryable by SQL).
+pub const IDEMPOTENCY: &str = "idempotency";
 
-/// The name of a data file: which records of which partition it holds.
+/// The name of a data file: which records of which partition it holds, and a unique suffix.
+/// A name is never reused: once a commit's outcome is unknown, overwriting a file an earlier
+/// commit may reference would corrupt the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileName {
     pub topic: String,
     pub partition: i32,
     pub first_offset: i64,
     pub last_offset: i64,
+    pub unique: String,
 }
 
 impl FileName {
-    /// `<topic>-p00003-o00000000000000000012-00000000000000000345.parquet`: deterministic, so
-    /// a replay of the same range writes the same name instead of a duplicate.
+    /// `<topic>-p00003-o00000000000000000012-00000000000000000345-<unique>.parquet`.
     pub fn render(&self) -> String {
         format!(
-            "{}-p{:05}-o{:020}-{:020}.parquet",
-            self.topic, self.partition, self.first_offset, self.last_offset
+            "{}-p{:05}-o{:020}-{:020}-{}.parquet",
+            self.topic, self.partition, self.first_offset, self.last_offset, self.unique
         )
     }
 
     /// Parses a name made by [`FileName::render`].
     pub fn parse(name: &str) -> Option<Self> {
         let stem = name.strip_suffix(".parquet")?;
-        let (rest, last) = stem.rsplit_once('-')?;
+        let (rest, unique) = stem.rsplit_once('-')?;
+        let (rest, last) = rest.rsplit_once('-')?;
         let (rest, first) = rest.rsplit_once("-o")?;
         let (topic, partition) = rest.rsplit_once("-p")?;
         Some(Self {
@@ -48,309 +62,596 @@ impl FileName {
             partition: partition.parse().ok()?,
             first_offset: first.parse().ok()?,
             last_offset: last.parse().ok()?,
+            unique: unique.to_owned(),
         })
     }
 }
 
-/// The durable record of a partition's last complete flush.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Checkpoint {
-    pub topic: String,
-    pub partition: i32,
-    /// Last Kafka offset whose events are all in durable files.
-    pub last_offset: i64,
+/// Where a partition stands in every table: the last offset each table holds (its `txn`
+/// version), `None` for a table that never committed the partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions {
+    pub by_table: BTreeMap<&'static str, Option<i64>>,
 }
 
-/// The table store rooted at a directory.
+impl Positions {
+    /// The next offset to read: after the smallest version over the tables (a replayed record
+    /// is skipped by the tables that hold it already).
+    pub fn resume(&self) -> i64 {
+        self.by_table
+            .values()
+            .map(|v| v.unwrap_or(-1))
+            .min()
+            .unwrap_or(-1)
+            + 1
+    }
+
+    /// Whether `table` already holds the record at `offset`.
+    pub fn holds(&self, table: &str, offset: i64) -> bool {
+        self.by_table
+            .get(table)
+            .copied()
+            .flatten()
+            .is_some_and(|v| offset <= v)
+    }
+
+    /// The largest committed offset over the tables.
+    pub fn high(&self) -> Option<i64> {
+        self.by_table.values().flatten().max().copied()
+    }
+}
+
+/// A commit refused because another writer moved the partition (see [`Store::commit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fenced {
+    pub table: &'static str,
+    pub expected: Option<i64>,
+    pub stored: Option<i64>,
+}
+
+/// What [`Store::commit`] answers.
+#[derive(Debug)]
+pub enum CommitOutcome {
+    /// Every table holds the flush; the partition's new positions.
+    Committed(Positions),
+    /// Another writer owns the partition now: drop its state and re-read its position.
+    Fenced(Fenced),
+}
+
+/// Where the tables live: a local directory (the default) or an object store URL.
 #[derive(Debug, Clone)]
+pub struct Location {
+    pub root: Url,
+    /// Object store settings (endpoint, region, credentials) for delta-rs.
+    pub options: HashMap<String, String>,
+}
+
+impl Location {
+    /// A local directory (created if missing).
+    pub fn local(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir: PathBuf = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            op: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+        let dir = dir.canonicalize().map_err(|source| Error::Io {
+            op: "resolving",
+            path: dir.clone(),
+            source,
+        })?;
+        let root = Url::from_directory_path(&dir).map_err(|()| Error::Location {
+            location: dir.display().to_string(),
+            reason: "not an absolute path".into(),
+        })?;
+        Ok(Self {
+            root,
+            options: HashMap::new(),
+        })
+    }
+
+    /// The local directory, if the store is local.
+    pub fn local_dir(&self) -> Option<PathBuf> {
+        (self.root.scheme() == "file")
+            .then(|| self.root.to_file_path().ok())
+            .flatten()
+    }
+
+    fn table_url(&self, table: &str) -> Url {
+        let rel = if table == IDEMPOTENCY {
+            "state/idempotency/".to_owned()
+        } else {
+            format!("tables/{table}/")
+        };
+        let mut base = self.root.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        base.join(&rel).expect("a relative path joins")
+    }
+}
+
+struct Inner {
+    location: Location,
+    tables: BTreeMap<&'static str, Mutex<Table>>,
+}
+
+/// The table store: every table nines writes, as Delta tables.
+#[derive(Clone)]
 pub struct Store {
-    root: PathBuf,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.inner.location.root.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Schema of the idempotency table: one row per remembered key or dead-lettered record.
+fn idempotency_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+        Field::new("seen_at", schema::timestamp_type(), false),
+        Field::new("tenant", DataType::Utf8, false),
+        Field::new("batch_id", DataType::Utf8, false),
+        Field::new("part", DataType::Int64, false),
+        Field::new("fingerprint", DataType::Utf8, false),
+    ]))
+}
+
+const KIND_BATCH: &str = "batch";
+const KIND_DEAD_LETTER: &str = "dead_letter";
+
+/// Every table of the store, data tables first (the order a flush commits in).
+pub fn all_tables() -> impl Iterator<Item = &'static str> {
+    TABLES.into_iter().chain([IDEMPOTENCY])
+}
+
+/// The app id of a partition's `txn`.
+pub fn app_id(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
 }
 
 impl Store {
-    /// A store under `root` (created if missing).
-    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
-        let root = root.into();
-        for t in TABLES {
-            let dir = root.join("tables").join(t);
-            fs::create_dir_all(&dir).io("creating", &dir)?;
+    /// A store at `location`: opens every table, creating the ones that do not exist.
+    pub async fn open(location: Location) -> Result<Self> {
+        if let Some(dir) = location.local_dir() {
+            for t in all_tables() {
+                let p = location.table_url(t).to_file_path().expect("a local URL");
+                std::fs::create_dir_all(&p).map_err(|source| Error::Io {
+                    op: "creating",
+                    path: p.clone(),
+                    source,
+                })?;
+            }
+            let _ = dir;
         }
-        let dir = root.join("checkpoints");
-        fs::create_dir_all(&dir).io("creating", &dir)?;
-        Ok(Self { root })
-    }
-
-    /// Directory of a table (register it as a listing table with a `date` partition column).
-    pub fn table_dir(&self, table: &str) -> PathBuf {
-        self.root.join("tables").join(table)
-    }
-
-    fn checkpoint_path(&self, topic: &str, partition: i32) -> PathBuf {
-        self.root
-            .join("checkpoints")
-            .join(format!("{topic}-p{partition:05}.json"))
-    }
-
-    /// The partition's checkpoint, if any flush completed.
-    pub fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<Checkpoint>> {
-        let path = self.checkpoint_path(topic, partition);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Checkpoint {
-                    path,
-                    reason: e.to_string(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).io("reading", &path),
+        let mut tables = BTreeMap::new();
+        for t in all_tables() {
+            let mut fields: Vec<Field> = if t == IDEMPOTENCY {
+                idempotency_schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect()
+            } else {
+                schema::for_table(t)
+                    .expect("known table")
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect()
+            };
+            fields.push(Field::new(PARTITION_COLUMN, DataType::Utf8, false));
+            let table = Table::open_or_create(
+                t,
+                location.table_url(t),
+                &Schema::new(fields),
+                &[PARTITION_COLUMN],
+                &location.options,
+            )
+            .await?;
+            tables.insert(t, Mutex::new(table));
         }
+        Ok(Self {
+            inner: Arc::new(Inner { location, tables }),
+        })
     }
 
-    /// Writes every batch of `flush` durably, then the checkpoint. When this returns Ok, the
-    /// flush's offsets may be committed to Kafka.
-    pub fn commit(&self, topic: &str, flush: &Flush) -> Result<Vec<PathBuf>> {
+    /// A store in a local directory.
+    pub async fn open_dir(dir: impl Into<PathBuf>) -> Result<Self> {
+        Self::open(Location::local(dir)?).await
+    }
+
+    /// Where the store lives.
+    pub fn location(&self) -> &Location {
+        &self.inner.location
+    }
+
+    /// The URL of a table's root (its `_delta_log` is under it).
+    pub fn table_url(&self, table: &str) -> Url {
+        self.inner.location.table_url(table)
+    }
+
+    pub(crate) fn table_handle(&self, name: &str) -> &Mutex<Table> {
+        self.inner.tables.get(name).expect("a table of the store")
+    }
+
+    /// Where a partition stands in every table, read from the latest commits.
+    pub async fn positions(&self, topic: &str, partition: i32) -> Result<Positions> {
+        let app = app_id(topic, partition);
+        let mut out = Positions::default();
+        for t in all_tables() {
+            let mut table = self.table_handle(t).lock().await;
+            table.refresh().await?;
+            out.by_table.insert(t, table.txn_version(&app).await?);
+        }
+        Ok(out)
+    }
+
+    /// Commits `flush` to every table, one commit per table carrying `txn(<topic>-<partition>,
+    /// last offset)`, data tables first and the idempotency keys last. A table gets a commit
+    /// when it has rows in the flush or when `stale` says its version should move (a commit of
+    /// the `txn` alone, so a restart does not replay far for a table that rarely has data).
+    ///
+    /// `expected` is where this writer believes the partition stands; a table whose stored
+    /// version differs (another writer committed it) fences the whole flush: nothing more is
+    /// committed and the caller must re-read the partition's position.
+    pub async fn commit(
+        &self,
+        topic: &str,
+        flush: &Flush,
+        expected: &Positions,
+        stale: impl Fn(&str) -> bool,
+    ) -> Result<CommitOutcome> {
+        let app = app_id(topic, flush.partition);
+        let mut by_table: BTreeMap<&str, Vec<&TableBatch>> = BTreeMap::new();
+        for tb in &flush.batches {
+            by_table.entry(tb.table).or_default().push(tb);
+        }
+        let seen = seen_batch(flush.partition, &flush.seen, KIND_BATCH)?;
+        let mut now = expected.clone();
+        fail_point!("store.before_write", |_| crash("store.before_write"));
+        for (i, t) in all_tables().enumerate() {
+            let batches: Vec<(i64, &RecordBatch)> = if t == IDEMPOTENCY {
+                seen.iter().map(|(day, b)| (*day, b)).collect()
+            } else {
+                by_table
+                    .get(t)
+                    .map(|v| v.iter().map(|tb| (tb.day, &tb.batch)).collect())
+                    .unwrap_or_default()
+            };
+            let current = expected.by_table.get(t).copied().flatten();
+            if current.is_some_and(|v| v >= flush.last_offset) {
+                // Replayed records this table already holds (they were skipped when added).
+                continue;
+            }
+            if batches.is_empty() && current.is_some() && !stale(t) {
+                continue;
+            }
+            let mut adds = Vec::with_capacity(batches.len());
+            for (day, batch) in batches {
+                adds.push(self.put_file(t, topic, flush, day, batch).await?);
+                fail_point!("store.after_file", |_| crash("store.after_file"));
+            }
+            let mut table = self.table_handle(t).lock().await;
+            match table
+                .commit(adds, Some((&app, current, flush.last_offset)))
+                .await
+            {
+                Ok(()) => {}
+                Err(CommitFailure::Fenced { stored }) => {
+                    warn!(
+                        table = t,
+                        partition = flush.partition,
+                        ?current,
+                        ?stored,
+                        "another writer committed this partition: fenced"
+                    );
+                    counter!("nines_store_fenced_commits_total", "table" => t).increment(1);
+                    return Ok(CommitOutcome::Fenced(Fenced {
+                        table: t,
+                        expected: current,
+                        stored,
+                    }));
+                }
+                Err(CommitFailure::Other(e)) => return Err(e),
+            }
+            drop(table);
+            self.sync_log(t).await?;
+            counter!("nines_store_commits_total", "table" => t).increment(1);
+            now.by_table.insert(t, Some(flush.last_offset));
+            if i == 0 {
+                fail_point!("store.between_tables", |_| crash("store.between_tables"));
+            }
+        }
+        Ok(CommitOutcome::Committed(now))
+    }
+
+    /// Sets the partition's position in every table to `next` - 1, by commits carrying only
+    /// the `txn`: the operator's answer to a log that went backwards (`nines reset-offsets`).
+    /// No row is removed; records from `next` on will be written. Answers the positions
+    /// before and after.
+    pub async fn reset_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        next: i64,
+    ) -> Result<(Positions, Positions)> {
+        let app = app_id(topic, partition);
+        let before = self.positions(topic, partition).await?;
+        for t in all_tables() {
+            let current = before.by_table.get(t).copied().flatten();
+            let mut table = self.table_handle(t).lock().await;
+            table
+                .commit(Vec::new(), Some((&app, current, next - 1)))
+                .await
+                .map_err(|e| match e {
+                    CommitFailure::Other(e) => e,
+                    CommitFailure::Fenced { stored } => Error::Location {
+                        location: t.to_owned(),
+                        reason: format!(
+                            "partition {partition} moved to {stored:?} during the reset: stop \
+                             the aggregators first"
+                        ),
+                    },
+                })?;
+            drop(table);
+            self.sync_log(t).await?;
+        }
+        let after = self.positions(topic, partition).await?;
+        Ok((before, after))
+    }
+
+    /// Writes one data file and answers its `add` action.
+    async fn put_file(
+        &self,
+        table: &'static str,
+        topic: &str,
+        flush: &Flush,
+        day: i64,
+        batch: &RecordBatch,
+    ) -> Result<Add> {
         let name = FileName {
             topic: topic.to_owned(),
             partition: flush.partition,
             first_offset: flush.first_offset,
             last_offset: flush.last_offset,
+            unique: uuid::Uuid::now_v7().simple().to_string(),
         }
         .render();
-        let mut written = Vec::with_capacity(flush.batches.len());
-        fail_point!("store.before_write", |_| crash("store.before_write"));
-        for tb in &flush.batches {
-            let dir = self
-                .table_dir(tb.table)
-                .join(format!("{PARTITION_COLUMN}={}", day_string(tb.day)));
-            create_dir_durable(&dir)?;
-            let dest = dir.join(&name);
-            let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
-            let provenance = Provenance {
-                table: tb.table,
-                topic,
-                partition: flush.partition,
-                first_offset: flush.first_offset,
-                last_offset: flush.last_offset,
-            };
-            write_durable(&tmp, &dest, &tb.batch, &provenance)?;
-            counter!("nines_store_files_written_total", "table" => tb.table).increment(1);
-            written.push(dest);
-            fail_point!("store.after_rename", |_| crash("store.after_rename"));
-        }
-        fail_point!("store.before_checkpoint", |_| crash(
-            "store.before_checkpoint"
-        ));
-        self.append_seen(topic, flush.partition, &flush.seen)?;
-        self.write_checkpoint(&Checkpoint {
-            topic: topic.to_owned(),
+        let date = day_string(day);
+        let rel = format!("{PARTITION_COLUMN}={date}/{name}");
+        let provenance = Provenance {
+            table,
+            topic,
             partition: flush.partition,
+            first_offset: flush.first_offset,
             last_offset: flush.last_offset,
-        })?;
-        Ok(written)
+        };
+        let bytes = tokio::task::block_in_place(|| encode(batch, &provenance))?;
+        let size = bytes.len();
+        let store = self
+            .table_handle(table)
+            .lock()
+            .await
+            .log_store
+            .object_store(None);
+        store
+            .put(
+                &object_store::path::Path::from(rel.as_str()),
+                PutPayload::from(bytes),
+            )
+            .await
+            .map_err(|source| Error::ObjectStore {
+                path: rel.clone(),
+                source,
+            })?;
+        self.sync_local(table, &rel).await?;
+        counter!("nines_store_files_written_total", "table" => table).increment(1);
+        Ok(add_action(&rel, &[(PARTITION_COLUMN, date)], size, batch))
     }
 
-    fn dedup_path(&self, topic: &str, partition: i32) -> PathBuf {
-        self.root
-            .join("checkpoints")
-            .join(format!("{topic}-p{partition:05}.batches"))
+    /// Local directory of a table, when the store is local.
+    pub fn table_dir(&self, table: &str) -> Option<PathBuf> {
+        self.table_url(table)
+            .to_file_path()
+            .ok()
+            .filter(|_| self.inner.location.local_dir().is_some())
     }
 
-    /// Appends idempotency keys to the partition's log, durably. One line per record:
-    /// `offset \t seen_at \t part \t fingerprint \t tenant \t batch_id` (`seen_at`: when
-    /// the aggregator saw the record; logs written before it held ingest's `received_at`
-    /// there), the fingerprint in 32 hex digits (ingest refuses control characters in tenants and batch ids, so tabs
-    /// and newlines cannot occur in them). Lines of five fields, written before
-    /// fingerprints, read as fingerprint 0.
-    fn append_seen(&self, topic: &str, partition: i32, seen: &[Seen]) -> Result<()> {
-        if seen.is_empty() {
-            return Ok(());
+    /// Makes a file just put in a local table durable before a commit names it (the local
+    /// object store does not fsync).
+    pub(crate) async fn sync_local(&self, table: &str, rel: &str) -> Result<()> {
+        if let Some(dir) = self.table_dir(table) {
+            let path = dir.join(rel);
+            tokio::task::block_in_place(|| crate::writer::sync_file_and_dir(&path))?;
         }
-        let text: String = seen.iter().map(seen_line).collect();
-        append_durable(&self.dedup_path(topic, partition), &text)
+        Ok(())
     }
 
-    fn dead_letter_path(&self, topic: &str, partition: i32) -> PathBuf {
-        self.root
-            .join("checkpoints")
-            .join(format!("{topic}-p{partition:05}.dead"))
+    /// Makes a local table's newest commit durable (delta-rs's local store does not fsync).
+    pub(crate) async fn sync_log(&self, table: &str) -> Result<()> {
+        let Some(dir) = self.table_dir(table) else {
+            return Ok(());
+        };
+        let version = self.table_handle(table).lock().await.state.version();
+        let log = dir.join("_delta_log");
+        let commit = log.join(format!("{version:020}.json"));
+        tokio::task::block_in_place(|| crate::writer::sync_file_and_dir(&commit))
     }
 
     /// Records, durably, that the record at `offset` was acknowledged by the dead-letter
-    /// topic, so a replay of it (after a crash before its flush) does not send it again.
-    pub fn note_dead_letter(&self, topic: &str, partition: i32, offset: i64) -> Result<()> {
-        append_durable(
-            &self.dead_letter_path(topic, partition),
-            &format!("{offset}\n"),
-        )
+    /// topic, so a replay of it (after a crash before its flush) does not send it again. A
+    /// commit of its own, without a `txn`: the record's flush has not happened yet.
+    pub async fn note_dead_letter(&self, topic: &str, partition: i32, offset: i64) -> Result<()> {
+        let note = Seen {
+            key: BatchKey {
+                tenant: String::new(),
+                batch_id: String::new(),
+                part: 0,
+                fingerprint: 0,
+            },
+            offset,
+            seen_at: now_ns(),
+        };
+        let batches = seen_batch(partition, std::slice::from_ref(&note), KIND_DEAD_LETTER)?;
+        let flush = Flush {
+            partition,
+            first_offset: offset,
+            last_offset: offset,
+            events: 0,
+            batches: Vec::new(),
+            seen: Vec::new(),
+        };
+        let mut adds = Vec::new();
+        for (day, batch) in &batches {
+            adds.push(
+                self.put_file(IDEMPOTENCY, topic, &flush, *day, batch)
+                    .await?,
+            );
+        }
+        let mut table = self.table_handle(IDEMPOTENCY).lock().await;
+        table.commit(adds, None).await.map_err(|e| match e {
+            CommitFailure::Other(e) => e,
+            CommitFailure::Fenced { .. } => unreachable!("a commit without txn is never fenced"),
+        })?;
+        drop(table);
+        self.sync_log(IDEMPOTENCY).await
     }
 
-    /// Offsets beyond the partition's checkpoint already dead-lettered (what a replay must
-    /// not send again). Offsets the checkpoint covers are never replayed, so the log is
-    /// rewritten without them.
-    pub fn dead_letters_beyond_checkpoint(
+    /// What the idempotency table remembers of a partition: keys of batches seen at or after
+    /// `since_ns` (aggregator clock), oldest first, and the offsets at or after `from_offset`
+    /// already dead-lettered.
+    pub async fn remembered(
         &self,
         topic: &str,
         partition: i32,
-    ) -> Result<std::collections::BTreeSet<i64>> {
-        let last = self
-            .checkpoint(topic, partition)?
-            .map_or(-1, |c| c.last_offset);
-        let path = self.dead_letter_path(topic, partition);
-        let text = read_if_exists(&path)?;
-        let all: Vec<i64> = text.lines().filter_map(|l| l.parse().ok()).collect();
-        let keep: std::collections::BTreeSet<i64> =
-            all.iter().copied().filter(|o| *o > last).collect();
-        if keep.len() < all.len() {
-            let body: String = keep.iter().map(|o| format!("{o}\n")).collect();
-            replace_durable(&path, &body)?;
-        }
-        Ok(keep)
-    }
-
-    /// The idempotency keys of records covered by the partition's checkpoint, oldest first
-    /// (lines of flushes that never completed are ignored).
-    pub fn seen_batches(&self, topic: &str, partition: i32) -> Result<Vec<Seen>> {
-        let last = self
-            .checkpoint(topic, partition)?
-            .map_or(-1, |c| c.last_offset);
-        let path = self.dedup_path(topic, partition);
-        let text = read_if_exists(&path)?;
-        let mut out = Vec::new();
-        for line in text.lines() {
-            let f: Vec<&str> = line.split('\t').collect();
-            let parsed = (|| {
-                let (fingerprint, rest) = match f.len() {
-                    6 => (u128::from_str_radix(f[3], 16).ok()?, &f[4..]),
-                    5 => (0, &f[3..]),
-                    _ => return None,
-                };
-                Some(Seen {
-                    offset: f[0].parse().ok()?,
-                    seen_at: f[1].parse().ok()?,
-                    key: BatchKey {
-                        part: f[2].parse().ok()?,
-                        fingerprint,
-                        tenant: rest[0].to_owned(),
-                        batch_id: rest[1].to_owned(),
-                    },
+        since_ns: i64,
+        from_offset: i64,
+    ) -> Result<(Vec<Seen>, BTreeSet<i64>)> {
+        let since_day = day_string(since_ns.div_euclid(86_400_000_000_000));
+        let (files, store) = {
+            let mut table = self.table_handle(IDEMPOTENCY).lock().await;
+            table.refresh().await?;
+            let files: Vec<String> = table
+                .state
+                .log_data()
+                .into_iter()
+                .map(|f| f.path().into_owned())
+                .filter(|p| {
+                    let (dir, name) = p.rsplit_once('/').unwrap_or(("", p));
+                    let date = dir.strip_prefix("date=").unwrap_or("");
+                    date >= since_day.as_str()
+                        && FileName::parse(name)
+                            .is_some_and(|n| n.topic == topic && n.partition == partition)
                 })
-            })();
-            match parsed {
-                Some(s) if s.offset <= last => out.push(s),
-                Some(_) => {}
-                // A torn last line of a crashed append: its flush never completed.
-                None => warn!(path = %path.display(), "skipping unreadable idempotency line"),
+                .collect();
+            (files, table.log_store.object_store(None))
+        };
+        let mut seen = Vec::new();
+        let mut dead = BTreeSet::new();
+        for path in files {
+            for batch in crate::maintenance::read_file(store.as_ref(), &path).await? {
+                read_seen(&batch, since_ns, from_offset, &mut seen, &mut dead);
             }
         }
-        Ok(out)
+        seen.sort_by_key(|s| (s.seen_at, s.offset));
+        info!(
+            partition,
+            keys = seen.len(),
+            dead_letters = dead.len(),
+            "idempotency keys read"
+        );
+        Ok((seen, dead))
     }
+}
 
-    /// Rewrites the partition's idempotency log with only `keep` (bounded growth).
-    pub fn compact_seen<'a>(
-        &self,
-        topic: &str,
-        partition: i32,
-        keep: impl Iterator<Item = &'a Seen>,
-    ) -> Result<()> {
-        let text: String = keep.map(seen_line).collect();
-        replace_durable(&self.dedup_path(topic, partition), &text)
+/// Rows of the idempotency table for `seen`, one batch per UTC day of `seen_at`.
+fn seen_batch(partition: i32, seen: &[Seen], kind: &str) -> Result<Vec<(i64, RecordBatch)>> {
+    let mut by_day: BTreeMap<i64, Vec<&Seen>> = BTreeMap::new();
+    for s in seen {
+        by_day
+            .entry(s.seen_at.div_euclid(86_400_000_000_000))
+            .or_default()
+            .push(s);
     }
-
-    fn write_checkpoint(&self, c: &Checkpoint) -> Result<()> {
-        let text = serde_json::to_string(c).expect("checkpoint serializes");
-        replace_durable(&self.checkpoint_path(&c.topic, c.partition), &text)
+    let mut out = Vec::with_capacity(by_day.len());
+    for (day, rows) in by_day {
+        let n = rows.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![kind; n])),
+            Arc::new(Int32Array::from(vec![partition; n])),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|s| s.offset))),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|s| micros(s.seen_at)))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|s| s.key.tenant.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|s| s.key.batch_id.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|s| i64::from(s.key.part)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|s| format!("{:032x}", s.key.fingerprint)),
+            )),
+        ];
+        out.push((day, RecordBatch::try_new(idempotency_schema(), columns)?));
     }
+    Ok(out)
+}
 
-    /// Makes a partition consistent before consuming it and returns the next offset to read:
-    /// deletes temporary files and data files of this partition beyond its checkpoint (left
-    /// by a flush that crashed before its checkpoint), then answers checkpoint + 1.
-    pub fn recover(&self, topic: &str, partition: i32) -> Result<Option<i64>> {
-        let checkpoint = self.checkpoint(topic, partition)?;
-        let last = checkpoint.as_ref().map_or(-1, |c| c.last_offset);
-        let mut removed = 0_u64;
-        for table in TABLES {
-            let dir = self.table_dir(table);
-            for day in read_dir(&dir)? {
-                for file in read_dir(&day)? {
-                    let Some(name) = file.file_name().and_then(|n| n.to_str()) else {
-                        continue;
-                    };
-                    let base = name.strip_suffix(TMP_SUFFIX).unwrap_or(name);
-                    let Some(parsed) = FileName::parse(base) else {
-                        continue;
-                    };
-                    if parsed.topic != topic || parsed.partition != partition {
-                        continue;
-                    }
-                    if name.ends_with(TMP_SUFFIX) || parsed.first_offset > last {
-                        warn!(file = %file.display(), last, "removing file of an incomplete flush");
-                        fs::remove_file(&file).io("removing", &file)?;
-                        removed += 1;
-                    }
-                }
+fn read_seen(
+    batch: &RecordBatch,
+    since_ns: i64,
+    from_offset: i64,
+    seen: &mut Vec<Seen>,
+    dead: &mut BTreeSet<i64>,
+) {
+    let col = |n: &str| batch.column_by_name(n).expect("idempotency column");
+    let kind = col("kind").as_string::<i32>();
+    let offset = col("kafka_offset").as_primitive::<Int64Type>();
+    let seen_at = col("seen_at").as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    let tenant = col("tenant").as_string::<i32>();
+    let batch_id = col("batch_id").as_string::<i32>();
+    let part = col("part").as_primitive::<Int64Type>();
+    let fingerprint = col("fingerprint").as_string::<i32>();
+    let _ = col("kafka_partition").as_primitive::<Int32Type>();
+    for i in 0..batch.num_rows() {
+        let at_ns = seen_at.value(i).saturating_mul(1000);
+        match kind.value(i) {
+            KIND_DEAD_LETTER if offset.value(i) >= from_offset => {
+                dead.insert(offset.value(i));
             }
+            KIND_BATCH if at_ns >= since_ns => seen.push(Seen {
+                key: BatchKey {
+                    tenant: tenant.value(i).to_owned(),
+                    batch_id: batch_id.value(i).to_owned(),
+                    part: part.value(i) as u32,
+                    fingerprint: u128::from_str_radix(fingerprint.value(i), 16).unwrap_or(0),
+                },
+                offset: offset.value(i),
+                seen_at: at_ns,
+            }),
+            _ => {}
         }
-        if removed > 0 {
-            counter!("nines_store_orphans_removed_total").increment(removed);
-        }
-        info!(topic, partition, last, removed, "partition recovered");
-        Ok(checkpoint.map(|c| c.last_offset + 1))
     }
+    let _ = fingerprint.null_count();
 }
 
-/// The text of the file at `path`; empty if there is none.
-fn read_if_exists(path: &Path) -> Result<String> {
-    match fs::read_to_string(path) {
-        Ok(t) => Ok(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(e).io("reading", path),
-    }
-}
-
-/// Appends `text` to the file at `path` (created if absent) and fsyncs it.
-fn append_durable(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .io("opening", path)?;
-    f.write_all(text.as_bytes()).io("appending", path)?;
-    f.sync_all().io("fsyncing", path)
-}
-
-/// Replaces the file at `path` with `text` atomically: a temporary file, fsync, rename, fsync
-/// of the directory.
-fn replace_durable(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(TMP_SUFFIX);
-    let tmp = path.with_file_name(name);
-    let _ = fs::remove_file(&tmp);
-    {
-        let mut f = fs::File::create(&tmp).io("creating", &tmp)?;
-        f.write_all(text.as_bytes()).io("writing", &tmp)?;
-        f.sync_all().io("fsyncing", &tmp)?;
-    }
-    rename_durable(&tmp, path)
-}
-
-/// One line of the idempotency log.
-fn seen_line(s: &Seen) -> String {
-    format!(
-        "{}\t{}\t{}\t{:032x}\t{}\t{}\n",
-        s.offset, s.seen_at, s.key.part, s.key.fingerprint, s.key.tenant, s.key.batch_id
-    )
-}
-
-fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
-    match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.map(|e| e.path()).io("listing", dir))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e).io("listing", dir),
-    }
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 #[cfg(test)]
@@ -363,10 +664,11 @@ mod tests {
     /// 2026-11-26T00:00:10Z.
     const T: i64 = 1_795_651_210_000_000_000;
 
-    fn flush_of(partition: i32, offset: i64, events: usize) -> Flush {
+    fn flush_of(partition: i32, offset: i64, events: usize, batch_id: &str) -> Flush {
         let mut buffer = PartitionBuffer::new(partition);
         let batch = EventBatch {
             schema_version: 1,
+            batch_id: batch_id.into(),
             resource: Some(Resource {
                 tenant: "t".into(),
                 service: "s".into(),
@@ -384,81 +686,38 @@ mod tests {
             ..Default::default()
         };
         buffer.add(&batch, offset);
+        buffer.note_seen(Seen {
+            key: BatchKey {
+                tenant: "t".into(),
+                batch_id: batch_id.into(),
+                part: 0,
+                fingerprint: 0xabc,
+            },
+            offset,
+            seen_at: T,
+        });
         buffer.take().unwrap().unwrap()
     }
 
-    fn files(store: &Store) -> Vec<String> {
-        let mut out = Vec::new();
-        for t in TABLES {
-            for day in read_dir(&store.table_dir(t)).unwrap() {
-                for f in read_dir(&day).unwrap() {
-                    out.push(format!(
-                        "{t}/{}/{}",
-                        day.file_name().unwrap().to_str().unwrap(),
-                        f.file_name().unwrap().to_str().unwrap()
-                    ));
-                }
-            }
+    fn all(v: Option<i64>) -> Positions {
+        Positions {
+            by_table: all_tables().map(|t| (t, v)).collect(),
         }
-        out.sort();
-        out
     }
 
     #[test]
-    fn recover_removes_what_a_crashed_flush_left_and_resumes_after_the_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        assert_eq!(
-            store.recover(TOPIC, 0).unwrap(),
-            None,
-            "nothing durable yet"
-        );
-
-        store.commit(TOPIC, &flush_of(0, 0, 3)).unwrap();
-        store.commit(TOPIC, &flush_of(1, 0, 2)).unwrap();
-        // A flush of partition 0 that crashed after its data files but before its checkpoint,
-        // and one that crashed mid-write (a temporary file).
-        let crashed = flush_of(0, 1, 4);
-        let name = FileName {
-            topic: TOPIC.into(),
-            partition: 0,
-            first_offset: 1,
-            last_offset: 1,
-        };
-        let day_dir = store.table_dir("requests").join("date=2026-11-26");
-        let tb = &crashed.batches[0];
-        let provenance = Provenance {
-            table: tb.table,
-            topic: TOPIC,
-            partition: 0,
-            first_offset: 1,
-            last_offset: 1,
-        };
-        write_durable(
-            &day_dir.join("x.tmp"),
-            &day_dir.join(name.render()),
-            &tb.batch,
-            &provenance,
-        )
-        .unwrap();
-        fs::write(day_dir.join(format!("{}.tmp", name.render())), b"half").unwrap();
-        assert_eq!(files(&store).len(), 6);
-
-        assert_eq!(store.recover(TOPIC, 0).unwrap(), Some(1));
-        let p0 = "nines.events-p00000-o00000000000000000000-00000000000000000000.parquet";
-        let p1 = "nines.events-p00001-o00000000000000000000-00000000000000000000.parquet";
-        assert_eq!(
-            files(&store),
-            vec![
-                format!("requests/date=2026-11-26/{p0}"),
-                format!("requests/date=2026-11-26/{p1}"),
-                format!("sli_1m/date=2026-11-26/{p0}"),
-                format!("sli_1m/date=2026-11-26/{p1}"),
-            ]
-        );
-        // Partition 1 is untouched by partition 0's recovery and resumes after its own.
-        assert_eq!(store.recover(TOPIC, 1).unwrap(), Some(1));
-        assert_eq!(files(&store).len(), 4);
+    fn a_partition_resumes_after_the_table_furthest_behind() {
+        let mut p = all(Some(41));
+        p.by_table.insert("deploys", Some(7));
+        assert_eq!(p.resume(), 8);
+        assert!(p.holds("requests", 41) && !p.holds("requests", 42));
+        assert!(p.holds("deploys", 7) && !p.holds("deploys", 8));
+        assert_eq!(p.high(), Some(41));
+        // A table that never committed the partition holds nothing: replay from the start.
+        p.by_table.insert("incidents", None);
+        assert_eq!(p.resume(), 0);
+        assert!(!p.holds("incidents", 0));
+        assert_eq!(Positions::default().resume(), 0);
     }
 
     #[test]
@@ -468,12 +727,71 @@ mod tests {
             partition: 3,
             first_offset: 12,
             last_offset: 345,
+            unique: "0193aa".into(),
         };
         assert_eq!(
             n.render(),
-            "nines.events-p00003-o00000000000000000012-00000000000000000345.parquet"
+            "nines.events-p00003-o00000000000000000012-00000000000000000345-0193aa.parquet"
         );
         assert_eq!(FileName::parse(&n.render()), Some(n));
         assert_eq!(FileName::parse("other.parquet"), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_carries_the_offset_and_fences_a_stale_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_dir(dir.path()).await.unwrap();
+        assert_eq!(store.positions(TOPIC, 0).await.unwrap(), all(None));
+
+        let first = flush_of(0, 0, 3, "b-0");
+        let CommitOutcome::Committed(after) = store
+            .commit(TOPIC, &first, &all(None), |_| false)
+            .await
+            .unwrap()
+        else {
+            panic!("first commit fenced");
+        };
+        // A first commit reaches every table, rows or not, so each has a version to resume by.
+        assert_eq!(after, all(Some(0)));
+        assert_eq!(store.positions(TOPIC, 0).await.unwrap(), all(Some(0)));
+        // Partition 1 is untouched.
+        assert_eq!(store.positions(TOPIC, 1).await.unwrap(), all(None));
+
+        // A second store (another aggregator) commits offsets 1..=1 of the partition.
+        let other = Store::open_dir(dir.path()).await.unwrap();
+        let second = flush_of(0, 1, 2, "b-1");
+        assert!(matches!(
+            other
+                .commit(TOPIC, &second, &after, |_| false)
+                .await
+                .unwrap(),
+            CommitOutcome::Committed(_)
+        ));
+        // The first store, still believing the partition is at 0, is refused.
+        let stale = flush_of(0, 1, 5, "b-1-again");
+        match store
+            .commit(TOPIC, &stale, &after, |_| false)
+            .await
+            .unwrap()
+        {
+            CommitOutcome::Fenced(f) => {
+                assert_eq!(f.table, "requests");
+                assert_eq!(f.expected, Some(0));
+                assert_eq!(f.stored, Some(1));
+            }
+            CommitOutcome::Committed(_) => panic!("a stale writer committed"),
+        }
+
+        // The idempotency keys of both flushes, and a dead letter after the resume point.
+        store.note_dead_letter(TOPIC, 0, 2).await.unwrap();
+        store.note_dead_letter(TOPIC, 0, 1).await.unwrap();
+        let (seen, dead) = store.remembered(TOPIC, 0, T - 1, 2).await.unwrap();
+        let ids: Vec<&str> = seen.iter().map(|s| s.key.batch_id.as_str()).collect();
+        assert_eq!(ids, ["b-0", "b-1"]);
+        assert_eq!(seen[0].key.fingerprint, 0xabc);
+        assert_eq!(dead, BTreeSet::from([2]));
+        // Keys older than the window are not read.
+        let (seen, _) = store.remembered(TOPIC, 0, T + 1, 2).await.unwrap();
+        assert!(seen.is_empty(), "{seen:?}");
     }
 }

@@ -185,74 +185,33 @@ fn dense_ranks(a: &StringArray) -> (Vec<u32>, u32) {
     (out, distinct.len() as u32)
 }
 
-/// Writes `batch` to `tmp`, fsyncs it, renames it to `dest` and fsyncs the directory.
-pub fn write_durable(
-    tmp: &Path,
-    dest: &Path,
-    batch: &RecordBatch,
-    p: &Provenance<'_>,
-) -> Result<()> {
+/// Encodes `batch`, sorted by its table's natural key, as one Parquet file in memory (the
+/// store puts it where the table lives, local or object storage).
+pub fn encode(batch: &RecordBatch, p: &Provenance<'_>) -> Result<Vec<u8>> {
     let sorted = sort_batch(p.table, batch)?;
-    let mut file = File::create(tmp).io("creating", tmp)?;
-    let mut writer = ArrowWriter::try_new(&mut file, sorted.schema(), Some(writer_properties(p)))
-        .map_err(|source| Error::Parquet {
-        path: tmp.to_owned(),
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
+    let parquet_err = |source| Error::Parquet {
+        path: PathBuf::from(p.table),
         source,
-    })?;
+    };
+    let mut writer = ArrowWriter::try_new(&mut out, sorted.schema(), Some(writer_properties(p)))
+        .map_err(parquet_err)?;
     writer
         .write(&sorted)
         .and_then(|_| writer.flush())
-        .map_err(|source| Error::Parquet {
-            path: tmp.to_owned(),
-            source,
-        })?;
+        .map_err(parquet_err)?;
     fail_point!("store.mid_file", |_| crash("store.mid_file"));
-    writer
-        .close()
-        .map(|_| ())
-        .map_err(|source| Error::Parquet {
-            path: tmp.to_owned(),
-            source,
-        })?;
-    file.sync_all().io("fsyncing", tmp)?;
-    drop(file);
-    rename_durable(tmp, dest)
+    writer.close().map_err(parquet_err)?;
+    Ok(out)
 }
 
-/// Creates `dir` and any missing parents, fsyncing the parent of each directory it creates,
-/// so a new `date=` directory (and the files in it) survives a crash. Returns the parents it
-/// fsynced, outermost first.
-pub fn create_dir_durable(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    let mut at = dir;
-    while !at.exists() {
-        missing.push(at.to_path_buf());
-        match at.parent() {
-            Some(p) => at = p,
-            None => break,
-        }
-    }
-    let mut synced = Vec::new();
-    for created in missing.iter().rev() {
-        match std::fs::create_dir(created) {
-            Ok(()) => {}
-            // Another flush created it meanwhile: still fsync its parent below.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).io("creating", created),
-        }
-        let parent = created.parent().unwrap_or(Path::new("."));
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .io("fsyncing directory", parent)?;
-        synced.push(parent.to_path_buf());
-    }
-    Ok(synced)
-}
-
-/// Renames `tmp` to `dest` and fsyncs the directory so the new name survives a crash.
-pub fn rename_durable(tmp: &Path, dest: &Path) -> Result<()> {
-    std::fs::rename(tmp, dest).io("renaming", tmp)?;
-    let dir = dest.parent().unwrap_or(Path::new("."));
+/// Fsyncs the file at `path` and its directory, so a file written through the local object
+/// store (which does not fsync) survives a power loss before the commit that names it.
+pub fn sync_file_and_dir(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .io("fsyncing", path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
     File::open(dir)
         .and_then(|d| d.sync_all())
         .io("fsyncing directory", dir)
@@ -261,25 +220,6 @@ pub fn rename_durable(tmp: &Path, dest: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-
-    #[test]
-    fn new_directories_are_made_durable_in_their_parents() {
-        let root = tempfile::tempdir().unwrap();
-        let day = root.path().join("requests").join("date=2026-12-01");
-        let synced = super::create_dir_durable(&day).unwrap();
-        assert!(day.is_dir());
-        assert_eq!(
-            synced,
-            [root.path().to_path_buf(), root.path().join("requests")]
-        );
-        // An existing directory needs nothing.
-        assert!(super::create_dir_durable(&day).unwrap().is_empty());
-        let next = root.path().join("requests").join("date=2026-12-02");
-        assert_eq!(
-            super::create_dir_durable(&next).unwrap(),
-            [root.path().join("requests")]
-        );
-    }
 
     use arrow::array::{Int64Array, TimestampNanosecondArray};
     use arrow::datatypes::{Field, Schema};

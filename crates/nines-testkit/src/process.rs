@@ -26,7 +26,7 @@ pub struct Process {
 
 impl Process {
     /// Starts `command` (stderr should already go to `log`) and waits until its admin
-    /// `/readyz` answers ready; panics with the log if it exits or is not ready in `timeout`.
+    /// `/readyz` answers ready (or degraded: up, but needing an operator); panics with the log if it exits or is not ready in `timeout`.
     pub fn start(
         name: &str,
         mut command: Command,
@@ -57,7 +57,10 @@ impl Process {
                     self.log_text()
                 );
             }
-            if http_get(self.admin, "/readyz").is_some_and(|b| b.contains("ready")) {
+            // Up: ready, or running but waiting for an operator (`degraded: …`).
+            if http_status(self.admin, "/readyz").is_some_and(|(code, body)| {
+                (code == 200 && body.contains("ready")) || body.starts_with("degraded")
+            }) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -67,6 +70,11 @@ impl Process {
             self.name,
             self.log_text()
         );
+    }
+
+    /// Port of the role's admin server (`/metrics`, `/readyz`).
+    pub fn admin_port(&self) -> u16 {
+        self.admin
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,388 @@
+//! One Delta table: open or create it, commit a flush's files with the partition's `txn`,
+//! read a partition's committed version. Everything nines asks of delta-rs is here.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{
+    DataType, Int32Type, Int64Type, Schema, TimeUnit, TimestampMicrosecondType,
+};
+use arrow::record_batch::RecordBatch;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
+};
+use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::logstore::LogStoreRef;
+use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
+use deltalake::table::state::DeltaTableState;
+use deltalake::{DeltaTableBuilder, DeltaTableError, TableProperty};
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use crate::{Error, Result};
+
+/// Longest string kept in file statistics. Delta readers compare a truncated max as if it
+/// were the max, so longer values are left out of min/max rather than truncated.
+const MAX_STAT_STRING: usize = 32;
+
+/// A Delta table nines writes: its log store and the last state it read or committed.
+pub(crate) struct Table {
+    pub(crate) name: &'static str,
+    pub(crate) log_store: LogStoreRef,
+    pub(crate) state: DeltaTableState,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("name", &self.name)
+            .field("version", &self.state.version())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a commit did not happen.
+#[derive(Debug)]
+pub(crate) enum CommitFailure {
+    /// Another writer moved the partition's `txn` since this one read it.
+    Fenced {
+        stored: Option<i64>,
+    },
+    Other(Error),
+}
+
+impl From<Error> for CommitFailure {
+    fn from(e: Error) -> Self {
+        Self::Other(e)
+    }
+}
+
+pub(crate) fn delta_error(table: &str, op: &'static str, source: DeltaTableError) -> Error {
+    Error::Delta {
+        table: table.to_owned(),
+        op,
+        source: Box::new(source),
+    }
+}
+
+impl Table {
+    /// Opens the table at `url`, creating it with `schema` (plus the `date` partition column,
+    /// a string) if it does not exist yet. Concurrent creators agree: one wins version 0 and
+    /// the others load it.
+    pub(crate) async fn open_or_create(
+        name: &'static str,
+        url: Url,
+        schema: &Schema,
+        partition_columns: &[&str],
+        storage_options: &HashMap<String, String>,
+    ) -> Result<Self> {
+        let err = |op| move |e| delta_error(name, op, e);
+        let builder = || {
+            DeltaTableBuilder::from_url(url.clone())
+                .map(|b| b.with_storage_options(storage_options.clone()))
+                .and_then(|b| b.build())
+        };
+        let mut table = builder().map_err(err("opening"))?;
+        match table.load().await {
+            Ok(()) => {}
+            Err(DeltaTableError::NotATable(_)) => {
+                let kernel: StructType = schema
+                    .try_into_kernel()
+                    .map_err(|e| err("converting the schema of")(DeltaTableError::from(e)))?;
+                let created = table
+                    .create()
+                    .with_table_name(name)
+                    .with_columns(kernel.fields().cloned())
+                    .with_partition_columns(partition_columns.iter().copied())
+                    .with_save_mode(SaveMode::Ignore)
+                    // Cleanup lists the whole log after each commit; retention does it instead.
+                    .with_configuration_property(
+                        TableProperty::EnableExpiredLogCleanup,
+                        Some("false"),
+                    )
+                    .with_configuration_property(TableProperty::CheckpointInterval, Some("100"))
+                    .await;
+                table = match created {
+                    Ok(t) => t,
+                    // Another role created it first.
+                    Err(DeltaTableError::VersionAlreadyExists(_)) => {
+                        let mut t = builder().map_err(err("opening"))?;
+                        t.load().await.map_err(err("loading"))?;
+                        t
+                    }
+                    Err(e) => return Err(err("creating")(e)),
+                };
+            }
+            Err(e) => return Err(err("loading")(e)),
+        }
+        let state = table.snapshot().map_err(err("loading"))?.clone();
+        Ok(Self {
+            name,
+            log_store: table.log_store(),
+            state,
+        })
+    }
+
+    /// Reads the commits made since the last read or commit.
+    pub(crate) async fn refresh(&mut self) -> Result<()> {
+        self.state
+            .update(self.log_store.as_ref(), None)
+            .await
+            .map_err(|e| delta_error(self.name, "refreshing", e))
+    }
+
+    /// The `txn` version of `app_id` in the state this table holds.
+    pub(crate) async fn txn_version(&self, app_id: &str) -> Result<Option<i64>> {
+        self.state
+            .transaction_version(self.log_store.as_ref(), app_id)
+            .await
+            .map_err(|e| delta_error(self.name, "reading the txn of", e))
+    }
+
+    /// Commits `adds`. With `txn = (app_id, expected, version)` the commit carries
+    /// `txn(app_id, version)` and happens only if the partition's stored version is still
+    /// `expected` (fencing: a writer expelled from the group cannot commit over the owner).
+    /// Commits by other writers since this state was read are checked by delta-rs: one that
+    /// carries the same app id fails this commit with a concurrent-transaction conflict.
+    pub(crate) async fn commit(
+        &mut self,
+        adds: Vec<Add>,
+        txn: Option<(&str, Option<i64>, i64)>,
+    ) -> Result<(), CommitFailure> {
+        let mut properties = CommitProperties::default()
+            .with_create_checkpoint(true)
+            .with_cleanup_expired_logs(Some(false));
+        let (app_id, epoch) = match txn {
+            Some((app_id, expected, version)) => {
+                let stored = self.txn_version(app_id).await?;
+                if stored != expected {
+                    return Err(CommitFailure::Fenced { stored });
+                }
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                properties = properties.with_application_transaction(
+                    Transaction::new_with_last_update(app_id, version, Some(now_ms)),
+                );
+                (app_id, version)
+            }
+            None => ("nines", 0),
+        };
+        let actions = adds.into_iter().map(Action::Add).collect();
+        let operation = DeltaOperation::StreamingUpdate {
+            output_mode: OutputMode::Append,
+            query_id: app_id.to_owned(),
+            epoch_id: epoch,
+        };
+        // A blind append: compaction and retention, which read no file of it, never
+        // conflict with it.
+        let blind = HashMap::from([("isBlindAppend".to_owned(), json!(true))]);
+        match self
+            .commit_with(actions, operation, properties, blind)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
+            }) => {
+                // Learn what the other writer committed, for the caller's re-read.
+                let _ = self.refresh().await;
+                let stored = self.txn_version(app_id).await.ok().flatten();
+                Err(CommitFailure::Fenced { stored })
+            }
+            Err(e) => Err(CommitFailure::Other(delta_error(
+                self.name,
+                "committing to",
+                e,
+            ))),
+        }
+    }
+
+    /// Commits `actions` as `operation` (compaction, retention) on the latest state.
+    pub(crate) async fn commit_operation(
+        &mut self,
+        actions: Vec<Action>,
+        operation: DeltaOperation,
+    ) -> Result<()> {
+        let properties = CommitProperties::default()
+            .with_create_checkpoint(true)
+            .with_cleanup_expired_logs(Some(false));
+        self.commit_with(actions, operation, properties, HashMap::new())
+            .await
+            .map_err(|e| delta_error(self.name, "committing to", e))
+    }
+
+    async fn commit_with(
+        &mut self,
+        actions: Vec<Action>,
+        operation: DeltaOperation,
+        properties: CommitProperties,
+        app_metadata: HashMap<String, Value>,
+    ) -> std::result::Result<(), DeltaTableError> {
+        let done = CommitBuilder::from(properties)
+            .with_actions(actions)
+            .with_app_metadata(app_metadata)
+            .build(Some(&self.state), self.log_store.clone(), operation)
+            .await?;
+        self.state = done.snapshot();
+        Ok(())
+    }
+}
+
+/// The Delta `add` action of a data file: its path relative to the table root (not
+/// percent-encoded), partition values, size and statistics.
+pub(crate) fn add_action(
+    path: &str,
+    partition_values: &[(&str, String)],
+    size: usize,
+    batch: &RecordBatch,
+) -> Add {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Add {
+        path: path.to_owned(),
+        partition_values: partition_values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Some(v.clone())))
+            .collect(),
+        size: size as i64,
+        modification_time: now_ms,
+        data_change: true,
+        stats: Some(stats_json(batch).to_string()),
+        ..Default::default()
+    }
+}
+
+/// Delta file statistics of `batch`: `numRecords`, and for every top-level column of a type
+/// readers skip files by (integers, strings, timestamps) its min, max and null count.
+/// Timestamps are written in milliseconds, as the protocol says, the max rounded up so it
+/// still bounds the microsecond values.
+pub(crate) fn stats_json(batch: &RecordBatch) -> Value {
+    let mut min = Map::new();
+    let mut max = Map::new();
+    let mut nulls = Map::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let name = field.name().clone();
+        let bounds: Option<(Value, Value)> = match field.data_type() {
+            DataType::Int32 => {
+                let a = column.as_primitive::<Int32Type>();
+                arrow::compute::min(a)
+                    .zip(arrow::compute::max(a))
+                    .map(|(lo, hi)| (json!(lo), json!(hi)))
+            }
+            DataType::Int64 => {
+                let a = column.as_primitive::<Int64Type>();
+                arrow::compute::min(a)
+                    .zip(arrow::compute::max(a))
+                    .map(|(lo, hi)| (json!(lo), json!(hi)))
+            }
+            DataType::Utf8 => {
+                let a = column.as_string::<i32>();
+                arrow::compute::min_string(a)
+                    .zip(arrow::compute::max_string(a))
+                    .filter(|(lo, hi)| {
+                        lo.chars().count() <= MAX_STAT_STRING
+                            && hi.chars().count() <= MAX_STAT_STRING
+                    })
+                    .map(|(lo, hi)| (json!(lo), json!(hi)))
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                let a = column.as_primitive::<TimestampMicrosecondType>();
+                arrow::compute::min(a)
+                    .zip(arrow::compute::max(a))
+                    .map(|(lo, hi)| {
+                        (
+                            json!(millis_text(lo.div_euclid(1000))),
+                            json!(millis_text(ceil_div(hi, 1000))),
+                        )
+                    })
+            }
+            DataType::Boolean | DataType::Binary => None,
+            // Nested columns: no statistics at all (readers do not skip by them).
+            _ => continue,
+        };
+        if let Some((lo, hi)) = bounds {
+            min.insert(name.clone(), lo);
+            max.insert(name.clone(), hi);
+        }
+        nulls.insert(name, json!(column.null_count()));
+    }
+    json!({
+        "numRecords": batch.num_rows(),
+        "minValues": min,
+        "maxValues": max,
+        "nullCount": nulls,
+    })
+}
+
+fn ceil_div(v: i64, d: i64) -> i64 {
+    -((-v).div_euclid(d))
+}
+
+/// Milliseconds since the epoch as Delta writes timestamps in statistics.
+fn millis_text(ms: i64) -> String {
+    arrow::temporal_conversions::timestamp_ms_to_datetime(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::Field;
+
+    use super::*;
+
+    #[test]
+    fn statistics_bound_every_value() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("service", DataType::Utf8, false),
+            Field::new("note", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, false),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+        ]));
+        let long = "x".repeat(40);
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["cart", "auth", "checkout"])),
+                Arc::new(StringArray::from(vec![
+                    Some(long.as_str()),
+                    None,
+                    Some("a"),
+                ])),
+                Arc::new(Int64Array::from(vec![5, -3, 9])),
+                // 2026-11-26T00:00:10.000001Z, .000999Z and 10.001000Z.
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![
+                        1_795_651_210_000_001,
+                        1_795_651_210_000_999,
+                        1_795_651_210_001_000,
+                    ])
+                    .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .unwrap();
+        let s = stats_json(&batch);
+        assert_eq!(s["numRecords"], 3);
+        assert_eq!(s["minValues"]["service"], "auth");
+        assert_eq!(s["maxValues"]["service"], "checkout");
+        assert_eq!(s["minValues"]["n"], -3);
+        assert_eq!(s["maxValues"]["n"], 9);
+        // Floored and rounded up to whole milliseconds.
+        assert_eq!(s["minValues"]["time"], "2026-11-26T00:00:10.000Z");
+        assert_eq!(s["maxValues"]["time"], "2026-11-26T00:00:10.001Z");
+        // A value too long to keep whole: no min/max, but its null count.
+        assert!(s["minValues"].get("note").is_none());
+        assert_eq!(s["nullCount"]["note"], 1);
+    }
+}

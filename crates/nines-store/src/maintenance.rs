@@ -1,0 +1,374 @@
+//! Keeping the tables small and bounded while aggregators commit: compaction (many small
+//! files of a day into few large ones, sorted by the table's key), retention (whole `date`
+//! partitions removed by a Delta delete) and vacuum (files no commit references, after a
+//! grace period). Each is a Delta commit or a cleanup of unreferenced files, so a query
+//! running meanwhile reads one consistent snapshot and gets an exact answer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use deltalake::kernel::{Action, Remove};
+use deltalake::operations::vacuum::VacuumMode;
+use deltalake::protocol::DeltaOperation;
+use deltalake::{DeltaTableBuilder, ObjectStore};
+use metrics::counter;
+use nines_model::schema::PARTITION_COLUMN;
+use nines_model::time::day_string;
+use object_store::{ObjectStoreExt as _, PutPayload};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use crate::delta::{add_action, delta_error};
+use crate::layout::Store;
+use crate::writer::{Provenance, encode};
+use crate::{Error, Result};
+
+/// How the store keeps its tables: `[storage]` in the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// How often the aggregator compacts, expires and vacuums (`0s`: never; `nines compact`
+    /// does it on demand).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Size compaction aims for per file (bytes of Parquet).
+    pub target_file_bytes: u64,
+    /// Files no commit references are deleted by vacuum once this old: longer than any
+    /// query and any flush (a flush writes its files before the commit that names them).
+    #[serde(with = "humantime_serde")]
+    pub vacuum_grace: Duration,
+    /// Days of data each table keeps (by the `date` partition); a table not named keeps all.
+    #[serde(with = "retention_days")]
+    pub retention: BTreeMap<String, Duration>,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(600),
+            target_file_bytes: 128 * 1024 * 1024,
+            vacuum_grace: Duration::from_secs(6 * 3600),
+            retention: BTreeMap::from([
+                ("requests".to_owned(), Duration::from_secs(30 * 86_400)),
+                ("sli_1m".to_owned(), Duration::from_secs(400 * 86_400)),
+                // Idempotency keys are read back only within aggregate.dedup_window.
+                ("idempotency".to_owned(), Duration::from_secs(2 * 86_400)),
+            ]),
+        }
+    }
+}
+
+/// `retention = { requests = "30d" }`: humantime values in a map.
+mod retention_days {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        v: &BTreeMap<String, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            v.iter()
+                .map(|(k, d)| (k, humantime::format_duration(*d).to_string())),
+        )
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Duration>, D::Error> {
+        let raw = BTreeMap::<String, String>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(k, v)| {
+                humantime::parse_duration(&v)
+                    .map(|d| (k.clone(), d))
+                    .map_err(|e| serde::de::Error::custom(format!("retention.{k}: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// What one compaction of a table did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    pub partitions: usize,
+    pub files_before: usize,
+    pub files_removed: usize,
+    pub files_added: usize,
+    pub bytes_removed: u64,
+    pub bytes_added: u64,
+}
+
+/// A data file of a table as the snapshot lists it.
+#[derive(Debug, Clone)]
+struct Listed {
+    path: String,
+    size: u64,
+    date: String,
+}
+
+impl Store {
+    async fn listed(&self, table: &'static str) -> Result<Vec<Listed>> {
+        let mut t = self.table_handle(table).lock().await;
+        t.refresh().await?;
+        Ok(t.state
+            .log_data()
+            .into_iter()
+            .map(|f| {
+                let date = f
+                    .partition_values_map()
+                    .get(PARTITION_COLUMN)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default();
+                Listed {
+                    path: f.path().into_owned(),
+                    size: f.size().max(0) as u64,
+                    date,
+                }
+            })
+            .collect())
+    }
+
+    /// Rewrites the small files of each `date` partition of `table` into files of about
+    /// `target_bytes`, sorted by the table's natural key, in one Delta commit that removes
+    /// the old files and adds the new ones (`dataChange = false`). Aggregators keep
+    /// committing meanwhile: their commits are blind appends, which never conflict with it.
+    pub async fn compact(
+        &self,
+        table: &'static str,
+        target_bytes: u64,
+    ) -> Result<CompactionReport> {
+        let files = self.listed(table).await?;
+        let mut report = CompactionReport {
+            files_before: files.len(),
+            ..Default::default()
+        };
+        let mut by_date: BTreeMap<&str, Vec<&Listed>> = BTreeMap::new();
+        for f in &files {
+            if f.size < target_bytes / 2 {
+                by_date.entry(f.date.as_str()).or_default().push(f);
+            }
+        }
+        let store = self
+            .table_handle(table)
+            .lock()
+            .await
+            .log_store
+            .object_store(None);
+        let mut actions = Vec::new();
+        let mut inputs = BTreeSet::new();
+        for (date, mut small) in by_date {
+            small.sort_by(|a, b| a.path.cmp(&b.path));
+            let mut bins: Vec<Vec<&Listed>> = vec![Vec::new()];
+            let mut bin_bytes = 0;
+            for f in small {
+                if bin_bytes + f.size > target_bytes && !bins.last().expect("a bin").is_empty() {
+                    bins.push(Vec::new());
+                    bin_bytes = 0;
+                }
+                bin_bytes += f.size;
+                bins.last_mut().expect("a bin").push(f);
+            }
+            let mut touched = false;
+            for bin in bins.into_iter().filter(|b| b.len() >= 2) {
+                let mut batches: Vec<RecordBatch> = Vec::new();
+                for f in &bin {
+                    batches.extend(read_file(store.as_ref(), &f.path).await?);
+                }
+                let Some(first) = batches.first() else {
+                    continue;
+                };
+                let merged = arrow::compute::concat_batches(&first.schema(), &batches)?;
+                let provenance = Provenance {
+                    table,
+                    topic: "compaction",
+                    partition: -1,
+                    first_offset: 0,
+                    last_offset: 0,
+                };
+                let bytes = tokio::task::block_in_place(|| encode(&merged, &provenance))?;
+                let rel = format!(
+                    "{PARTITION_COLUMN}={date}/compacted-{}.parquet",
+                    uuid::Uuid::now_v7().simple()
+                );
+                let size = bytes.len();
+                store
+                    .put(
+                        &object_store::path::Path::from(rel.as_str()),
+                        PutPayload::from(bytes),
+                    )
+                    .await
+                    .map_err(|source| Error::ObjectStore {
+                        path: rel.clone(),
+                        source,
+                    })?;
+                self.sync_local(table, &rel).await?;
+                let mut add =
+                    add_action(&rel, &[(PARTITION_COLUMN, date.to_owned())], size, &merged);
+                add.data_change = false;
+                actions.push(Action::Add(add));
+                report.files_added += 1;
+                report.bytes_added += size as u64;
+                for f in bin {
+                    actions.push(Action::Remove(remove_action(f, false)));
+                    inputs.insert(f.path.clone());
+                    report.files_removed += 1;
+                    report.bytes_removed += f.size;
+                }
+                touched = true;
+            }
+            report.partitions += usize::from(touched);
+        }
+        if actions.is_empty() {
+            return Ok(report);
+        }
+        let operation = DeltaOperation::Optimize {
+            predicate: None,
+            target_size: target_bytes as i64,
+        };
+        self.commit_rewrite(table, actions, &inputs, operation)
+            .await?;
+        counter!("nines_store_compacted_files_total", "table" => table)
+            .increment(report.files_removed as u64);
+        info!(table, ?report, "compacted");
+        Ok(report)
+    }
+
+    /// Removes every `date` partition of `table` older than `keep` (by the partition's day,
+    /// UTC, against `now_ns`), in one Delta delete. Answers the days removed. The files stay
+    /// until vacuum, so queries already running finish exactly.
+    pub async fn expire(
+        &self,
+        table: &'static str,
+        keep: Duration,
+        now_ns: i64,
+    ) -> Result<Vec<String>> {
+        let today = now_ns.div_euclid(86_400_000_000_000);
+        let cutoff = day_string(today - (keep.as_secs() / 86_400) as i64);
+        let files = self.listed(table).await?;
+        let old: Vec<&Listed> = files
+            .iter()
+            .filter(|f| f.date.as_str() < cutoff.as_str())
+            .collect();
+        if old.is_empty() {
+            return Ok(Vec::new());
+        }
+        let days: BTreeSet<String> = old.iter().map(|f| f.date.clone()).collect();
+        let inputs: BTreeSet<String> = old.iter().map(|f| f.path.clone()).collect();
+        let actions = old
+            .into_iter()
+            .map(|f| Action::Remove(remove_action(f, true)))
+            .collect();
+        let operation = DeltaOperation::Delete {
+            predicate: Some(format!("{PARTITION_COLUMN} < '{cutoff}'")),
+        };
+        self.commit_rewrite(table, actions, &inputs, operation)
+            .await?;
+        counter!("nines_store_expired_partitions_total", "table" => table)
+            .increment(days.len() as u64);
+        info!(table, %cutoff, days = days.len(), "expired partitions");
+        Ok(days.into_iter().collect())
+    }
+
+    /// Deletes the files of `table` no commit references (removed by compaction or
+    /// retention, or orphans of a crashed flush) once older than `grace`, then the log
+    /// entries older than the table's log retention (checkpoints keep the state). Answers
+    /// how many files went.
+    pub async fn vacuum(&self, table: &'static str, grace: Duration) -> Result<usize> {
+        let err = |op| move |e| delta_error(table, op, e);
+        let mut t = DeltaTableBuilder::from_url(self.table_url(table))
+            .and_then(|b| {
+                b.with_storage_options(self.location().options.clone())
+                    .build()
+            })
+            .map_err(err("opening"))?;
+        t.load().await.map_err(err("loading"))?;
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let (t, metrics) = t
+            .vacuum()
+            .with_retention_period(grace)
+            .with_enforce_retention_duration(false)
+            .with_mode(VacuumMode::Full)
+            .await
+            .map_err(err("vacuuming"))?;
+        let logs = deltalake::checkpoints::cleanup_metadata(&t, None)
+            .await
+            .map_err(err("cleaning the log of"))?;
+        counter!("nines_store_vacuumed_files_total", "table" => table)
+            .increment(metrics.files_deleted.len() as u64);
+        info!(table, files = metrics.files_deleted.len(), logs, "vacuumed");
+        Ok(metrics.files_deleted.len())
+    }
+
+    /// Commits a rewrite (compaction, retention) if every file it removes is still in the
+    /// table: a concurrent rewrite that removed one first wins, and this one is dropped (its
+    /// new files become orphans for vacuum).
+    async fn commit_rewrite(
+        &self,
+        table: &'static str,
+        actions: Vec<Action>,
+        inputs: &BTreeSet<String>,
+        operation: DeltaOperation,
+    ) -> Result<()> {
+        let mut t = self.table_handle(table).lock().await;
+        t.refresh().await?;
+        let live: BTreeSet<String> = t
+            .state
+            .log_data()
+            .into_iter()
+            .map(|f| f.path().into_owned())
+            .collect();
+        if let Some(gone) = inputs.iter().find(|p| !live.contains(*p)) {
+            return Err(Error::Location {
+                location: table.to_owned(),
+                reason: format!("{gone} was removed by another writer meanwhile; try again"),
+            });
+        }
+        t.commit_operation(actions, operation).await?;
+        drop(t);
+        self.sync_log(table).await
+    }
+}
+
+fn remove_action(f: &Listed, data_change: bool) -> Remove {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Remove {
+        path: f.path.clone(),
+        data_change,
+        deletion_timestamp: Some(now_ms),
+        extended_file_metadata: Some(true),
+        partition_values: Some(
+            [(PARTITION_COLUMN.to_owned(), Some(f.date.clone()))]
+                .into_iter()
+                .collect(),
+        ),
+        size: Some(f.size as i64),
+        ..Default::default()
+    }
+}
+
+/// Every row of one Parquet file of a table.
+pub(crate) async fn read_file(store: &dyn ObjectStore, path: &str) -> Result<Vec<RecordBatch>> {
+    let object_err = |source| Error::ObjectStore {
+        path: path.to_owned(),
+        source,
+    };
+    let got = store
+        .get(&object_store::path::Path::from(path))
+        .await
+        .map_err(object_err)?;
+    let bytes = got.bytes().await.map_err(object_err)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|source| Error::Parquet {
+            path: path.into(),
+            source,
+        })?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+}

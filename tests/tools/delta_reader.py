@@ -1,0 +1,47 @@
+"""An independent reader of nines' tables: the `deltalake` package (delta-rs's Python
+binding) with pyarrow. Prints, as JSON, what the Rust tests compare with their own ledger.
+
+usage: delta_reader.py <data dir> [<txn app id>...]
+"""
+
+import json
+import sys
+
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+
+def table(root, name):
+    return DeltaTable(f"{root}/tables/{name}")
+
+
+def main():
+    root = sys.argv[1]
+    requests = table(root, "requests").to_pyarrow_table(
+        columns=["error", "trace_id", "time", "date"]
+    )
+    sli = table(root, "sli_1m").to_pyarrow_table(columns=["total", "errors"])
+    out = {
+        "requests_rows": requests.num_rows,
+        "requests_errors": pc.sum(pc.cast(requests["error"], "int64")).as_py() or 0,
+        "requests_distinct_trace_ids": pc.count_distinct(requests["trace_id"]).as_py(),
+        "requests_time_type": str(requests.schema.field("time").type),
+        "sli_total": pc.sum(sli["total"]).as_py() or 0,
+        "sli_errors": pc.sum(sli["errors"]).as_py() or 0,
+        "deploys_rows": table(root, "deploys").to_pyarrow_table(columns=["time"]).num_rows,
+        "incidents_rows": table(root, "incidents").to_pyarrow_table(columns=["id"]).num_rows,
+        "dates": sorted(set(requests["date"].to_pylist())),
+        # The Kafka offset each table holds per partition (Delta's `txn` action).
+        "txn": {
+            app: {
+                name: table(root, name).transaction_version(app)
+                for name in ["requests", "sli_1m", "deploys", "incidents"]
+            }
+            for app in sys.argv[2:]
+        },
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
