@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nines_testkit::process::http_status;
 use nines_testkit::{Generator, Ledger, WorkloadSpec};
 
-use crate::support::{Env, assert_tables_equal_ledger, metric, now_ns, push_ok};
+use crate::support::{Env, assert_tables_equal_ledger, delta_reader, metric, now_ns, push_ok};
 
 /// Sends `signal` (e.g. `-STOP`) to a process.
 fn signal(pid: u32, signal: &str) {
@@ -206,4 +206,175 @@ async fn a_wiped_broker_stalls_until_reset_offsets_and_loses_no_row() {
         sent + after,
         "every old row and every new one"
     );
+}
+
+/// `nines compact` runs again and again in its own process while an aggregator commits and a
+/// query loops. Every answer is exact (no row counted twice: a query sees either a day's
+/// small files or the compacted one, never both), and afterwards each table has at most two
+/// files per day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_under_load_keeps_every_answer_exact() {
+    let env = Env::new();
+    let _roles = env.broker_and_ingest();
+    let _aggregate = env.aggregator("aggregate", &[("NINES__STORAGE__INTERVAL", "0s")]);
+    let mut client = env.client().await;
+    let mut generator = Generator::new(WorkloadSpec {
+        seed: 41,
+        ..WorkloadSpec::default()
+    });
+    let mut ledger = Ledger::default();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (answers, compactions) = std::thread::scope(|scope| {
+        let queries = scope.spawn(|| {
+            let mut answers = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let rows = env.sql(
+                    "SELECT count(*) AS n, count(DISTINCT trace_id) AS d, \
+                     sum(CASE WHEN error THEN 1 ELSE 0 END) AS e FROM requests",
+                );
+                let (n, d) = (
+                    rows[0]["n"].as_i64().unwrap(),
+                    rows[0]["d"].as_i64().unwrap(),
+                );
+                assert_eq!(n, d, "a query counted a row twice");
+                answers += 1;
+            }
+            answers
+        });
+        let compact = scope.spawn(|| {
+            let mut runs = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                runs.push(env.run(&["compact"]).expect("nines compact"));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            runs
+        });
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| {
+            runtime.block_on(async {
+                for i in 0..60 {
+                    let push = generator.push(i % 6, 100, now_ns());
+                    push_ok(&mut client, &push).await;
+                    ledger.record(&push);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        });
+        assert_eq!(
+            env.wait_for(
+                "SELECT count(*) AS n FROM requests",
+                ledger.events() as i64,
+                Duration::from_secs(60)
+            ),
+            ledger.events() as i64
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (queries.join().unwrap(), compact.join().unwrap())
+    });
+    // `requests: N files; M small files (…) rewritten as K …`: runs with M > 0.
+    let rewrote = compactions
+        .iter()
+        .filter(|r| {
+            r.lines()
+                .find_map(|l| l.strip_prefix("requests: "))
+                .and_then(|l| l.split("; ").nth(1))
+                .and_then(|l| l.split(' ').next())
+                .is_some_and(|m| m.parse::<u64>().unwrap() > 0)
+        })
+        .count();
+    println!(
+        "[compaction] {answers} exact answers during {} compactions ({rewrote} rewrote files)",
+        compactions.len()
+    );
+    assert!(answers >= 3, "{answers}");
+    assert!(rewrote >= 1, "{compactions:?}");
+
+    // Once more with the tables quiet: at most two files per table and day.
+    let before = delta_reader(&env, &[]);
+    env.run(&["compact"]).unwrap();
+    let after = delta_reader(&env, &[]);
+    for table in ["requests", "sli_1m"] {
+        for (day, n) in after["files"][table].as_object().unwrap() {
+            assert!(
+                n.as_u64().unwrap() <= 2,
+                "{table} {day}: {n} files ({after})"
+            );
+        }
+    }
+    println!(
+        "[compaction] files per day before the last compaction: {}; after: {}",
+        before["files"], after["files"]
+    );
+    assert_tables_equal_ledger(&env, &ledger, Duration::from_secs(30));
+}
+
+/// Events over 40 days; `storage.retention.requests = 30days`: `requests` keeps exactly the
+/// 30 most recent days (today included), `sli_1m` (400 days) keeps all 40, and vacuum deletes
+/// the expired files from the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_exactly_the_days_the_policy_keeps() {
+    let env = Env::new();
+    let mut up = env.spawn(
+        "up",
+        &[
+            ("NINES__INGEST__MAX_EVENT_AGE", "60days"),
+            ("NINES__STORAGE__INTERVAL", "0s"),
+        ],
+        &["up"],
+    );
+    let mut client = env.client().await;
+    let mut generator = Generator::new(WorkloadSpec::default());
+    let today = chrono::Utc::now().date_naive();
+    let day_ns = 86_400_000_000_000_i64;
+    // Noon of each day (UTC), so no event crosses midnight.
+    let midnight = now_ns() - now_ns().rem_euclid(day_ns);
+    for d in 0..40_i64 {
+        let push = generator.push(d as usize % 4, 10, midnight - d * day_ns + day_ns / 2);
+        push_ok(&mut client, &push).await;
+    }
+    assert_eq!(
+        env.wait_for(
+            "SELECT count(*) AS n FROM requests",
+            400,
+            Duration::from_secs(60)
+        ),
+        400
+    );
+    assert!(up.terminate().success());
+    let out = env
+        .run_with(
+            &[
+                ("NINES__STORAGE__RETENTION__REQUESTS", "30days"),
+                ("NINES__STORAGE__VACUUM_GRACE", "0s"),
+            ],
+            &["compact"],
+        )
+        .unwrap();
+    println!("[retention] {out}");
+
+    let day = |d: u64| {
+        (today - chrono::Days::new(d))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let kept: Vec<String> = (0..30).rev().map(day).collect();
+    let all: Vec<String> = (0..40).rev().map(day).collect();
+    let read = delta_reader(&env, &[]);
+    assert_eq!(read["dates"], serde_json::json!(kept), "requests' days");
+    assert_eq!(read["sli_dates"], serde_json::json!(all), "sli_1m's days");
+    assert_eq!(env.sql_i64("SELECT count(*) AS n FROM requests"), 300);
+    assert_eq!(env.sql_i64("SELECT sum(total) AS n FROM sli_1m"), 400);
+    // Vacuum (grace 0, nothing running) deleted the expired days' files from the disk.
+    let on_disk: Vec<String> = std::fs::read_dir(env.data_dir().join("tables/requests"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let has_files = std::fs::read_dir(e.path()).ok()?.next().is_some();
+            (has_files && name.starts_with("date=")).then(|| name[5..].to_owned())
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(on_disk, kept, "days with files on disk");
 }

@@ -142,7 +142,13 @@ impl Env {
     /// Runs a one-shot `nines <args>` with this environment's config: its stdout, or its
     /// stderr if it failed.
     pub fn run(&self, args: &[&str]) -> Result<String, String> {
+        self.run_with(&[], args)
+    }
+
+    /// [`Env::run`] with `NINES__…` overrides.
+    pub fn run_with(&self, env: &[(&str, &str)], args: &[&str]) -> Result<String, String> {
         let out = Command::new(BIN)
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(self.config("one-shot"))
             .args(["--log", "warn"])

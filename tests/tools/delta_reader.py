@@ -15,6 +15,14 @@ def table(root, name):
     return DeltaTable(f"{root}/tables/{name}")
 
 
+def files_per_day(dt):
+    out = {}
+    for uri in dt.file_uris():
+        day = uri.split("date=")[1].split("/")[0]
+        out[day] = out.get(day, 0) + 1
+    return out
+
+
 def main():
     root = sys.argv[1]
     requests = table(root, "requests").to_pyarrow_table(
@@ -31,6 +39,14 @@ def main():
         "deploys_rows": table(root, "deploys").to_pyarrow_table(columns=["time"]).num_rows,
         "incidents_rows": table(root, "incidents").to_pyarrow_table(columns=["id"]).num_rows,
         "dates": sorted(set(requests["date"].to_pylist())),
+        # Data files per table and day, as the log says (not as the directory lists them).
+        "files": {
+            name: files_per_day(table(root, name))
+            for name in ["requests", "sli_1m", "deploys", "incidents"]
+        },
+        "sli_dates": sorted(
+            set(table(root, "sli_1m").to_pyarrow_table(columns=["date"])["date"].to_pylist())
+        ),
         # The Kafka offset each table holds per partition (Delta's `txn` action).
         "txn": {
             app: {

@@ -238,9 +238,10 @@ impl Store {
         Ok(report)
     }
 
-    /// Removes every `date` partition of `table` older than `keep` (by the partition's day,
-    /// UTC, against `now_ns`), in one Delta delete. Answers the days removed. The files stay
-    /// until vacuum, so queries already running finish exactly.
+    /// Keeps the `keep` (in whole days) most recent days of `table`, today (UTC, from
+    /// `now_ns`) included, and removes every older `date` partition in one Delta delete.
+    /// Answers the days removed. The files stay until vacuum, so queries already running
+    /// finish exactly.
     pub async fn expire(
         &self,
         table: &'static str,
@@ -248,7 +249,8 @@ impl Store {
         now_ns: i64,
     ) -> Result<Vec<String>> {
         let today = now_ns.div_euclid(86_400_000_000_000);
-        let cutoff = day_string(today - (keep.as_secs() / 86_400) as i64);
+        let days_kept = (keep.as_secs() / 86_400).max(1) as i64;
+        let cutoff = day_string(today - days_kept + 1);
         let files = self.listed(table).await?;
         let old: Vec<&Listed> = files
             .iter()
