@@ -5,7 +5,6 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Context;
 use nines_query::{OutputFormat, QueryEngine};
-use nines_store::Store;
 
 use crate::config::Config;
 
@@ -14,9 +13,7 @@ pub(crate) async fn run(
     sql: Option<&str>,
     format: OutputFormat,
 ) -> anyhow::Result<()> {
-    let store = Store::open_dir(&cfg.data_dir)
-        .await
-        .context("opening the data directory")?;
+    let store = crate::roles::open_store(cfg).await?;
     let engine = QueryEngine::new(&store).await?;
     if let Some(sql) = sql {
         return execute(&engine, sql, format).await;

@@ -1,10 +1,12 @@
 """An independent reader of nines' tables: the `deltalake` package (delta-rs's Python
 binding) with pyarrow. Prints, as JSON, what the Rust tests compare with their own ledger.
 
-usage: delta_reader.py <data dir> [<txn app id>...]
+usage: delta_reader.py <data dir or storage URL> [<txn app id>...]
+Storage options (S3 endpoint, keys) come as JSON in NINES_DELTA_OPTIONS.
 """
 
 import json
+import os
 import sys
 
 import pyarrow.compute as pc
@@ -12,7 +14,8 @@ from deltalake import DeltaTable
 
 
 def table(root, name):
-    return DeltaTable(f"{root}/tables/{name}")
+    options = json.loads(os.environ.get("NINES_DELTA_OPTIONS") or "{}")
+    return DeltaTable(f"{root}/tables/{name}", storage_options=options or None)
 
 
 def files_per_day(dt):
@@ -56,7 +59,10 @@ def main():
             for app in sys.argv[2:]
         },
     }
-    print(json.dumps(out))
+    print(json.dumps(out), flush=True)
+    # pyarrow's S3 client aborts in its exit-time finalizer ("terminate called without an
+    # active exception"); everything is printed, so leave without finalizers.
+    os._exit(0)
 
 
 if __name__ == "__main__":

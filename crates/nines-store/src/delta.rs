@@ -84,7 +84,18 @@ impl Table {
                 .and_then(|b| b.build())
         };
         let mut table = builder().map_err(err("opening"))?;
-        match table.load().await {
+        // Asked first: loading a table that does not exist yet logs an ERROR in delta-rs.
+        let exists = table
+            .log_store()
+            .is_delta_table_location()
+            .await
+            .map_err(err("opening"))?;
+        let loaded = if exists {
+            table.load().await
+        } else {
+            Err(DeltaTableError::NotATable(name.to_owned()))
+        };
+        match loaded {
             Ok(()) => {}
             Err(DeltaTableError::NotATable(_)) => {
                 let kernel: StructType = schema

@@ -31,6 +31,10 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// Another writer changed the table first (a racing compaction, an aggregator during
+    /// `reset-offsets`): nothing was committed; try again.
+    #[error("table {table}: {reason}")]
+    Conflict { table: String, reason: String },
     #[error("storage location {location}: {reason}")]
     Location { location: String, reason: String },
 }

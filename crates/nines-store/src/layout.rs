@@ -393,8 +393,8 @@ impl Store {
                 .await
                 .map_err(|e| match e {
                     CommitFailure::Other(e) => e,
-                    CommitFailure::Fenced { stored } => Error::Location {
-                        location: t.to_owned(),
+                    CommitFailure::Fenced { stored } => Error::Conflict {
+                        table: t.to_owned(),
                         reason: format!(
                             "partition {partition} moved to {stored:?} during the reset: stop \
                              the aggregators first"

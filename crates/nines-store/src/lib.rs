@@ -21,4 +21,4 @@ pub use error::{Error, Result};
 pub use layout::{
     CommitOutcome, Fenced, FileName, IDEMPOTENCY, Location, Positions, Store, app_id,
 };
-pub use maintenance::{CompactionReport, MaintenanceConfig};
+pub use maintenance::{CompactionReport, StorageConfig};

@@ -25,10 +25,23 @@ use crate::layout::Store;
 use crate::writer::{Provenance, encode};
 use crate::{Error, Result};
 
-/// How the store keeps its tables: `[storage]` in the configuration.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Where the store keeps its tables and how: `[storage]` in the configuration.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub struct MaintenanceConfig {
+pub struct StorageConfig {
+    /// Where the tables live: empty for `<data_dir>` (the local default), or an object
+    /// store URL such as `s3://bucket/prefix`.
+    pub url: String,
+    /// S3: endpoint of an S3-compatible server (MinIO, moto, …); empty for AWS.
+    pub endpoint: String,
+    /// S3: region; empty for the AWS environment's (`AWS_REGION`).
+    pub region: String,
+    /// S3: allow a plain-HTTP endpoint.
+    pub allow_http: bool,
+    /// S3 credentials; empty for the usual AWS environment (`AWS_ACCESS_KEY_ID`, profiles,
+    /// instance roles).
+    pub access_key_id: String,
+    pub secret_access_key: String,
     /// How often the aggregator compacts, expires and vacuums (`0s`: never; `nines compact`
     /// does it on demand).
     #[serde(with = "humantime_serde")]
@@ -44,9 +57,65 @@ pub struct MaintenanceConfig {
     pub retention: BTreeMap<String, Duration>,
 }
 
-impl Default for MaintenanceConfig {
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("allow_http", &self.allow_http)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("interval", &self.interval)
+            .field("target_file_bytes", &self.target_file_bytes)
+            .field("vacuum_grace", &self.vacuum_grace)
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+impl StorageConfig {
+    /// Where the tables live: `url`, or `data_dir` when it is empty.
+    pub fn location(&self, data_dir: &std::path::Path) -> Result<crate::Location> {
+        if self.url.is_empty() {
+            return crate::Location::local(data_dir);
+        }
+        let root = url::Url::parse(&self.url).map_err(|e| Error::Location {
+            location: self.url.clone(),
+            reason: format!("storage.url: {e}"),
+        })?;
+        if !matches!(root.scheme(), "s3" | "s3a" | "file") {
+            return Err(Error::Location {
+                location: self.url.clone(),
+                reason: "storage.url: only s3:// (and file://) are supported".into(),
+            });
+        }
+        let mut options = std::collections::HashMap::new();
+        let mut set = |k: &str, v: &str| {
+            if !v.is_empty() {
+                options.insert(k.to_owned(), v.to_owned());
+            }
+        };
+        set("AWS_ENDPOINT_URL", &self.endpoint);
+        set("AWS_REGION", &self.region);
+        set("AWS_ACCESS_KEY_ID", &self.access_key_id);
+        set("AWS_SECRET_ACCESS_KEY", &self.secret_access_key);
+        if self.allow_http {
+            set("AWS_ALLOW_HTTP", "true");
+        }
+        Ok(crate::Location { root, options })
+    }
+}
+
+impl Default for StorageConfig {
     fn default() -> Self {
         Self {
+            url: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            allow_http: false,
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
             interval: Duration::from_secs(600),
             target_file_bytes: 128 * 1024 * 1024,
             vacuum_grace: Duration::from_secs(6 * 3600),
@@ -111,6 +180,17 @@ struct Listed {
 }
 
 impl Store {
+    /// The data files of `table` its latest snapshot lists: path relative to the table's
+    /// root, and size in bytes.
+    pub async fn data_files(&self, table: &'static str) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .listed(table)
+            .await?
+            .into_iter()
+            .map(|f| (f.path, f.size))
+            .collect())
+    }
+
     async fn listed(&self, table: &'static str) -> Result<Vec<Listed>> {
         let mut t = self.table_handle(table).lock().await;
         t.refresh().await?;
@@ -325,8 +405,8 @@ impl Store {
             .map(|f| f.path().into_owned())
             .collect();
         if let Some(gone) = inputs.iter().find(|p| !live.contains(*p)) {
-            return Err(Error::Location {
-                location: table.to_owned(),
+            return Err(Error::Conflict {
+                table: table.to_owned(),
                 reason: format!("{gone} was removed by another writer meanwhile; try again"),
             });
         }
