@@ -13,7 +13,9 @@
 //!    then a new one with default settings for the freshness stage;
 //! 5. freshness: load at a fixed rate with probe pushes; push acknowledged → visible in SQL;
 //! 6. query: a 30-day availability question over `sli_1m` and over `requests`, and the same
-//!    in DuckDB over the same files when its Python package is installed.
+//!    in DuckDB over the same files when its Python package is installed (`NINES_BENCH_PYTHON`
+//!    or `python3`); then `nines compact`'s compaction, the files and bytes per event before
+//!    and after it, and the same questions over the compacted tables.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -392,7 +394,26 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         ingest.terminate();
         aggregate.terminate();
     });
-    for row in query(&temp.join("data"), args.events).await? {
+    let store = nines_store::Store::open_dir(temp.join("data")).await?;
+    let before = files_per_event(&store, args.events).await?;
+    for row in query(&store, args.events, false).await? {
+        rows.push(row);
+    }
+    let t = Instant::now();
+    let target = nines_store::maintenance::StorageConfig::default().target_file_bytes;
+    for table in nines_store::layout::all_tables() {
+        store.compact(table, target).await?;
+    }
+    let compact_s = t.elapsed().as_secs_f64();
+    let after = files_per_event(&store, args.events).await?;
+    rows.push(Row {
+        stage: "compaction (all tables, default target 128 MiB)",
+        events_per_s: args.events as f64 / compact_s,
+        cpu_per_m: None,
+        baseline: None,
+        note: format!("{compact_s:.1} s in the bench process; before: {before}; after: {after}"),
+    });
+    for row in query(&store, args.events, true).await? {
         rows.push(row);
     }
 
@@ -642,9 +663,28 @@ async fn freshness(roles: &Roles, args: &BenchArgs) -> anyhow::Result<Row> {
     })
 }
 
-async fn query(data: &Path, events: u64) -> anyhow::Result<Vec<Row>> {
-    let store = nines_store::Store::open_dir(data).await?;
-    let engine = nines_query::QueryEngine::new(&store).await?;
+/// "N files, B bytes per event" over the data tables (`requests`, `sli_1m`), as their
+/// snapshots list them.
+async fn files_per_event(store: &nines_store::Store, events: u64) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    for table in ["requests", "sli_1m"] {
+        let files = store.data_files(table).await?;
+        let bytes: u64 = files.iter().map(|(_, b)| b).sum();
+        out.push(format!(
+            "{table} {} files, {:.1} B/event",
+            files.len(),
+            bytes as f64 / events as f64
+        ));
+    }
+    Ok(out.join(", "))
+}
+
+async fn query(
+    store: &nines_store::Store,
+    events: u64,
+    compacted: bool,
+) -> anyhow::Result<Vec<Row>> {
+    let engine = nines_query::QueryEngine::new(store).await?;
     let rollup = "SELECT service, sum(total) AS total, sum(errors) AS errors FROM sli_1m \
                   WHERE window_start >= date_trunc('minute', now() - INTERVAL '30 days') \
                   GROUP BY service ORDER BY service";
@@ -675,7 +715,11 @@ async fn query(data: &Path, events: u64) -> anyhow::Result<Vec<Row>> {
     }
     let (fast, slow) = (timings[0].as_secs_f64(), timings[1].as_secs_f64());
     let mut rows = vec![Row {
-        stage: "30-day availability from sli_1m",
+        stage: if compacted {
+            "30-day availability from sli_1m, compacted"
+        } else {
+            "30-day availability from sli_1m"
+        },
         events_per_s: events as f64 / fast,
         cpu_per_m: None,
         baseline: Some(("same from requests", events as f64 / slow)),
@@ -685,13 +729,27 @@ async fn query(data: &Path, events: u64) -> anyhow::Result<Vec<Row>> {
             slow * 1e3
         ),
     }];
-    let tables = store
-        .table_dir("requests")
-        .context("a local store for DuckDB")?;
-    let tables = tables.parent().context("tables directory")?;
-    rows.push(match duckdb(tables, &answers[1])? {
+    // DuckDB reads the files each table's snapshot lists: after a compaction the old files
+    // stay on disk until vacuum, and a glob would count them twice.
+    let mut live = Vec::new();
+    for table in ["requests", "sli_1m"] {
+        let dir = store.table_dir(table).context("a local store for DuckDB")?;
+        let files: Vec<String> = store
+            .data_files(table)
+            .await?
+            .into_iter()
+            .map(|(path, _)| dir.join(path).display().to_string())
+            .collect();
+        live.push(files.join("\n"));
+    }
+    let duck_stage = if compacted {
+        "30-day availability from requests, DuckDB, compacted"
+    } else {
+        "30-day availability from requests, DuckDB"
+    };
+    rows.push(match duckdb(&live, &answers[1])? {
         Some((raw, rollup)) => Row {
-            stage: "30-day availability from requests, DuckDB",
+            stage: duck_stage,
             events_per_s: events as f64 / raw,
             cpu_per_m: None,
             baseline: Some(("nines from requests", events as f64 / slow)),
@@ -702,7 +760,7 @@ async fn query(data: &Path, events: u64) -> anyhow::Result<Vec<Row>> {
             ),
         },
         None => Row {
-            stage: "30-day availability from requests, DuckDB",
+            stage: duck_stage,
             events_per_s: f64::NAN,
             cpu_per_m: None,
             baseline: None,
@@ -713,17 +771,17 @@ async fn query(data: &Path, events: u64) -> anyhow::Result<Vec<Row>> {
 }
 
 /// The 30-day question in DuckDB (Python package, if installed) over the same Parquet files
-/// (`tables`, the directory holding one directory per table):
+/// (`files`: the absolute paths the snapshots of `requests` and `sli_1m` list, one per line):
 /// median seconds over `requests` and over `sli_1m`, after checking DuckDB's answer against
 /// nines' (`expected`, CSV). `None` when DuckDB is not importable.
-fn duckdb(tables: &Path, expected: &str) -> anyhow::Result<Option<(f64, f64)>> {
+fn duckdb(files: &[String], expected: &str) -> anyhow::Result<Option<(f64, f64)>> {
     const SCRIPT: &str = r#"
 import statistics, sys, time
 import duckdb
-d = sys.argv[1]
+live = {"requests": sys.argv[1].split("\n"), "sli_1m": sys.argv[2].split("\n")}
 con = duckdb.connect()
 con.execute("SET threads TO 2")
-files = lambda t: f"read_parquet('{d}/{t}/*/*.parquet', hive_partitioning = true)"
+files = lambda t: f"read_parquet({live[t]!r}, hive_partitioning = true)"
 queries = [
     f"""SELECT service, count(*) AS total, sum(CASE WHEN error THEN 1 ELSE 0 END) AS errors
         FROM {files('requests')} WHERE time >= date_trunc('minute', now() - INTERVAL 30 DAY)
@@ -751,7 +809,7 @@ for q in queries:
     }
     let out = Command::new(&python)
         .args(["-c", SCRIPT])
-        .arg(tables)
+        .args(files)
         .output()
         .context("running DuckDB")?;
     if !out.status.success() {

@@ -9,7 +9,7 @@ use figment::providers::{Env, Format, Toml};
 use nines_bus::BusConfig;
 use nines_ingest::IngestConfig;
 use nines_pipeline::AggregateConfig;
-use nines_store::MaintenanceConfig;
+use nines_store::StorageConfig;
 use serde::Deserialize;
 
 use crate::roles::{Plan, Role};
@@ -27,7 +27,7 @@ pub(crate) struct Config {
     pub bus: BusConfig,
     pub ingest: IngestConfig,
     pub aggregate: AggregateConfig,
-    pub storage: MaintenanceConfig,
+    pub storage: StorageConfig,
     pub admin: AdminConfig,
 }
 
@@ -40,7 +40,7 @@ impl Default for Config {
             bus: BusConfig::default(),
             ingest: IngestConfig::default(),
             aggregate: AggregateConfig::default(),
-            storage: MaintenanceConfig::default(),
+            storage: StorageConfig::default(),
             admin: AdminConfig::default(),
         }
     }
@@ -52,11 +52,23 @@ impl Default for Config {
 pub(crate) struct BrokerConfig {
     /// Port on 127.0.0.1.
     pub port: u16,
+    /// Records every consumer group has read are deleted once older than this; a record a
+    /// group has not read is kept, however old (`nines_bus::retention`).
+    #[serde(with = "humantime_serde")]
+    pub log_retention: Duration,
+    /// How often the broker deletes old records (and the guard checks what groups still
+    /// need). Each pass scans the broker's record table.
+    #[serde(with = "humantime_serde")]
+    pub maintenance_interval: Duration,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        Self { port: 19092 }
+        Self {
+            port: 19092,
+            log_retention: Duration::from_secs(7 * 86_400),
+            maintenance_interval: Duration::from_secs(600),
+        }
     }
 }
 
@@ -111,6 +123,12 @@ impl Config {
         }
         if self.shutdown_timeout.is_zero() {
             bail!("shutdown_timeout must be positive");
+        }
+        if self.broker.maintenance_interval < Duration::from_secs(1) {
+            bail!("broker.maintenance_interval must be at least 1s");
+        }
+        if self.broker.log_retention < Duration::from_secs(1) {
+            bail!("broker.log_retention must be at least 1s");
         }
         if self.aggregate.flush_interval.is_zero() {
             bail!("aggregate.flush_interval must be positive");

@@ -16,8 +16,10 @@ mod sql_cmd;
 
 use config::Config;
 
-const DEFAULT_LOG: &str =
-    "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,tansu_schema=warn";
+/// tansu's and delta-rs's own INFO lines are per request and per commit (delta-rs's include
+/// a dump of the whole snapshot): warnings only.
+const DEFAULT_LOG: &str = "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,\
+     tansu_schema=warn,buoyant_kernel=warn,deltalake_core=warn";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -154,7 +154,12 @@ async fn start_embedded(
     token: CancellationToken,
 ) -> anyhow::Result<nines_bus::embedded::EmbeddedBroker> {
     std::env::set_current_dir(&cfg.data_dir).context("entering the data directory")?;
-    Ok(nines_bus::embedded::EmbeddedBroker::start(cfg.broker.port, token).await?)
+    let retention = nines_bus::retention::LogRetention {
+        age: cfg.broker.log_retention,
+        interval: cfg.broker.maintenance_interval,
+        guarded_topics: vec![cfg.bus.events_topic.clone()],
+    };
+    Ok(nines_bus::embedded::EmbeddedBroker::start(cfg.broker.port, retention, token).await?)
 }
 
 #[cfg(not(feature = "embedded-broker"))]
@@ -407,9 +412,8 @@ async fn run_ingest(
     Ok(())
 }
 
-/// Opens the store under the data directory.
+/// Opens the store where `storage.url` says (the data directory by default).
 pub(crate) async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    Store::open_dir(&cfg.data_dir)
-        .await
-        .context("opening the store")
+    let location = cfg.storage.location(&cfg.data_dir)?;
+    Store::open(location).await.context("opening the store")
 }

@@ -11,6 +11,7 @@ mod support;
 
 mod architecture;
 mod bad_input;
+mod broker_log;
 mod compose;
 mod corpus;
 mod dead_role;

@@ -28,6 +28,9 @@ pub struct Env {
     pub ingest_port: u16,
     /// TOML appended to every role's config (e.g. `[[ingest.api_keys]]` tables).
     pub extra_config: String,
+    /// Where the tables are when not under the data directory (`storage.url`), and the
+    /// storage options an independent reader needs there.
+    pub tables_root: Option<(String, serde_json::Value)>,
 }
 
 impl Env {
@@ -37,6 +40,7 @@ impl Env {
             broker_port: free_port(),
             ingest_port: free_port(),
             extra_config: String::new(),
+            tables_root: None,
         }
     }
 
@@ -96,8 +100,6 @@ impl Env {
         command
             .arg("--config")
             .arg(&config)
-            .arg("--log")
-            .arg("info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn")
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -293,10 +295,15 @@ pub fn test_python() -> PathBuf {
 pub fn delta_reader(env: &Env, apps: &[&str]) -> serde_json::Value {
     let python = test_python();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/delta_reader.py");
+    let (root, options) = env
+        .tables_root
+        .clone()
+        .unwrap_or_else(|| (env.data_dir().display().to_string(), serde_json::json!({})));
     let out = std::process::Command::new(&python)
         .arg(&script)
-        .arg(env.data_dir())
+        .arg(root)
         .args(apps)
+        .env("NINES_DELTA_OPTIONS", options.to_string())
         .output()
         .unwrap_or_else(|e| {
             panic!(

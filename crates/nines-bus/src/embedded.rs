@@ -16,7 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use url::Url;
 
+use crate::retention::{self, LogRetention};
 use crate::{Error, Result};
+
+/// The cluster id of the embedded broker (tansu keys its tables by it).
+const CLUSTER: &str = "nines";
 
 /// Relative path, from the working directory, of the broker's database.
 pub const DB_RELATIVE_PATH: &str = "broker/nines.db";
@@ -32,16 +36,29 @@ pub struct EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts the broker on `127.0.0.1:port` with its database under `./broker/` (the working
-    /// directory must be the data directory). Returns once the listener accepts connections.
-    pub async fn start(port: u16, shutdown: CancellationToken) -> Result<Self> {
+    /// directory must be the data directory), and its log retention guard. Returns once the
+    /// listener accepts connections.
+    pub async fn start(
+        port: u16,
+        retention: LogRetention,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
         std::fs::create_dir_all("broker").map_err(|e| Error::Broker(format!("broker dir: {e}")))?;
+        // Before tansu's first maintenance pass (at start): settings left by an earlier run
+        // may predate a long stop, during which unread records grew older than the age.
+        if Path::new(DB_RELATIVE_PATH).exists() {
+            retention::pass_once(DB_RELATIVE_PATH, CLUSTER, &retention).await?;
+        }
         let addr = Url::parse(&format!("tcp://127.0.0.1:{port}"))
             .map_err(|e| Error::Broker(e.to_string()))?;
-        let storage = Url::parse(&format!("sqlite://{DB_RELATIVE_PATH}"))
-            .map_err(|e| Error::Broker(e.to_string()))?;
+        let storage = Url::parse(&format!(
+            "sqlite://{DB_RELATIVE_PATH}?maintenance_interval={}ms",
+            retention.interval.as_millis()
+        ))
+        .map_err(|e| Error::Broker(e.to_string()))?;
         let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
             .node_id(1)
-            .cluster_id("nines")
+            .cluster_id(CLUSTER)
             .incarnation_id(uuid::Uuid::now_v7())
             .advertised_listener(addr.clone())
             .listener(addr)
@@ -51,6 +68,12 @@ impl EmbeddedBroker {
             .build()
             .await
             .map_err(|e| Error::Broker(format!("{e:?}")))?;
+        tokio::spawn(retention::guard(
+            DB_RELATIVE_PATH,
+            CLUSTER,
+            retention,
+            shutdown.clone(),
+        ));
         let task = tokio::spawn(async move {
             tokio::select! {
                 biased;

@@ -12,6 +12,8 @@ pub mod drain;
 pub mod embedded;
 mod error;
 pub mod producer;
+#[cfg(feature = "embedded-broker")]
+pub mod retention;
 
 pub use config::BusConfig;
 pub use error::{Error, Result};

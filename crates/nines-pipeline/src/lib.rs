@@ -27,7 +27,7 @@ use nines_store::faults::crash;
 use nines_store::{CommitOutcome, Positions, Store};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub use config::AggregateConfig;
 
@@ -144,6 +144,11 @@ pub async fn run(
     // Partitions whose lag gauge has been set (zeroed once they are no longer owned).
     let mut lag_reported: BTreeSet<i32> = BTreeSet::new();
     let mut tick = tokio::time::interval(cfg.aggregate.flush_interval / 4);
+    // The group watchdog (see `GroupConsumer::short_of_partitions`): a member short of
+    // partitions at two checks in a row rejoins the group.
+    let group_check_every = (cfg.bus.session_timeout * 3).max(Duration::from_secs(5));
+    let mut group_checked = Instant::now();
+    let mut short_checks = 0_u32;
     info!(group = %cfg.bus.consumer_group, %topic, "aggregator started");
 
     loop {
@@ -161,6 +166,22 @@ pub async fn run(
                 }
                 report_lag(&consumer, &state, &owned, &mut lag_reported, &stalled);
                 (cfg.on_stall.0)(describe_stalls(&stalled));
+                if group_checked.elapsed() >= group_check_every {
+                    group_checked = Instant::now();
+                    match tokio::task::block_in_place(|| consumer.short_of_partitions()) {
+                        Ok(true) => short_checks += 1,
+                        Ok(false) => short_checks = 0,
+                        Err(e) => debug!(error = %e, "group check failed"),
+                    }
+                    if short_checks >= 2 {
+                        short_checks = 0;
+                        warn!(owned = ?owned, "this member owns fewer partitions than any member of a healthy group: rejoining the group");
+                        counter!("nines_aggregate_group_rejoins_total").increment(1);
+                        if let Err(e) = consumer.rejoin() {
+                            warn!(error = %e, "rejoining the group failed");
+                        }
+                    }
+                }
             }
             msg = consumer.recv() => {
                 apply_changes(&consumer, &mut open, &mut state, &mut owned, &mut stalled);
@@ -289,7 +310,7 @@ pub async fn run(
 /// compacts each table, expires the days its retention no longer keeps, and vacuums. A
 /// failure is logged and retried at the next round (another aggregator may have compacted
 /// the same files first).
-pub async fn maintain(store: Store, cfg: nines_store::MaintenanceConfig, stop: CancellationToken) {
+pub async fn maintain(store: Store, cfg: nines_store::StorageConfig, stop: CancellationToken) {
     if cfg.interval.is_zero() {
         return;
     }
@@ -310,7 +331,7 @@ pub async fn maintain(store: Store, cfg: nines_store::MaintenanceConfig, stop: C
 /// One round of maintenance over every table (what `nines compact` runs).
 pub async fn maintain_once(
     store: &Store,
-    cfg: &nines_store::MaintenanceConfig,
+    cfg: &nines_store::StorageConfig,
 ) -> anyhow::Result<Vec<(&'static str, nines_store::CompactionReport)>> {
     let mut out = Vec::new();
     for table in nines_store::layout::all_tables() {
