@@ -68,12 +68,7 @@ impl EmbeddedBroker {
             .build()
             .await
             .map_err(|e| Error::Broker(format!("{e:?}")))?;
-        tokio::spawn(retention::guard(
-            DB_RELATIVE_PATH,
-            CLUSTER,
-            retention,
-            shutdown.clone(),
-        ));
+        let guard_stop = shutdown.clone();
         let task = tokio::spawn(async move {
             tokio::select! {
                 biased;
@@ -93,6 +88,15 @@ impl EmbeddedBroker {
         });
         let bootstrap = format!("127.0.0.1:{port}");
         wait_listening(&bootstrap).await?;
+        // Only once tansu is serving: its start (registration, the first connections that
+        // put the database in WAL mode) fails on a busy database, and it sets no busy
+        // timeout. The guard's first pass comes one interval later.
+        tokio::spawn(retention::guard(
+            DB_RELATIVE_PATH,
+            CLUSTER,
+            retention,
+            guard_stop,
+        ));
         info!(%bootstrap, db = %Path::new(DB_RELATIVE_PATH).display(), "embedded broker up");
         Ok(Self { bootstrap, task })
     }

@@ -74,29 +74,36 @@ impl LogRetention {
     }
 }
 
-/// Runs the guard on the database at `db_path` until `stop` fires. The first pass is
-/// immediate.
+/// Runs the guard on the database at `db_path` until `stop` fires, a pass every interval
+/// from one interval after the start.
 pub(crate) async fn guard(
     db_path: &str,
     cluster: &str,
     policy: LogRetention,
     stop: CancellationToken,
 ) {
-    let conn = match open(db_path).await {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "broker log retention is off: cannot open the broker database");
-            return;
-        }
-    };
-    let mut tick = tokio::time::interval(policy.interval);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + policy.interval,
+        policy.interval,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn: Option<Connection> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match pass(&conn, cluster, &policy, SystemTime::now()).await {
+        if conn.is_none() {
+            match open(db_path).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    warn!(error = %e, "broker log retention: cannot open the broker database; retrying next interval");
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_ref() else { continue };
+        match pass(c, cluster, &policy, SystemTime::now()).await {
             Ok(topics) => {
                 for (topic, r) in &topics {
                     let labels = [("topic", topic.clone())];

@@ -436,23 +436,7 @@ impl Store {
         };
         let bytes = tokio::task::block_in_place(|| encode(batch, &provenance))?;
         let size = bytes.len();
-        let store = self
-            .table_handle(table)
-            .lock()
-            .await
-            .log_store
-            .object_store(None);
-        store
-            .put(
-                &object_store::path::Path::from(rel.as_str()),
-                PutPayload::from(bytes),
-            )
-            .await
-            .map_err(|source| Error::ObjectStore {
-                path: rel.clone(),
-                source,
-            })?;
-        self.sync_local(table, &rel).await?;
+        self.store_file(table, &rel, bytes).await?;
         counter!("nines_store_files_written_total", "table" => table).increment(1);
         Ok(add_action(&rel, &[(PARTITION_COLUMN, date)], size, batch))
     }
@@ -467,6 +451,28 @@ impl Store {
 
     /// Makes a file just put in a local table durable before a commit names it (the local
     /// object store does not fsync).
+    /// Stores a data file at `rel` under the table's root, durably (fsynced on a local
+    /// disk) before it returns. No commit names it yet.
+    pub(crate) async fn store_file(&self, table: &str, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        let store = self
+            .table_handle(table)
+            .lock()
+            .await
+            .log_store
+            .object_store(None);
+        store
+            .put(
+                &object_store::path::Path::from(rel),
+                PutPayload::from(bytes),
+            )
+            .await
+            .map_err(|source| Error::ObjectStore {
+                path: rel.to_owned(),
+                source,
+            })?;
+        self.sync_local(table, rel).await
+    }
+
     pub(crate) async fn sync_local(&self, table: &str, rel: &str) -> Result<()> {
         if let Some(dir) = self.table_dir(table) {
             let path = dir.join(rel);

@@ -15,7 +15,7 @@ use deltalake::{DeltaTableBuilder, ObjectStore};
 use metrics::counter;
 use nines_model::schema::PARTITION_COLUMN;
 use nines_model::time::day_string;
-use object_store::{ObjectStoreExt as _, PutPayload};
+use object_store::ObjectStoreExt as _;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -276,17 +276,7 @@ impl Store {
                     uuid::Uuid::now_v7().simple()
                 );
                 let size = bytes.len();
-                store
-                    .put(
-                        &object_store::path::Path::from(rel.as_str()),
-                        PutPayload::from(bytes),
-                    )
-                    .await
-                    .map_err(|source| Error::ObjectStore {
-                        path: rel.clone(),
-                        source,
-                    })?;
-                self.sync_local(table, &rel).await?;
+                self.store_file(table, &rel, bytes).await?;
                 let mut add =
                     add_action(&rel, &[(PARTITION_COLUMN, date.to_owned())], size, &merged);
                 add.data_change = false;
