@@ -29,6 +29,24 @@ pub(crate) struct Config {
     pub aggregate: AggregateConfig,
     pub storage: StorageConfig,
     pub admin: AdminConfig,
+    pub slo: SloConfig,
+}
+
+/// `[slo]`: where the OpenSLO definitions are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SloConfig {
+    /// Directory of OpenSLO v1 YAML files (`.yaml`, `.yml`, walked recursively), relative
+    /// to the working directory.
+    pub dir: PathBuf,
+}
+
+impl Default for SloConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("slos"),
+        }
+    }
 }
 
 impl Default for Config {
@@ -42,6 +60,7 @@ impl Default for Config {
             aggregate: AggregateConfig::default(),
             storage: StorageConfig::default(),
             admin: AdminConfig::default(),
+            slo: SloConfig::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ mod bench_cmd;
 mod config;
 mod gen_cmd;
 mod roles;
+mod slo_cmd;
 mod sql_cmd;
 
 use config::Config;
@@ -98,6 +99,49 @@ enum Command {
     /// The configuration (file < NINES__ environment) and what a role makes of it.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// SLOs from OpenSLO v1 definitions, evaluated over the tables (docs/slo.md).
+    #[command(subcommand)]
+    Slo(SloCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SloCommand {
+    /// Validate definitions: every refusal names the file, document, field and reason.
+    /// Exits 1 on any error.
+    Check {
+        /// Files or directories (default: `slo.dir`).
+        paths: Vec<PathBuf>,
+    },
+    /// Every SLO and objective at an instant: SLI, target, budget remaining, status, burn
+    /// rates and firing alerts.
+    Status {
+        /// RFC 3339 instant, or `now`.
+        #[arg(long, default_value = "now")]
+        at: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Files or directories (default: `slo.dir`).
+        paths: Vec<PathBuf>,
+    },
+    /// One SLO over a past range: budget and burn rates every `--step`, and the alert
+    /// intervals.
+    History {
+        /// The SLO's `metadata.name`.
+        name: String,
+        /// RFC 3339 instant.
+        #[arg(long)]
+        from: String,
+        /// RFC 3339 instant, or `now`.
+        #[arg(long, default_value = "now")]
+        to: String,
+        #[arg(long, default_value = "1h")]
+        step: humantime::Duration,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Files or directories (default: `slo.dir`).
+        #[arg(long)]
+        dir: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +228,33 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
                 Ok(())
+            }
+            Command::Slo(SloCommand::Check { paths }) => {
+                let paths = slo_cmd::paths_or_dir(paths, &cfg.slo.dir);
+                if !slo_cmd::check(&paths)? {
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
+            Command::Slo(SloCommand::Status { at, format, paths }) => {
+                let paths = slo_cmd::paths_or_dir(paths, &cfg.slo.dir);
+                slo_cmd::status(&cfg, &paths, slo_cmd::parse_instant(&at)?, format).await
+            }
+            Command::Slo(SloCommand::History {
+                name,
+                from,
+                to,
+                step,
+                format,
+                dir,
+            }) => {
+                let paths = slo_cmd::paths_or_dir(dir, &cfg.slo.dir);
+                let range = (
+                    slo_cmd::parse_instant(&from)?,
+                    slo_cmd::parse_instant(&to)?,
+                    i64::try_from(step.as_secs()).unwrap_or(3_600),
+                );
+                slo_cmd::history(&cfg, &paths, &name, range, format).await
             }
             Command::Config(_) => unreachable!("handled before the configuration is loaded"),
         }

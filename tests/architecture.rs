@@ -66,6 +66,7 @@ fn the_crates_are_the_ones_on_the_map() {
             "nines-pipeline",
             "nines-proto",
             "nines-query",
+            "nines-slo",
             "nines-store",
             "nines-testkit",
         ]
@@ -85,6 +86,7 @@ fn dependencies_point_down_to_the_leaves() {
     let rank: BTreeMap<&str, u8> = [
         ("nines-proto", 0),
         ("nines-model", 0),
+        ("nines-slo", 0),
         ("nines-bus", 1),
         ("nines-aggregate", 1),
         ("nines-store", 2),
@@ -137,7 +139,7 @@ fn only_the_bus_links_kafka() {
 #[test]
 fn pure_crates_do_no_io() {
     let g = graph();
-    for name in ["nines-model", "nines-aggregate", "nines-proto"] {
+    for name in ["nines-model", "nines-aggregate", "nines-proto", "nines-slo"] {
         for io in [
             "tokio",
             "rdkafka",
@@ -149,7 +151,7 @@ fn pure_crates_do_no_io() {
             assert!(!g[name].contains(io), "{name} depends on {io}");
         }
     }
-    for name in ["nines-model", "nines-aggregate"] {
+    for name in ["nines-model", "nines-aggregate", "nines-slo"] {
         let dir = root().join("crates").join(name).join("src");
         for needle in ["std::fs", "std::net", "SystemTime::now", "Instant::now"] {
             assert_eq!(

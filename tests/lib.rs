@@ -25,4 +25,5 @@ mod otlp;
 mod parquet_files;
 mod poison;
 mod restart;
+mod slo;
 mod unavailable;

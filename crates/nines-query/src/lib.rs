@@ -8,6 +8,7 @@ mod error;
 pub mod format;
 pub mod session;
 pub mod sketch_udaf;
+pub mod slo_source;
 
 pub use error::{Error, Result};
 pub use format::OutputFormat;

@@ -1,0 +1,362 @@
+//! `nines slo check | status | history`: OpenSLO definitions (files, or every `.yaml` /
+//! `.yml` under `slo.dir`) evaluated over the tables (docs/slo.md).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use comfy_table::{Table, presets::ASCII_MARKDOWN};
+use nines_query::QueryEngine;
+use nines_query::slo_source;
+use nines_slo::eval::{self, Options, Report};
+use nines_slo::model::Slo;
+use nines_slo::openslo::{Catalog, LoadError};
+use nines_slo::window::rfc3339;
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+
+/// Every definition file under `paths` (files as given; directories walked for `.yaml` and
+/// `.yml`), in name order.
+fn definition_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut stack = vec![p.clone()];
+            while let Some(dir) = stack.pop() {
+                let entries = std::fs::read_dir(&dir)
+                    .with_context(|| format!("reading {}", dir.display()))?;
+                for e in entries {
+                    let path = e?.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if path.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                        out.push(path);
+                    }
+                }
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Loads and resolves every definition: the catalog, the SLOs, and every refusal.
+fn load(paths: &[PathBuf]) -> anyhow::Result<(Catalog, Vec<Slo>, Vec<LoadError>)> {
+    let mut catalog = Catalog::default();
+    let mut errors = Vec::new();
+    for f in definition_files(paths)? {
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        errors.extend(catalog.add_file(&f.display().to_string(), &text));
+    }
+    let (slos, unresolved) = catalog.resolve();
+    errors.extend(unresolved);
+    Ok((catalog, slos, errors))
+}
+
+/// `nines slo check`: prints every refusal and exits 1 if there is any.
+pub(crate) fn check(paths: &[PathBuf]) -> anyhow::Result<bool> {
+    let (catalog, slos, errors) = load(paths)?;
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    let counts: Vec<String> = catalog
+        .counts()
+        .into_iter()
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
+    if errors.is_empty() {
+        println!(
+            "ok: {} ({} SLO(s) to evaluate)",
+            counts.join(", "),
+            slos.len()
+        );
+    } else {
+        println!("{} error(s); loaded {}", errors.len(), counts.join(", "));
+    }
+    Ok(errors.is_empty())
+}
+
+/// An instant given on the command line: RFC 3339, or `now`.
+pub(crate) fn parse_instant(text: &str) -> anyhow::Result<i64> {
+    if text == "now" {
+        return Ok(now());
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp())
+        .with_context(|| {
+            format!("{text:?} is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z) or `now`")
+        })
+}
+
+fn now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+/// One objective's evaluation, or why it could not be evaluated.
+type Evaluated = (Slo, String, Result<Report, String>);
+
+/// Evaluates every objective of every SLO at `at`.
+async fn evaluate_all(engine: &QueryEngine, slos: &[Slo], at: i64) -> Vec<Evaluated> {
+    let mut out = Vec::new();
+    for slo in slos {
+        for objective in &slo.objectives {
+            let (from, to) = eval::data_range(slo, objective, at);
+            let result = match slo_source::series(engine, &slo.indicator, objective, from, to).await
+            {
+                Ok(series) => Ok(eval::evaluate(
+                    slo,
+                    objective,
+                    &series,
+                    at,
+                    &Options::default(),
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            out.push((slo.clone(), objective.name.clone(), result));
+        }
+    }
+    out
+}
+
+/// A number for the report (`null` when absent or not finite).
+fn num(v: Option<f64>) -> Value {
+    v.filter(|v| v.is_finite())
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+/// The burn rate of a report over `lookback` seconds.
+fn burn(r: &Report, lookback: i64) -> Option<f64> {
+    r.burn_rates
+        .iter()
+        .find(|(s, _)| *s == lookback)
+        .and_then(|(_, b)| *b)
+}
+
+/// `nines slo status`.
+pub(crate) async fn status(
+    cfg: &Config,
+    paths: &[PathBuf],
+    at: i64,
+    format: crate::Format,
+) -> anyhow::Result<()> {
+    let (_, slos, errors) = load(paths)?;
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    if slos.is_empty() {
+        bail!("no SLO to evaluate in {}", show(paths));
+    }
+    let store = crate::roles::open_store(cfg).await?;
+    let engine = QueryEngine::new(&store).await?;
+    let header = [
+        "slo",
+        "objective",
+        "target",
+        "sli",
+        "budget_remaining",
+        "status",
+        "burn_1h",
+        "burn_6h",
+        "burn_1d",
+        "burn_3d",
+        "time_to_exhaustion_s",
+        "coverage",
+        "firing",
+    ];
+    let mut rows = Vec::new();
+    for (slo, objective, result) in evaluate_all(&engine, &slos, at).await {
+        let mut row = Map::new();
+        row.insert("slo".into(), slo.name.clone().into());
+        row.insert("objective".into(), objective.into());
+        match result {
+            Ok(r) => {
+                row.insert("target".into(), num(Some(r.target)));
+                row.insert("sli".into(), num(r.standing.sli));
+                row.insert("budget_remaining".into(), num(Some(r.standing.remaining)));
+                row.insert("status".into(), r.standing.status.as_str().into());
+                for (key, l) in [
+                    ("burn_1h", 3_600),
+                    ("burn_6h", 21_600),
+                    ("burn_1d", 86_400),
+                    ("burn_3d", 259_200),
+                ] {
+                    row.insert(key.into(), num(burn(&r, l)));
+                }
+                row.insert(
+                    "time_to_exhaustion_s".into(),
+                    num(r.standing.time_to_exhaustion),
+                );
+                row.insert("coverage".into(), num(Some(r.standing.coverage)));
+                let firing: Vec<Value> = r
+                    .firing
+                    .iter()
+                    .map(|i| format!("{} ({})", i.alert, i.severity).into())
+                    .collect();
+                row.insert("firing".into(), Value::Array(firing));
+            }
+            Err(e) => {
+                row.insert("status".into(), e.into());
+            }
+        }
+        rows.push(row);
+    }
+    print_rows(&header, &rows, format);
+    if matches!(format, crate::Format::Table) {
+        println!("at {}", rfc3339(at));
+    }
+    Ok(())
+}
+
+/// `nines slo history NAME --from --to --step`.
+pub(crate) async fn history(
+    cfg: &Config,
+    paths: &[PathBuf],
+    name: &str,
+    (from, to, step): (i64, i64, i64),
+    format: crate::Format,
+) -> anyhow::Result<()> {
+    if to <= from || step <= 0 {
+        bail!("--to must be after --from, and --step positive");
+    }
+    let (_, slos, errors) = load(paths)?;
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    let Some(slo) = slos.iter().find(|s| s.name == name) else {
+        bail!("no SLO named {name:?} in {}", show(paths));
+    };
+    let store = crate::roles::open_store(cfg).await?;
+    let engine = QueryEngine::new(&store).await?;
+    let header = [
+        "time",
+        "objective",
+        "sli",
+        "budget_remaining",
+        "status",
+        "burn_1h",
+        "burn_6h",
+    ];
+    let mut rows = Vec::new();
+    let mut alerts = Vec::new();
+    for objective in &slo.objectives {
+        // One read covering every instant's needs.
+        let (data_from, _) = eval::data_range(slo, objective, from);
+        let series = slo_source::series(&engine, &slo.indicator, objective, data_from, to)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", slo.name))?;
+        let mut t = from;
+        while t <= to {
+            let r = eval::evaluate(slo, objective, &series, t, &Options::default());
+            let mut row = Map::new();
+            row.insert("time".into(), rfc3339(t).into());
+            row.insert("objective".into(), objective.name.clone().into());
+            row.insert("sli".into(), num(r.standing.sli));
+            row.insert("budget_remaining".into(), num(Some(r.standing.remaining)));
+            row.insert("status".into(), r.standing.status.as_str().into());
+            row.insert("burn_1h".into(), num(burn(&r, 3_600)));
+            row.insert("burn_6h".into(), num(burn(&r, 21_600)));
+            rows.push(row);
+            t += step;
+        }
+        for i in eval::alert_history(slo, objective, &series, from, to, &Options::default()) {
+            let mut row = Map::new();
+            row.insert("objective".into(), objective.name.clone().into());
+            row.insert("alert".into(), i.alert.into());
+            row.insert("severity".into(), i.severity.into());
+            row.insert("start".into(), rfc3339(i.start).into());
+            row.insert(
+                "end".into(),
+                i.end.map_or(Value::Null, |e| rfc3339(e).into()),
+            );
+            alerts.push(row);
+        }
+    }
+    print_rows(&header, &rows, format);
+    println!();
+    print_rows(
+        &["objective", "alert", "severity", "start", "end"],
+        &alerts,
+        format,
+    );
+    Ok(())
+}
+
+fn show(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A cell of a table or CSV: numbers with up to 6 decimals, lists joined by `; `.
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.as_f64().map_or(n.to_string(), |f| {
+            let s = format!("{f:.6}");
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| cell(Some(v)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn print_rows(header: &[&str], rows: &[Map<String, Value>], format: crate::Format) {
+    match format {
+        crate::Format::Table => {
+            let mut t = Table::new();
+            t.load_preset(ASCII_MARKDOWN).set_header(header.to_vec());
+            for r in rows {
+                t.add_row(header.iter().map(|h| cell(r.get(*h))).collect::<Vec<_>>());
+            }
+            println!("{t}");
+        }
+        crate::Format::Csv => {
+            println!("{}", header.join(","));
+            for r in rows {
+                let cells: Vec<String> = header
+                    .iter()
+                    .map(|h| {
+                        let c = cell(r.get(*h));
+                        if c.contains([',', '"', '\n']) {
+                            format!("\"{}\"", c.replace('"', "\"\""))
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                println!("{}", cells.join(","));
+            }
+        }
+        crate::Format::Json => {
+            for r in rows {
+                println!("{}", Value::Object(r.clone()));
+            }
+        }
+    }
+}
+
+/// The definitions to read: the paths given, else `slo.dir`.
+pub(crate) fn paths_or_dir(paths: Vec<PathBuf>, dir: &Path) -> Vec<PathBuf> {
+    if paths.is_empty() {
+        vec![dir.to_owned()]
+    } else {
+        paths
+    }
+}

@@ -1,0 +1,234 @@
+//! SLOs over the real pipeline: OpenSLO files, traffic with an outage through ingest, Kafka
+//! and the aggregator, and `nines slo status | history | check` answering what the test
+//! works out from what it sent.
+
+use std::time::Duration;
+
+use nines_testkit::{Generator, Ledger, WorkloadSpec};
+
+use crate::support::{Env, assert_tables_equal_ledger, push_ok};
+
+const SLO: &str = r#"
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: web-availability
+spec:
+  service: checkout
+  indicator:
+    metadata:
+      name: web-good-requests
+    spec:
+      ratioMetric:
+        good:
+          metricSource:
+            type: nines
+            spec:
+              filter: "service = 'checkout'"
+              value: "sum(total - errors)"
+        total:
+          metricSource:
+            type: nines
+            spec:
+              filter: "service = 'checkout'"
+              value: "sum(total)"
+  timeWindow:
+    - duration: 30d
+      isRolling: true
+  budgetingMethod: Occurrences
+  objectives:
+    - displayName: availability
+      target: 0.99
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: prometheus-latency
+spec:
+  service: checkout
+  indicator:
+    metadata:
+      name: prom-latency
+    spec:
+      thresholdMetric:
+        metricSource:
+          type: Prometheus
+          spec:
+            query: histogram_quantile(0.99, rate(http_bucket[5m]))
+  timeWindow:
+    - duration: 7d
+      isRolling: true
+  budgetingMethod: Timeslices
+  objectives:
+    - displayName: p99
+      op: lte
+      value: 0.3
+      target: 0.99
+      timeSliceTarget: 0.99
+      timeSliceWindow: 1m
+"#;
+
+/// Ninety minutes of 100 requests a minute for `checkout`, all good but for a 10-minute
+/// outage from 30 to 21 minutes before `at` (every request fails). Worked out here:
+/// 9,000 requests, 1,000 errors; SLI 1 − 1000/9000; budget 1 % of 9,000 = 90 errors;
+/// remaining 1 − 1000/90; burn over 1 h (6,000 requests, all 1,000 errors) 1000/6000/0.01;
+/// over 6 h, 1 d and 3 d 1000/9000/0.01. The Workbook rows at `at`: 14.4× (1 h / 5 m) is
+/// quiet (the last 5 minutes are clean); 6× (6 h / 30 m: 1000/3000/0.01 = 33.3), 3× (1 d /
+/// 2 h) and 1× (3 d / 6 h) fire. In history, the 14.4× row fires from the 9th outage minute
+/// on (1 h burn 900/6000/0.01 = 15 > 14.4) until the short window is clean, 5 minutes
+/// after the outage: [at − 21 min, at − 15 min).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_history_match_the_budget_worked_out_from_what_was_sent() {
+    assert_eq!(
+        Generator::service_name(0),
+        "checkout",
+        "the service the SLO names"
+    );
+    let env = Env::new();
+    let slo_dir = env.data_dir().with_file_name("slos");
+    std::fs::create_dir_all(&slo_dir).unwrap();
+    std::fs::write(slo_dir.join("web.yaml"), SLO).unwrap();
+    let _up = env.up();
+    let mut client = env.client().await;
+    let mut generator = Generator::new(WorkloadSpec {
+        seed: 12,
+        error_ratio: 0.0,
+        client_error_ratio: 0.0,
+        ..WorkloadSpec::default()
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = now / 60 * 60;
+    let mut ledger = Ledger::default();
+    for k in 0..90_i64 {
+        let minute = at - (90 - k) * 60;
+        let mut push = generator.push(0, 100, (minute + 30) * 1_000_000_000);
+        if (60..70).contains(&k) {
+            for r in &mut push.requests {
+                r.error = true;
+                r.status_code = 500;
+            }
+        }
+        push_ok(&mut client, &push).await;
+        ledger.record(&push);
+    }
+    assert_eq!((ledger.events(), ledger.errors()), (9_000, 1_000));
+    assert_tables_equal_ledger(&env, &ledger, Duration::from_secs(60));
+
+    let at_text = nines_slo::window::rfc3339(at);
+    let out = env
+        .run(&[
+            "slo",
+            "status",
+            "--at",
+            &at_text,
+            "--format",
+            "json",
+            slo_dir.to_str().unwrap(),
+        ])
+        .unwrap();
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    let web = rows
+        .iter()
+        .find(|r| r["slo"] == "web-availability")
+        .unwrap();
+    let close = |key: &str, want: f64| {
+        let got = web[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {web}"));
+        assert!(
+            (got - want).abs() < 1e-9 * want.abs().max(1.0),
+            "{key}: {got} vs {want}"
+        );
+    };
+    close("target", 0.99);
+    close("sli", 1.0 - 1000.0 / 9000.0);
+    close("budget_remaining", 1.0 - 1000.0 / 90.0);
+    close("burn_1h", 1000.0 / 6000.0 / 0.01);
+    close("burn_6h", 1000.0 / 9000.0 / 0.01);
+    close("burn_3d", 1000.0 / 9000.0 / 0.01);
+    close("coverage", 90.0 / 43_200.0);
+    assert_eq!(web["status"], "exhausted");
+    assert_eq!(
+        web["firing"],
+        serde_json::json!([
+            "6x over 6h/30m (page)",
+            "3x over 1d/2h (ticket)",
+            "1x over 3d/6h (ticket)"
+        ])
+    );
+    let prom = rows
+        .iter()
+        .find(|r| r["slo"] == "prometheus-latency")
+        .unwrap();
+    assert_eq!(
+        prom["status"],
+        "not evaluable by nines: data source type \"Prometheus\" (only `nines` reads nines' tables)"
+    );
+
+    let from = nines_slo::window::rfc3339(at - 3_600);
+    let out = env
+        .run(&[
+            "slo",
+            "history",
+            "web-availability",
+            "--from",
+            &from,
+            "--to",
+            &at_text,
+            "--step",
+            "30m",
+            "--format",
+            "json",
+            "--dir",
+            slo_dir.to_str().unwrap(),
+        ])
+        .unwrap();
+    let alerts: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.contains("\"alert\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let fast = alerts
+        .iter()
+        .find(|a| a["alert"] == "14.4x over 1h/5m")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        fast["start"],
+        nines_slo::window::rfc3339(at - 21 * 60),
+        "{out}"
+    );
+    assert_eq!(
+        fast["end"],
+        nines_slo::window::rfc3339(at - 15 * 60),
+        "{out}"
+    );
+    assert_eq!(fast["severity"], "page");
+}
+
+/// `nines slo check` exits 1 and names file, document, field and reason of each bad
+/// definition; a good directory exits 0.
+#[test]
+fn check_names_every_bad_definition_and_exits_1() {
+    let env = Env::new();
+    let dir = env.data_dir().with_file_name("slos-bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("good.yaml"), SLO).unwrap();
+    assert!(env.run(&["slo", "check", dir.to_str().unwrap()]).is_ok());
+    let bad = SLO.replacen("target: 0.99", "target: 1.5", 1);
+    std::fs::write(dir.join("z-bad.yaml"), bad).unwrap();
+    let err = env
+        .run(&["slo", "check", dir.to_str().unwrap()])
+        .unwrap_err();
+    assert!(
+        err.contains("z-bad.yaml: document 1 (SLO/web-availability): spec.objectives[0].target: 1.5 is not a fraction between 0 and 1"),
+        "{err}"
+    );
+}
