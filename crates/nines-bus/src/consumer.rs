@@ -137,14 +137,13 @@ impl ConsumerContext for GroupContext {
 /// How long a rebalance waits for a partition's log end.
 const WATERMARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// How long `short_of_partitions` waits for each answer.
+/// How long `partition_count` and `log_end` wait for an answer.
 const GROUP_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A member of the aggregators' consumer group.
 pub struct GroupConsumer {
     inner: StreamConsumer<GroupContext>,
     topic: String,
-    group: String,
 }
 
 impl std::fmt::Debug for GroupConsumer {
@@ -188,40 +187,30 @@ impl GroupConsumer {
         Ok(Self {
             inner,
             topic: cfg.events_topic.clone(),
-            group: cfg.consumer_group.clone(),
         })
     }
 
-    /// Whether this member owns fewer partitions than any member of a healthy group does:
-    /// with `members` live members (as the coordinator lists them) and `partitions` in the
-    /// topic, the range and round-robin assignors give each member at least
-    /// `partitions / members` (rounded down). Blocking (two requests to the broker).
-    ///
-    /// tansu 0.6 can end a rebalance with an assignment for a member it has already expired
-    /// (one killed between its join and the sync): those partitions are then read by nobody
-    /// and no later heartbeat starts a rebalance. `rejoin` repairs it.
-    pub fn short_of_partitions(&self) -> Result<bool> {
-        let groups = self
-            .inner
-            .fetch_group_list(Some(&self.group), GROUP_CHECK_TIMEOUT)
-            .map_err(Error::from_kafka)?;
-        let Some(group) = groups.groups().iter().find(|g| g.name() == self.group) else {
-            return Ok(false);
-        };
-        if group.state() != "Stable" {
-            return Ok(false);
-        }
-        let members = group.members().len();
+    /// Partitions of the topic, from the broker's metadata. Blocking.
+    pub fn partition_count(&self) -> Result<i32> {
         let metadata = self
             .inner
             .fetch_metadata(Some(&self.topic), GROUP_CHECK_TIMEOUT)
             .map_err(Error::from_kafka)?;
-        let partitions = metadata
+        Ok(metadata
             .topics()
             .iter()
             .find(|t| t.name() == self.topic)
-            .map_or(0, |t| t.partitions().len());
-        Ok(members > 0 && self.assigned().len() < partitions / members)
+            .map_or(0, |t| {
+                i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)
+            }))
+    }
+
+    /// The offset after a partition's last record (its log end), whoever owns it. Blocking.
+    pub fn log_end(&self, partition: i32) -> Result<i64> {
+        self.inner
+            .fetch_watermarks(&self.topic, partition, GROUP_CHECK_TIMEOUT)
+            .map(|(_, high)| high)
+            .map_err(Error::from_kafka)
     }
 
     /// Leaves the group and joins it again: every member's partitions are revoked and

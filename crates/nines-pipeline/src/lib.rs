@@ -144,11 +144,19 @@ pub async fn run(
     // Partitions whose lag gauge has been set (zeroed once they are no longer owned).
     let mut lag_reported: BTreeSet<i32> = BTreeSet::new();
     let mut tick = tokio::time::interval(cfg.aggregate.flush_interval / 4);
-    // The group watchdog (see `GroupConsumer::short_of_partitions`): a member short of
-    // partitions at two checks in a row rejoins the group.
+    // The orphan watchdog: tansu 0.6 can end a rebalance with partitions assigned to a
+    // member it has already expired (one killed between its join and its sync); nobody
+    // reads them and no heartbeat starts a rebalance. A partition this member does not own,
+    // with records past what the tables hold and no progress in the tables for
+    // `orphaned_after`, makes this member rejoin the group (every partition is reassigned).
+    // Only the tables and ListOffsets are asked: tansu's DescribeGroups fails and drops
+    // the connection.
     let group_check_every = (cfg.bus.session_timeout * 3).max(Duration::from_secs(5));
+    let orphaned_after = (cfg.bus.session_timeout * 5)
+        .max(cfg.aggregate.flush_interval * 5)
+        .max(Duration::from_secs(15));
     let mut group_checked = Instant::now();
-    let mut short_checks = 0_u32;
+    let mut unowned_progress: HashMap<i32, (i64, Instant)> = HashMap::new();
     info!(group = %cfg.bus.consumer_group, %topic, "aggregator started");
 
     loop {
@@ -168,15 +176,14 @@ pub async fn run(
                 (cfg.on_stall.0)(describe_stalls(&stalled));
                 if group_checked.elapsed() >= group_check_every {
                     group_checked = Instant::now();
-                    match tokio::task::block_in_place(|| consumer.short_of_partitions()) {
-                        Ok(true) => short_checks += 1,
-                        Ok(false) => short_checks = 0,
-                        Err(e) => debug!(error = %e, "group check failed"),
-                    }
-                    if short_checks >= 2 {
-                        short_checks = 0;
-                        warn!(owned = ?owned, "this member owns fewer partitions than any member of a healthy group: rejoining the group");
+                    let orphaned = orphaned_partitions(
+                        &store, &consumer, &topic, &owned, &mut unowned_progress, orphaned_after,
+                    )
+                    .await;
+                    if !orphaned.is_empty() {
+                        warn!(?orphaned, "partitions with records nobody has read for a while: rejoining the group");
                         counter!("nines_aggregate_group_rejoins_total").increment(1);
+                        unowned_progress.clear();
                         if let Err(e) = consumer.rejoin() {
                             warn!(error = %e, "rejoining the group failed");
                         }
@@ -419,6 +426,50 @@ async fn dead_letter(
         .context("writing to the dead-letter topic")?;
     counter!("nines_aggregate_dead_letters_total").increment(1);
     Ok(())
+}
+
+/// Partitions this member does not own whose log ends past what the tables hold and whose
+/// position in the tables has not moved for `after` (see the orphan watchdog in `run`).
+async fn orphaned_partitions(
+    store: &Store,
+    consumer: &GroupConsumer,
+    topic: &str,
+    owned: &BTreeSet<i32>,
+    progress: &mut HashMap<i32, (i64, Instant)>,
+    after: Duration,
+) -> Vec<i32> {
+    let partitions = match tokio::task::block_in_place(|| consumer.partition_count()) {
+        Ok(n) => n,
+        Err(e) => {
+            debug!(error = %e, "orphan check: no metadata");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for p in 0..partitions {
+        if owned.contains(&p) {
+            progress.remove(&p);
+            continue;
+        }
+        let (Ok(positions), Ok(end)) = (
+            store.positions(topic, p).await,
+            tokio::task::block_in_place(|| consumer.log_end(p)),
+        ) else {
+            continue;
+        };
+        let resume = positions.resume();
+        if end <= resume {
+            progress.remove(&p);
+            continue;
+        }
+        let seen = progress.entry(p).or_insert((resume, Instant::now()));
+        if seen.0 != resume {
+            *seen = (resume, Instant::now());
+        } else if seen.1.elapsed() >= after {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Applies rebalances. An assigned partition restarts from what the tables hold, so any
