@@ -210,18 +210,33 @@ impl Table {
         }
     }
 
-    /// Commits `actions` as `operation` (compaction, retention) on the latest state.
-    pub(crate) async fn commit_operation(
+    /// Commits `actions` on the snapshot held, without delta-rs's conflict resolution: if
+    /// any commit landed since, returns `Ok(false)` and commits nothing (the caller
+    /// refreshes and decides again). For rewrites (compaction, retention): delta-rs lets
+    /// two compactions that remove the same files (`dataChange = false`) both commit, which
+    /// would count the rows twice.
+    pub(crate) async fn commit_operation_exclusive(
         &mut self,
         actions: Vec<Action>,
         operation: DeltaOperation,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let properties = CommitProperties::default()
             .with_create_checkpoint(true)
-            .with_cleanup_expired_logs(Some(false));
-        self.commit_with(actions, operation, properties, HashMap::new())
+            .with_cleanup_expired_logs(Some(false))
+            .with_max_retries(0);
+        match self
+            .commit_with(actions, operation, properties, HashMap::new())
             .await
-            .map_err(|e| delta_error(self.name, "committing to", e))
+        {
+            Ok(()) => Ok(true),
+            Err(
+                DeltaTableError::Transaction {
+                    source: TransactionError::MaxCommitAttempts(_),
+                }
+                | DeltaTableError::VersionAlreadyExists(_),
+            ) => Ok(false),
+            Err(e) => Err(delta_error(self.name, "committing to", e)),
+        }
     }
 
     async fn commit_with(

@@ -387,20 +387,36 @@ impl Store {
         operation: DeltaOperation,
     ) -> Result<()> {
         let mut t = self.table_handle(table).lock().await;
-        t.refresh().await?;
-        let live: BTreeSet<String> = t
-            .state
-            .log_data()
-            .into_iter()
-            .map(|f| f.path().into_owned())
-            .collect();
-        if let Some(gone) = inputs.iter().find(|p| !live.contains(*p)) {
-            return Err(Error::Conflict {
-                table: table.to_owned(),
-                reason: format!("{gone} was removed by another writer meanwhile; try again"),
-            });
+        // Our own conflict check, then a commit that fails if anything landed meanwhile;
+        // aggregators' appends land often, so try again while the inputs are still live.
+        let mut attempts = 0;
+        loop {
+            t.refresh().await?;
+            let live: BTreeSet<String> = t
+                .state
+                .log_data()
+                .into_iter()
+                .map(|f| f.path().into_owned())
+                .collect();
+            if let Some(gone) = inputs.iter().find(|p| !live.contains(*p)) {
+                return Err(Error::Conflict {
+                    table: table.to_owned(),
+                    reason: format!("{gone} was removed by another writer meanwhile; try again"),
+                });
+            }
+            if t.commit_operation_exclusive(actions.clone(), operation.clone())
+                .await?
+            {
+                break;
+            }
+            attempts += 1;
+            if attempts >= 50 {
+                return Err(Error::Conflict {
+                    table: table.to_owned(),
+                    reason: "the table kept moving during 50 attempts to commit; try again".into(),
+                });
+            }
         }
-        t.commit_operation(actions, operation).await?;
         drop(t);
         self.sync_log(table).await
     }
