@@ -1,4 +1,5 @@
-//! The OpenSLO loader against the reference corpus in `shared/openslo`: every example loads
+//! The OpenSLO loader against the reference corpus in `tests/openslo` (a copy of the shared
+//! OpenSLO reference data, Apache-2.0; its README says where each part comes from): every example loads
 //! and resolves, every spec case is accepted or refused as decided below (with the field
 //! path), and a corpus of bad definitions is refused with the file, document, path and reason.
 
@@ -13,7 +14,7 @@ use nines_slo::model::{
 use nines_slo::openslo::{Catalog, LoadError};
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/openslo")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openslo")
 }
 
 /// The YAML files under `dir`, recursively, sorted, relative to the corpus root.
