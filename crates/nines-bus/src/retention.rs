@@ -5,8 +5,8 @@
 //! tansu 0.6 deletes by age alone, in its own maintenance pass (every
 //! `broker.maintenance_interval`): records of a topic whose `cleanup.policy` holds `delete`
 //! and whose timestamp is older than the topic's `retention.ms`. It answers Kafka's
-//! DeleteRecords with `todo!()`. So nines does not delete anything itself. Each interval this
-//! guard reads, per topic, the oldest record some group still needs (at or above the smallest
+//! DeleteRecords with a panic (an unwritten branch, decision 0006). So nines deletes nothing
+//! itself. Each interval this guard reads, per topic, the oldest record some group still needs (at or above the smallest
 //! committed offset of its partition), and sets the topic's `retention.ms` to
 //! `max(log_retention, age of that record + 2 intervals)`: tansu's next passes then spare
 //! it. A partition no group has committed on keeps everything, and so does the events topic
