@@ -6,8 +6,8 @@
 //! `broker.maintenance_interval`): records of a topic whose `cleanup.policy` holds `delete`
 //! and whose timestamp is older than the topic's `retention.ms`. It answers Kafka's
 //! DeleteRecords with a panic (an unwritten branch, decision 0006). So nines deletes nothing
-//! itself. Each interval this guard reads, per topic, the oldest record some group still needs (at or above the smallest
-//! committed offset of its partition), and sets the topic's `retention.ms` to
+//! itself. Each interval this guard reads, per topic, the oldest record some group still
+//! needs (at or above the smallest committed offset of its partition), and sets the topic's `retention.ms` to
 //! `max(log_retention, age of that record + 2 intervals)`: tansu's next passes then spare
 //! it. A partition no group has committed on keeps everything, and so does the events topic
 //! before any aggregator committed. Topics no group consumes (the dead-letter topic) are
