@@ -32,19 +32,32 @@ pub(crate) struct Config {
     pub slo: SloConfig,
 }
 
-/// `[slo]`: where the OpenSLO definitions are.
+/// `[slo]`: where the OpenSLO definitions are, and how `nines up` evaluates them live.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct SloConfig {
     /// Directory of OpenSLO v1 YAML files (`.yaml`, `.yml`, walked recursively), relative
     /// to the working directory.
     pub dir: PathBuf,
+    /// How often `nines up` evaluates every objective (aligned on the wall clock).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long after a minute ends its data counts as complete: live evaluation is at the
+    /// latest whole minute that ended at least this long ago.
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+    /// An Alertmanager base URL (e.g. `http://127.0.0.1:9093`): firing and resolved alerts
+    /// are POSTed to its v2 API. Unset: no notifications (the gauges still show them).
+    pub alertmanager_url: Option<String>,
 }
 
 impl Default for SloConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("slos"),
+            interval: Duration::from_secs(60),
+            settle: Duration::from_secs(15),
+            alertmanager_url: None,
         }
     }
 }
@@ -205,6 +218,19 @@ impl Config {
                 self.ingest.max_decoded_bytes,
                 self.ingest.max_request_bytes
             );
+        }
+        if self.slo.interval < Duration::from_secs(1) {
+            bail!("slo.interval must be at least 1s");
+        }
+        if let Some(url) = &self.slo.alertmanager_url {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(u) => bail!(
+                    "slo.alertmanager_url {url:?}: scheme {:?} is not http or https",
+                    u.scheme()
+                ),
+                Err(e) => bail!("slo.alertmanager_url {url:?}: not a URL ({e})"),
+            }
         }
         Ok(())
     }

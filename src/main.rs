@@ -13,6 +13,7 @@ mod config;
 mod gen_cmd;
 mod roles;
 mod slo_cmd;
+mod slo_live;
 mod sql_cmd;
 
 use config::Config;

@@ -119,6 +119,8 @@ fn prepare_data_dir(cfg: &mut Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     cfg.data_dir = std::fs::canonicalize(&cfg.data_dir)?;
+    // Relative to where nines was started, not to the data directory.
+    cfg.slo.dir = std::path::absolute(&cfg.slo.dir)?;
     Ok(())
 }
 
@@ -253,6 +255,15 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
         cfg.storage.clone(),
         stop.clone(),
     ));
+    // Live SLO evaluation: its failure is logged, never a reason to stop the pipeline.
+    let slo_store = store.clone();
+    let slo_cfg = cfg.slo.clone();
+    let slo_stop = stop.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::slo_live::run(slo_cfg, slo_store, slo_stop).await {
+            error!(error = format!("{e:#}"), "live SLO evaluation stopped");
+        }
+    });
     let mut aggregate = tokio::spawn(nines_pipeline::run(
         pipeline_settings(&cfg, &ready),
         store,

@@ -43,7 +43,7 @@ fn definition_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Loads and resolves every definition: the catalog, the SLOs, and every refusal.
-fn load(paths: &[PathBuf]) -> anyhow::Result<(Catalog, Vec<Slo>, Vec<LoadError>)> {
+pub(crate) fn load(paths: &[PathBuf]) -> anyhow::Result<(Catalog, Vec<Slo>, Vec<LoadError>)> {
     let mut catalog = Catalog::default();
     let mut errors = Vec::new();
     for f in definition_files(paths)? {

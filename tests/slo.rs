@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nines_testkit::{Generator, Ledger, WorkloadSpec};
 
-use crate::support::{Env, assert_tables_equal_ledger, push_ok};
+use crate::support::{Env, assert_tables_equal_ledger, metric, push_ok};
 
 const SLO: &str = r#"
 apiVersion: openslo/v1
@@ -230,5 +230,204 @@ fn check_names_every_bad_definition_and_exits_1() {
     assert!(
         err.contains("z-bad.yaml: document 1 (SLO/web-availability): spec.objectives[0].target: 1.5 is not a fraction between 0 and 1"),
         "{err}"
+    );
+}
+
+/// A one-day SLO on `checkout` for the live test: 99 %, so the 14.4× row (2 % of a day's
+/// budget: 2 m long window, a 10 s short window floored to one 1-minute slice) pages on a
+/// minute of errors.
+const LIVE_SLO: &str = r#"
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: live-availability
+spec:
+  service: checkout
+  indicator:
+    metadata:
+      name: checkout-good
+    spec:
+      ratioMetric:
+        good:
+          metricSource:
+            type: nines
+            spec:
+              filter: "service = 'checkout'"
+              value: "sum(total - errors)"
+        total:
+          metricSource:
+            type: nines
+            spec:
+              filter: "service = 'checkout'"
+              value: "sum(total)"
+  timeWindow:
+    - duration: 1d
+      isRolling: true
+  budgetingMethod: Occurrences
+  objectives:
+    - displayName: availability
+      target: 0.99
+"#;
+
+/// An Alertmanager stand-in on 127.0.0.1: keeps every alert POSTed to `/api/v2/alerts`.
+async fn alert_receiver() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use axum::routing::post;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/api/v2/alerts",
+        post(move |body: String| {
+            let alerts: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+            keep.lock().unwrap().extend(alerts);
+            std::future::ready("")
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, got)
+}
+
+/// `nines up` evaluates `slo.dir` live: a minute of errors after two clean minutes shows on
+/// `/metrics` with the burn worked out here, pages through the Alertmanager receiver, and
+/// resolves once the next minute is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_evaluates_live_and_notifies_alertmanager_firing_then_resolved() {
+    let (am_port, received) = alert_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let slo_dir = dir.path().join("slos");
+    std::fs::create_dir_all(&slo_dir).unwrap();
+    std::fs::write(slo_dir.join("live.yaml"), LIVE_SLO).unwrap();
+    let env = Env::with_config(&format!(
+        "[slo]\ndir = {:?}\ninterval = \"2s\"\nsettle = \"2s\"\n\
+         alertmanager_url = \"http://127.0.0.1:{am_port}\"\n",
+        slo_dir.display().to_string()
+    ));
+    let up = env.up();
+    let mut client = env.client().await;
+    let mut generator = Generator::new(WorkloadSpec {
+        seed: 31,
+        error_ratio: 0.0,
+        client_error_ratio: 0.0,
+        ..WorkloadSpec::default()
+    });
+    // Start early in a minute M, so that the evaluations at M (the outage minute M − 1 is
+    // the short window) happen well before M + 1 min.
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    while !(3..=25).contains(&wall().rem_euclid(60)) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let m = wall() / 60 * 60;
+    for (minute, failing) in [(m - 180, false), (m - 120, false), (m - 60, true)] {
+        let mut push = generator.push(0, 100, (minute + 20) * 1_000_000_000);
+        if failing {
+            for r in &mut push.requests {
+                r.error = true;
+                r.status_code = 500;
+            }
+        }
+        push_ok(&mut client, &push).await;
+    }
+    // At M: 300 requests in the day, 100 bad; budget 1 % of 300 = 3.
+    let page = "14.4x over 2m/1m";
+    let labels = "{slo=\"live-availability\",objective=\"availability\",service=\"checkout\"";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let firing_line = format!("{labels},alert=\"{page}\",severity=\"page\"}}");
+    let text = loop {
+        let text = up.metrics();
+        if metric(&text, "nines_slo_alert_firing", &firing_line) == Some(1.0) {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never fired; last /metrics:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let gauge = |name: &str, extra: &str| {
+        metric(&text, name, &format!("{labels}{extra}}}"))
+            .unwrap_or_else(|| panic!("{name}{labels}{extra} in\n{text}"))
+    };
+    let close = |got: f64, want: f64| (got - want).abs() < 1e-9 * want.abs().max(1.0);
+    assert!(close(gauge("nines_slo_sli", ""), 200.0 / 300.0));
+    assert!(close(gauge("nines_slo_target", ""), 0.99));
+    assert!(close(
+        gauge("nines_slo_budget_remaining_ratio", ""),
+        1.0 - 100.0 / 3.0
+    ));
+    assert!(close(
+        gauge("nines_slo_burn_rate", ",window=\"1h\""),
+        100.0 / 300.0 / 0.01
+    ));
+    assert_eq!(gauge("nines_slo_status", ",status=\"exhausted\""), 1.0);
+    assert_eq!(gauge("nines_slo_status", ",status=\"ok\""), 0.0);
+
+    let find = |want_end: Option<&str>| {
+        received.lock().unwrap().iter().find_map(|a| {
+            let l = &a["labels"];
+            let ours = l["alertname"] == "SLOErrorBudgetBurn"
+                && l["slo"] == "live-availability"
+                && l["objective"] == "availability"
+                && l["alert"] == page
+                && l["severity"] == "page"
+                && l["service"] == "checkout";
+            let end_ok = want_end.is_none_or(|e| a["endsAt"] == e);
+            (ours && end_ok).then(|| a.clone())
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let fired = loop {
+        if let Some(a) = find(None) {
+            break a;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no firing alert posted"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(fired["startsAt"], nines_slo::window::rfc3339(m));
+    let ends = chrono::DateTime::parse_from_rfc3339(fired["endsAt"].as_str().unwrap()).unwrap();
+    assert!(
+        ends.timestamp() > wall(),
+        "a firing alert ends in the future: {fired}"
+    );
+    assert!(
+        fired["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains(page),
+        "{fired}"
+    );
+
+    // Minute M is clean: at M + 1 min the short window holds no error, the page resolves.
+    let push = generator.push(0, 100, (m + 1) * 1_000_000_000);
+    push_ok(&mut client, &push).await;
+    let resolved_at = nines_slo::window::rfc3339(m + 60);
+    let deadline = std::time::Instant::now()
+        + Duration::from_secs(u64::try_from(m + 60 - wall()).unwrap_or(0) + 30);
+    let resolved = loop {
+        if let Some(a) = find(Some(&resolved_at)) {
+            break a;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no resolved alert posted; got {:?}",
+            received.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(resolved["startsAt"], nines_slo::window::rfc3339(m));
+    assert_eq!(
+        metric(&up.metrics(), "nines_slo_alert_firing", &firing_line),
+        Some(0.0)
     );
 }
