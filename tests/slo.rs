@@ -43,6 +43,37 @@ spec:
 apiVersion: openslo/v1
 kind: SLO
 metadata:
+  name: web-latency
+spec:
+  service: checkout
+  indicator:
+    metadata:
+      name: web-fast-requests
+    spec:
+      ratioMetric:
+        good:
+          metricSource:
+            type: nines
+            spec:
+              filter: "service = 'checkout'"
+              value: "sketch_count_under(latency_sketch, 60e6)"
+        total:
+          metricSource:
+            type: nines
+            spec:
+              filter: "service = 'checkout'"
+              value: "sum(total)"
+  timeWindow:
+    - duration: 30d
+      isRolling: true
+  budgetingMethod: Occurrences
+  objectives:
+    - displayName: under 60 ms
+      target: 0.5
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata:
   name: prometheus-latency
 spec:
   service: checkout
@@ -102,6 +133,7 @@ async fn status_and_history_match_the_budget_worked_out_from_what_was_sent() {
         .as_secs() as i64;
     let at = now / 60 * 60;
     let mut ledger = Ledger::default();
+    let mut durations = Vec::new();
     for k in 0..90_i64 {
         let minute = at - (90 - k) * 60;
         let mut push = generator.push(0, 100, (minute + 30) * 1_000_000_000);
@@ -113,6 +145,7 @@ async fn status_and_history_match_the_budget_worked_out_from_what_was_sent() {
         }
         push_ok(&mut client, &push).await;
         ledger.record(&push);
+        durations.extend(push.requests.iter().map(|r| r.duration_nano));
     }
     assert_eq!((ledger.events(), ledger.errors()), (9_000, 1_000));
     assert_tables_equal_ledger(&env, &ledger, Duration::from_secs(60));
@@ -134,7 +167,7 @@ async fn status_and_history_match_the_budget_worked_out_from_what_was_sent() {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(rows.len(), 3, "{out}");
     let web = rows
         .iter()
         .find(|r| r["slo"] == "web-availability")
@@ -163,6 +196,27 @@ async fn status_and_history_match_the_budget_worked_out_from_what_was_sent() {
             "3x over 1d/2h (ticket)",
             "1x over 3d/6h (ticket)"
         ])
+    );
+    // Latency from the sketches: a request is counted good when its bucket lies under
+    // 60 ms; the sketch's 1 % relative accuracy decides only for requests within 1 % of it.
+    let fast = rows.iter().find(|r| r["slo"] == "web-latency").unwrap();
+    let threshold = 60e6;
+    let surely_good = durations
+        .iter()
+        .filter(|d| **d as f64 * 1.01 <= threshold)
+        .count() as f64;
+    let maybe_good = durations
+        .iter()
+        .filter(|d| **d as f64 * 0.99 <= threshold)
+        .count() as f64;
+    let good = fast["sli"].as_f64().unwrap() * 9_000.0;
+    assert!(
+        surely_good - 1e-6 <= good && good <= maybe_good + 1e-6,
+        "good {good} outside [{surely_good}, {maybe_good}]"
+    );
+    assert!(
+        surely_good > 4_000.0 && maybe_good < 8_000.0,
+        "{surely_good} {maybe_good}"
     );
     let prom = rows
         .iter()
