@@ -102,29 +102,39 @@ fn now() -> i64 {
 }
 
 /// One objective's evaluation, or why it could not be evaluated.
-type Evaluated = (Slo, String, Result<Report, String>);
+pub(crate) type Evaluated = (Slo, String, Result<Report, String>);
 
-/// Evaluates every objective of every SLO at `at`.
-async fn evaluate_all(engine: &QueryEngine, slos: &[Slo], at: i64) -> Vec<Evaluated> {
-    let mut out = Vec::new();
+/// Evaluates every objective of every SLO at `at`, reading their data together
+/// (`slo_source::series_many`).
+pub(crate) async fn evaluate_all(engine: &QueryEngine, slos: &[Slo], at: i64) -> Vec<Evaluated> {
+    let mut wants = Vec::new();
     for slo in slos {
         for objective in &slo.objectives {
             let (from, to) = eval::data_range(slo, objective, at);
-            let result = match slo_source::series(engine, &slo.indicator, objective, from, to).await
-            {
-                Ok(series) => Ok(eval::evaluate(
-                    slo,
+            wants.push((
+                slo,
+                objective,
+                slo_source::Want {
+                    indicator: &slo.indicator,
                     objective,
-                    &series,
-                    at,
-                    &Options::default(),
-                )),
-                Err(e) => Err(e.to_string()),
-            };
-            out.push((slo.clone(), objective.name.clone(), result));
+                    from,
+                    to,
+                },
+            ));
         }
     }
-    out
+    let read: Vec<slo_source::Want<'_>> = wants.iter().map(|w| w.2).collect();
+    let series = slo_source::series_many(engine, &read).await;
+    wants
+        .into_iter()
+        .zip(series)
+        .map(|((slo, objective, _), series)| {
+            let report = series
+                .map(|s| eval::evaluate(slo, objective, &s, at, &Options::default()))
+                .map_err(|e| e.to_string());
+            (slo.clone(), objective.name.clone(), report)
+        })
+        .collect()
 }
 
 /// A number for the report (`null` when absent or not finite).

@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use nines_query::{QueryEngine, slo_source};
-use nines_slo::eval::{self, Options, Report};
+use nines_query::QueryEngine;
+use nines_slo::eval::{self, Report};
 use nines_slo::model::{Objective, Slo};
 use nines_slo::window::rfc3339;
 use nines_store::Store;
@@ -74,36 +74,36 @@ pub(crate) async fn run(
         let started = std::time::Instant::now();
         let mut firing = BTreeMap::new();
         let mut failed = Vec::new();
-        for slo in &slos {
-            for objective in &slo.objectives {
-                let key = (slo.name.clone(), objective.name.clone());
-                match evaluate(&engine, slo, objective, at).await {
-                    Ok(report) => {
-                        last_error.remove(&key);
-                        publish(slo, objective, &report);
-                        for i in &report.firing {
-                            firing.insert(
-                                AlertKey {
-                                    slo: slo.name.clone(),
-                                    objective: objective.name.clone(),
-                                    alert: i.alert.clone(),
-                                },
-                                Firing::new(slo, &report, i),
-                            );
-                        }
-                        metrics::counter!("nines_slo_evaluations_total", "result" => "ok")
-                            .increment(1);
+        for (slo, objective_name, result) in slo_cmd::evaluate_all(&engine, &slos, at).await {
+            let Some(objective) = slo.objectives.iter().find(|o| o.name == objective_name) else {
+                continue;
+            };
+            let key = (slo.name.clone(), objective.name.clone());
+            match result {
+                Ok(report) => {
+                    last_error.remove(&key);
+                    publish(&slo, objective, &report);
+                    for i in &report.firing {
+                        firing.insert(
+                            AlertKey {
+                                slo: slo.name.clone(),
+                                objective: objective.name.clone(),
+                                alert: i.alert.clone(),
+                            },
+                            Firing::new(&slo, &report, i),
+                        );
                     }
-                    Err(e) => {
-                        // Logged when it starts or changes, not every minute.
-                        if last_error.get(&key) != Some(&e) {
-                            warn!(slo = %slo.name, objective = %objective.name, error = %e, "SLO not evaluated");
-                            last_error.insert(key.clone(), e);
-                        }
-                        failed.push(key);
-                        metrics::counter!("nines_slo_evaluations_total", "result" => "error")
-                            .increment(1);
+                    metrics::counter!("nines_slo_evaluations_total", "result" => "ok").increment(1);
+                }
+                Err(e) => {
+                    // Logged when it starts or changes, not every minute.
+                    if last_error.get(&key) != Some(&e) {
+                        warn!(slo = %slo.name, objective = %objective.name, error = %e, "SLO not evaluated");
+                        last_error.insert(key.clone(), e);
                     }
+                    failed.push(key);
+                    metrics::counter!("nines_slo_evaluations_total", "result" => "error")
+                        .increment(1);
                 }
             }
         }
@@ -133,25 +133,6 @@ fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-async fn evaluate(
-    engine: &QueryEngine,
-    slo: &Slo,
-    objective: &Objective,
-    at: i64,
-) -> Result<Report, String> {
-    let (from, to) = eval::data_range(slo, objective, at);
-    let series = slo_source::series(engine, &slo.indicator, objective, from, to)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(eval::evaluate(
-        slo,
-        objective,
-        &series,
-        at,
-        &Options::default(),
-    ))
 }
 
 /// A gauge value: NaN stands for "no value" (no data, no burn).

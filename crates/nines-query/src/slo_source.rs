@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, Float64Array};
+use arrow::array::{Array, Float64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use nines_slo::budget::Series;
@@ -96,6 +96,16 @@ pub fn source_sql(source: &MetricSource, from: i64, to: i64) -> Result<String, N
     ))
 }
 
+/// One objective's data to read: the one-minute series over `[from, to)` (`from` aligned on
+/// a minute).
+#[derive(Debug, Clone, Copy)]
+pub struct Want<'a> {
+    pub indicator: &'a Indicator,
+    pub objective: &'a Objective,
+    pub from: i64,
+    pub to: i64,
+}
+
 /// The one-minute good/total series of an objective over `[from, to)` (`from` aligned on
 /// a minute).
 pub async fn series(
@@ -105,41 +115,386 @@ pub async fn series(
     from: i64,
     to: i64,
 ) -> Result<Series> {
-    let len = usize::try_from((to - from).max(0) / 60).unwrap_or(0);
-    let mut out = Series::zeros(from, 60, len);
+    let want = Want {
+        indicator,
+        objective,
+        from,
+        to,
+    };
+    series_many(engine, &[want])
+        .await
+        .pop()
+        .expect("one answer per want")
+}
+
+/// Per-minute values of one source over its want's range: `None` for a minute without rows.
+type Dense = Vec<Option<f64>>;
+
+/// The series of many objectives, in order. Short-form sources of the same table whose
+/// filters are conjunctions of `column = 'literal'` over the same columns (the common case:
+/// one SLO per service or operation) are read together, by one query grouped by minute
+/// and those columns; every other source by a query of its own.
+pub async fn series_many(engine: &QueryEngine, wants: &[Want<'_>]) -> Vec<Result<Series>> {
+    // Every source of every want, and where its values go.
+    let sources: Vec<Vec<&MetricSource>> = wants.iter().map(|w| sources_of(w.indicator)).collect();
+    let mut dense: Vec<Vec<Option<Result<Dense>>>> = sources
+        .iter()
+        .map(|s| s.iter().map(|_| None).collect())
+        .collect();
+    let mut groups: BTreeMap<(String, Vec<String>), Vec<Member>> = BTreeMap::new();
+    for (i, list) in sources.iter().enumerate() {
+        for (j, source) in list.iter().enumerate() {
+            if let Some((table, columns, literals, value)) = shared_form(source) {
+                groups.entry((table, columns)).or_default().push(Member {
+                    want: i,
+                    source: j,
+                    literals,
+                    value,
+                });
+            }
+        }
+    }
+    for ((table, columns), members) in groups {
+        // A group of one gains nothing: read on its own below.
+        if members.len() < 2 {
+            continue;
+        }
+        match read_group(engine, wants, &table, &columns, &members).await {
+            Ok(values) => {
+                for (m, d) in members.iter().zip(values) {
+                    dense[m.want][m.source] = Some(Ok(d));
+                }
+            }
+            Err(e) => {
+                for m in &members {
+                    dense[m.want][m.source] = Some(Err(Error::Sql(e.to_string())));
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(wants.len());
+    for (i, want) in wants.iter().enumerate() {
+        let mut values = Vec::new();
+        let mut failed = None;
+        for (j, source) in sources[i].iter().enumerate() {
+            let d = match dense[i][j].take() {
+                Some(d) => d,
+                None => read_one(engine, source, want.from, want.to).await,
+            };
+            match d {
+                Ok(d) => values.push(d),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        out.push(match failed {
+            Some(e) => Err(e),
+            None => combine(want, &values),
+        });
+    }
+    out
+}
+
+/// The metric sources an indicator reads, in the order [`combine`] takes them.
+fn sources_of(indicator: &Indicator) -> Vec<&MetricSource> {
     match &indicator.metric {
-        IndicatorMetric::Ratio(RatioMetric::Good { good, total }) => {
-            let g = minute_values(engine, good, from, to).await?;
-            let t = minute_values(engine, total, from, to).await?;
-            for (at, v) in t {
-                out.add(at, g.get(&at).copied().unwrap_or(0.0), v);
+        IndicatorMetric::Ratio(RatioMetric::Good { good, total }) => vec![good, total],
+        IndicatorMetric::Ratio(RatioMetric::Bad { bad, total }) => vec![bad, total],
+        IndicatorMetric::Ratio(RatioMetric::Raw { raw, .. }) => vec![raw],
+        IndicatorMetric::Threshold(source) => vec![source],
+    }
+}
+
+/// The want's good/total series from its sources' per-minute values.
+fn combine(want: &Want<'_>, values: &[Dense]) -> Result<Series> {
+    let len = usize::try_from((want.to - want.from).max(0) / 60).unwrap_or(0);
+    let mut out = Series::zeros(want.from, 60, len);
+    let at = |k: usize| want.from + k as i64 * 60;
+    match &want.indicator.metric {
+        IndicatorMetric::Ratio(RatioMetric::Good { .. }) => {
+            for (k, t) in values[1].iter().enumerate() {
+                if let Some(t) = t {
+                    out.add(at(k), values[0][k].unwrap_or(0.0), *t);
+                }
             }
         }
-        IndicatorMetric::Ratio(RatioMetric::Bad { bad, total }) => {
-            let b = minute_values(engine, bad, from, to).await?;
-            let t = minute_values(engine, total, from, to).await?;
-            for (at, v) in t {
-                out.add(at, v - b.get(&at).copied().unwrap_or(0.0), v);
+        IndicatorMetric::Ratio(RatioMetric::Bad { .. }) => {
+            for (k, t) in values[1].iter().enumerate() {
+                if let Some(t) = t {
+                    out.add(at(k), t - values[0][k].unwrap_or(0.0), *t);
+                }
             }
         }
-        IndicatorMetric::Ratio(RatioMetric::Raw { raw, kind }) => {
-            for (at, r) in minute_values(engine, raw, from, to).await? {
-                let good = match kind {
-                    RawKind::Success => r,
-                    RawKind::Failure => 1.0 - r,
-                };
-                out.add(at, good, 1.0);
+        IndicatorMetric::Ratio(RatioMetric::Raw { kind, .. }) => {
+            for (k, r) in values[0].iter().enumerate() {
+                if let Some(r) = r {
+                    let good = match kind {
+                        RawKind::Success => *r,
+                        RawKind::Failure => 1.0 - r,
+                    };
+                    out.add(at(k), good, 1.0);
+                }
             }
         }
-        IndicatorMetric::Threshold(source) => {
-            let Some((op, threshold)) = objective.threshold else {
+        IndicatorMetric::Threshold(_) => {
+            let Some((op, threshold)) = want.objective.threshold else {
                 return Err(Error::Sql(format!(
                     "objective {:?} of a thresholdMetric SLI has no op and value",
-                    objective.name
+                    want.objective.name
                 )));
             };
-            for (at, v) in minute_values(engine, source, from, to).await? {
-                out.add(at, if op.holds(v, threshold) { 1.0 } else { 0.0 }, 1.0);
+            for (k, v) in values[0].iter().enumerate() {
+                if let Some(v) = v {
+                    out.add(at(k), if op.holds(*v, threshold) { 1.0 } else { 0.0 }, 1.0);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One source read by a query of its own, as per-minute values over `[from, to)`.
+async fn read_one(
+    engine: &QueryEngine,
+    source: &MetricSource,
+    from: i64,
+    to: i64,
+) -> Result<Dense> {
+    let mut d = vec![None; usize::try_from((to - from).max(0) / 60).unwrap_or(0)];
+    for (at, v) in minute_values(engine, source, from, to).await? {
+        if let Some(slot) = minute_index(at, from, d.len()) {
+            *d[slot].get_or_insert(0.0) += v;
+        }
+    }
+    Ok(d)
+}
+
+fn minute_index(at: i64, from: i64, len: usize) -> Option<usize> {
+    let k = usize::try_from((at - from).div_euclid(60)).ok()?;
+    (at >= from && k < len).then_some(k)
+}
+
+/// A source read as part of a group: whose, which, its literals (in the group's column
+/// order) and its value expression.
+#[derive(Debug)]
+struct Member {
+    want: usize,
+    source: usize,
+    literals: Vec<String>,
+    value: String,
+}
+
+/// `(table, columns, literals, value)` of a short-form `nines` source whose filter is a
+/// conjunction of `column = 'literal'` (or absent), columns sorted; `None` otherwise.
+fn shared_form(source: &MetricSource) -> Option<(String, Vec<String>, Vec<String>, String)> {
+    if !source.kind.eq_ignore_ascii_case("nines") {
+        return None;
+    }
+    let text = |key: &str| source.spec.get(key).and_then(SpecValue::as_str);
+    if text("sql").is_some() {
+        return None;
+    }
+    let table = text("table").unwrap_or("sli_1m");
+    let default_value = match table {
+        "sli_1m" => "sum(total)",
+        "requests" => "count(*)",
+        _ => return None,
+    };
+    let pairs = match text("filter") {
+        Some(f) => equalities(f)?,
+        None => Vec::new(),
+    };
+    let (columns, literals) = pairs.into_iter().unzip();
+    Some((
+        table.to_owned(),
+        columns,
+        literals,
+        text("value").unwrap_or(default_value).to_owned(),
+    ))
+}
+
+/// `service = 'a' AND operation = 'b'` → `[(operation, b), (service, a)]`; `None` for any
+/// other shape, or a column named twice.
+fn equalities(filter: &str) -> Option<Vec<(String, String)>> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Value};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn walk(e: &Expr, out: &mut Vec<(String, String)>) -> Option<()> {
+        match e {
+            Expr::Nested(inner) => walk(inner, out),
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => {
+                walk(left, out)?;
+                walk(right, out)
+            }
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => {
+                let (Expr::Identifier(column), Expr::Value(v)) = (&**left, &**right) else {
+                    return None;
+                };
+                let Value::SingleQuotedString(literal) = &v.value else {
+                    return None;
+                };
+                // As DataFusion reads it: unquoted identifiers in lower case.
+                let name = if column.quote_style.is_some() {
+                    column.value.clone()
+                } else {
+                    column.value.to_lowercase()
+                };
+                out.push((name, literal.clone()));
+                Some(())
+            }
+            _ => None,
+        }
+    }
+    let dialect = GenericDialect {};
+    let expr = Parser::new(&dialect)
+        .try_with_sql(filter)
+        .ok()?
+        .parse_expr()
+        .ok()?;
+    let mut out = Vec::new();
+    walk(&expr, &mut out)?;
+    out.sort();
+    let mut names: Vec<&String> = out.iter().map(|(c, _)| c).collect();
+    names.dedup();
+    (names.len() == out.len()).then_some(out)
+}
+
+/// Reads a group of members by one query: per minute, per combination of the group's
+/// columns, every distinct value expression; returns each member's values in order.
+async fn read_group(
+    engine: &QueryEngine,
+    wants: &[Want<'_>],
+    table: &str,
+    columns: &[String],
+    members: &[Member],
+) -> Result<Vec<Dense>> {
+    let from = members
+        .iter()
+        .map(|m| wants[m.want].from)
+        .min()
+        .unwrap_or(0);
+    let to = members.iter().map(|m| wants[m.want].to).max().unwrap_or(0);
+    let mut value_exprs: Vec<&str> = members.iter().map(|m| m.value.as_str()).collect();
+    value_exprs.sort_unstable();
+    value_exprs.dedup();
+    let time = if table == "sli_1m" {
+        "window_start"
+    } else {
+        "time"
+    };
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut select = vec![format!(
+        "date_part('epoch', date_bin(INTERVAL '1 minute', {time}, TIMESTAMP '1970-01-01T00:00:00')) AS s"
+    )];
+    select.extend(columns.iter().map(|c| ident(c)));
+    select.extend(
+        value_exprs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{v} AS v{i}")),
+    );
+    let mut filter = vec![format!(
+        "{time} >= to_timestamp_seconds({from}) AND {time} < to_timestamp_seconds({to})"
+    )];
+    for (c, column) in columns.iter().enumerate() {
+        let mut literals: Vec<&str> = members.iter().map(|m| m.literals[c].as_str()).collect();
+        literals.sort_unstable();
+        literals.dedup();
+        let list: Vec<String> = literals.iter().map(|l| quote(l)).collect();
+        filter.push(format!("{} IN ({})", ident(column), list.join(", ")));
+    }
+    let group_by: Vec<String> = (1..=columns.len() + 1).map(|i| i.to_string()).collect();
+    let sql = format!(
+        "SELECT {} FROM {table} WHERE {} GROUP BY {}",
+        select.join(", "),
+        filter.join(" AND "),
+        group_by.join(", ")
+    );
+    // Members by their combination of literals: (member index, value column).
+    let mut by_key: std::collections::HashMap<String, Vec<(usize, usize)>> =
+        std::collections::HashMap::new();
+    for (i, m) in members.iter().enumerate() {
+        let v = value_exprs.binary_search(&m.value.as_str()).unwrap_or(0);
+        by_key
+            .entry(m.literals.join("\u{1f}"))
+            .or_default()
+            .push((i, v));
+    }
+    let mut out: Vec<Dense> = members
+        .iter()
+        .map(|m| {
+            let w = &wants[m.want];
+            vec![None; usize::try_from((w.to - w.from).max(0) / 60).unwrap_or(0)]
+        })
+        .collect();
+    let (_, batches) = engine.sql(&sql).await?;
+    let mut key = String::new();
+    for b in batches {
+        let s = cast(b.column(0), &DataType::Float64)?;
+        let s = s
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("cast to Float64");
+        let keys = (0..columns.len())
+            .map(|c| cast(b.column(1 + c), &DataType::Utf8))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let keys: Vec<&StringArray> = keys
+            .iter()
+            .map(|k| {
+                k.as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("cast to Utf8")
+            })
+            .collect();
+        let values = (0..value_exprs.len())
+            .map(|v| cast(b.column(1 + columns.len() + v), &DataType::Float64))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let values: Vec<&Float64Array> = values
+            .iter()
+            .map(|v| {
+                v.as_any()
+                    .downcast_ref::<Float64Array>()
+                    .expect("cast to Float64")
+            })
+            .collect();
+        'rows: for r in 0..b.num_rows() {
+            if s.is_null(r) {
+                continue;
+            }
+            key.clear();
+            for (c, k) in keys.iter().enumerate() {
+                if k.is_null(r) {
+                    continue 'rows;
+                }
+                if c > 0 {
+                    key.push('\u{1f}');
+                }
+                key.push_str(k.value(r));
+            }
+            let Some(targets) = by_key.get(key.as_str()) else {
+                continue;
+            };
+            let at = s.value(r) as i64;
+            for &(m, v) in targets {
+                if values[v].is_null(r) {
+                    continue;
+                }
+                let w = &wants[members[m].want];
+                if let Some(slot) = minute_index(at, w.from, out[m].len()) {
+                    *out[m][slot].get_or_insert(0.0) += values[v].value(r);
+                }
             }
         }
     }
@@ -167,6 +522,44 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "not evaluable by nines: data source type \"Prometheus\" (only `nines` reads nines' tables)"
+        );
+    }
+
+    #[test]
+    fn filters_of_equalities_are_read_together_and_others_alone() {
+        let pairs = |f: &str| equalities(f);
+        assert_eq!(
+            pairs("service = 'web' AND (Operation = 'GET /a')"),
+            Some(vec![
+                ("operation".into(), "GET /a".into()),
+                ("service".into(), "web".into())
+            ])
+        );
+        assert_eq!(
+            pairs("service = 'it''s'"),
+            Some(vec![("service".into(), "it's".into())])
+        );
+        for other in [
+            "service = 'a' OR service = 'b'",
+            "service IN ('a')",
+            "total > 5",
+            "service = 'a' AND service = 'b'",
+            "service = operation",
+            "not sql at all (",
+        ] {
+            assert_eq!(pairs(other), None, "{other}");
+        }
+        let sql = source("nines", &[("table", "sli_1m"), ("sql", "SELECT 1")]);
+        assert!(shared_form(&sql).is_none());
+        let short = source("nines", &[("filter", "service = 'web'")]);
+        assert_eq!(
+            shared_form(&short),
+            Some((
+                "sli_1m".into(),
+                vec!["service".into()],
+                vec!["web".into()],
+                "sum(total)".into()
+            ))
         );
     }
 
