@@ -66,6 +66,10 @@ pub(crate) struct BenchArgs {
     /// Keep the data here instead of a temporary directory.
     #[arg(long)]
     keep: Option<PathBuf>,
+    /// Only the SLO stage: `nines slo status` of 200 SLOs over 30 days of `sli_1m`, beside
+    /// one GROUP BY computing the same SLIs (src/bench_slo.rs).
+    #[arg(long)]
+    slo: bool,
 }
 
 const SEED: u64 = 5;
@@ -177,6 +181,9 @@ fn peak_mib(p: &Process) -> f64 {
 }
 
 pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
+    if args.slo {
+        return crate::bench_slo::run(args.keep.as_deref()).await;
+    }
     if args.quick {
         args.events = 300_000;
         args.fresh_secs = 10;

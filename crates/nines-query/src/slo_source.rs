@@ -370,6 +370,42 @@ fn equalities(filter: &str) -> Option<Vec<(String, String)>> {
     (names.len() == out.len()).then_some(out)
 }
 
+/// `sum(x)` → `x`: a value the group can read row by row and sum itself; `None` for any
+/// other aggregate.
+fn summed(value: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    let dialect = GenericDialect {};
+    let expr = Parser::new(&dialect)
+        .try_with_sql(value)
+        .ok()?
+        .parse_expr()
+        .ok()?;
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    if !f.name.to_string().eq_ignore_ascii_case("sum")
+        || f.filter.is_some()
+        || f.over.is_some()
+        || !f.within_group.is_empty()
+    {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))]
+            if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
+        {
+            Some(inner.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// Reads a group of members by one query: per minute, per combination of the group's
 /// columns, every distinct value expression; returns each member's values in order.
 async fn read_group(
@@ -399,12 +435,23 @@ async fn read_group(
         "date_part('epoch', date_bin(INTERVAL '1 minute', {time}, TIMESTAMP '1970-01-01T00:00:00')) AS s"
     )];
     select.extend(columns.iter().map(|c| ident(c)));
-    select.extend(
-        value_exprs
-            .iter()
-            .enumerate()
-            .map(|(i, v)| format!("{v} AS v{i}")),
-    );
+    // Plain sums are read row by row and summed here (no hash aggregation over every
+    // minute and combination); any other aggregate makes the query group.
+    let inner: Option<Vec<String>> = value_exprs.iter().map(|v| summed(v)).collect();
+    match &inner {
+        Some(inner) => select.extend(
+            inner
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("CAST({v} AS DOUBLE) AS v{i}")),
+        ),
+        None => select.extend(
+            value_exprs
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("{v} AS v{i}")),
+        ),
+    }
     let mut filter = vec![format!(
         "{time} >= to_timestamp_seconds({from}) AND {time} < to_timestamp_seconds({to})"
     )];
@@ -416,12 +463,14 @@ async fn read_group(
         filter.push(format!("{} IN ({})", ident(column), list.join(", ")));
     }
     let group_by: Vec<String> = (1..=columns.len() + 1).map(|i| i.to_string()).collect();
-    let sql = format!(
-        "SELECT {} FROM {table} WHERE {} GROUP BY {}",
+    let mut sql = format!(
+        "SELECT {} FROM {table} WHERE {}",
         select.join(", "),
-        filter.join(" AND "),
-        group_by.join(", ")
+        filter.join(" AND ")
     );
+    if inner.is_none() {
+        sql += &format!(" GROUP BY {}", group_by.join(", "));
+    }
     // Members by their combination of literals: (member index, value column).
     let mut by_key: std::collections::HashMap<String, Vec<(usize, usize)>> =
         std::collections::HashMap::new();
@@ -441,6 +490,10 @@ async fn read_group(
         .collect();
     let (_, batches) = engine.sql(&sql).await?;
     let mut key = String::new();
+    // Rows come in runs of one combination (files are sorted by it): look a key up once
+    // per run.
+    let mut last_key = String::from("\u{0}none");
+    let mut last: Option<&Vec<(usize, usize)>> = None;
     for b in batches {
         let s = cast(b.column(0), &DataType::Float64)?;
         let s = s
@@ -483,7 +536,11 @@ async fn read_group(
                 }
                 key.push_str(k.value(r));
             }
-            let Some(targets) = by_key.get(key.as_str()) else {
+            if key != last_key {
+                last = by_key.get(key.as_str());
+                std::mem::swap(&mut key, &mut last_key);
+            }
+            let Some(targets) = last else {
                 continue;
             };
             let at = s.value(r) as i64;
@@ -561,6 +618,24 @@ mod tests {
                 "sum(total)".into()
             ))
         );
+    }
+
+    #[test]
+    fn plain_sums_are_summed_row_by_row_and_other_aggregates_grouped() {
+        assert_eq!(
+            summed("sum(total - errors)").as_deref(),
+            Some("total - errors")
+        );
+        assert_eq!(summed("SUM(total)").as_deref(), Some("total"));
+        for other in [
+            "sketch_count_under(latency_sketch, 300e6)",
+            "sum(DISTINCT total)",
+            "count(*)",
+            "sum(total) / 2",
+            "max(total)",
+        ] {
+            assert_eq!(summed(other), None, "{other}");
+        }
     }
 
     #[test]
