@@ -43,37 +43,6 @@ spec:
 apiVersion: openslo/v1
 kind: SLO
 metadata:
-  name: web-latency
-spec:
-  service: checkout
-  indicator:
-    metadata:
-      name: web-fast-requests
-    spec:
-      ratioMetric:
-        good:
-          metricSource:
-            type: nines
-            spec:
-              filter: "service = 'checkout'"
-              value: "sketch_count_under(latency_sketch, 60e6)"
-        total:
-          metricSource:
-            type: nines
-            spec:
-              filter: "service = 'checkout'"
-              value: "sum(total)"
-  timeWindow:
-    - duration: 30d
-      isRolling: true
-  budgetingMethod: Occurrences
-  objectives:
-    - displayName: under 60 ms
-      target: 0.5
----
-apiVersion: openslo/v1
-kind: SLO
-metadata:
   name: prometheus-latency
 spec:
   service: checkout
@@ -118,7 +87,7 @@ async fn status_and_history_match_the_budget_worked_out_from_what_was_sent() {
     let env = Env::new();
     let slo_dir = env.data_dir().with_file_name("slos");
     std::fs::create_dir_all(&slo_dir).unwrap();
-    std::fs::write(slo_dir.join("web.yaml"), SLO).unwrap();
+    std::fs::write(slo_dir.join("web.yaml"), slos()).unwrap();
     let _up = env.up();
     let mut client = env.client().await;
     let mut generator = Generator::new(WorkloadSpec {
@@ -287,41 +256,31 @@ fn check_names_every_bad_definition_and_exits_1() {
     );
 }
 
-/// A one-day SLO on `checkout` for the live test: 99 %, so the 14.4× row (2 % of a day's
-/// budget: 2 m long window, a 10 s short window floored to one 1-minute slice) pages on a
-/// minute of errors.
-const LIVE_SLO: &str = r#"
-apiVersion: openslo/v1
-kind: SLO
-metadata:
-  name: live-availability
-spec:
-  service: checkout
-  indicator:
-    metadata:
-      name: checkout-good
-    spec:
-      ratioMetric:
-        good:
-          metricSource:
-            type: nines
-            spec:
-              filter: "service = 'checkout'"
-              value: "sum(total - errors)"
-        total:
-          metricSource:
-            type: nines
-            spec:
-              filter: "service = 'checkout'"
-              value: "sum(total)"
-  timeWindow:
-    - duration: 1d
-      isRolling: true
-  budgetingMethod: Occurrences
-  objectives:
-    - displayName: availability
-      target: 0.99
-"#;
+/// The definitions of the status test: [`SLO`], and `web-latency`, the same indicator on
+/// the latency sketches (requests under 60 ms, half of them).
+fn slos() -> String {
+    let web = SLO.split("---").next().unwrap();
+    let latency = web
+        .replace("web-availability", "web-latency")
+        .replace("web-good-requests", "web-fast-requests")
+        .replace(
+            "sum(total - errors)",
+            "sketch_count_under(latency_sketch, 60e6)",
+        )
+        .replace("displayName: availability", "displayName: under 60 ms")
+        .replace("target: 0.99", "target: 0.5");
+    format!("{SLO}---{latency}")
+}
+
+/// `web-availability` over one day for the live test: 99 %, so the 14.4× row (2 % of a
+/// day's budget: 2 m long window, a 10 s short window floored to one 1-minute slice) pages
+/// on a minute of errors.
+fn live_slo() -> String {
+    let web = SLO.split("---").next().unwrap();
+    assert!(web.contains("duration: 30d") && web.contains("target: 0.99"));
+    web.replace("web-availability", "live-availability")
+        .replace("duration: 30d", "duration: 1d")
+}
 
 /// An Alertmanager stand-in on 127.0.0.1: keeps every alert POSTed to `/api/v2/alerts`.
 async fn alert_receiver() -> (
@@ -354,7 +313,7 @@ async fn up_evaluates_live_and_notifies_alertmanager_firing_then_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let slo_dir = dir.path().join("slos");
     std::fs::create_dir_all(&slo_dir).unwrap();
-    std::fs::write(slo_dir.join("live.yaml"), LIVE_SLO).unwrap();
+    std::fs::write(slo_dir.join("live.yaml"), live_slo()).unwrap();
     let env = Env::with_config(&format!(
         "[slo]\ndir = {:?}\ninterval = \"2s\"\nsettle = \"2s\"\n\
          alertmanager_url = \"http://127.0.0.1:{am_port}\"\n",

@@ -589,69 +589,71 @@ fn burn_rate_alerts_fire_at_the_same_minutes_as_prometheus() {
             .collect()
     };
 
+    // A promtool test file: under `section`, for each compared minute and rule, the entry
+    // `head` writes, then an `item` per service nines has firing (how many in all).
+    let test_file = |rule_files: &str,
+                     section: &str,
+                     last_minute: i64,
+                     names: &[&str],
+                     head: &dyn Fn(&str, &str, i64) -> String,
+                     item: &dyn Fn(&str, &str) -> String| {
+        let mut text = format!(
+            "rule_files: {rule_files}\nevaluation_interval: 1m\ntests:\n{input}    {section}:\n"
+        );
+        let mut firing = 0;
+        for minute in eval_minutes.iter().filter(|m| **m <= last_minute) {
+            for (name, severity, expr) in rules.iter().filter(|r| names.contains(&r.0)) {
+                text += &head(name, expr, PAD_MINUTES + minute);
+                let services = firing_services(name, minute * MINUTE);
+                text.push_str(if services.is_empty() { " []\n" } else { "\n" });
+                for s in services {
+                    firing += 1;
+                    text += &item(severity, s);
+                }
+            }
+        }
+        (text, firing)
+    };
+    let all: Vec<&str> = rules.iter().map(|r| r.0).collect();
+
     // 1. Every rule's expression at every compared minute of the month: an alert without
     //    `for` fires at an evaluation exactly when its expression returns the series.
     //    (Instant queries: promtool steps no rule group through the month.)
-    let mut month_test = format!("rule_files: []\nevaluation_interval: 1m\ntests:\n{input}");
-    month_test.push_str("    promql_expr_test:\n");
-    let mut expected_firing = 0;
-    for minute in &eval_minutes {
-        for (name, _, expr) in &rules {
-            write!(
-                month_test,
-                "      - expr: 'count by (service) ({expr})'\n        eval_time: {}m\n        exp_samples:",
-                PAD_MINUTES + minute
+    let (month_test, expected_firing) = test_file(
+        "[]",
+        "promql_expr_test",
+        i64::MAX,
+        &all,
+        &|_, expr, minute| {
+            format!(
+                "      - expr: 'count by (service) ({expr})'\n        eval_time: {minute}m\n        exp_samples:"
             )
-            .unwrap();
-            let services = firing_services(name, minute * MINUTE);
-            month_test.push_str(if services.is_empty() { " []\n" } else { "\n" });
-            for s in services {
-                expected_firing += 1;
-                writeln!(
-                    month_test,
-                    "          - labels: '{{service=\"{s}\"}}'\n            value: 1"
-                )
-                .unwrap();
-            }
-        }
-    }
+        },
+        &|_, s| format!("          - labels: '{{service=\"{s}\"}}'\n            value: 1\n"),
+    );
     assert!(expected_firing > 50, "{expected_firing}");
 
     // 2. The alerting rules themselves (Prometheus's rule manager, stepping every minute)
     //    for the two fast rows through the first ten days: the quiet burst and the outage.
     let fast = ["Burn30dFast", "Burn7dFast"];
-    let mut alert_test =
-        format!("rule_files:\n  - fast.yaml\nevaluation_interval: 1m\ntests:\n{input}");
-    alert_test.push_str("    alert_rule_test:\n");
-    let mut alerts_compared = 0;
-    for minute in eval_minutes.iter().filter(|m| **m <= 10 * 1_440) {
-        for (name, severity, _) in rules.iter().filter(|r| fast.contains(&r.0)) {
-            write!(
-                alert_test,
-                "      - eval_time: {}m\n        alertname: {name}\n        exp_alerts:",
-                PAD_MINUTES + minute
+    let (alert_test, alerts_compared) = test_file(
+        "\n  - fast.yaml",
+        "alert_rule_test",
+        10 * 1_440,
+        &fast,
+        &|name, _, minute| {
+            format!("      - eval_time: {minute}m\n        alertname: {name}\n        exp_alerts:")
+        },
+        &|severity, s| {
+            format!(
+                "          - exp_labels:\n              severity: {severity}\n              service: {s}\n"
             )
-            .unwrap();
-            let services = firing_services(name, minute * MINUTE);
-            alert_test.push_str(if services.is_empty() { " []\n" } else { "\n" });
-            for s in services {
-                alerts_compared += 1;
-                writeln!(
-                    alert_test,
-                    "          - exp_labels:\n              severity: {severity}\n              service: {s}"
-                )
-                .unwrap();
-            }
-        }
-    }
+        },
+    );
     assert!(alerts_compared > 10, "{alerts_compared}");
 
     let dir = tempfile_dir();
-    std::fs::write(
-        dir.join("rules.yaml"),
-        rule_file(&rules.iter().map(|r| r.0).collect::<Vec<_>>()),
-    )
-    .unwrap();
+    std::fs::write(dir.join("rules.yaml"), rule_file(&all)).unwrap();
     std::fs::write(dir.join("fast.yaml"), rule_file(&fast)).unwrap();
     std::fs::write(dir.join("month.yaml"), month_test).unwrap();
     std::fs::write(dir.join("alerts.yaml"), alert_test).unwrap();
