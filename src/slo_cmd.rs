@@ -264,20 +264,40 @@ pub(crate) async fn history(
         let series = slo_source::series(&engine, &slo.indicator, objective, data_from, to)
             .await
             .map_err(|e| anyhow::anyhow!("{}: {e}", slo.name))?;
-        let mut t = from;
-        while t <= to {
-            let r = eval::evaluate(slo, objective, &series, t, &Options::default());
-            let mut row = Map::new();
-            row.insert("time".into(), rfc3339(t).into());
-            row.insert("objective".into(), objective.name.clone().into());
-            row.insert("sli".into(), num(r.standing.sli));
-            row.insert("budget_remaining".into(), num(Some(r.standing.remaining)));
-            row.insert("status".into(), r.standing.status.as_str().into());
-            row.insert("burn_1h".into(), num(burn(&r, 3_600)));
-            row.insert("burn_6h".into(), num(burn(&r, 21_600)));
-            rows.push(row);
-            t += step;
+        let instants: Vec<i64> = (0..)
+            .map(|k| from + k * step)
+            .take_while(|t| *t <= to)
+            .collect();
+        // Long ranges take a while: a bar on a terminal (hidden otherwise).
+        let bar = indicatif::ProgressBar::new(instants.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{} {{bar:40}} {{pos}}/{{len}} instants, eta {{eta}}",
+                objective.name
+            ))
+            .expect("valid template"),
+        );
+        for chunk in instants.chunks(1_000) {
+            let reports = eval::evaluate_many(
+                slo,
+                objective,
+                &series,
+                chunk.iter().copied(),
+                &Options::default(),
+            );
+            for r in reports {
+                let mut row = Map::new();
+                row.insert("time".into(), rfc3339(r.at).into());
+                row.insert("objective".into(), objective.name.clone().into());
+                row.insert("sli".into(), num(r.standing.sli));
+                row.insert("budget_remaining".into(), num(Some(r.standing.remaining)));
+                row.insert("status".into(), r.standing.status.as_str().into());
+                row.insert("burn_1h".into(), num(burn(&r, 3_600)));
+                row.insert("burn_6h".into(), num(burn(&r, 21_600)));
+                rows.push(row);
+            }
+            bar.inc(chunk.len() as u64);
         }
+        bar.finish_and_clear();
         for i in eval::alert_history(slo, objective, &series, from, to, &Options::default()) {
             let mut row = Map::new();
             row.insert("objective".into(), objective.name.clone().into());

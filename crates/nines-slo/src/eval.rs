@@ -117,9 +117,38 @@ pub fn evaluate(
     options: &Options,
 ) -> Report {
     let (rule, ledger) = ledger(slo, objective, series);
+    report_at(slo, objective, &rule, &ledger, at, options)
+}
+
+/// Evaluates an objective at each of `instants` over one `series` covering the data range
+/// of the earliest and the latest (the ledger is built once: a history of a month by the
+/// minute costs a month of slices, not a month per instant).
+pub fn evaluate_many(
+    slo: &Slo,
+    objective: &Objective,
+    series: &Series,
+    instants: impl IntoIterator<Item = i64>,
+    options: &Options,
+) -> Vec<Report> {
+    let (rule, ledger) = ledger(slo, objective, series);
+    instants
+        .into_iter()
+        .map(|at| report_at(slo, objective, &rule, &ledger, at, options))
+        .collect()
+}
+
+fn report_at(
+    slo: &Slo,
+    objective: &Objective,
+    rule: &Rule,
+    ledger: &Ledger,
+    at: i64,
+    options: &Options,
+) -> Report {
+    let rule = *rule;
     let period = slo.window.period_at(at);
     let standing = budget::standing(
-        &ledger,
+        ledger,
         &rule,
         period,
         at,
@@ -128,13 +157,13 @@ pub fn evaluate(
     );
     let burn_rates = LOOKBACKS
         .iter()
-        .map(|l| (*l, budget::burn(&ledger, &rule, at - l, at)))
+        .map(|l| (*l, budget::burn(ledger, &rule, at - l, at)))
         .collect();
     let (rules, refused_rules) = burn_rules(slo, objective);
     let period_seconds = slo.window.nominal_seconds();
     let mut firing: Vec<Interval> = rules
         .iter()
-        .filter(|r| alerts::fires(&ledger, &rule, r, options.low_traffic, period_seconds, at))
+        .filter(|r| alerts::fires(ledger, &rule, r, options.low_traffic, period_seconds, at))
         .map(|r| Interval {
             alert: r.name(),
             severity: r.severity.to_owned(),
@@ -148,7 +177,7 @@ pub fn evaluate(
             let lookback = condition.lookback.nominal_seconds();
             let from = at - after - lookback;
             firing.extend(
-                alerts::condition_history(&ledger, &rule, condition, from, at)
+                alerts::condition_history(ledger, &rule, condition, from, at)
                     .into_iter()
                     .filter(|i| i.end.is_none()),
             );
