@@ -11,8 +11,10 @@ mod admin;
 mod bench_cmd;
 mod bench_slo;
 mod config;
+mod dora_cmd;
 mod gen_cmd;
 mod roles;
+mod rows;
 mod slo_cmd;
 mod slo_live;
 mod sql_cmd;
@@ -104,6 +106,25 @@ enum Command {
     /// SLOs from OpenSLO v1 definitions, evaluated over the tables (docs/slo.md).
     #[command(subcommand)]
     Slo(SloCommand),
+    /// The DORA metrics over `[--from, --to)` from the deploys and incidents tables, per
+    /// service and environment and overall, and the failed deployments with their signals
+    /// (docs/dora.md).
+    Dora {
+        /// RFC 3339 instant.
+        #[arg(long)]
+        from: String,
+        /// RFC 3339 instant, or `now`.
+        #[arg(long, default_value = "now")]
+        to: String,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only this environment.
+        #[arg(long)]
+        environment: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -257,6 +278,16 @@ fn main() -> anyhow::Result<()> {
                     i64::try_from(step.as_secs()).unwrap_or(3_600),
                 );
                 slo_cmd::history(&cfg, &paths, &name, range, format).await
+            }
+            Command::Dora {
+                from,
+                to,
+                service,
+                environment,
+                format,
+            } => {
+                let range = (slo_cmd::parse_instant(&from)?, slo_cmd::parse_instant(&to)?);
+                dora_cmd::run(&cfg, range, (service, environment), format).await
             }
             Command::Config(_) => unreachable!("handled before the configuration is loaded"),
         }

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use comfy_table::{Table, presets::ASCII_MARKDOWN};
 use nines_query::QueryEngine;
 use nines_query::slo_source;
 use nines_slo::eval::{self, Options, Report};
@@ -14,6 +13,7 @@ use nines_slo::window::rfc3339;
 use serde_json::{Map, Value};
 
 use crate::config::Config;
+use crate::rows::{self, num};
 
 /// Every definition file under `paths` (files as given; directories walked for `.yaml` and
 /// `.yml`), in name order.
@@ -137,13 +137,6 @@ pub(crate) async fn evaluate_all(engine: &QueryEngine, slos: &[Slo], at: i64) ->
         .collect()
 }
 
-/// A number for the report (`null` when absent or not finite).
-fn num(v: Option<f64>) -> Value {
-    v.filter(|v| v.is_finite())
-        .and_then(serde_json::Number::from_f64)
-        .map_or(Value::Null, Value::Number)
-}
-
 /// The burn rate of a report over `lookback` seconds.
 fn burn(r: &Report, lookback: i64) -> Option<f64> {
     r.burn_rates
@@ -220,7 +213,7 @@ pub(crate) async fn status(
         }
         rows.push(row);
     }
-    print_rows(&header, &rows, format);
+    rows::print(&header, &rows, format);
     if matches!(format, crate::Format::Table) {
         println!("at {}", rfc3339(at));
     }
@@ -311,9 +304,9 @@ pub(crate) async fn history(
             alerts.push(row);
         }
     }
-    print_rows(&header, &rows, format);
+    rows::print(&header, &rows, format);
     println!();
-    print_rows(
+    rows::print(
         &["objective", "alert", "severity", "start", "end"],
         &alerts,
         format,
@@ -327,59 +320,6 @@ fn show(paths: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// A cell of a table or CSV: numbers with up to 6 decimals, lists joined by `; `.
-fn cell(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.as_f64().map_or(n.to_string(), |f| {
-            let s = format!("{f:.6}");
-            s.trim_end_matches('0').trim_end_matches('.').to_owned()
-        }),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| cell(Some(v)))
-            .collect::<Vec<_>>()
-            .join("; "),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn print_rows(header: &[&str], rows: &[Map<String, Value>], format: crate::Format) {
-    match format {
-        crate::Format::Table => {
-            let mut t = Table::new();
-            t.load_preset(ASCII_MARKDOWN).set_header(header.to_vec());
-            for r in rows {
-                t.add_row(header.iter().map(|h| cell(r.get(*h))).collect::<Vec<_>>());
-            }
-            println!("{t}");
-        }
-        crate::Format::Csv => {
-            println!("{}", header.join(","));
-            for r in rows {
-                let cells: Vec<String> = header
-                    .iter()
-                    .map(|h| {
-                        let c = cell(r.get(*h));
-                        if c.contains([',', '"', '\n']) {
-                            format!("\"{}\"", c.replace('"', "\"\""))
-                        } else {
-                            c
-                        }
-                    })
-                    .collect();
-                println!("{}", cells.join(","));
-            }
-        }
-        crate::Format::Json => {
-            for r in rows {
-                println!("{}", Value::Object(r.clone()));
-            }
-        }
-    }
 }
 
 /// The definitions to read: the paths given, else `slo.dir`.

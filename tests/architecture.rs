@@ -61,6 +61,7 @@ fn the_crates_are_the_ones_on_the_map() {
         [
             "nines-aggregate",
             "nines-bus",
+            "nines-dora",
             "nines-ingest",
             "nines-model",
             "nines-pipeline",
@@ -87,6 +88,7 @@ fn dependencies_point_down_to_the_leaves() {
         ("nines-proto", 0),
         ("nines-model", 0),
         ("nines-slo", 0),
+        ("nines-dora", 0),
         ("nines-bus", 1),
         ("nines-aggregate", 1),
         ("nines-store", 2),
@@ -139,7 +141,13 @@ fn only_the_bus_links_kafka() {
 #[test]
 fn pure_crates_do_no_io() {
     let g = graph();
-    for name in ["nines-model", "nines-aggregate", "nines-proto", "nines-slo"] {
+    for name in [
+        "nines-model",
+        "nines-aggregate",
+        "nines-proto",
+        "nines-slo",
+        "nines-dora",
+    ] {
         for io in [
             "tokio",
             "rdkafka",
@@ -151,7 +159,7 @@ fn pure_crates_do_no_io() {
             assert!(!g[name].contains(io), "{name} depends on {io}");
         }
     }
-    for name in ["nines-model", "nines-aggregate", "nines-slo"] {
+    for name in ["nines-model", "nines-aggregate", "nines-slo", "nines-dora"] {
         let dir = root().join("crates").join(name).join("src");
         for needle in ["std::fs", "std::net", "SystemTime::now", "Instant::now"] {
             assert_eq!(

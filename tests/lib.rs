@@ -16,6 +16,7 @@ mod compose;
 mod corpus;
 mod dead_role;
 mod delta;
+mod dora;
 mod e2e;
 mod faults;
 mod idempotency;

@@ -4,6 +4,7 @@
 //!
 //! Read-only: this crate never writes a table file.
 
+pub mod dora_source;
 mod error;
 pub mod format;
 pub mod session;

@@ -1,0 +1,134 @@
+//! DORA metrics over the real pipeline: deploys (with commits) and incidents pushed through
+//! ingest, Kafka and the aggregator, and `nines dora` answering what the test works out from
+//! what it sent.
+
+use std::time::Duration;
+
+use nines_proto::v1::{Commit, DeployEvent, DeployOutcome, IncidentEvent, PushRequest, Resource};
+
+use crate::support::{Env, now_ns, push_ok};
+
+const HOUR: i64 = 3_600_000_000_000;
+
+fn resource() -> Option<Resource> {
+    Some(Resource {
+        tenant: String::new(),
+        service: "checkout".into(),
+        environment: "prod".into(),
+        version: String::new(),
+    })
+}
+
+/// Five deployments of `checkout` in prod over 40 hours from `base` (hours, commits and
+/// commit hours after `base`):
+/// - d1 1 h v1 (a 0, b 0.5): lead 1 h, 0.5 h;
+/// - d2 10 h v2 (c 8): lead 2 h; incident INC-1 names v2, opened at 11 h, then updated as
+///   resolved at 14 h: failed;
+/// - d3 12 h v3 (d 11.5): lead 0.5 h; the fix (rework), recovering d2 after 2 h (before
+///   INC-1's resolution);
+/// - d4 20 h v4 (e 17): lead 3 h; failed, as d5 goes back to v3;
+/// - d5 21 h v3: the rollback (rework), recovering d4 after 1 h.
+///
+/// So: 5 deployments (3 a day), change fail rate 2/5, rework 2/5, recovery median 1.5 h,
+/// lead time median over 1800, 1800, 3600, 7200, 10800 s = 3600 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dora_metrics_match_the_figures_worked_out_from_what_was_sent() {
+    let env = Env::new();
+    let _up = env.up();
+    let mut client = env.client().await;
+    let base = (now_ns() / HOUR - 41) * HOUR;
+    let at = |h: f64| base + (h * HOUR as f64) as i64;
+    let deploy = |h: f64, version: &str, commits: &[(&str, f64)]| DeployEvent {
+        time_unix_nano: at(h),
+        version: version.into(),
+        commits: commits
+            .iter()
+            .map(|(sha, c)| Commit {
+                sha: (*sha).into(),
+                time_unix_nano: at(*c),
+            })
+            .collect(),
+        outcome: DeployOutcome::Succeeded.into(),
+        ..Default::default()
+    };
+    let deploys = vec![
+        deploy(1.0, "v1", &[("a", 0.0), ("b", 0.5)]),
+        deploy(10.0, "v2", &[("c", 8.0)]),
+        deploy(12.0, "v3", &[("d", 11.5)]),
+        deploy(20.0, "v4", &[("e", 17.0)]),
+        deploy(21.0, "v3", &[]),
+    ];
+    let incident = |resolved: i64| IncidentEvent {
+        id: "INC-1".into(),
+        opened_at_unix_nano: at(11.0),
+        resolved_at_unix_nano: resolved,
+        severity: "sev2".into(),
+        cause_version: "v2".into(),
+        ..Default::default()
+    };
+    for (n, (deploys, incidents)) in [
+        (deploys, vec![incident(0)]),
+        (Vec::new(), vec![incident(at(14.0))]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let push = PushRequest {
+            resource: resource(),
+            batch_id: format!("dora-{n}"),
+            deploys,
+            incidents,
+            ..Default::default()
+        };
+        push_ok(&mut client, &push).await;
+    }
+    let timeout = Duration::from_secs(60);
+    assert_eq!(env.wait_for("SELECT count(*) FROM deploys", 5, timeout), 5);
+    assert_eq!(
+        env.wait_for("SELECT count(*) FROM incidents", 2, timeout),
+        2
+    );
+
+    let from = nines_slo::window::rfc3339(base / 1_000_000_000);
+    let to = nines_slo::window::rfc3339(at(40.0) / 1_000_000_000);
+    let out = env
+        .run(&["dora", "--from", &from, "--to", &to, "--format", "json"])
+        .unwrap();
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let scope = rows
+        .iter()
+        .find(|r| r["service"] == "checkout" && r["environment"] == "prod")
+        .unwrap_or_else(|| panic!("{out}"));
+    let close = |key: &str, want: f64| {
+        let got = scope[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: {scope}"));
+        assert!((got - want).abs() < 1e-9, "{key}: {got} vs {want}");
+    };
+    close("deployments", 5.0);
+    close("deploys_per_day", 5.0 / (40.0 / 24.0));
+    close("change_fail_rate", 0.4);
+    close("failed", 2.0);
+    close("rework_rate", 0.4);
+    close("recovery_median_s", 5_400.0);
+    close("unrecovered", 0.0);
+    close("lead_time_median_s", 3_600.0);
+    close("lead_time_commits", 5.0);
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.get("signals").is_some())
+        .map(|r| format!("{} {} {}", r["version"], r["signals"], r["recovery_s"]))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            r#""v2" ["incident INC-1"] 7200.0"#,
+            r#""v4" ["rollback to v3"] 3600.0"#
+        ],
+        "{out}"
+    );
+}
