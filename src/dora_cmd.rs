@@ -2,8 +2,9 @@
 //! environment and overall, then the failed deployments with the signals that failed them.
 
 use anyhow::bail;
-use nines_dora::{Metrics, analyse};
+use nines_dora::{Evidence, Metrics, PageAlert, analyse_with};
 use nines_query::{QueryEngine, dora_source};
+use nines_slo::eval::{self, Options};
 use nines_slo::window::rfc3339;
 use serde_json::{Map, Value};
 
@@ -47,11 +48,66 @@ fn row(service: &str, environment: &str, m: &Metrics) -> Map<String, Value> {
     r
 }
 
+/// The page alerts that started in `[from, to)` (seconds) for every SLO under `slo.dir`
+/// (none when it does not exist). An SLO labelled `environment` judges that environment's
+/// deploys only.
+async fn page_alerts(
+    cfg: &Config,
+    engine: &QueryEngine,
+    (from, to): (i64, i64),
+) -> anyhow::Result<Vec<PageAlert>> {
+    if !cfg.slo.dir.exists() {
+        return Ok(Vec::new());
+    }
+    let (_, slos, errors) = crate::slo_cmd::load(std::slice::from_ref(&cfg.slo.dir))?;
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    let mut out = Vec::new();
+    for slo in &slos {
+        for objective in &slo.objectives {
+            let (data_from, _) = eval::data_range(slo, objective, from);
+            let series = match nines_query::slo_source::series(
+                engine,
+                &slo.indicator,
+                objective,
+                data_from,
+                to,
+            )
+            .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: no page-alert signal: {e}", slo.name);
+                    continue;
+                }
+            };
+            let environment = slo
+                .labels
+                .get("environment")
+                .and_then(|v| v.first())
+                .cloned();
+            for i in eval::alert_history(slo, objective, &series, from, to, &Options::default()) {
+                if i.severity == "page" && (from..to).contains(&i.start) {
+                    out.push(PageAlert {
+                        service: slo.service.clone(),
+                        environment: environment.clone(),
+                        name: format!("{}: {}", slo.name, i.alert),
+                        start: i.start * MICROS,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `nines dora`.
 pub(crate) async fn run(
     cfg: &Config,
     (from, to): (i64, i64),
     (service, environment): (Option<String>, Option<String>),
+    horizon: i64,
     format: crate::Format,
 ) -> anyhow::Result<()> {
     if to <= from {
@@ -69,7 +125,13 @@ pub(crate) async fn run(
     if let Some(s) = &service {
         incidents.retain(|i| i.service == *s);
     }
-    let a = analyse(&deploys, &incidents, from * MICROS, to_us);
+    let alerts = page_alerts(cfg, &engine, (from - horizon, to)).await?;
+    let evidence = Evidence {
+        incidents: &incidents,
+        alerts: &alerts,
+        horizon: horizon * MICROS,
+    };
+    let a = analyse_with(&deploys, &evidence, from * MICROS, to_us);
     let mut table: Vec<Map<String, Value>> =
         a.scopes.iter().map(|((s, e), m)| row(s, e, m)).collect();
     table.push(row("(all)", "(all)", &a.overall));

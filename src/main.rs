@@ -122,6 +122,10 @@ enum Command {
         /// Only this environment.
         #[arg(long)]
         environment: Option<String>,
+        /// A deploy's attribution window for page alerts: until the next deploy, or this
+        /// long after it, whichever comes first.
+        #[arg(long, default_value = "24h")]
+        horizon: humantime::Duration,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -284,10 +288,12 @@ fn main() -> anyhow::Result<()> {
                 to,
                 service,
                 environment,
+                horizon,
                 format,
             } => {
                 let range = (slo_cmd::parse_instant(&from)?, slo_cmd::parse_instant(&to)?);
-                dora_cmd::run(&cfg, range, (service, environment), format).await
+                let horizon = i64::try_from(horizon.as_secs()).unwrap_or(86_400);
+                dora_cmd::run(&cfg, range, (service, environment), horizon, format).await
             }
             Command::Config(_) => unreachable!("handled before the configuration is loaded"),
         }

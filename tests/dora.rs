@@ -6,7 +6,43 @@ use std::time::Duration;
 
 use nines_proto::v1::{Commit, DeployEvent, DeployOutcome, IncidentEvent, PushRequest, Resource};
 
+use nines_testkit::{Generator, WorkloadSpec};
+
 use crate::support::{Env, now_ns, push_ok};
+
+/// The SLO whose page alerts count against deploys: `checkout`'s 99 % availability.
+const SLO: &str = r#"
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: checkout-availability
+spec:
+  service: checkout
+  indicator:
+    metadata:
+      name: checkout-good
+    spec:
+      ratioMetric:
+        good:
+          metricSource:
+            type: nines
+            spec:
+              filter: "service = 'checkout'"
+              value: "sum(total - errors)"
+        total:
+          metricSource:
+            type: nines
+            spec:
+              filter: "service = 'checkout'"
+              value: "sum(total)"
+  timeWindow:
+    - duration: 30d
+      isRolling: true
+  budgetingMethod: Occurrences
+  objectives:
+    - displayName: availability
+      target: 0.99
+"#;
 
 const HOUR: i64 = 3_600_000_000_000;
 
@@ -29,11 +65,23 @@ fn resource() -> Option<Resource> {
 /// - d4 20 h v4 (e 17): lead 3 h; failed, as d5 goes back to v3;
 /// - d5 21 h v3: the rollback (rework), recovering d4 after 1 h.
 ///
-/// So: 5 deployments (3 a day), change fail rate 2/5, rework 2/5, recovery median 1.5 h,
-/// lead time median over 1800, 1800, 3600, 7200, 10800 s = 3600 s.
+/// And requests: 100 a minute from 1 h to 3 h, all failing from 2 h to 2 h 10 min: the
+/// 14.4× page (1 h / 5 m: 10 of the last 60 minutes failing, 16.7 %) and the 6× page (6 h /
+/// 30 m: 1,000 of 12,000 requests, 8.3 %, and a third of the last 30 minutes) start in d1's
+/// window [1 h, 10 h), so d1 failed too, recovered by d3 (d2 failed) after 11 h, and d2 is
+/// rework.
+///
+/// So: 5 deployments (3 a day), change fail rate 3/5, rework 3/5 (d2, d3, d5), recovery
+/// median over 39600, 7200, 3600 s = 7200 s, lead time median over 1800, 1800, 3600, 7200,
+/// 10800 s = 3600 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dora_metrics_match_the_figures_worked_out_from_what_was_sent() {
-    let env = Env::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("checkout.yaml"), SLO).unwrap();
+    let env = Env::with_config(&format!(
+        "[slo]\ndir = {:?}\n",
+        dir.path().display().to_string()
+    ));
     let _up = env.up();
     let mut client = env.client().await;
     let base = (now_ns() / HOUR - 41) * HOUR;
@@ -82,7 +130,27 @@ async fn dora_metrics_match_the_figures_worked_out_from_what_was_sent() {
         };
         push_ok(&mut client, &push).await;
     }
+    let mut generator = Generator::new(WorkloadSpec {
+        seed: 41,
+        error_ratio: 0.0,
+        client_error_ratio: 0.0,
+        ..WorkloadSpec::default()
+    });
+    for minute in 60..180 {
+        let mut push = generator.push(0, 100, at(minute as f64 / 60.0) + 30_000_000_000);
+        if (120..130).contains(&minute) {
+            for r in &mut push.requests {
+                r.error = true;
+                r.status_code = 500;
+            }
+        }
+        push_ok(&mut client, &push).await;
+    }
     let timeout = Duration::from_secs(60);
+    assert_eq!(
+        env.wait_for("SELECT sum(total) FROM sli_1m", 12_000, timeout),
+        12_000
+    );
     assert_eq!(env.wait_for("SELECT count(*) FROM deploys", 5, timeout), 5);
     assert_eq!(
         env.wait_for("SELECT count(*) FROM incidents", 2, timeout),
@@ -111,10 +179,10 @@ async fn dora_metrics_match_the_figures_worked_out_from_what_was_sent() {
     };
     close("deployments", 5.0);
     close("deploys_per_day", 5.0 / (40.0 / 24.0));
-    close("change_fail_rate", 0.4);
-    close("failed", 2.0);
-    close("rework_rate", 0.4);
-    close("recovery_median_s", 5_400.0);
+    close("change_fail_rate", 0.6);
+    close("failed", 3.0);
+    close("rework_rate", 0.6);
+    close("recovery_median_s", 7_200.0);
     close("unrecovered", 0.0);
     close("lead_time_median_s", 3_600.0);
     close("lead_time_commits", 5.0);
@@ -126,6 +194,7 @@ async fn dora_metrics_match_the_figures_worked_out_from_what_was_sent() {
     assert_eq!(
         failed,
         [
+            r#""v1" ["page alert checkout-availability: 14.4x over 1h/5m","page alert checkout-availability: 6x over 6h/30m"] 39600.0"#,
             r#""v2" ["incident INC-1"] 7200.0"#,
             r#""v4" ["rollback to v3"] 3600.0"#
         ],

@@ -60,6 +60,19 @@ pub struct Incident {
     pub cause_version: Option<String>,
 }
 
+/// A page-severity burn-rate alert that started firing (from the SLO engine), as a signal
+/// against the deploy whose attribution window it started in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageAlert {
+    pub service: String,
+    /// The environment the SLO judges, when it says (an SLO label `environment`); `None`
+    /// counts against deploys of every environment of the service.
+    pub environment: Option<String>,
+    /// e.g. `checkout-availability: 14.4x over 1h/5m`.
+    pub name: String,
+    pub start: i64,
+}
+
 /// Why a deploy counts as failed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Signal {
@@ -69,6 +82,8 @@ pub enum Signal {
     RolledBack,
     /// The next deploy went back to a version deployed before it.
     Rollback { to_version: String },
+    /// A page alert started in its attribution window.
+    Page(String),
 }
 
 impl std::fmt::Display for Signal {
@@ -77,6 +92,7 @@ impl std::fmt::Display for Signal {
             Self::Incident(id) => write!(f, "incident {id}"),
             Self::RolledBack => f.write_str("outcome rolled_back"),
             Self::Rollback { to_version } => write!(f, "rollback to {to_version}"),
+            Self::Page(name) => write!(f, "page alert {name}"),
         }
     }
 }
@@ -156,9 +172,30 @@ pub struct Analysis {
 
 const MICROS: f64 = 1e6;
 
+/// The signals besides the deploys themselves: incidents, and page alerts with the
+/// attribution horizon (a deploy's window runs until the next deploy of its service and
+/// environment, or `horizon` after it, whichever comes first).
+#[derive(Debug, Clone, Copy)]
+pub struct Evidence<'a> {
+    pub incidents: &'a [Incident],
+    pub alerts: &'a [PageAlert],
+    pub horizon: i64,
+}
+
 /// Analyses the deploys and incidents (any range; those at or after `to` are ignored) for
-/// the deployments in `[from, to)`.
+/// the deployments in `[from, to)`, without alerts.
 pub fn analyse(deploys: &[Deploy], incidents: &[Incident], from: i64, to: i64) -> Analysis {
+    let evidence = Evidence {
+        incidents,
+        alerts: &[],
+        horizon: 0,
+    };
+    analyse_with(deploys, &evidence, from, to)
+}
+
+/// [`analyse`] with every signal.
+pub fn analyse_with(deploys: &[Deploy], evidence: &Evidence<'_>, from: i64, to: i64) -> Analysis {
+    let incidents = evidence.incidents;
     // Deployments known by `to`, per service and environment, in time order; a deploy that
     // repeats the version deployed just before it (telemetry noticing a deploy the API
     // already reported) is the same deployment.
@@ -182,7 +219,7 @@ pub fn analyse(deploys: &[Deploy], incidents: &[Incident], from: i64, to: i64) -
     let mut judged = Vec::new();
     let mut scopes = BTreeMap::new();
     for (scope, list) in &by_scope {
-        let verdicts = judge(list, &incidents, to);
+        let verdicts = judge(list, &incidents, evidence, to);
         let in_range: Vec<Judged> = verdicts
             .into_iter()
             .filter(|j| j.deploy.time >= from)
@@ -209,7 +246,12 @@ pub fn analyse(deploys: &[Deploy], incidents: &[Incident], from: i64, to: i64) -
 }
 
 /// The verdict of each deployment of one service and environment (time order).
-fn judge(list: &[&Deploy], incidents: &[&Incident], to: i64) -> Vec<Judged> {
+fn judge(
+    list: &[&Deploy],
+    incidents: &[&Incident],
+    evidence: &Evidence<'_>,
+    to: i64,
+) -> Vec<Judged> {
     let mut out: Vec<Judged> = Vec::with_capacity(list.len());
     for (k, d) in list.iter().enumerate() {
         let mut signals = BTreeSet::new();
@@ -239,6 +281,21 @@ fn judge(list: &[&Deploy], incidents: &[&Incident], to: i64) -> Vec<Judged> {
             .collect();
         for i in &caused {
             signals.insert(Signal::Incident(i.id.clone()));
+        }
+        // A page alert that started in the attribution window.
+        let window_end = list
+            .get(k + 1)
+            .map_or(d.time + evidence.horizon, |n| {
+                n.time.min(d.time + evidence.horizon)
+            })
+            .min(to);
+        for a in evidence.alerts {
+            if a.service == d.service
+                && a.environment.as_ref().is_none_or(|e| *e == d.environment)
+                && (d.time..window_end).contains(&a.start)
+            {
+                signals.insert(Signal::Page(a.name.clone()));
+            }
         }
         let rework = out.last().is_some_and(|p| p.failed());
         out.push(Judged {
@@ -481,6 +538,60 @@ mod tests {
                 "web v2: incident I1",
                 "web v4: rollback to v3",
                 "web v5: outcome rolled_back",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_page_alert_fails_the_deploy_whose_window_it_started_in() {
+        let deploys = vec![
+            deploy("prod", "web", "v1", 0.0, &[]),
+            deploy("prod", "web", "v2", 10.0, &[]),
+            deploy("staging", "web", "v2", 9.0, &[]),
+            deploy("prod", "web", "v3", 40.0, &[]),
+        ];
+        let page = |env: Option<&str>, hours: f64| PageAlert {
+            service: "web".into(),
+            environment: env.map(Into::into),
+            name: format!("web-availability: 14.4x over 1h/5m at {hours}"),
+            start: (hours * H as f64) as i64,
+        };
+        let alerts = vec![
+            // In v1's window [0, 10 h): v1.
+            page(Some("prod"), 3.0),
+            // 30 h: inside v2's window [10 h, 34 h), which its 24-hour horizon ends.
+            page(Some("prod"), 30.0),
+            // 36 h: past v2's horizon, before v3: nobody's.
+            page(Some("prod"), 36.0),
+            // Any environment: staging v2's window [9 h, 33 h) and prod v2's [10 h, 34 h).
+            page(None, 12.0),
+        ];
+        let evidence = Evidence {
+            incidents: &[],
+            alerts: &alerts,
+            horizon: 24 * H,
+        };
+        let a = analyse_with(&deploys, &evidence, 0, 48 * H);
+        let failed: Vec<String> = a
+            .deploys
+            .iter()
+            .map(|j| {
+                let s: Vec<String> = j.signals.iter().map(ToString::to_string).collect();
+                format!(
+                    "{} {}: {}",
+                    j.deploy.environment,
+                    j.deploy.version,
+                    s.join(", ")
+                )
+            })
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                "prod v1: page alert web-availability: 14.4x over 1h/5m at 3",
+                "staging v2: page alert web-availability: 14.4x over 1h/5m at 12",
+                "prod v2: page alert web-availability: 14.4x over 1h/5m at 12, page alert web-availability: 14.4x over 1h/5m at 30",
+                "prod v3: ",
             ]
         );
     }
