@@ -48,6 +48,144 @@ fn row(service: &str, environment: &str, m: &Metrics) -> Map<String, Value> {
     r
 }
 
+/// `nines deploys`: the error budget each deployment in `[from, to)` burned, per SLO of its
+/// service, flagged deploys first (docs/slo.md, "Budget burned per deployment").
+pub(crate) async fn deploys(
+    cfg: &Config,
+    (from, to): (i64, i64),
+    (service, environment): (Option<String>, Option<String>),
+    (horizon, flag_above): (i64, f64),
+    format: crate::Format,
+) -> anyhow::Result<()> {
+    use nines_slo::attribution::{BASELINE, window_burn};
+    if to <= from {
+        bail!("--to must be after --from");
+    }
+    let store = crate::roles::open_store(cfg).await?;
+    let engine = QueryEngine::new(&store).await?;
+    let mut all = dora_source::deploys(&engine, to * MICROS).await?;
+    all.retain(|d| {
+        service.as_ref().is_none_or(|s| *s == d.service)
+            && environment.as_ref().is_none_or(|e| *e == d.environment)
+    });
+    // The deployments (as DORA counts them) and each one's window.
+    let judged = analyse_with(
+        &all,
+        &Evidence {
+            incidents: &[],
+            alerts: &[],
+            horizon: 0,
+        },
+        from * MICROS,
+        to * MICROS,
+    )
+    .deploys;
+    let (_, slos, errors) = if cfg.slo.dir.exists() {
+        crate::slo_cmd::load(std::slice::from_ref(&cfg.slo.dir))?
+    } else {
+        bail!(
+            "no SLO definitions in {} (slo.dir): a deploy's burn is against its service's SLOs",
+            cfg.slo.dir.display()
+        );
+    };
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    let mut out: Vec<(bool, i64, Map<String, Value>)> = Vec::new();
+    for slo in &slos {
+        let label_env = slo.labels.get("environment").and_then(|v| v.first());
+        let mine: Vec<(usize, &nines_dora::Judged)> = judged
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| {
+                j.deploy.service == slo.service
+                    && label_env.is_none_or(|e| *e == j.deploy.environment)
+            })
+            .collect();
+        let Some(first) = mine.first().map(|(_, j)| j.deploy.time / MICROS) else {
+            continue;
+        };
+        for objective in &slo.objectives {
+            let (data_from, _) = eval::data_range(slo, objective, first - BASELINE);
+            let series = match nines_query::slo_source::series(
+                &engine,
+                &slo.indicator,
+                objective,
+                data_from,
+                to,
+            )
+            .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: {e}", slo.name);
+                    continue;
+                }
+            };
+            for (k, j) in &mine {
+                let d = &j.deploy;
+                let start = d.time / MICROS;
+                let next = judged[k + 1..]
+                    .iter()
+                    .find(|n| {
+                        n.deploy.service == d.service && n.deploy.environment == d.environment
+                    })
+                    .map_or(to, |n| n.deploy.time / MICROS);
+                let end = next.min(start + horizon).min(to);
+                let w = window_burn(slo, objective, &series, (start, end));
+                let flagged = w.excess > flag_above;
+                let mut r = Map::new();
+                r.insert("service".into(), d.service.clone().into());
+                r.insert("environment".into(), d.environment.clone().into());
+                r.insert("version".into(), d.version.clone().into());
+                r.insert("deployed_at".into(), rfc3339(start).into());
+                r.insert("window_end".into(), rfc3339(end).into());
+                r.insert("slo".into(), slo.name.clone().into());
+                r.insert("objective".into(), objective.name.clone().into());
+                r.insert("bad".into(), num(Some(w.bad)));
+                r.insert("units".into(), num(Some(w.units)));
+                r.insert("budget_burned".into(), num(Some(w.burned)));
+                r.insert("baseline_error_ratio".into(), num(Some(w.baseline_ratio)));
+                r.insert("excess_burn".into(), num(Some(w.excess)));
+                r.insert("flagged".into(), flagged.into());
+                let alerts: Vec<Value> = w
+                    .alerts
+                    .iter()
+                    .map(|i| {
+                        format!("{} ({}) from {}", i.alert, i.severity, rfc3339(i.start)).into()
+                    })
+                    .collect();
+                r.insert("alerts".into(), Value::Array(alerts));
+                out.push((flagged, start, r));
+            }
+        }
+    }
+    // Flagged first, then in time order.
+    out.sort_by_key(|(flagged, t, _)| (!flagged, *t));
+    let rows: Vec<Map<String, Value>> = out.into_iter().map(|(_, _, r)| r).collect();
+    rows::print(
+        &[
+            "service",
+            "environment",
+            "version",
+            "deployed_at",
+            "window_end",
+            "slo",
+            "objective",
+            "bad",
+            "units",
+            "budget_burned",
+            "baseline_error_ratio",
+            "excess_burn",
+            "flagged",
+            "alerts",
+        ],
+        &rows,
+        format,
+    );
+    Ok(())
+}
+
 /// The page alerts that started in `[from, to)` (seconds) for every SLO under `slo.dir`
 /// (none when it does not exist). An SLO labelled `environment` judges that environment's
 /// deploys only.

@@ -129,6 +129,31 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// The error budget each deployment in `[--from, --to)` burned, per SLO of its service
+    /// (the SLOs under `slo.dir`), flagged deploys first (docs/slo.md).
+    Deploys {
+        /// RFC 3339 instant.
+        #[arg(long)]
+        from: String,
+        /// RFC 3339 instant, or `now`.
+        #[arg(long, default_value = "now")]
+        to: String,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only this environment.
+        #[arg(long)]
+        environment: Option<String>,
+        /// The attribution window: until the next deploy, or this long after it.
+        #[arg(long, default_value = "24h")]
+        horizon: humantime::Duration,
+        /// Flag a deploy whose excess burn is above this share of the period's budget
+        /// (the Workbook's 6-hour page row spends 5 %).
+        #[arg(long, default_value_t = 0.05)]
+        flag_above: f64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +319,26 @@ fn main() -> anyhow::Result<()> {
                 let range = (slo_cmd::parse_instant(&from)?, slo_cmd::parse_instant(&to)?);
                 let horizon = i64::try_from(horizon.as_secs()).unwrap_or(86_400);
                 dora_cmd::run(&cfg, range, (service, environment), horizon, format).await
+            }
+            Command::Deploys {
+                from,
+                to,
+                service,
+                environment,
+                horizon,
+                flag_above,
+                format,
+            } => {
+                let range = (slo_cmd::parse_instant(&from)?, slo_cmd::parse_instant(&to)?);
+                let horizon = i64::try_from(horizon.as_secs()).unwrap_or(86_400);
+                dora_cmd::deploys(
+                    &cfg,
+                    range,
+                    (service, environment),
+                    (horizon, flag_above),
+                    format,
+                )
+                .await
             }
             Command::Config(_) => unreachable!("handled before the configuration is loaded"),
         }

@@ -65,9 +65,10 @@ fn resource() -> Option<Resource> {
 /// - d4 20 h v4 (e 17): lead 3 h; failed, as d5 goes back to v3;
 /// - d5 21 h v3: the rollback (rework), recovering d4 after 1 h.
 ///
-/// And requests: 100 a minute from 1 h to 3 h, all failing from 2 h to 2 h 10 min: the
+/// And requests: 100 a minute from 0 h to 3 h, one failing a minute before d1 (1 %), none
+/// after but for every one from 2 h to 2 h 10 min: the
 /// 14.4× page (1 h / 5 m: 10 of the last 60 minutes failing, 16.7 %) and the 6× page (6 h /
-/// 30 m: 1,000 of 12,000 requests, 8.3 %, and a third of the last 30 minutes) start in d1's
+/// 30 m: over 8 % of the requests, and a third of the last 30 minutes) start in d1's
 /// window [1 h, 10 h), so d1 failed too, recovered by d3 (d2 failed) after 11 h, and d2 is
 /// rework.
 ///
@@ -136,20 +137,24 @@ async fn dora_metrics_match_the_figures_worked_out_from_what_was_sent() {
         client_error_ratio: 0.0,
         ..WorkloadSpec::default()
     });
-    for minute in 60..180 {
+    for minute in 0..180 {
         let mut push = generator.push(0, 100, at(minute as f64 / 60.0) + 30_000_000_000);
-        if (120..130).contains(&minute) {
-            for r in &mut push.requests {
-                r.error = true;
-                r.status_code = 500;
-            }
+        // Before d1, one error a minute (the baseline, 1 %); from 2 h, ten failing minutes.
+        let failing = match minute {
+            0..60 => 1,
+            120..130 => 100,
+            _ => 0,
+        };
+        for r in push.requests.iter_mut().take(failing) {
+            r.error = true;
+            r.status_code = 500;
         }
         push_ok(&mut client, &push).await;
     }
     let timeout = Duration::from_secs(60);
     assert_eq!(
-        env.wait_for("SELECT sum(total) FROM sli_1m", 12_000, timeout),
-        12_000
+        env.wait_for("SELECT sum(total) FROM sli_1m", 18_000, timeout),
+        18_000
     );
     assert_eq!(env.wait_for("SELECT count(*) FROM deploys", 5, timeout), 5);
     assert_eq!(
@@ -200,4 +205,52 @@ async fn dora_metrics_match_the_figures_worked_out_from_what_was_sent() {
         ],
         "{out}"
     );
+    check_deploys(&env, &from, &to);
+}
+
+/// `nines deploys` over the same scenario: d1's window [1 h, 10 h) holds 12,000 requests and
+/// the outage's 1,000 failures; the 30-day budget at 10 h is 1 % of the 18,000 requests so
+/// far (180); the baseline before d1 is 60 / 6,000 = 1 %, so the excess is (1,000 − 120) /
+/// 180. Only d1 is flagged, and it comes first.
+fn check_deploys(env: &Env, from: &str, to: &str) {
+    let out = env
+        .run(&["deploys", "--from", from, "--to", to, "--format", "json"])
+        .unwrap();
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 5, "{out}");
+    let d1 = &rows[0];
+    assert_eq!(
+        (&d1["version"], &d1["flagged"]),
+        (&"v1".into(), &true.into()),
+        "{out}"
+    );
+    let budget = (1.0 - 0.99) * 18_000.0;
+    for (key, want) in [
+        ("bad", 1_000.0),
+        ("units", 12_000.0),
+        ("budget_burned", 1_000.0 / budget),
+        ("baseline_error_ratio", 0.01),
+        ("excess_burn", (1_000.0 - 0.01 * 12_000.0) / budget),
+    ] {
+        let got = d1[key].as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 1e-9 * want.max(1.0),
+            "{key}: {got} vs {want}"
+        );
+    }
+    assert!(
+        d1["alerts"].as_array().unwrap().iter().any(|a| a
+            .as_str()
+            .unwrap()
+            .starts_with("14.4x over 1h/5m (page) from")),
+        "{d1}"
+    );
+    for r in &rows[1..] {
+        assert_eq!(r["flagged"], false, "{r}");
+        assert_eq!(r["excess_burn"].as_f64(), Some(0.0), "{r}");
+    }
 }

@@ -81,7 +81,7 @@ pub fn data_range(slo: &Slo, objective: &Objective, at: i64) -> (i64, i64) {
 }
 
 /// The objective's counting rule and its ledger over `series` in its budgeting slices.
-fn ledger(slo: &Slo, objective: &Objective, series: &Series) -> (Rule, Ledger) {
+pub fn ledger(slo: &Slo, objective: &Objective, series: &Series) -> (Rule, Ledger) {
     let slice = slice_seconds(slo, objective);
     let rule = rule(slo, objective);
     let ledger = if slice > series.step {

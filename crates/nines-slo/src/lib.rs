@@ -5,6 +5,7 @@
 //! The formulas are in docs/slo.md.
 
 pub mod alerts;
+pub mod attribution;
 pub mod budget;
 pub mod duration;
 pub mod eval;
