@@ -13,6 +13,64 @@ use crate::rows::{self, num};
 
 const MICROS: i64 = 1_000_000;
 
+/// Which deployments `nines dora` and `nines deploys` look at.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Selection {
+    /// RFC 3339 instant.
+    #[arg(long)]
+    from: String,
+    /// RFC 3339 instant, or `now`.
+    #[arg(long, default_value = "now")]
+    to: String,
+    /// Only this service.
+    #[arg(long)]
+    service: Option<String>,
+    /// Only this environment.
+    #[arg(long)]
+    environment: Option<String>,
+    /// A deploy's attribution window: until the next deploy of its service and
+    /// environment, or this long after it, whichever comes first.
+    #[arg(long, default_value = "24h")]
+    horizon: humantime::Duration,
+}
+
+/// A selection read: the range (seconds), the horizon (seconds), the query engine and the
+/// selected deploys known before the range's end.
+struct Selected {
+    from: i64,
+    to: i64,
+    horizon: i64,
+    engine: QueryEngine,
+    deploys: Vec<nines_dora::Deploy>,
+}
+
+impl Selection {
+    async fn read(&self, cfg: &Config) -> anyhow::Result<Selected> {
+        let from = crate::slo_cmd::parse_instant(&self.from)?;
+        let to = crate::slo_cmd::parse_instant(&self.to)?;
+        if to <= from {
+            bail!("--to must be after --from");
+        }
+        let store = crate::roles::open_store(cfg).await?;
+        let engine = QueryEngine::new(&store).await?;
+        let mut deploys = dora_source::deploys(&engine, to * MICROS).await?;
+        deploys.retain(|d| {
+            self.service.as_ref().is_none_or(|s| *s == d.service)
+                && self
+                    .environment
+                    .as_ref()
+                    .is_none_or(|e| *e == d.environment)
+        });
+        Ok(Selected {
+            from,
+            to,
+            horizon: i64::try_from(self.horizon.as_secs()).unwrap_or(86_400),
+            engine,
+            deploys,
+        })
+    }
+}
+
 /// The columns of the metrics table.
 const HEADER: [&str; 13] = [
     "service",
@@ -52,22 +110,18 @@ fn row(service: &str, environment: &str, m: &Metrics) -> Map<String, Value> {
 /// service, flagged deploys first (docs/slo.md, "Budget burned per deployment").
 pub(crate) async fn deploys(
     cfg: &Config,
-    (from, to): (i64, i64),
-    (service, environment): (Option<String>, Option<String>),
-    (horizon, flag_above): (i64, f64),
+    selection: &Selection,
+    flag_above: f64,
     format: crate::Format,
 ) -> anyhow::Result<()> {
     use nines_slo::attribution::{BASELINE, window_burn};
-    if to <= from {
-        bail!("--to must be after --from");
-    }
-    let store = crate::roles::open_store(cfg).await?;
-    let engine = QueryEngine::new(&store).await?;
-    let mut all = dora_source::deploys(&engine, to * MICROS).await?;
-    all.retain(|d| {
-        service.as_ref().is_none_or(|s| *s == d.service)
-            && environment.as_ref().is_none_or(|e| *e == d.environment)
-    });
+    let Selected {
+        from,
+        to,
+        horizon,
+        engine,
+        deploys: all,
+    } = selection.read(cfg).await?;
     // The deployments (as DORA counts them) and each one's window.
     let judged = analyse_with(
         &all,
@@ -243,24 +297,19 @@ async fn page_alerts(
 /// `nines dora`.
 pub(crate) async fn run(
     cfg: &Config,
-    (from, to): (i64, i64),
-    (service, environment): (Option<String>, Option<String>),
-    horizon: i64,
+    selection: &Selection,
     format: crate::Format,
 ) -> anyhow::Result<()> {
-    if to <= from {
-        bail!("--to must be after --from");
-    }
-    let store = crate::roles::open_store(cfg).await?;
-    let engine = QueryEngine::new(&store).await?;
+    let Selected {
+        from,
+        to,
+        horizon,
+        engine,
+        deploys,
+    } = selection.read(cfg).await?;
     let to_us = to * MICROS;
-    let mut deploys = dora_source::deploys(&engine, to_us).await?;
     let mut incidents = dora_source::incidents(&engine, to_us).await?;
-    deploys.retain(|d| {
-        service.as_ref().is_none_or(|s| *s == d.service)
-            && environment.as_ref().is_none_or(|e| *e == d.environment)
-    });
-    if let Some(s) = &service {
+    if let Some(s) = &selection.service {
         incidents.retain(|i| i.service == *s);
     }
     let alerts = page_alerts(cfg, &engine, (from - horizon, to)).await?;

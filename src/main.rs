@@ -110,43 +110,16 @@ enum Command {
     /// service and environment and overall, and the failed deployments with their signals
     /// (docs/dora.md).
     Dora {
-        /// RFC 3339 instant.
-        #[arg(long)]
-        from: String,
-        /// RFC 3339 instant, or `now`.
-        #[arg(long, default_value = "now")]
-        to: String,
-        /// Only this service.
-        #[arg(long)]
-        service: Option<String>,
-        /// Only this environment.
-        #[arg(long)]
-        environment: Option<String>,
-        /// A deploy's attribution window for page alerts: until the next deploy, or this
-        /// long after it, whichever comes first.
-        #[arg(long, default_value = "24h")]
-        horizon: humantime::Duration,
+        #[command(flatten)]
+        deploys: dora_cmd::Selection,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
     /// The error budget each deployment in `[--from, --to)` burned, per SLO of its service
     /// (the SLOs under `slo.dir`), flagged deploys first (docs/slo.md).
     Deploys {
-        /// RFC 3339 instant.
-        #[arg(long)]
-        from: String,
-        /// RFC 3339 instant, or `now`.
-        #[arg(long, default_value = "now")]
-        to: String,
-        /// Only this service.
-        #[arg(long)]
-        service: Option<String>,
-        /// Only this environment.
-        #[arg(long)]
-        environment: Option<String>,
-        /// The attribution window: until the next deploy, or this long after it.
-        #[arg(long, default_value = "24h")]
-        horizon: humantime::Duration,
+        #[command(flatten)]
+        deploys: dora_cmd::Selection,
         /// Flag a deploy whose excess burn is above this share of the period's budget
         /// (the Workbook's 6-hour page row spends 5 %).
         #[arg(long, default_value_t = 0.05)]
@@ -308,38 +281,12 @@ fn main() -> anyhow::Result<()> {
                 );
                 slo_cmd::history(&cfg, &paths, &name, range, format).await
             }
-            Command::Dora {
-                from,
-                to,
-                service,
-                environment,
-                horizon,
-                format,
-            } => {
-                let range = (slo_cmd::parse_instant(&from)?, slo_cmd::parse_instant(&to)?);
-                let horizon = i64::try_from(horizon.as_secs()).unwrap_or(86_400);
-                dora_cmd::run(&cfg, range, (service, environment), horizon, format).await
-            }
+            Command::Dora { deploys, format } => dora_cmd::run(&cfg, &deploys, format).await,
             Command::Deploys {
-                from,
-                to,
-                service,
-                environment,
-                horizon,
+                deploys,
                 flag_above,
                 format,
-            } => {
-                let range = (slo_cmd::parse_instant(&from)?, slo_cmd::parse_instant(&to)?);
-                let horizon = i64::try_from(horizon.as_secs()).unwrap_or(86_400);
-                dora_cmd::deploys(
-                    &cfg,
-                    range,
-                    (service, environment),
-                    (horizon, flag_above),
-                    format,
-                )
-                .await
-            }
+            } => dora_cmd::deploys(&cfg, &deploys, flag_above, format).await,
             Command::Config(_) => unreachable!("handled before the configuration is loaded"),
         }
     })

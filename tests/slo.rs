@@ -8,7 +8,7 @@ use nines_testkit::{Generator, Ledger, WorkloadSpec};
 
 use crate::support::{Env, assert_tables_equal_ledger, metric, push_ok};
 
-const SLO: &str = r#"
+pub const SLO: &str = r#"
 apiVersion: openslo/v1
 kind: SLO
 metadata:
