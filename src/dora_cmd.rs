@@ -161,20 +161,9 @@ pub(crate) async fn deploys(
         };
         for objective in &slo.objectives {
             let (data_from, _) = eval::data_range(slo, objective, first - BASELINE);
-            let series = match nines_query::slo_source::series(
-                &engine,
-                &slo.indicator,
-                objective,
-                data_from,
-                to,
-            )
-            .await
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{}: {e}", slo.name);
-                    continue;
-                }
+            let Some(series) = objective_series(&engine, slo, objective, (data_from, to)).await
+            else {
+                continue;
             };
             for (k, j) in &mine {
                 let d = &j.deploy;
@@ -240,6 +229,23 @@ pub(crate) async fn deploys(
     Ok(())
 }
 
+/// An objective's one-minute series over `[from, to)`, or `None` (said on stderr) when it
+/// cannot be read: the other SLOs still count.
+async fn objective_series(
+    engine: &QueryEngine,
+    slo: &nines_slo::model::Slo,
+    objective: &nines_slo::model::Objective,
+    (from, to): (i64, i64),
+) -> Option<nines_slo::budget::Series> {
+    match nines_query::slo_source::series(engine, &slo.indicator, objective, from, to).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("{}: {e}", slo.name);
+            None
+        }
+    }
+}
+
 /// The page alerts that started in `[from, to)` (seconds) for every SLO under `slo.dir`
 /// (none when it does not exist). An SLO labelled `environment` judges that environment's
 /// deploys only.
@@ -259,20 +265,9 @@ async fn page_alerts(
     for slo in &slos {
         for objective in &slo.objectives {
             let (data_from, _) = eval::data_range(slo, objective, from);
-            let series = match nines_query::slo_source::series(
-                engine,
-                &slo.indicator,
-                objective,
-                data_from,
-                to,
-            )
-            .await
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{}: no page-alert signal: {e}", slo.name);
-                    continue;
-                }
+            let Some(series) = objective_series(engine, slo, objective, (data_from, to)).await
+            else {
+                continue;
             };
             let environment = slo
                 .labels

@@ -8,7 +8,7 @@ use nines_proto::v1::{Commit, DeployEvent, DeployOutcome, IncidentEvent, PushReq
 
 use nines_testkit::{Generator, WorkloadSpec};
 
-use crate::support::{Env, now_ns, push_ok};
+use crate::support::{Env, json_rows, now_ns, push_ok};
 
 /// The SLO whose page alerts count against deploys: `checkout`'s 99 % availability over 30
 /// days (the SLO tests' first definition, renamed).
@@ -141,11 +141,7 @@ async fn dora_metrics_match_the_figures_worked_out_from_what_was_sent() {
     let out = env
         .run(&["dora", "--from", &from, "--to", &to, "--format", "json"])
         .unwrap();
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_rows(&out);
     let scope = rows
         .iter()
         .find(|r| r["service"] == "checkout" && r["environment"] == "prod")
@@ -190,11 +186,7 @@ fn check_deploys(env: &Env, from: &str, to: &str) {
     let out = env
         .run(&["deploys", "--from", from, "--to", to, "--format", "json"])
         .unwrap();
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_rows(&out);
     assert_eq!(rows.len(), 5, "{out}");
     let d1 = &rows[0];
     assert_eq!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nines_testkit::{Generator, Ledger, WorkloadSpec};
 
-use crate::support::{Env, assert_tables_equal_ledger, metric, push_ok};
+use crate::support::{Env, assert_tables_equal_ledger, json_rows, metric, push_ok};
 
 pub const SLO: &str = r#"
 apiVersion: openslo/v1
@@ -131,11 +131,7 @@ async fn status_and_history_match_the_budget_worked_out_from_what_was_sent() {
             slo_dir.to_str().unwrap(),
         ])
         .unwrap();
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_rows(&out);
     assert_eq!(rows.len(), 3, "{out}");
     let web = rows
         .iter()
@@ -214,10 +210,9 @@ async fn status_and_history_match_the_budget_worked_out_from_what_was_sent() {
             slo_dir.to_str().unwrap(),
         ])
         .unwrap();
-    let alerts: Vec<serde_json::Value> = out
-        .lines()
-        .filter(|l| l.contains("\"alert\""))
-        .map(|l| serde_json::from_str(l).unwrap())
+    let alerts: Vec<serde_json::Value> = json_rows(&out)
+        .into_iter()
+        .filter(|r| r.get("alert").is_some())
         .collect();
     let fast = alerts
         .iter()

@@ -204,6 +204,14 @@ fn first_i64(json_lines: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The JSON objects among a command's output lines (`--format json` prints one per line).
+pub fn json_rows(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
 /// The admin port a role's config file names.
 pub fn admin_port(config: &Path) -> u16 {
     let text = std::fs::read_to_string(config).unwrap();
