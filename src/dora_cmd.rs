@@ -352,6 +352,30 @@ pub(crate) async fn run(
         &failed,
         format,
     );
+    println!();
+    // The trend: every ISO week the range touches, clipped to it.
+    let weeks: Vec<Map<String, Value>> = a
+        .weeks
+        .iter()
+        .map(|(start, m)| {
+            let mut r = row("(all)", "(all)", m);
+            r.insert("week".into(), rfc3339(start / MICROS).into());
+            r
+        })
+        .collect();
+    rows::print(
+        &[
+            "week",
+            "deployments",
+            "deploys_per_day",
+            "lead_time_median_s",
+            "change_fail_rate",
+            "recovery_median_s",
+            "rework_rate",
+        ],
+        &weeks,
+        format,
+    );
     if matches!(format, crate::Format::Table) {
         println!("[{}, {})", rfc3339(from), rfc3339(to));
     }

@@ -175,6 +175,13 @@ async fn dora_metrics_match_the_figures_worked_out_from_what_was_sent() {
         ],
         "{out}"
     );
+    // The weekly trend splits the same five deployments.
+    let weekly: u64 = rows
+        .iter()
+        .filter(|r| r.get("week").is_some())
+        .map(|r| r["deployments"].as_u64().unwrap())
+        .sum();
+    assert_eq!(weekly, 5, "{out}");
     check_deploys(&env, &from, &to);
 }
 

@@ -168,9 +168,17 @@ pub struct Analysis {
     pub overall: Metrics,
     /// Every deployment in the range, in time order, with its verdict.
     pub deploys: Vec<Judged>,
+    /// The trend: the overall metrics of each ISO week (Monday 00:00 UTC) the range
+    /// touches, clipped to the range, in order.
+    pub weeks: Vec<(i64, Metrics)>,
 }
 
 const MICROS: f64 = 1e6;
+
+/// A week in microseconds.
+const WEEK: i64 = 7 * 86_400 * 1_000_000;
+/// 1970-01-01 was a Thursday: Monday 1969-12-29 00:00 UTC is 3 days before the epoch.
+const MONDAY: i64 = -3 * 86_400 * 1_000_000;
 
 /// The signals besides the deploys themselves: incidents, and page alerts with the
 /// attribution horizon (a deploy's window runs until the next deploy of its service and
@@ -236,12 +244,25 @@ pub fn analyse_with(deploys: &[Deploy], evidence: &Evidence<'_>, from: i64, to: 
     });
     let all: Vec<&Deploy> = by_scope.values().flatten().copied().collect();
     let overall = metrics(&judged, &all, from, to);
+    let mut weeks = Vec::new();
+    let mut start = (from - MONDAY).div_euclid(WEEK) * WEEK + MONDAY;
+    while start < to {
+        let (a, b) = (start.max(from), (start + WEEK).min(to));
+        let in_week: Vec<Judged> = judged
+            .iter()
+            .filter(|j| (a..b).contains(&j.deploy.time))
+            .cloned()
+            .collect();
+        weeks.push((start, metrics(&in_week, &all, a, b)));
+        start += WEEK;
+    }
     Analysis {
         from,
         to,
         scopes,
         overall,
         deploys: judged,
+        weeks,
     }
 }
 
@@ -594,6 +615,30 @@ mod tests {
                 "prod v3: ",
             ]
         );
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_split_the_range() {
+        // 1_796_601_600 s is Monday 2026-12-07 00:00 UTC.
+        let monday = 1_796_601_600_i64 * 1_000_000;
+        let day = 24 * H;
+        let deploys = vec![
+            deploy("prod", "web", "v1", (monday - day) as f64 / H as f64, &[]),
+            deploy("prod", "web", "v2", (monday + day) as f64 / H as f64, &[]),
+            deploy(
+                "prod",
+                "web",
+                "v3",
+                (monday + 2 * day) as f64 / H as f64,
+                &[],
+            ),
+        ];
+        let a = analyse(&deploys, &[], monday - 3 * day, monday + 3 * day);
+        let weeks: Vec<(i64, usize)> = a.weeks.iter().map(|(s, m)| (*s, m.deployments)).collect();
+        assert_eq!(weeks, [(monday - 7 * day, 1), (monday, 2)]);
+        // Each week's rate is over its part of the range: 1 in 3 days, 2 in 3 days.
+        close(Some(a.weeks[0].1.deploys_per_day), 1.0 / 3.0);
+        close(Some(a.weeks[1].1.deploys_per_day), 2.0 / 3.0);
     }
 
     #[test]
