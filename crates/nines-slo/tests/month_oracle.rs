@@ -6,9 +6,9 @@
 //! and `media` a 3-hour latency regression (its p99 per minute above 300 ms).
 //!
 //! - The standing of every SLO (SLI, budget, consumed, remaining, coverage, burn, time to
-//!   exhaustion, status) for three budgeting methods and two rolling windows is checked at
-//!   several instants against sums this test works out itself, minute by minute, from the
-//!   generator's own ledger.
+//!   exhaustion, status) for three budgeting methods, two rolling windows and a calendar
+//!   month in Europe/Berlin is checked at several instants against sums this test works
+//!   out itself, minute by minute, from the generator's own ledger.
 //! - The multiwindow burn-rate alerts of a 30-day and a 7-day SLO are checked against
 //!   Prometheus: `promtool test rules` is fed the same per-minute counts (as the counters a
 //!   service exports) and the Workbook's alert rules written by hand below, and must fire
@@ -155,6 +155,12 @@ fn series(month: &Month) -> Series {
 }
 
 fn slo_yaml(name: &str, service: &str, window: &str, method: &str) -> String {
+    // `1M`: the calendar month in Berlin (UTC+1 in January 1970: it starts at −3600 s).
+    let window = if window == "1M" {
+        "1M\n      isRolling: false\n      calendar:\n        startTime: 1970-01-01 00:00:00\n        timeZone: Europe/Berlin".to_owned()
+    } else {
+        format!("{window}\n      isRolling: true")
+    };
     let extra = match method {
         "Timeslices" => "\n      timeSliceTarget: 0.95\n      timeSliceWindow: 1m",
         "RatioTimeslices" => "\n      timeSliceWindow: 5m",
@@ -184,7 +190,6 @@ spec:
               value: "sum(total)"
   timeWindow:
     - duration: {window}
-      isRolling: true
   budgetingMethod: {method}
   objectives:
     - displayName: objective
@@ -255,13 +260,27 @@ fn sums(month: &Month, method: &str, slice: i64, from: i64, to: i64) -> (f64, f6
     (units, bad, with_data, slices)
 }
 
-fn expected(month: &Month, method: &str, window: i64, at: i64) -> Expected {
+/// The period an objective judges at `at`: rolling `[at − window, at)`, or the calendar
+/// period given.
+#[derive(Debug, Clone, Copy)]
+enum Judged {
+    Rolling(i64),
+    Calendar(i64, i64),
+}
+
+fn expected(month: &Month, method: &str, judged: Judged, at: i64) -> Expected {
     let slice = match method {
         "RatioTimeslices" => 300,
         _ => MINUTE,
     };
+    let (start, end) = match judged {
+        Judged::Rolling(w) => (at - w, at),
+        Judged::Calendar(s, e) => (s, e),
+    };
+    let window = end - start;
     let allowed = 1.0 - 0.99;
-    let (units, bad, with_data, slices) = sums(month, method, slice, at - window, at);
+    // Data up to the instant (a calendar period's end is ahead of it).
+    let (units, bad, with_data, slices) = sums(month, method, slice, start, at.min(end));
     let budget = match method {
         "Occurrences" => allowed * units,
         _ => allowed * (window / slice) as f64,
@@ -314,7 +333,7 @@ fn standing_matches_the_minute_by_minute_oracle() {
     let months = generate();
     let mut yaml = String::new();
     for m in &months {
-        for (window, w) in [("30d", "30d"), ("7d", "7d")] {
+        for (window, w) in [("30d", "30d"), ("7d", "7d"), ("1M", "month")] {
             for method in ["Occurrences", "Timeslices", "RatioTimeslices"] {
                 let name = format!("{}-{w}-{}", m.name, method.to_lowercase());
                 yaml += &slo_yaml(&name, m.name, window, method);
@@ -322,7 +341,7 @@ fn standing_matches_the_minute_by_minute_oracle() {
         }
     }
     let slos = load(&yaml);
-    assert_eq!(slos.len(), months.len() * 6);
+    assert_eq!(slos.len(), months.len() * 9);
     let instants = [
         3 * DAY + 5 * HOUR + 5 * MINUTE,
         9 * DAY + 14 * HOUR + 15 * MINUTE,
@@ -343,14 +362,19 @@ fn standing_matches_the_minute_by_minute_oracle() {
             nines_slo::model::BudgetingMethod::Timeslices => "Timeslices",
             nines_slo::model::BudgetingMethod::RatioTimeslices => "RatioTimeslices",
         };
-        let window = slo.window.nominal_seconds();
+        // The January 1970 of Berlin, worked out here: 00:00 CET is 23:00 UTC the day before.
+        let judged = if slo.name.contains("-month-") {
+            Judged::Calendar(-HOUR, 31 * DAY - HOUR)
+        } else {
+            Judged::Rolling(slo.window.nominal_seconds())
+        };
         let objective = &slo.objectives[0];
         // One ledger for every instant gives what one evaluation per instant gives.
         let many = eval::evaluate_many(slo, objective, &s, instants, &Options::default());
         for (at, from_many) in instants.into_iter().zip(many) {
             let r = eval::evaluate(slo, objective, &s, at, &Options::default());
             assert_eq!(r, from_many);
-            let want = expected(month, method, window, at);
+            let want = expected(month, method, judged, at);
             let what = |f: &str| format!("{} at {}: {f}", slo.name, nines_slo::window::rfc3339(at));
             close(&what("sli"), r.standing.sli, want.sli);
             close(
@@ -399,7 +423,7 @@ fn standing_matches_the_minute_by_minute_oracle() {
     // The day without data: checkout's 7-day coverage at its noon is 6.5 days of 7.
     let checkout = &months[0];
     let at = 24 * DAY + 12 * HOUR;
-    let c = expected(checkout, "Occurrences", 7 * DAY, at).coverage;
+    let c = expected(checkout, "Occurrences", Judged::Rolling(7 * DAY), at).coverage;
     assert!((c - 6.5 / 7.0).abs() < 1e-12, "{c}");
 }
 
