@@ -36,16 +36,21 @@ pub(crate) struct Selection {
 
 /// A selection read: the range (seconds), the horizon (seconds), the query engine and the
 /// selected deploys known before the range's end.
-struct Selected {
-    from: i64,
-    to: i64,
-    horizon: i64,
-    engine: QueryEngine,
-    deploys: Vec<nines_dora::Deploy>,
+pub(crate) struct Selected {
+    pub(crate) from: i64,
+    pub(crate) to: i64,
+    pub(crate) horizon: i64,
+    pub(crate) engine: QueryEngine,
+    pub(crate) deploys: Vec<nines_dora::Deploy>,
 }
 
 impl Selection {
-    async fn read(&self, cfg: &Config) -> anyhow::Result<Selected> {
+    /// The one service asked for, if any.
+    pub(crate) fn service(&self) -> Option<&str> {
+        self.service.as_deref()
+    }
+
+    pub(crate) async fn read(&self, cfg: &Config) -> anyhow::Result<Selected> {
         let from = crate::slo_cmd::parse_instant(&self.from)?;
         let to = crate::slo_cmd::parse_instant(&self.to)?;
         if to <= from {
@@ -72,7 +77,7 @@ impl Selection {
 }
 
 /// The columns of the metrics table.
-const HEADER: [&str; 13] = [
+pub(crate) const HEADER: [&str; 13] = [
     "service",
     "environment",
     "deployments",
@@ -114,6 +119,37 @@ pub(crate) async fn deploys(
     flag_above: f64,
     format: crate::Format,
 ) -> anyhow::Result<()> {
+    let selected = selection.read(cfg).await?;
+    let rows = burn_rows(cfg, &selected, flag_above).await?;
+    rows::print(&BURN_HEADER, &rows, format);
+    Ok(())
+}
+
+/// The columns of `nines deploys`.
+pub(crate) const BURN_HEADER: [&str; 14] = [
+    "service",
+    "environment",
+    "version",
+    "deployed_at",
+    "window_end",
+    "slo",
+    "objective",
+    "bad",
+    "units",
+    "budget_burned",
+    "baseline_error_ratio",
+    "excess_burn",
+    "flagged",
+    "alerts",
+];
+
+/// One row per selected deployment and SLO objective of its service: what its window
+/// burned; flagged rows first, then in time order.
+pub(crate) async fn burn_rows(
+    cfg: &Config,
+    selected: &Selected,
+    flag_above: f64,
+) -> anyhow::Result<Vec<Map<String, Value>>> {
     use nines_slo::attribution::{BASELINE, window_burn};
     let Selected {
         from,
@@ -121,10 +157,11 @@ pub(crate) async fn deploys(
         horizon,
         engine,
         deploys: all,
-    } = selection.read(cfg).await?;
+    } = selected;
+    let (from, to, horizon) = (*from, *to, *horizon);
     // The deployments (as DORA counts them) and each one's window.
     let judged = analyse_with(
-        &all,
+        all,
         &Evidence {
             incidents: &[],
             alerts: &[],
@@ -161,7 +198,7 @@ pub(crate) async fn deploys(
         };
         for objective in &slo.objectives {
             let (data_from, _) = eval::data_range(slo, objective, first - BASELINE);
-            let Some(series) = objective_series(&engine, slo, objective, (data_from, to)).await
+            let Some(series) = objective_series(engine, slo, objective, (data_from, to)).await
             else {
                 continue;
             };
@@ -205,28 +242,7 @@ pub(crate) async fn deploys(
     }
     // Flagged first, then in time order.
     out.sort_by_key(|(flagged, t, _)| (!flagged, *t));
-    let rows: Vec<Map<String, Value>> = out.into_iter().map(|(_, _, r)| r).collect();
-    rows::print(
-        &[
-            "service",
-            "environment",
-            "version",
-            "deployed_at",
-            "window_end",
-            "slo",
-            "objective",
-            "bad",
-            "units",
-            "budget_burned",
-            "baseline_error_ratio",
-            "excess_burn",
-            "flagged",
-            "alerts",
-        ],
-        &rows,
-        format,
-    );
-    Ok(())
+    Ok(out.into_iter().map(|(_, _, r)| r).collect())
 }
 
 /// An objective's one-minute series over `[from, to)`, or `None` (said on stderr) when it
@@ -289,38 +305,45 @@ async fn page_alerts(
     Ok(out)
 }
 
-/// `nines dora`.
-pub(crate) async fn run(
+/// The DORA analysis of a selection, with every signal (incidents of the selected service,
+/// page alerts of the SLOs under `slo.dir`).
+pub(crate) async fn analysis(
     cfg: &Config,
     selection: &Selection,
-    format: crate::Format,
-) -> anyhow::Result<()> {
+    selected: &Selected,
+) -> anyhow::Result<nines_dora::Analysis> {
     let Selected {
         from,
         to,
         horizon,
         engine,
         deploys,
-    } = selection.read(cfg).await?;
+    } = selected;
     let to_us = to * MICROS;
-    let mut incidents = dora_source::incidents(&engine, to_us).await?;
+    let mut incidents = dora_source::incidents(engine, to_us).await?;
     if let Some(s) = &selection.service {
         incidents.retain(|i| i.service == *s);
     }
-    let alerts = page_alerts(cfg, &engine, (from - horizon, to)).await?;
+    let alerts = page_alerts(cfg, engine, (from - horizon, *to)).await?;
     let evidence = Evidence {
         incidents: &incidents,
         alerts: &alerts,
         horizon: horizon * MICROS,
     };
-    let a = analyse_with(&deploys, &evidence, from * MICROS, to_us);
+    Ok(analyse_with(deploys, &evidence, from * MICROS, to_us))
+}
+
+/// The metrics rows of an analysis: per scope, then overall.
+pub(crate) fn metric_rows(a: &nines_dora::Analysis) -> Vec<Map<String, Value>> {
     let mut table: Vec<Map<String, Value>> =
         a.scopes.iter().map(|((s, e), m)| row(s, e, m)).collect();
     table.push(row("(all)", "(all)", &a.overall));
-    rows::print(&HEADER, &table, format);
-    println!();
-    let failed: Vec<Map<String, Value>> = a
-        .deploys
+    table
+}
+
+/// The failed deployments of an analysis with their signals and recovery.
+pub(crate) fn failed_rows(a: &nines_dora::Analysis) -> Vec<Map<String, Value>> {
+    a.deploys
         .iter()
         .filter(|j| j.failed())
         .map(|j| {
@@ -339,7 +362,33 @@ pub(crate) async fn run(
             );
             r
         })
-        .collect();
+        .collect()
+}
+
+/// The trend: the overall metrics of every ISO week the range touches, clipped to it.
+pub(crate) fn week_rows(a: &nines_dora::Analysis) -> Vec<Map<String, Value>> {
+    a.weeks
+        .iter()
+        .map(|(start, m)| {
+            let mut r = row("(all)", "(all)", m);
+            r.insert("week".into(), rfc3339(start / MICROS).into());
+            r
+        })
+        .collect()
+}
+
+/// `nines dora`.
+pub(crate) async fn run(
+    cfg: &Config,
+    selection: &Selection,
+    format: crate::Format,
+) -> anyhow::Result<()> {
+    let selected = selection.read(cfg).await?;
+    let a = analysis(cfg, selection, &selected).await?;
+    let (from, to) = (selected.from, selected.to);
+    rows::print(&HEADER, &metric_rows(&a), format);
+    println!();
+    let failed = failed_rows(&a);
     rows::print(
         &[
             "service",
@@ -353,16 +402,7 @@ pub(crate) async fn run(
         format,
     );
     println!();
-    // The trend: every ISO week the range touches, clipped to it.
-    let weeks: Vec<Map<String, Value>> = a
-        .weeks
-        .iter()
-        .map(|(start, m)| {
-            let mut r = row("(all)", "(all)", m);
-            r.insert("week".into(), rfc3339(start / MICROS).into());
-            r
-        })
-        .collect();
+    let weeks = week_rows(&a);
     rows::print(
         &[
             "week",

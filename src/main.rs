@@ -13,6 +13,7 @@ mod bench_slo;
 mod config;
 mod dora_cmd;
 mod gen_cmd;
+mod report_cmd;
 mod roles;
 mod rows;
 mod slo_cmd;
@@ -126,6 +127,20 @@ enum Command {
         flag_above: f64,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// A report of a range: every service's SLOs at its end with the alerts that fired, the
+    /// budget each deployment burned, and the DORA metrics (docs/report.md).
+    Report {
+        #[command(flatten)]
+        deploys: dora_cmd::Selection,
+        /// Flag a deploy whose excess burn is above this share of the period's budget.
+        #[arg(long, default_value_t = 0.05)]
+        flag_above: f64,
+        #[arg(long, value_enum, default_value_t = report_cmd::ReportFormat::Md)]
+        format: report_cmd::ReportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -287,6 +302,12 @@ fn main() -> anyhow::Result<()> {
                 flag_above,
                 format,
             } => dora_cmd::deploys(&cfg, &deploys, flag_above, format).await,
+            Command::Report {
+                deploys,
+                flag_above,
+                format,
+                out,
+            } => report_cmd::run(&cfg, &deploys, flag_above, format, out).await,
             Command::Config(_) => unreachable!("handled before the configuration is loaded"),
         }
     })

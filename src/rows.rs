@@ -11,6 +11,16 @@ pub(crate) fn num(v: Option<f64>) -> Value {
         .map_or(Value::Null, Value::Number)
 }
 
+/// `rows` as a Markdown table of the `header` columns.
+pub(crate) fn markdown(header: &[&str], rows: &[Map<String, Value>]) -> String {
+    let mut t = Table::new();
+    t.load_preset(ASCII_MARKDOWN).set_header(header.to_vec());
+    for r in rows {
+        t.add_row(header.iter().map(|h| cell(r.get(*h))).collect::<Vec<_>>());
+    }
+    t.to_string()
+}
+
 /// A cell of a table or CSV: numbers with up to 6 decimals, lists joined by `; `.
 fn cell(v: Option<&Value>) -> String {
     match v {
@@ -31,14 +41,7 @@ fn cell(v: Option<&Value>) -> String {
 
 pub(crate) fn print(header: &[&str], rows: &[Map<String, Value>], format: crate::Format) {
     match format {
-        crate::Format::Table => {
-            let mut t = Table::new();
-            t.load_preset(ASCII_MARKDOWN).set_header(header.to_vec());
-            for r in rows {
-                t.add_row(header.iter().map(|h| cell(r.get(*h))).collect::<Vec<_>>());
-            }
-            println!("{t}");
-        }
+        crate::Format::Table => println!("{}", markdown(header, rows)),
         crate::Format::Csv => {
             println!("{}", header.join(","));
             for r in rows {

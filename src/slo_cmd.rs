@@ -17,7 +17,7 @@ use crate::rows::{self, num};
 
 /// Every definition file under `paths` (files as given; directories walked for `.yaml` and
 /// `.yml`), in name order.
-fn definition_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn definition_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {

@@ -183,6 +183,7 @@ async fn dora_metrics_match_the_figures_worked_out_from_what_was_sent() {
         .sum();
     assert_eq!(weekly, 5, "{out}");
     check_deploys(&env, &from, &to);
+    check_report(&env, &from, &to, &slo());
 }
 
 /// `nines deploys` over the same scenario: d1's window [1 h, 10 h) holds 12,000 requests and
@@ -226,4 +227,83 @@ fn check_deploys(env: &Env, from: &str, to: &str) {
         assert_eq!(r["flagged"], false, "{r}");
         assert_eq!(r["excess_burn"].as_f64(), Some(0.0), "{r}");
     }
+}
+
+/// `nines report` over the same scenario, in JSON and Markdown: at the end of the range the
+/// SLO has 1,060 bad of 18,000 requests (60 before d1, the outage's 1,000) against a budget
+/// of 180, so 1 − 1060/180 remains and the service is exhausted; the flagged deploy, the
+/// DORA figures and the provenance (the SLO file's hash worked out here) are there.
+fn check_report(env: &Env, from: &str, to: &str, slo_text: &str) {
+    use sha2::Digest;
+    let file = env.dir.path().join("report.json");
+    env.run(&[
+        "report",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--format",
+        "json",
+        "--out",
+        file.to_str().unwrap(),
+    ])
+    .unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(r["schema"], "nines.report/v1");
+    let p = &r["provenance"];
+    assert_eq!(
+        (p["from"].as_str(), p["to"].as_str()),
+        (Some(from), Some(to))
+    );
+    let hash: String = sha2::Sha256::digest(slo_text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(p["slo_files"][0]["sha256"], hash.as_str(), "{p}");
+    assert!(p["table_versions"]["deploys"].as_u64().unwrap() >= 1, "{p}");
+    let svc = &r["services"][0];
+    assert_eq!(
+        (&svc["service"], &svc["status"]),
+        (&"checkout".into(), &"exhausted".into())
+    );
+    let slo = &svc["slos"][0];
+    let remaining = slo["remaining"].as_f64().unwrap();
+    assert!((remaining - (1.0 - 1_060.0 / 180.0)).abs() < 1e-9, "{slo}");
+    assert!(
+        slo["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["alert"] == "14.4x over 1h/5m" && a["end"].is_string()),
+        "{slo}"
+    );
+    assert_eq!(
+        (&r["deploys"][0]["version"], &r["deploys"][0]["flagged"]),
+        (&"v1".into(), &true.into())
+    );
+    let prod = r["dora"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["environment"] == "prod")
+        .unwrap();
+    assert_eq!(prod["change_fail_rate"], 0.6);
+
+    let md = env
+        .run(&["report", "--from", from, "--to", to, "--format", "md"])
+        .unwrap();
+    for want in [
+        "### checkout — exhausted",
+        "## Deploys (flagged first)",
+        "## DORA",
+        "Weekly trend:",
+    ] {
+        assert!(md.contains(want), "{want:?} not in\n{md}");
+    }
+    let flagged_row = md
+        .lines()
+        .find(|l| l.contains("| v1 ") && l.contains("checkout-availability"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(flagged_row.contains("true"), "{flagged_row}");
 }

@@ -105,6 +105,7 @@ impl TableProvider for LiveTable {
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
+    tables: Vec<(&'static str, Arc<LiveTable>)>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -121,12 +122,28 @@ impl QueryEngine {
             .with_information_schema(true)
             .set_str("datafusion.execution.time_zone", "UTC");
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let mut tables = Vec::new();
         for table in TABLES {
-            ctx.register_table(table, Arc::new(LiveTable::open(store, table).await?))?;
+            let live = Arc::new(LiveTable::open(store, table).await?);
+            ctx.register_table(table, live.clone())?;
+            tables.push((table, live));
         }
         ctx.register_udaf(AggregateUDF::from(SketchQuantile::new()));
         ctx.register_udaf(AggregateUDF::from(SketchCountUnder::new()));
-        Ok(Self { ctx })
+        Ok(Self { ctx, tables })
+    }
+
+    /// Each table's latest committed version (what a query started now reads): a report's
+    /// provenance.
+    pub async fn table_versions(&self) -> Result<Vec<(&'static str, u64)>> {
+        let mut out = Vec::new();
+        for (name, live) in &self.tables {
+            let snapshot = Snapshot::try_new(live.table.log_store().as_ref(), None)
+                .await
+                .map_err(|e| Error::Table((*name).to_owned(), e.to_string()))?;
+            out.push((*name, snapshot.version()));
+        }
+        Ok(out)
     }
 
     /// The underlying session (for servers that need more than [`QueryEngine::sql`]).

@@ -1,0 +1,321 @@
+//! `nines report --from --to [--service S] --format md|json [--out FILE]`: one model of a
+//! range (docs/report.md) — the SLOs of every service at the end of the range with the
+//! alerts that fired in it, the budget each deployment burned, and the DORA metrics — and
+//! its renderings: JSON (`nines.report/v1`) and Markdown.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use nines_slo::eval::{self, Options};
+use nines_slo::model::{BudgetingMethod, Slo, TimeWindow};
+use nines_slo::window::rfc3339;
+use serde_json::{Map, Value, json};
+use sha2::Digest;
+
+use crate::config::Config;
+use crate::dora_cmd::{self, Selected, Selection};
+use crate::rows::{self, num};
+
+/// The report's renderings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReportFormat {
+    Md,
+    Json,
+}
+
+/// `nines report`.
+pub(crate) async fn run(
+    cfg: &Config,
+    selection: &Selection,
+    flag_above: f64,
+    format: ReportFormat,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let selected = selection.read(cfg).await?;
+    let model = build(cfg, selection, &selected, flag_above).await?;
+    let text = match format {
+        ReportFormat::Json => serde_json::to_string_pretty(&model)? + "\n",
+        ReportFormat::Md => markdown(&model),
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// When the report was made: `SOURCE_DATE_EPOCH` when set (reproducible output), else now.
+fn generated_at() -> i64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+        })
+}
+
+fn method(m: BudgetingMethod) -> &'static str {
+    match m {
+        BudgetingMethod::Occurrences => "Occurrences",
+        BudgetingMethod::Timeslices => "Timeslices",
+        BudgetingMethod::RatioTimeslices => "RatioTimeslices",
+    }
+}
+
+fn window(w: &TimeWindow) -> String {
+    match w {
+        TimeWindow::Rolling { span } => format!("{span} rolling"),
+        TimeWindow::Calendar {
+            span, time_zone, ..
+        } => format!("{span} calendar ({time_zone})"),
+    }
+}
+
+/// The worst of two statuses: exhausted, warning, no_data, ok.
+fn worse<'a>(a: &'a str, b: &'a str) -> &'a str {
+    let rank = |s: &str| match s {
+        "exhausted" => 3,
+        "warning" => 2,
+        "no_data" => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+/// The model: what both renderings show.
+async fn build(
+    cfg: &Config,
+    selection: &Selection,
+    selected: &Selected,
+    flag_above: f64,
+) -> anyhow::Result<Value> {
+    let (from, to) = (selected.from, selected.to);
+    let mut slo_files = Vec::new();
+    let mut slos: Vec<Slo> = Vec::new();
+    if cfg.slo.dir.exists() {
+        for f in crate::slo_cmd::definition_files(std::slice::from_ref(&cfg.slo.dir))? {
+            let bytes = std::fs::read(&f)?;
+            slo_files.push(json!({
+                "path": f.display().to_string(),
+                "sha256": hex(&sha2::Sha256::digest(&bytes)),
+            }));
+        }
+        let (_, loaded, errors) = crate::slo_cmd::load(std::slice::from_ref(&cfg.slo.dir))?;
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        slos = loaded;
+    }
+    slos.retain(|s| selection.service().is_none_or(|want| want == s.service));
+
+    // Per service, its SLOs at the end of the range and the alerts that fired in it.
+    let mut services: std::collections::BTreeMap<String, (String, Vec<Value>)> =
+        std::collections::BTreeMap::new();
+    for slo in &slos {
+        for objective in &slo.objectives {
+            let (data_from, _) = eval::data_range(slo, objective, from);
+            let entry = services
+                .entry(slo.service.clone())
+                .or_insert_with(|| ("ok".to_owned(), Vec::new()));
+            let series = nines_query::slo_source::series(
+                &selected.engine,
+                &slo.indicator,
+                objective,
+                data_from,
+                to,
+            )
+            .await;
+            let mut row = Map::new();
+            row.insert("slo".into(), slo.name.clone().into());
+            row.insert("objective".into(), objective.name.clone().into());
+            row.insert("target".into(), num(Some(objective.target)));
+            row.insert("method".into(), method(slo.budgeting).into());
+            row.insert("window".into(), window(&slo.window).into());
+            match series {
+                Ok(series) => {
+                    let r = eval::evaluate(slo, objective, &series, to, &Options::default());
+                    let st = &r.standing;
+                    row.insert("sli".into(), num(st.sli));
+                    row.insert("budget_total".into(), num(Some(st.budget_total)));
+                    row.insert("consumed".into(), num(Some(st.consumed)));
+                    row.insert("remaining".into(), num(Some(st.remaining)));
+                    row.insert("status".into(), st.status.as_str().into());
+                    entry.0 = worse(&entry.0, st.status.as_str()).to_owned();
+                    let alerts: Vec<Value> =
+                        eval::alert_history(slo, objective, &series, from, to, &Options::default())
+                            .into_iter()
+                            .map(|i| {
+                                json!({
+                                    "alert": i.alert,
+                                    "severity": i.severity,
+                                    "start": rfc3339(i.start),
+                                    "end": i.end.map(rfc3339),
+                                })
+                            })
+                            .collect();
+                    row.insert("alerts".into(), Value::Array(alerts));
+                }
+                Err(e) => {
+                    row.insert("status".into(), e.to_string().into());
+                    row.insert("alerts".into(), Value::Array(Vec::new()));
+                }
+            }
+            entry.1.push(Value::Object(row));
+        }
+    }
+    let services: Vec<Value> = services
+        .into_iter()
+        .map(|(name, (status, slos))| json!({"service": name, "status": status, "slos": slos}))
+        .collect();
+
+    let deploys = if cfg.slo.dir.exists() {
+        dora_cmd::burn_rows(cfg, selected, flag_above).await?
+    } else {
+        Vec::new()
+    };
+    let analysis = dora_cmd::analysis(cfg, selection, selected).await?;
+    let versions: Map<String, Value> = selected
+        .engine
+        .table_versions()
+        .await?
+        .into_iter()
+        .map(|(t, v)| (t.to_owned(), v.into()))
+        .collect();
+    Ok(json!({
+        "schema": "nines.report/v1",
+        "provenance": {
+            "nines_version": env!("CARGO_PKG_VERSION"),
+            "generated_at": rfc3339(generated_at()),
+            "from": rfc3339(from),
+            "to": rfc3339(to),
+            "service": selection.service(),
+            "slo_files": slo_files,
+            "table_versions": versions,
+        },
+        "services": services,
+        "deploys": deploys,
+        "dora": {
+            "metrics": dora_cmd::metric_rows(&analysis),
+            "failed_deployments": dora_cmd::failed_rows(&analysis),
+            "weeks": dora_cmd::week_rows(&analysis),
+        },
+    }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn objects(v: &Value) -> Vec<Map<String, Value>> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_object().cloned()).collect())
+        .unwrap_or_default()
+}
+
+/// The Markdown rendering.
+fn markdown(m: &Value) -> String {
+    let p = &m["provenance"];
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    let mut out = format!(
+        "# nines report: {} to {}\n\nGenerated {} by nines {}.",
+        s(&p["from"]),
+        s(&p["to"]),
+        s(&p["generated_at"]),
+        s(&p["nines_version"])
+    );
+    if let Some(t) = p["table_versions"].as_object() {
+        let v: Vec<String> = t.iter().map(|(k, v)| format!("`{k}` v{v}")).collect();
+        out += &format!(" Tables read at: {}.", v.join(", "));
+    }
+    for f in p["slo_files"].as_array().into_iter().flatten() {
+        out += &format!(
+            "\nSLO file `{}` (sha256 `{}`).",
+            s(&f["path"]),
+            &s(&f["sha256"])[..12.min(s(&f["sha256"]).len())]
+        );
+    }
+    out += "\n\n## Services\n\n";
+    let services = objects(&m["services"]);
+    let summary: Vec<Map<String, Value>> = services
+        .iter()
+        .map(|svc| {
+            let mut r = Map::new();
+            r.insert("service".into(), svc["service"].clone());
+            r.insert("status".into(), svc["status"].clone());
+            r.insert(
+                "slos".into(),
+                svc["slos"].as_array().map_or(0, Vec::len).into(),
+            );
+            r
+        })
+        .collect();
+    out += &rows::markdown(&["service", "status", "slos"], &summary);
+    out += "\n";
+    for svc in &services {
+        out += &format!("\n### {} — {}\n\n", s(&svc["service"]), s(&svc["status"]));
+        let slos = objects(&svc["slos"]);
+        out += &rows::markdown(
+            &[
+                "slo",
+                "objective",
+                "target",
+                "method",
+                "window",
+                "sli",
+                "budget_total",
+                "consumed",
+                "remaining",
+                "status",
+            ],
+            &slos,
+        );
+        out += "\n";
+        for slo in &slos {
+            for a in slo["alerts"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "\n- `{}` {} ({}): {} to {}",
+                    s(&slo["slo"]),
+                    s(&a["alert"]),
+                    s(&a["severity"]),
+                    s(&a["start"]),
+                    a["end"].as_str().unwrap_or("still firing")
+                );
+            }
+        }
+        out += "\n";
+    }
+    out += "\n## Deploys (flagged first)\n\n";
+    out += &rows::markdown(&dora_cmd::BURN_HEADER, &objects(&m["deploys"]));
+    out += "\n\n## DORA\n\n";
+    out += &rows::markdown(&dora_cmd::HEADER, &objects(&m["dora"]["metrics"]));
+    out += "\n\nFailed deployments:\n\n";
+    out += &rows::markdown(
+        &[
+            "service",
+            "environment",
+            "version",
+            "deployed_at",
+            "signals",
+            "recovery_s",
+        ],
+        &objects(&m["dora"]["failed_deployments"]),
+    );
+    out += "\n\nWeekly trend:\n\n";
+    out += &rows::markdown(
+        &[
+            "week",
+            "deployments",
+            "deploys_per_day",
+            "lead_time_median_s",
+            "change_fail_rate",
+            "recovery_median_s",
+            "rework_rate",
+        ],
+        &objects(&m["dora"]["weeks"]),
+    );
+    out + "\n"
+}
