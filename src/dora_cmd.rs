@@ -341,6 +341,27 @@ pub(crate) fn metric_rows(a: &nines_dora::Analysis) -> Vec<Map<String, Value>> {
     table
 }
 
+/// The columns of the failed deployments.
+pub(crate) const FAILED_HEADER: [&str; 6] = [
+    "service",
+    "environment",
+    "version",
+    "deployed_at",
+    "signals",
+    "recovery_s",
+];
+
+/// The columns of the weekly trend.
+pub(crate) const WEEK_HEADER: [&str; 7] = [
+    "week",
+    "deployments",
+    "deploys_per_day",
+    "lead_time_median_s",
+    "change_fail_rate",
+    "recovery_median_s",
+    "rework_rate",
+];
+
 /// The failed deployments of an analysis with their signals and recovery.
 pub(crate) fn failed_rows(a: &nines_dora::Analysis) -> Vec<Map<String, Value>> {
     a.deploys
@@ -389,33 +410,10 @@ pub(crate) async fn run(
     rows::print(&HEADER, &metric_rows(&a), format);
     println!();
     let failed = failed_rows(&a);
-    rows::print(
-        &[
-            "service",
-            "environment",
-            "version",
-            "deployed_at",
-            "signals",
-            "recovery_s",
-        ],
-        &failed,
-        format,
-    );
+    rows::print(&FAILED_HEADER, &failed, format);
     println!();
     let weeks = week_rows(&a);
-    rows::print(
-        &[
-            "week",
-            "deployments",
-            "deploys_per_day",
-            "lead_time_median_s",
-            "change_fail_rate",
-            "recovery_median_s",
-            "rework_rate",
-        ],
-        &weeks,
-        format,
-    );
+    rows::print(&WEEK_HEADER, &weeks, format);
     if matches!(format, crate::Format::Table) {
         println!("[{}, {})", rfc3339(from), rfc3339(to));
     }

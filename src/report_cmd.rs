@@ -115,8 +115,15 @@ async fn build(
     // Per service, its SLOs at the end of the range and the alerts that fired in it.
     let mut services: std::collections::BTreeMap<String, (String, Vec<Value>)> =
         std::collections::BTreeMap::new();
+    // Long ranges take a while: a bar on a terminal (hidden otherwise).
+    let objectives: usize = slos.iter().map(|s| s.objectives.len()).sum();
+    let bar = indicatif::ProgressBar::new(objectives as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} objectives, eta {eta}")
+            .expect("valid template"),
+    );
     for slo in &slos {
         for objective in &slo.objectives {
+            bar.inc(1);
             let (data_from, _) = eval::data_range(slo, objective, from);
             let entry = services
                 .entry(slo.service.clone())
@@ -167,6 +174,7 @@ async fn build(
             entry.1.push(Value::Object(row));
         }
     }
+    bar.finish_and_clear();
     let services: Vec<Value> = services
         .into_iter()
         .map(|(name, (status, slos))| json!({"service": name, "status": status, "slos": slos}))
@@ -294,28 +302,10 @@ fn markdown(m: &Value) -> String {
     out += &rows::markdown(&dora_cmd::HEADER, &objects(&m["dora"]["metrics"]));
     out += "\n\nFailed deployments:\n\n";
     out += &rows::markdown(
-        &[
-            "service",
-            "environment",
-            "version",
-            "deployed_at",
-            "signals",
-            "recovery_s",
-        ],
+        &dora_cmd::FAILED_HEADER,
         &objects(&m["dora"]["failed_deployments"]),
     );
     out += "\n\nWeekly trend:\n\n";
-    out += &rows::markdown(
-        &[
-            "week",
-            "deployments",
-            "deploys_per_day",
-            "lead_time_median_s",
-            "change_fail_rate",
-            "recovery_median_s",
-            "rework_rate",
-        ],
-        &objects(&m["dora"]["weeks"]),
-    );
+    out += &rows::markdown(&dora_cmd::WEEK_HEADER, &objects(&m["dora"]["weeks"]));
     out + "\n"
 }
