@@ -30,6 +30,28 @@ pub(crate) struct Config {
     pub storage: StorageConfig,
     pub admin: AdminConfig,
     pub slo: SloConfig,
+    pub report: ReportConfig,
+}
+
+/// `[report]`: scheduled reports written by `nines up` (docs/report.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ReportConfig {
+    /// Every this long (aligned on the wall clock, UTC), `nines up` writes the report of
+    /// the period that just ended. Unset: no scheduled reports.
+    #[serde(with = "humantime_serde")]
+    pub every: Option<Duration>,
+    /// Where the reports go (`.md` and `.json`), relative to where nines starts.
+    pub dir: PathBuf,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            every: None,
+            dir: PathBuf::from("reports"),
+        }
+    }
 }
 
 /// `[slo]`: where the OpenSLO definitions are, and how `nines up` evaluates them live.
@@ -74,6 +96,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             admin: AdminConfig::default(),
             slo: SloConfig::default(),
+            report: ReportConfig::default(),
         }
     }
 }
@@ -218,6 +241,13 @@ impl Config {
                 self.ingest.max_decoded_bytes,
                 self.ingest.max_request_bytes
             );
+        }
+        if self
+            .report
+            .every
+            .is_some_and(|e| e < Duration::from_secs(1))
+        {
+            bail!("report.every must be at least 1s");
         }
         if self.slo.interval < Duration::from_secs(1) {
             bail!("slo.interval must be at least 1s");

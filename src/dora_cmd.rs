@@ -45,6 +45,17 @@ pub(crate) struct Selected {
 }
 
 impl Selection {
+    /// Every deployment of `[from, to)` (seconds), with the default horizon.
+    pub(crate) fn range(from: i64, to: i64) -> Self {
+        Self {
+            from: rfc3339(from),
+            to: rfc3339(to),
+            service: None,
+            environment: None,
+            horizon: std::time::Duration::from_secs(86_400).into(),
+        }
+    }
+
     /// The one service asked for, if any.
     pub(crate) fn service(&self) -> Option<&str> {
         self.service.as_deref()

@@ -46,16 +46,78 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// `nines up`'s scheduled reports: at every multiple of `every` (UTC), the report of the
+/// period that just ended, as `report-<from>--<to>.md` and `.json` in `report.dir`
+/// (written whole, then renamed). A failure is logged and counted, and the next period
+/// is tried.
+pub(crate) async fn schedule(
+    cfg: Config,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let every = i64::try_from(every.as_secs()).unwrap_or(86_400).max(1);
+    loop {
+        let now = generated_at_now();
+        let next = (now / every + 1) * every;
+        let wait = std::time::Duration::from_secs(u64::try_from(next - now).unwrap_or(1));
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        match write_scheduled(&cfg, next - every, next).await {
+            Ok(path) => {
+                tracing::info!(path = %path.display(), "report written");
+                metrics::counter!("nines_reports_written_total", "result" => "ok").increment(1);
+            }
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "scheduled report not written");
+                metrics::counter!("nines_reports_written_total", "result" => "error").increment(1);
+            }
+        }
+    }
+}
+
+async fn write_scheduled(cfg: &Config, from: i64, to: i64) -> anyhow::Result<PathBuf> {
+    let selection = Selection::range(from, to);
+    let selected = selection.read(cfg).await?;
+    let model = build(cfg, &selection, &selected, 0.05).await?;
+    std::fs::create_dir_all(&cfg.report.dir)
+        .with_context(|| format!("creating {}", cfg.report.dir.display()))?;
+    let stamp = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map_or_else(|| t.to_string(), |d| d.format("%Y%m%dT%H%M%SZ").to_string())
+    };
+    let base = cfg
+        .report
+        .dir
+        .join(format!("report-{}--{}", stamp(from), stamp(to)));
+    let json_path = base.with_extension("json");
+    for (path, text) in [
+        (base.with_extension("md"), markdown(&model)),
+        (
+            json_path.clone(),
+            serde_json::to_string_pretty(&model)? + "\n",
+        ),
+    ] {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(json_path)
+}
+
+fn generated_at_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
 /// When the report was made: `SOURCE_DATE_EPOCH` when set (reproducible output), else now.
 fn generated_at() -> i64 {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-        })
+        .unwrap_or_else(generated_at_now)
 }
 
 fn method(m: BudgetingMethod) -> &'static str {

@@ -121,6 +121,7 @@ fn prepare_data_dir(cfg: &mut Config) -> anyhow::Result<()> {
     cfg.data_dir = std::fs::canonicalize(&cfg.data_dir)?;
     // Relative to where nines was started, not to the data directory.
     cfg.slo.dir = std::path::absolute(&cfg.slo.dir)?;
+    cfg.report.dir = std::path::absolute(&cfg.report.dir)?;
     Ok(())
 }
 
@@ -264,6 +265,13 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
             error!(error = format!("{e:#}"), "live SLO evaluation stopped");
         }
     });
+    if let Some(every) = cfg.report.every {
+        tokio::spawn(crate::report_cmd::schedule(
+            cfg.clone(),
+            every,
+            stop.clone(),
+        ));
+    }
     let mut aggregate = tokio::spawn(nines_pipeline::run(
         pipeline_settings(&cfg, &ready),
         store,

@@ -307,3 +307,40 @@ fn check_report(env: &Env, from: &str, to: &str, slo_text: &str) {
         .unwrap_or_else(|| panic!("{md}"));
     assert!(flagged_row.contains("true"), "{flagged_row}");
 }
+
+/// `nines up` with `report.every` writes the report of each period that ends, Markdown and
+/// JSON side by side, each covering exactly the period.
+#[test]
+fn up_writes_a_report_for_every_period() {
+    let reports = tempfile::tempdir().unwrap();
+    let env = Env::with_config(&format!(
+        "[report]\nevery = \"3s\"\ndir = {:?}\n",
+        reports.path().display().to_string()
+    ));
+    let _up = env.up();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let json = loop {
+        let found = std::fs::read_dir(reports.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "json"));
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "no report written");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["schema"], "nines.report/v1");
+    let t = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(r["provenance"][k].as_str().unwrap())
+            .unwrap()
+            .timestamp()
+    };
+    assert_eq!(t("to") - t("from"), 3, "{r}");
+    assert_eq!(t("to") % 3, 0, "periods are aligned on the clock: {r}");
+    let md = std::fs::read_to_string(json.with_extension("md")).unwrap();
+    assert!(md.starts_with("# nines report: "), "{md}");
+}
