@@ -21,6 +21,8 @@ use nines_model::sketch::LatencySketch;
 use nines_query::QueryEngine;
 use nines_slo::openslo::Catalog;
 use nines_store::{CommitOutcome, Store};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::slo_cmd;
 
@@ -51,7 +53,7 @@ pub(crate) async fn run(keep: Option<&Path>) -> anyhow::Result<()> {
     let store = Store::open_dir(dir.join("tables"))
         .await
         .context("opening the store")?;
-    let now = chrono_now();
+    let now = crate::slo_cmd::now();
     let at = now / 60 * 60;
     let from = at - DAYS * 86_400;
     let started = Instant::now();
@@ -154,12 +156,6 @@ fn fmt_runs(v: &[f64]) -> String {
         .join(", ")
 }
 
-fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
 /// The 200 SLOs: 99.9 % availability of each service's first operations over 30 days.
 fn slos() -> anyhow::Result<Vec<nines_slo::model::Slo>> {
     let mut yaml = String::new();
@@ -204,7 +200,7 @@ async fn write_month(store: &Store, from: i64, to: i64) -> anyhow::Result<u64> {
     let mut expected = store.positions(TOPIC, 0).await?;
     let mut offset = 0_i64;
     let mut rows = 0_u64;
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut rng = StdRng::seed_from_u64(20_261_203);
     let mut day_start = from.div_euclid(86_400) * 86_400;
     while day_start < to {
         let (a, b) = (from.max(day_start), to.min(day_start + 86_400));
@@ -218,14 +214,11 @@ async fn write_month(store: &Store, from: i64, to: i64) -> anyhow::Result<u64> {
             let t = a + m as i64 * 60;
             for s in 0..SERVICES {
                 for o in 0..OPERATIONS {
-                    // xorshift: 0–2 errors a minute in 100 requests.
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
                     svc.push(service(s));
                     op.push(operation(o));
                     start.push(t * 1_000_000);
-                    errors.push(i64::try_from(state % 3).unwrap_or(0));
+                    // 0–2 errors a minute in 100 requests.
+                    errors.push(rng.random_range(0..3_i64));
                 }
             }
         }

@@ -182,17 +182,13 @@ pub(crate) async fn burn_rows(
         to * MICROS,
     )
     .deploys;
-    let (_, slos, errors) = if cfg.slo.dir.exists() {
-        crate::slo_cmd::load(std::slice::from_ref(&cfg.slo.dir))?
-    } else {
+    if !cfg.slo.dir.exists() {
         bail!(
             "no SLO definitions in {} (slo.dir): a deploy's burn is against its service's SLOs",
             cfg.slo.dir.display()
         );
-    };
-    for e in &errors {
-        eprintln!("error: {e}");
     }
+    let slos = crate::slo_cmd::load_and_warn(std::slice::from_ref(&cfg.slo.dir))?;
     let mut out: Vec<(bool, i64, Map<String, Value>)> = Vec::new();
     for slo in &slos {
         let label_env = slo.labels.get("environment").and_then(|v| v.first());
@@ -284,10 +280,7 @@ async fn page_alerts(
     if !cfg.slo.dir.exists() {
         return Ok(Vec::new());
     }
-    let (_, slos, errors) = crate::slo_cmd::load(std::slice::from_ref(&cfg.slo.dir))?;
-    for e in &errors {
-        eprintln!("error: {e}");
-    }
+    let slos = crate::slo_cmd::load_and_warn(std::slice::from_ref(&cfg.slo.dir))?;
     let mut out = Vec::new();
     for slo in &slos {
         for objective in &slo.objectives {

@@ -57,7 +57,7 @@ pub(crate) async fn schedule(
 ) {
     let every = i64::try_from(every.as_secs()).unwrap_or(86_400).max(1);
     loop {
-        let now = generated_at_now();
+        let now = crate::slo_cmd::now();
         let next = (now / every + 1) * every;
         let wait = std::time::Duration::from_secs(u64::try_from(next - now).unwrap_or(1));
         tokio::select! {
@@ -106,18 +106,12 @@ async fn write_scheduled(cfg: &Config, from: i64, to: i64) -> anyhow::Result<Pat
     Ok(json_path)
 }
 
-fn generated_at_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
 /// When the report was made: `SOURCE_DATE_EPOCH` when set (reproducible output), else now.
 fn generated_at() -> i64 {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(generated_at_now)
+        .unwrap_or_else(crate::slo_cmd::now)
 }
 
 fn method(m: BudgetingMethod) -> &'static str {
@@ -163,14 +157,10 @@ async fn build(
             let bytes = std::fs::read(&f)?;
             slo_files.push(json!({
                 "path": f.display().to_string(),
-                "sha256": hex(&sha2::Sha256::digest(&bytes)),
+                "sha256": hex::encode(sha2::Sha256::digest(&bytes)),
             }));
         }
-        let (_, loaded, errors) = crate::slo_cmd::load(std::slice::from_ref(&cfg.slo.dir))?;
-        for e in &errors {
-            eprintln!("error: {e}");
-        }
-        slos = loaded;
+        slos = crate::slo_cmd::load_and_warn(std::slice::from_ref(&cfg.slo.dir))?;
     }
     slos.retain(|s| selection.service().is_none_or(|want| want == s.service));
 
@@ -274,10 +264,6 @@ async fn build(
             "weeks": dora_cmd::week_rows(&analysis),
         },
     }))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn objects(v: &Value) -> Vec<Map<String, Value>> {

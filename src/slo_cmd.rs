@@ -56,6 +56,15 @@ pub(crate) fn load(paths: &[PathBuf]) -> anyhow::Result<(Catalog, Vec<Slo>, Vec<
     Ok((catalog, slos, errors))
 }
 
+/// The SLOs under `paths`, each refused definition printed on stderr (the rest are used).
+pub(crate) fn load_and_warn(paths: &[PathBuf]) -> anyhow::Result<Vec<Slo>> {
+    let (_, slos, errors) = load(paths)?;
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    Ok(slos)
+}
+
 /// `nines slo check`: prints every refusal and exits 1 if there is any.
 pub(crate) fn check(paths: &[PathBuf]) -> anyhow::Result<bool> {
     let (catalog, slos, errors) = load(paths)?;
@@ -91,7 +100,8 @@ pub(crate) fn parse_instant(text: &str) -> anyhow::Result<i64> {
         })
 }
 
-fn now() -> i64 {
+/// Seconds since the epoch, now (the CLI's and reports' clock).
+pub(crate) fn now() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -152,10 +162,7 @@ pub(crate) async fn status(
     at: i64,
     format: crate::Format,
 ) -> anyhow::Result<()> {
-    let (_, slos, errors) = load(paths)?;
-    for e in &errors {
-        eprintln!("error: {e}");
-    }
+    let slos = load_and_warn(paths)?;
     if slos.is_empty() {
         bail!("no SLO to evaluate in {}", show(paths));
     }
@@ -231,10 +238,7 @@ pub(crate) async fn history(
     if to <= from || step <= 0 {
         bail!("--to must be after --from, and --step positive");
     }
-    let (_, slos, errors) = load(paths)?;
-    for e in &errors {
-        eprintln!("error: {e}");
-    }
+    let slos = load_and_warn(paths)?;
     let Some(slo) = slos.iter().find(|s| s.name == name) else {
         bail!("no SLO named {name:?} in {}", show(paths));
     };
