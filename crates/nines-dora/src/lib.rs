@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod tiers;
+
 /// How a deploy ended, as the `deploys` table says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
