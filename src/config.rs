@@ -31,6 +31,16 @@ pub(crate) struct Config {
     pub admin: AdminConfig,
     pub slo: SloConfig,
     pub report: ReportConfig,
+    pub dora: DoraConfig,
+}
+
+/// `[dora]`: how the DORA metrics are rated (docs/dora.md, "Tiers").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DoraConfig {
+    /// A TOML file of performance tiers (the format of `config/dora-tiers.toml`). Unset:
+    /// that file as built into nines.
+    pub tiers: Option<PathBuf>,
 }
 
 /// `[report]`: scheduled reports written by `nines up` (docs/report.md).
@@ -41,7 +51,7 @@ pub(crate) struct ReportConfig {
     /// the period that just ended. Unset: no scheduled reports.
     #[serde(with = "humantime_serde")]
     pub every: Option<Duration>,
-    /// Where the reports go (`.md` and `.json`), relative to where nines starts.
+    /// Where the reports go (`.html`, `.md` and `.json`), relative to where nines starts.
     pub dir: PathBuf,
 }
 
@@ -97,6 +107,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             slo: SloConfig::default(),
             report: ReportConfig::default(),
+            dora: DoraConfig::default(),
         }
     }
 }

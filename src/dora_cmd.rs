@@ -1,7 +1,8 @@
 //! `nines dora --from --to`: the DORA metrics of a range (docs/dora.md), per service and
 //! environment and overall, then the failed deployments with the signals that failed them.
 
-use anyhow::bail;
+use anyhow::{Context, bail};
+use nines_dora::tiers::Tiers;
 use nines_dora::{Evidence, Metrics, PageAlert, analyse_with};
 use nines_query::{QueryEngine, dora_source};
 use nines_slo::eval::{self, Options};
@@ -402,16 +403,78 @@ pub(crate) fn week_rows(a: &nines_dora::Analysis) -> Vec<Map<String, Value>> {
         .collect()
 }
 
+/// The built-in tiers (`config/dora-tiers.toml`).
+const BUILT_IN_TIERS: &str = include_str!("../config/dora-tiers.toml");
+
+/// The tiers the metrics are rated against: `dora.tiers`, else the built-in file.
+pub(crate) fn tiers(cfg: &Config) -> anyhow::Result<Tiers> {
+    let (name, text) = match &cfg.dora.tiers {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading dora.tiers {}", path.display()))?,
+        ),
+        None => (
+            "config/dora-tiers.toml (built in)".to_owned(),
+            BUILT_IN_TIERS.to_owned(),
+        ),
+    };
+    let tiers: Tiers = toml::from_str(&text).with_context(|| format!("dora tiers {name}"))?;
+    if tiers.tiers.is_empty() {
+        bail!("dora tiers {name}: no [[tier]]");
+    }
+    Ok(tiers)
+}
+
+/// The columns of the tier table.
+pub(crate) const TIER_HEADER: [&str; 6] = [
+    "service",
+    "environment",
+    "deployment_frequency",
+    "lead_time",
+    "change_fail_rate",
+    "recovery_time",
+];
+
+/// The tier of each metric, per scope then overall (as [`metric_rows`]).
+pub(crate) fn tier_rows(a: &nines_dora::Analysis, tiers: &Tiers) -> Vec<Map<String, Value>> {
+    let row = |s: &str, e: &str, m: &Metrics| {
+        let r = tiers.rate(m);
+        let mut out = Map::new();
+        out.insert("service".into(), s.into());
+        out.insert("environment".into(), e.into());
+        for (k, v) in [
+            ("deployment_frequency", r.deployment_frequency),
+            ("lead_time", r.lead_time),
+            ("change_fail_rate", r.change_fail_rate),
+            ("recovery_time", r.recovery_time),
+        ] {
+            out.insert(k.into(), v.map_or(Value::Null, Value::from));
+        }
+        out
+    };
+    let mut table: Vec<Map<String, Value>> =
+        a.scopes.iter().map(|((s, e), m)| row(s, e, m)).collect();
+    table.push(row("(all)", "(all)", &a.overall));
+    table
+}
+
 /// `nines dora`.
 pub(crate) async fn run(
     cfg: &Config,
     selection: &Selection,
     format: crate::Format,
 ) -> anyhow::Result<()> {
+    let tiers = tiers(cfg)?;
     let selected = selection.read(cfg).await?;
     let a = analysis(cfg, selection, &selected).await?;
     let (from, to) = (selected.from, selected.to);
     rows::print(&HEADER, &metric_rows(&a), format);
+    println!();
+    rows::print(&TIER_HEADER, &tier_rows(&a, &tiers), format);
+    if matches!(format, crate::Format::Table) {
+        println!("tiers: {}", tiers.source);
+    }
     println!();
     let failed = failed_rows(&a);
     rows::print(&FAILED_HEADER, &failed, format);

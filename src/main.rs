@@ -14,6 +14,7 @@ mod config;
 mod dora_cmd;
 mod gen_cmd;
 mod report_cmd;
+mod report_html;
 mod roles;
 mod rows;
 mod slo_cmd;

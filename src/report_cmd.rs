@@ -1,11 +1,13 @@
-//! `nines report --from --to [--service S] --format md|json [--out FILE]`: one model of a
-//! range (docs/report.md) — the SLOs of every service at the end of the range with the
-//! alerts that fired in it, the budget each deployment burned, and the DORA metrics — and
-//! its renderings: JSON (`nines.report/v1`) and Markdown.
+//! `nines report --from --to [--service S] --format html|md|json [--out FILE]`: one model of
+//! a range (docs/report.md) — the SLOs of every service at the end of the range with the
+//! alerts that fired in it and their history, the budget each deployment burned, and the
+//! DORA metrics with their tiers — and its renderings: JSON (`nines.report/v1`, schema
+//! `docs/report.schema.json`), Markdown, and HTML (`report_html.rs`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use nines_slo::alerts::seconds_text;
 use nines_slo::eval::{self, Options};
 use nines_slo::model::{BudgetingMethod, Slo, TimeWindow};
 use nines_slo::window::rfc3339;
@@ -20,6 +22,7 @@ use crate::rows::{self, num};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ReportFormat {
     Md,
+    Html,
     Json,
 }
 
@@ -36,6 +39,7 @@ pub(crate) async fn run(
     let text = match format {
         ReportFormat::Json => serde_json::to_string_pretty(&model)? + "\n",
         ReportFormat::Md => markdown(&model),
+        ReportFormat::Html => crate::report_html::render(&model)?,
     };
     match out {
         Some(path) => {
@@ -94,6 +98,10 @@ async fn write_scheduled(cfg: &Config, from: i64, to: i64) -> anyhow::Result<Pat
     let json_path = base.with_extension("json");
     for (path, text) in [
         (base.with_extension("md"), markdown(&model)),
+        (
+            base.with_extension("html"),
+            crate::report_html::render(&model)?,
+        ),
         (
             json_path.clone(),
             serde_json::to_string_pretty(&model)? + "\n",
@@ -217,19 +225,41 @@ async fn build(
                             })
                             .collect();
                     row.insert("alerts".into(), Value::Array(alerts));
+                    let (history, thresholds) = history(slo, objective, &series, from, to);
+                    row.insert("history".into(), history);
+                    row.insert("burn_thresholds".into(), thresholds);
                 }
                 Err(e) => {
                     row.insert("status".into(), e.to_string().into());
                     row.insert("alerts".into(), Value::Array(Vec::new()));
+                    row.insert("history".into(), Value::Array(Vec::new()));
+                    row.insert("burn_thresholds".into(), Value::Array(Vec::new()));
                 }
             }
             entry.1.push(Value::Object(row));
         }
     }
     bar.finish_and_clear();
+    // Deploy markers of each service's charts: its deploys in the range, oldest first.
+    let markers = |service: &str| -> Vec<Value> {
+        selected
+            .deploys
+            .iter()
+            .filter(|d| d.service == service && (from..to).contains(&(d.time / 1_000_000)))
+            .map(|d| {
+                json!({
+                    "environment": d.environment,
+                    "version": d.version,
+                    "deployed_at": rfc3339(d.time / 1_000_000),
+                })
+            })
+            .collect()
+    };
     let services: Vec<Value> = services
         .into_iter()
-        .map(|(name, (status, slos))| json!({"service": name, "status": status, "slos": slos}))
+        .map(|(name, (status, slos))| {
+            json!({"service": name, "status": status, "slos": slos, "deploys": markers(&name)})
+        })
         .collect();
 
     let deploys = if cfg.slo.dir.exists() {
@@ -238,6 +268,7 @@ async fn build(
         Vec::new()
     };
     let analysis = dora_cmd::analysis(cfg, selection, selected).await?;
+    let tiers = dora_cmd::tiers(cfg)?;
     let versions: Map<String, Value> = selected
         .engine
         .table_versions()
@@ -262,11 +293,95 @@ async fn build(
             "metrics": dora_cmd::metric_rows(&analysis),
             "failed_deployments": dora_cmd::failed_rows(&analysis),
             "weeks": dora_cmd::week_rows(&analysis),
+            "tiers": {
+                "source": tiers.source,
+                "rows": dora_cmd::tier_rows(&analysis, &tiers),
+            },
         },
     }))
 }
 
-fn objects(v: &Value) -> Vec<Map<String, Value>> {
+/// Points of each objective's history (the charts): about this many at most.
+const HISTORY_POINTS: i64 = 60;
+
+/// The step and instants of a history over `[from, to]`: a round step (a minute up to a
+/// week) that gives at most about [`HISTORY_POINTS`], from `from`, and `to`.
+fn history_instants(from: i64, to: i64) -> (i64, Vec<i64>) {
+    const STEPS: [i64; 11] = [
+        60, 300, 900, 1_800, 3_600, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800,
+    ];
+    let want = (to - from) / HISTORY_POINTS;
+    let step = STEPS
+        .into_iter()
+        .find(|s| *s >= want)
+        .unwrap_or(STEPS[STEPS.len() - 1]);
+    let mut out: Vec<i64> = (0..)
+        .map(|k| from + k * step)
+        .take_while(|t| *t < to)
+        .collect();
+    out.push(to);
+    (step, out)
+}
+
+/// An objective's history over the range: at each instant of [`history_instants`], its
+/// SLI and the share of budget remaining; and, per long window of its multiwindow rows,
+/// the peak burn rate since the previous instant (every budgeting slice's end is looked
+/// at, so a spike between two points is not lost); with those rows' thresholds
+/// (docs/report.md).
+fn history(
+    slo: &Slo,
+    objective: &nines_slo::model::Objective,
+    series: &nines_slo::budget::Series,
+    from: i64,
+    to: i64,
+) -> (Value, Value) {
+    let (step, instants) = history_instants(from, to);
+    let (rule, ledger) = eval::ledger(slo, objective, series);
+    let (rules, _) = eval::burn_rules(slo, objective);
+    let slice = eval::slice_seconds(slo, objective);
+    let mut windows: Vec<i64> = rules.iter().map(|r| r.long).collect();
+    windows.sort_unstable();
+    windows.dedup();
+    let peak = |w: i64, at: i64| {
+        let first = (at - step).max(from - slice).div_euclid(slice) * slice + slice;
+        (0..)
+            .map(|k| first + k * slice)
+            .take_while(|end| *end <= at)
+            .filter_map(|end| nines_slo::budget::burn(&ledger, &rule, end - w, end))
+            .reduce(f64::max)
+    };
+    let points: Vec<Value> =
+        eval::evaluate_many(slo, objective, series, instants, &Options::default())
+            .into_iter()
+            .map(|r| {
+                let burn: Map<String, Value> = windows
+                    .iter()
+                    .map(|w| (seconds_text(*w), num(peak(*w, r.at))))
+                    .collect();
+                json!({
+                    "time": rfc3339(r.at),
+                    "sli": num(r.standing.sli),
+                    "remaining": num(Some(r.standing.remaining)),
+                    "burn": burn,
+                })
+            })
+            .collect();
+    let thresholds: Vec<Value> = rules
+        .iter()
+        .map(|r| {
+            json!({
+                "window": seconds_text(r.long),
+                "short_window": seconds_text(r.short),
+                "factor": r.factor,
+                "severity": r.severity,
+            })
+        })
+        .collect();
+    (Value::Array(points), Value::Array(thresholds))
+}
+
+/// The objects of a JSON array (none when `v` is not one).
+pub(crate) fn objects(v: &Value) -> Vec<Map<String, Value>> {
     v.as_array()
         .map(|a| a.iter().filter_map(|x| x.as_object().cloned()).collect())
         .unwrap_or_default()
@@ -352,6 +467,11 @@ fn markdown(m: &Value) -> String {
     out += &rows::markdown(
         &dora_cmd::FAILED_HEADER,
         &objects(&m["dora"]["failed_deployments"]),
+    );
+    out += &format!("\n\nTiers ({}):\n\n", s(&m["dora"]["tiers"]["source"]));
+    out += &rows::markdown(
+        &dora_cmd::TIER_HEADER,
+        &objects(&m["dora"]["tiers"]["rows"]),
     );
     out += "\n\nWeekly trend:\n\n";
     out += &rows::markdown(&dora_cmd::WEEK_HEADER, &objects(&m["dora"]["weeks"]));

@@ -22,7 +22,7 @@ pub(crate) fn markdown(header: &[&str], rows: &[Map<String, Value>]) -> String {
 }
 
 /// A cell of a table or CSV: numbers with up to 6 decimals, lists joined by `; `.
-fn cell(v: Option<&Value>) -> String {
+pub(crate) fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(s)) => s.clone(),

@@ -175,6 +175,23 @@ async fn dora_metrics_match_the_figures_worked_out_from_what_was_sent() {
         ],
         "{out}"
     );
+    // Tiers (config/dora-tiers.toml, 2023): 3 a day and a 1 h median lead time are elite;
+    // a 60 % fail rate is past every bound (low); a 2 h median recovery is within a day
+    // (high).
+    let tier = rows
+        .iter()
+        .find(|r| r.get("deployment_frequency").is_some() && r["service"] == "checkout")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        [
+            &tier["deployment_frequency"],
+            &tier["lead_time"],
+            &tier["change_fail_rate"],
+            &tier["recovery_time"]
+        ],
+        ["elite", "elite", "low", "high"],
+        "{out}"
+    );
     // The weekly trend splits the same five deployments.
     let weekly: u64 = rows
         .iter()
@@ -308,8 +325,8 @@ fn check_report(env: &Env, from: &str, to: &str, slo_text: &str) {
     assert!(flagged_row.contains("true"), "{flagged_row}");
 }
 
-/// `nines up` with `report.every` writes the report of each period that ends, Markdown and
-/// JSON side by side, each covering exactly the period.
+/// `nines up` with `report.every` writes the report of each period that ends, HTML, Markdown
+/// and JSON side by side, each covering exactly the period.
 #[test]
 fn up_writes_a_report_for_every_period() {
     let reports = tempfile::tempdir().unwrap();
@@ -343,4 +360,6 @@ fn up_writes_a_report_for_every_period() {
     assert_eq!(t("to") % 3, 0, "periods are aligned on the clock: {r}");
     let md = std::fs::read_to_string(json.with_extension("md")).unwrap();
     assert!(md.starts_with("# nines report: "), "{md}");
+    let html = std::fs::read_to_string(json.with_extension("html")).unwrap();
+    assert!(html.starts_with("<!doctype html>"), "{html}");
 }

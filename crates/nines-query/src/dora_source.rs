@@ -22,12 +22,14 @@ fn micros(batch: &arrow::record_batch::RecordBatch, i: usize) -> Result<Int64Arr
         .clone())
 }
 
-/// Every deploy before `to` (microseconds since the epoch), with its commits. A deploy
-/// whose outcome nines does not know is an error naming it.
+/// Every deploy before `to` (microseconds since the epoch), with its commits, in time order
+/// (ties by service, environment, version: the same answer every time). A deploy whose
+/// outcome nines does not know is an error naming it.
 pub async fn deploys(engine: &QueryEngine, to: i64) -> Result<Vec<Deploy>> {
     let sql = format!(
         "SELECT service, environment, version, CAST(time AS BIGINT) AS t, outcome, commits \
-         FROM deploys WHERE time < to_timestamp_micros({to})"
+         FROM deploys WHERE time < to_timestamp_micros({to}) \
+         ORDER BY time, service, environment, version, outcome"
     );
     let (_, batches) = engine.sql(&sql).await?;
     let mut out = Vec::new();
