@@ -70,6 +70,10 @@ pub(crate) struct BenchArgs {
     /// one GROUP BY computing the same SLIs (src/bench_slo.rs).
     #[arg(long)]
     slo: bool,
+    /// Only the report stage: `nines report --format html` over 30 days of 50 services,
+    /// beside the SQL it needs (src/bench_report.rs).
+    #[arg(long)]
+    report: bool,
 }
 
 const SEED: u64 = 5;
@@ -183,6 +187,9 @@ fn peak_mib(p: &Process) -> f64 {
 pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
     if args.slo {
         return crate::bench_slo::run(args.keep.as_deref()).await;
+    }
+    if args.report {
+        return crate::bench_report::run(args.keep.as_deref()).await;
     }
     if args.quick {
         args.events = 300_000;

@@ -33,7 +33,7 @@ const SLO_OPERATIONS: usize = 4;
 const DAYS: i64 = 30;
 const RUNS: usize = 3;
 
-fn service(s: usize) -> String {
+pub(crate) fn service(s: usize) -> String {
     format!("svc-{s:02}")
 }
 
@@ -149,11 +149,26 @@ pub(crate) async fn run(keep: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn fmt_runs(v: &[f64]) -> String {
+pub(crate) fn fmt_runs(v: &[f64]) -> String {
     v.iter()
         .map(|t| format!("{t:.3}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// One OpenSLO document: 99.9 % availability of the `sli_1m` rows `filter` selects, over 30
+/// rolling days.
+pub(crate) fn slo_yaml(name: &str, svc: &str, filter: &str) -> String {
+    format!(
+        "apiVersion: openslo/v1\nkind: SLO\nmetadata:\n  name: {name}\nspec:\n  service: {svc}\n  \
+         indicator:\n    metadata:\n      name: {name}-sli\n    spec:\n      ratioMetric:\n        \
+         good:\n          metricSource:\n            type: nines\n            spec:\n              \
+         filter: \"{filter}\"\n              value: \"sum(total - errors)\"\n        \
+         total:\n          metricSource:\n            type: nines\n            spec:\n              \
+         filter: \"{filter}\"\n              value: \"sum(total)\"\n  \
+         timeWindow:\n    - duration: 30d\n      isRolling: true\n  budgetingMethod: Occurrences\n  \
+         objectives:\n    - displayName: availability\n      target: 0.999\n---\n"
+    )
 }
 
 /// The 200 SLOs: 99.9 % availability of each service's first operations over 30 days.
@@ -166,17 +181,7 @@ fn slos() -> anyhow::Result<Vec<nines_slo::model::Slo>> {
                 service(s),
                 operation(o)
             );
-            yaml += &format!(
-                "apiVersion: openslo/v1\nkind: SLO\nmetadata:\n  name: avail-{svc}-{o}\nspec:\n  service: {svc}\n  \
-                 indicator:\n    metadata:\n      name: avail-{svc}-{o}-sli\n    spec:\n      ratioMetric:\n        \
-                 good:\n          metricSource:\n            type: nines\n            spec:\n              \
-                 filter: \"{filter}\"\n              value: \"sum(total - errors)\"\n        \
-                 total:\n          metricSource:\n            type: nines\n            spec:\n              \
-                 filter: \"{filter}\"\n              value: \"sum(total)\"\n  \
-                 timeWindow:\n    - duration: 30d\n      isRolling: true\n  budgetingMethod: Occurrences\n  \
-                 objectives:\n    - displayName: availability\n      target: 0.999\n---\n",
-                svc = service(s),
-            );
+            yaml += &slo_yaml(&format!("avail-{}-{o}", service(s)), &service(s), &filter);
         }
     }
     let mut catalog = Catalog::default();
@@ -190,7 +195,7 @@ fn slos() -> anyhow::Result<Vec<nines_slo::model::Slo>> {
 
 /// Writes one `sli_1m` row per minute, service and operation over `[from, to)`, one commit
 /// per UTC day; returns the rows written.
-async fn write_month(store: &Store, from: i64, to: i64) -> anyhow::Result<u64> {
+pub(crate) async fn write_month(store: &Store, from: i64, to: i64) -> anyhow::Result<u64> {
     const TOPIC: &str = "bench-slo";
     let mut sketch = LatencySketch::new();
     for ms in [12, 18, 25, 40, 90] {

@@ -35,14 +35,76 @@ pub(crate) struct Selection {
     horizon: humantime::Duration,
 }
 
-/// A selection read: the range (seconds), the horizon (seconds), the query engine and the
-/// selected deploys known before the range's end.
+/// A selection read: the range (seconds), the horizon (seconds), the query engine, the
+/// selected deploys known before the range's end, and the SLOs of the selected service
+/// with their data.
 pub(crate) struct Selected {
     pub(crate) from: i64,
     pub(crate) to: i64,
     pub(crate) horizon: i64,
     pub(crate) engine: QueryEngine,
     pub(crate) deploys: Vec<nines_dora::Deploy>,
+    pub(crate) slos: Vec<SloData>,
+}
+
+/// An SLO under `slo.dir` and, per objective, its one-minute series from before the range
+/// by what every figure of the range needs (the attribution baseline or the horizon, then
+/// the evaluation's own reach back: [`eval::data_range`]) to its end; or why it cannot be
+/// read (also said on stderr: the other SLOs still count).
+pub(crate) struct SloData {
+    pub(crate) slo: nines_slo::model::Slo,
+    pub(crate) series: Vec<Result<nines_slo::budget::Series, String>>,
+}
+
+impl SloData {
+    /// The SLOs under `slo.dir` (none when it does not exist) of `service` (or all), their
+    /// data read once for `[from, to)`: one grouped query for the SLOs whose filters allow
+    /// it (`slo_source::series_many`).
+    async fn read(
+        cfg: &Config,
+        engine: &QueryEngine,
+        service: Option<&str>,
+        (from, to, horizon): (i64, i64, i64),
+    ) -> anyhow::Result<Vec<Self>> {
+        if !cfg.slo.dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut slos = crate::slo_cmd::load_and_warn(std::slice::from_ref(&cfg.slo.dir))?;
+        slos.retain(|s| service.is_none_or(|want| want == s.service));
+        let earliest = from - horizon.max(nines_slo::attribution::BASELINE);
+        let wants: Vec<nines_query::slo_source::Want<'_>> = slos
+            .iter()
+            .flat_map(|slo| {
+                slo.objectives
+                    .iter()
+                    .map(move |objective| nines_query::slo_source::Want {
+                        indicator: &slo.indicator,
+                        objective,
+                        from: eval::data_range(slo, objective, earliest).0,
+                        to,
+                    })
+            })
+            .collect();
+        let mut series = nines_query::slo_source::series_many(engine, &wants)
+            .await
+            .into_iter();
+        Ok(slos
+            .into_iter()
+            .map(|slo| {
+                let series = (0..slo.objectives.len())
+                    .map(|_| match series.next() {
+                        Some(Ok(s)) => Ok(s),
+                        Some(Err(e)) => {
+                            eprintln!("{}: {e}", slo.name);
+                            Err(e.to_string())
+                        }
+                        None => Err("not read".to_owned()),
+                    })
+                    .collect();
+                Self { slo, series }
+            })
+            .collect())
+    }
 }
 
 impl Selection {
@@ -78,12 +140,16 @@ impl Selection {
                     .as_ref()
                     .is_none_or(|e| *e == d.environment)
         });
+        let horizon = i64::try_from(self.horizon.as_secs()).unwrap_or(86_400);
+        let slos =
+            SloData::read(cfg, &engine, self.service.as_deref(), (from, to, horizon)).await?;
         Ok(Selected {
             from,
             to,
-            horizon: i64::try_from(self.horizon.as_secs()).unwrap_or(86_400),
+            horizon,
             engine,
             deploys,
+            slos,
         })
     }
 }
@@ -162,13 +228,14 @@ pub(crate) async fn burn_rows(
     selected: &Selected,
     flag_above: f64,
 ) -> anyhow::Result<Vec<Map<String, Value>>> {
-    use nines_slo::attribution::{BASELINE, window_burn};
+    use nines_slo::attribution::window_burn;
     let Selected {
         from,
         to,
         horizon,
-        engine,
         deploys: all,
+        slos,
+        ..
     } = selected;
     let (from, to, horizon) = (*from, *to, *horizon);
     // The deployments (as DORA counts them) and each one's window.
@@ -189,9 +256,8 @@ pub(crate) async fn burn_rows(
             cfg.slo.dir.display()
         );
     }
-    let slos = crate::slo_cmd::load_and_warn(std::slice::from_ref(&cfg.slo.dir))?;
     let mut out: Vec<(bool, i64, Map<String, Value>)> = Vec::new();
-    for slo in &slos {
+    for SloData { slo, series } in slos {
         let label_env = slo.labels.get("environment").and_then(|v| v.first());
         let mine: Vec<(usize, &nines_dora::Judged)> = judged
             .iter()
@@ -201,13 +267,8 @@ pub(crate) async fn burn_rows(
                     && label_env.is_none_or(|e| *e == j.deploy.environment)
             })
             .collect();
-        let Some(first) = mine.first().map(|(_, j)| j.deploy.time / MICROS) else {
-            continue;
-        };
-        for objective in &slo.objectives {
-            let (data_from, _) = eval::data_range(slo, objective, first - BASELINE);
-            let Some(series) = objective_series(engine, slo, objective, (data_from, to)).await
-            else {
+        for (objective, series) in slo.objectives.iter().zip(series) {
+            let Ok(series) = series else {
                 continue;
             };
             for (k, j) in &mine {
@@ -220,7 +281,7 @@ pub(crate) async fn burn_rows(
                     })
                     .map_or(to, |n| n.deploy.time / MICROS);
                 let end = next.min(start + horizon).min(to);
-                let w = window_burn(slo, objective, &series, (start, end));
+                let w = window_burn(slo, objective, series, (start, end));
                 let flagged = w.excess > flag_above;
                 let mut r = Map::new();
                 r.insert("service".into(), d.service.clone().into());
@@ -253,41 +314,13 @@ pub(crate) async fn burn_rows(
     Ok(out.into_iter().map(|(_, _, r)| r).collect())
 }
 
-/// An objective's one-minute series over `[from, to)`, or `None` (said on stderr) when it
-/// cannot be read: the other SLOs still count.
-async fn objective_series(
-    engine: &QueryEngine,
-    slo: &nines_slo::model::Slo,
-    objective: &nines_slo::model::Objective,
-    (from, to): (i64, i64),
-) -> Option<nines_slo::budget::Series> {
-    match nines_query::slo_source::series(engine, &slo.indicator, objective, from, to).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            eprintln!("{}: {e}", slo.name);
-            None
-        }
-    }
-}
-
-/// The page alerts that started in `[from, to)` (seconds) for every SLO under `slo.dir`
-/// (none when it does not exist). An SLO labelled `environment` judges that environment's
-/// deploys only.
-async fn page_alerts(
-    cfg: &Config,
-    engine: &QueryEngine,
-    (from, to): (i64, i64),
-) -> anyhow::Result<Vec<PageAlert>> {
-    if !cfg.slo.dir.exists() {
-        return Ok(Vec::new());
-    }
-    let slos = crate::slo_cmd::load_and_warn(std::slice::from_ref(&cfg.slo.dir))?;
+/// The page alerts that started in `[from, to)` (seconds) for every selected SLO. An SLO
+/// labelled `environment` judges that environment's deploys only.
+fn page_alerts(slos: &[SloData], (from, to): (i64, i64)) -> Vec<PageAlert> {
     let mut out = Vec::new();
-    for slo in &slos {
-        for objective in &slo.objectives {
-            let (data_from, _) = eval::data_range(slo, objective, from);
-            let Some(series) = objective_series(engine, slo, objective, (data_from, to)).await
-            else {
+    for SloData { slo, series } in slos {
+        for (objective, series) in slo.objectives.iter().zip(series) {
+            let Ok(series) = series else {
                 continue;
             };
             let environment = slo
@@ -295,7 +328,7 @@ async fn page_alerts(
                 .get("environment")
                 .and_then(|v| v.first())
                 .cloned();
-            for i in eval::alert_history(slo, objective, &series, from, to, &Options::default()) {
+            for i in eval::alert_history(slo, objective, series, from, to, &Options::default()) {
                 if i.severity == "page" && (from..to).contains(&i.start) {
                     out.push(PageAlert {
                         service: slo.service.clone(),
@@ -307,13 +340,12 @@ async fn page_alerts(
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// The DORA analysis of a selection, with every signal (incidents of the selected service,
 /// page alerts of the SLOs under `slo.dir`).
 pub(crate) async fn analysis(
-    cfg: &Config,
     selection: &Selection,
     selected: &Selected,
 ) -> anyhow::Result<nines_dora::Analysis> {
@@ -323,13 +355,14 @@ pub(crate) async fn analysis(
         horizon,
         engine,
         deploys,
+        slos,
     } = selected;
     let to_us = to * MICROS;
     let mut incidents = dora_source::incidents(engine, to_us).await?;
     if let Some(s) = &selection.service {
         incidents.retain(|i| i.service == *s);
     }
-    let alerts = page_alerts(cfg, engine, (from - horizon, *to)).await?;
+    let alerts = page_alerts(slos, (from - horizon, *to));
     let evidence = Evidence {
         incidents: &incidents,
         alerts: &alerts,
@@ -467,7 +500,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let tiers = tiers(cfg)?;
     let selected = selection.read(cfg).await?;
-    let a = analysis(cfg, selection, &selected).await?;
+    let a = analysis(selection, &selected).await?;
     let (from, to) = (selected.from, selected.to);
     rows::print(&HEADER, &metric_rows(&a), format);
     println!();
@@ -485,4 +518,39 @@ pub(crate) async fn run(
         println!("[{}, {})", rfc3339(from), rfc3339(to));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_tiers_are_the_2023_clusters_best_first() {
+        let t = tiers(&Config::default()).unwrap();
+        assert_eq!(t.source, "Accelerate State of DevOps Report 2023");
+        let names: Vec<&str> = t.tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["elite", "high", "medium", "low"]);
+        let cfr: Vec<Option<f64>> = t.tiers.iter().map(|t| t.change_fail_rate_at_most).collect();
+        assert_eq!(cfr, [Some(0.05), Some(0.10), Some(0.15), None]);
+        assert_eq!(t.tiers[0].recovery_time_at_most_s, Some(3_600.0));
+    }
+
+    #[test]
+    fn a_bad_tier_file_is_named_with_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiers.toml");
+        std::fs::write(
+            &path,
+            "source = \"x\"\n[[tier]]\nname = \"a\"\nlead_time_s = 1\n",
+        )
+        .unwrap();
+        let mut cfg = Config::default();
+        cfg.dora.tiers = Some(path.clone());
+        let e = format!("{:#}", tiers(&cfg).unwrap_err());
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("lead_time_s"), "{e}");
+        std::fs::write(&path, "source = \"x\"\n").unwrap();
+        let e = format!("{:#}", tiers(&cfg).unwrap_err());
+        assert!(e.contains("tier"), "{e}");
+    }
 }

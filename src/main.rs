@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 mod admin;
 mod bench_cmd;
+mod bench_report;
 mod bench_slo;
 mod config;
 mod dora_cmd;

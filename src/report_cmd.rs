@@ -150,8 +150,8 @@ fn worse<'a>(a: &'a str, b: &'a str) -> &'a str {
     if rank(b) > rank(a) { b } else { a }
 }
 
-/// The model: what both renderings show.
-async fn build(
+/// The model: what every rendering shows.
+pub(crate) async fn build(
     cfg: &Config,
     selection: &Selection,
     selected: &Selected,
@@ -159,7 +159,6 @@ async fn build(
 ) -> anyhow::Result<Value> {
     let (from, to) = (selected.from, selected.to);
     let mut slo_files = Vec::new();
-    let mut slos: Vec<Slo> = Vec::new();
     if cfg.slo.dir.exists() {
         for f in crate::slo_cmd::definition_files(std::slice::from_ref(&cfg.slo.dir))? {
             let bytes = std::fs::read(&f)?;
@@ -168,34 +167,23 @@ async fn build(
                 "sha256": hex::encode(sha2::Sha256::digest(&bytes)),
             }));
         }
-        slos = crate::slo_cmd::load_and_warn(std::slice::from_ref(&cfg.slo.dir))?;
     }
-    slos.retain(|s| selection.service().is_none_or(|want| want == s.service));
 
     // Per service, its SLOs at the end of the range and the alerts that fired in it.
     let mut services: std::collections::BTreeMap<String, (String, Vec<Value>)> =
         std::collections::BTreeMap::new();
     // Long ranges take a while: a bar on a terminal (hidden otherwise).
-    let objectives: usize = slos.iter().map(|s| s.objectives.len()).sum();
+    let objectives: usize = selected.slos.iter().map(|s| s.series.len()).sum();
     let bar = indicatif::ProgressBar::new(objectives as u64).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} objectives, eta {eta}")
             .expect("valid template"),
     );
-    for slo in &slos {
-        for objective in &slo.objectives {
+    for dora_cmd::SloData { slo, series } in &selected.slos {
+        for (objective, series) in slo.objectives.iter().zip(series) {
             bar.inc(1);
-            let (data_from, _) = eval::data_range(slo, objective, from);
             let entry = services
                 .entry(slo.service.clone())
                 .or_insert_with(|| ("ok".to_owned(), Vec::new()));
-            let series = nines_query::slo_source::series(
-                &selected.engine,
-                &slo.indicator,
-                objective,
-                data_from,
-                to,
-            )
-            .await;
             let mut row = Map::new();
             row.insert("slo".into(), slo.name.clone().into());
             row.insert("objective".into(), objective.name.clone().into());
@@ -204,7 +192,7 @@ async fn build(
             row.insert("window".into(), window(&slo.window).into());
             match series {
                 Ok(series) => {
-                    let r = eval::evaluate(slo, objective, &series, to, &Options::default());
+                    let r = eval::evaluate(slo, objective, series, to, &Options::default());
                     let st = &r.standing;
                     row.insert("sli".into(), num(st.sli));
                     row.insert("budget_total".into(), num(Some(st.budget_total)));
@@ -213,7 +201,7 @@ async fn build(
                     row.insert("status".into(), st.status.as_str().into());
                     entry.0 = worse(&entry.0, st.status.as_str()).to_owned();
                     let alerts: Vec<Value> =
-                        eval::alert_history(slo, objective, &series, from, to, &Options::default())
+                        eval::alert_history(slo, objective, series, from, to, &Options::default())
                             .into_iter()
                             .map(|i| {
                                 json!({
@@ -225,12 +213,12 @@ async fn build(
                             })
                             .collect();
                     row.insert("alerts".into(), Value::Array(alerts));
-                    let (history, thresholds) = history(slo, objective, &series, from, to);
+                    let (history, thresholds) = history(slo, objective, series, from, to);
                     row.insert("history".into(), history);
                     row.insert("burn_thresholds".into(), thresholds);
                 }
                 Err(e) => {
-                    row.insert("status".into(), e.to_string().into());
+                    row.insert("status".into(), e.clone().into());
                     row.insert("alerts".into(), Value::Array(Vec::new()));
                     row.insert("history".into(), Value::Array(Vec::new()));
                     row.insert("burn_thresholds".into(), Value::Array(Vec::new()));
@@ -267,7 +255,7 @@ async fn build(
     } else {
         Vec::new()
     };
-    let analysis = dora_cmd::analysis(cfg, selection, selected).await?;
+    let analysis = dora_cmd::analysis(selection, selected).await?;
     let tiers = dora_cmd::tiers(cfg)?;
     let versions: Map<String, Value> = selected
         .engine
@@ -380,6 +368,25 @@ fn history(
     (Value::Array(points), Value::Array(thresholds))
 }
 
+/// The columns of the services' summary.
+pub(crate) const SUMMARY_HEADER: [&str; 4] = ["service", "status", "slos", "deploys"];
+
+/// One row per service of a report model: its status, SLOs and deploys in the range.
+pub(crate) fn summary_rows(m: &Value) -> Vec<Map<String, Value>> {
+    objects(&m["services"])
+        .iter()
+        .map(|svc| {
+            let count = |k: &str| svc[k].as_array().map_or(0, Vec::len);
+            let mut r = Map::new();
+            r.insert("service".into(), svc["service"].clone());
+            r.insert("status".into(), svc["status"].clone());
+            r.insert("slos".into(), count("slos").into());
+            r.insert("deploys".into(), count("deploys").into());
+            r
+        })
+        .collect()
+}
+
 /// The objects of a JSON array (none when `v` is not one).
 pub(crate) fn objects(v: &Value) -> Vec<Map<String, Value>> {
     v.as_array()
@@ -411,20 +418,7 @@ fn markdown(m: &Value) -> String {
     }
     out += "\n\n## Services\n\n";
     let services = objects(&m["services"]);
-    let summary: Vec<Map<String, Value>> = services
-        .iter()
-        .map(|svc| {
-            let mut r = Map::new();
-            r.insert("service".into(), svc["service"].clone());
-            r.insert("status".into(), svc["status"].clone());
-            r.insert(
-                "slos".into(),
-                svc["slos"].as_array().map_or(0, Vec::len).into(),
-            );
-            r
-        })
-        .collect();
-    out += &rows::markdown(&["service", "status", "slos"], &summary);
+    out += &rows::markdown(&SUMMARY_HEADER, &summary_rows(m));
     out += "\n";
     for svc in &services {
         out += &format!("\n### {} — {}\n\n", s(&svc["service"]), s(&svc["status"]));

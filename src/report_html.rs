@@ -7,7 +7,7 @@ use askama::Template;
 use serde_json::{Map, Value};
 
 use crate::dora_cmd;
-use crate::report_cmd::objects;
+use crate::report_cmd::{self, objects};
 use crate::rows;
 
 /// A table of the page: its header and rows of cells (text, CSS class).
@@ -122,23 +122,6 @@ pub(crate) fn render(m: &Value) -> anyhow::Result<String> {
             }
         })
         .collect();
-    let summary_rows: Vec<Map<String, Value>> = objects(&m["services"])
-        .iter()
-        .map(|svc| {
-            let mut r = Map::new();
-            r.insert("service".into(), svc["service"].clone());
-            r.insert("status".into(), svc["status"].clone());
-            r.insert(
-                "slos".into(),
-                svc["slos"].as_array().map_or(0, Vec::len).into(),
-            );
-            r.insert(
-                "deploys".into(),
-                svc["deploys"].as_array().map_or(0, Vec::len).into(),
-            );
-            r
-        })
-        .collect();
     let weeks = objects(&m["dora"]["weeks"]);
     let weekly_chart = bars(
         "Deployments per week (failed in red)",
@@ -157,7 +140,7 @@ pub(crate) fn render(m: &Value) -> anyhow::Result<String> {
         to: text(&p["to"]),
         generated: text(&p["generated_at"]),
         version: text(&p["nines_version"]),
-        summary: Table::of(&["service", "status", "slos", "deploys"], &summary_rows),
+        summary: Table::of(&report_cmd::SUMMARY_HEADER, &report_cmd::summary_rows(m)),
         services,
         deploys: Table::of(&dora_cmd::BURN_HEADER, &objects(&m["deploys"])),
         dora: Table::of(&dora_cmd::HEADER, &objects(&m["dora"]["metrics"])),

@@ -139,40 +139,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The SLO tests' first definition (99 % of `checkout`'s requests over 30 rolling days,
+/// Occurrences), for `service`.
 fn slo_yaml(service: &str) -> String {
-    format!(
-        r#"apiVersion: openslo/v1
-kind: SLO
-metadata:
-  name: {service}-availability
-spec:
-  service: {service}
-  indicator:
-    metadata:
-      name: {service}-good-requests
-    spec:
-      ratioMetric:
-        good:
-          metricSource:
-            type: nines
-            spec:
-              filter: "service = '{service}'"
-              value: "sum(total - errors)"
-        total:
-          metricSource:
-            type: nines
-            spec:
-              filter: "service = '{service}'"
-              value: "sum(total)"
-  timeWindow:
-    - duration: 30d
-      isRolling: true
-  budgetingMethod: Occurrences
-  objectives:
-    - displayName: availability
-      target: {TARGET}
-"#
-    )
+    let web = crate::slo::SLO.split("---").next().unwrap();
+    assert!(web.contains("duration: 30d") && web.contains("target: 0.99\n"));
+    assert!(web.contains("budgetingMethod: Occurrences"));
+    web.replace("web-", &format!("{service}-"))
+        .replace("checkout", service)
 }
 
 fn resource(service: &str) -> Option<Resource> {
