@@ -449,11 +449,14 @@ impl Store {
             .filter(|_| self.inner.location.local_dir().is_some())
     }
 
-    /// Makes a file just put in a local table durable before a commit names it (the local
-    /// object store does not fsync).
     /// Stores a data file at `rel` under the table's root, durably (fsynced on a local
-    /// disk) before it returns. No commit names it yet.
+    /// disk, with its directory, and that directory's parent when the put created it: a
+    /// new `date=` partition) before it returns. No commit names it yet.
     pub(crate) async fn store_file(&self, table: &str, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        let new_dir = self.table_dir(table).and_then(|root| {
+            let dir = root.join(rel).parent()?.to_owned();
+            (!dir.exists()).then_some(dir)
+        });
         let store = self
             .table_handle(table)
             .lock()
@@ -470,9 +473,15 @@ impl Store {
                 path: rel.to_owned(),
                 source,
             })?;
-        self.sync_local(table, rel).await
+        self.sync_local(table, rel).await?;
+        if let Some(parent) = new_dir.as_deref().and_then(std::path::Path::parent) {
+            tokio::task::block_in_place(|| crate::writer::sync_dir(parent))?;
+        }
+        Ok(())
     }
 
+    /// Makes a file just put in a local table durable before a commit names it (the local
+    /// object store does not fsync).
     pub(crate) async fn sync_local(&self, table: &str, rel: &str) -> Result<()> {
         if let Some(dir) = self.table_dir(table) {
             let path = dir.join(rel);
@@ -741,6 +750,41 @@ mod tests {
         );
         assert_eq!(FileName::parse(&n.render()), Some(n));
         assert_eq!(FileName::parse("other.parquet"), None);
+    }
+
+    /// A file that creates its `date=` directory makes that directory's entry durable too:
+    /// the table root is fsynced, not only the new directory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_partition_directory_is_fsynced_in_its_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_dir(dir.path()).await.unwrap();
+        let root = store.table_dir("requests").unwrap();
+        let synced = |d: &std::path::Path| {
+            crate::writer::SYNCED_DIRS
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|p| p.as_path() == d)
+                .count()
+        };
+        let before = synced(&root);
+        store
+            .store_file("requests", "date=2026-01-02/a.parquet", b"x".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(synced(&root.join("date=2026-01-02")), 1);
+        assert_eq!(
+            synced(&root),
+            before + 1,
+            "the table root holds the new directory"
+        );
+        // A second file in the same directory creates no entry in the root.
+        store
+            .store_file("requests", "date=2026-01-02/b.parquet", b"y".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(synced(&root), before + 1);
+        assert_eq!(synced(&root.join("date=2026-01-02")), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,11 +211,24 @@ pub fn sync_file_and_dir(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|f| f.sync_all())
         .io("fsyncing", path)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Fsyncs a directory, so the entries created in it survive a power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(test)]
+    SYNCED_DIRS
+        .lock()
+        .expect("not poisoned")
+        .push(dir.to_owned());
     File::open(dir)
         .and_then(|d| d.sync_all())
         .io("fsyncing directory", dir)
 }
+
+/// Every directory [`sync_dir`] synced (what a power cut cannot be made to show in a test).
+#[cfg(test)]
+pub(crate) static SYNCED_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 #[cfg(test)]
 mod tests {
