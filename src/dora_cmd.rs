@@ -271,6 +271,7 @@ pub(crate) async fn burn_rows(
             let Ok(series) = series else {
                 continue;
             };
+            let prepared = eval::Prepared::new(slo, objective, series);
             for (k, j) in &mine {
                 let d = &j.deploy;
                 let start = d.time / MICROS;
@@ -281,7 +282,7 @@ pub(crate) async fn burn_rows(
                     })
                     .map_or(to, |n| n.deploy.time / MICROS);
                 let end = next.min(start + horizon).min(to);
-                let w = window_burn(slo, objective, series, (start, end));
+                let w = window_burn(&prepared, (start, end));
                 let flagged = w.excess > flag_above;
                 let mut r = Map::new();
                 r.insert("service".into(), d.service.clone().into());

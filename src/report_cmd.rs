@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use nines_slo::alerts::seconds_text;
 use nines_slo::eval::{self, Options};
-use nines_slo::model::{BudgetingMethod, Slo, TimeWindow};
+use nines_slo::model::{BudgetingMethod, TimeWindow};
 use nines_slo::window::rfc3339;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
@@ -192,7 +192,8 @@ pub(crate) async fn build(
             row.insert("window".into(), window(&slo.window).into());
             match series {
                 Ok(series) => {
-                    let r = eval::evaluate(slo, objective, series, to, &Options::default());
+                    let prepared = eval::Prepared::new(slo, objective, series);
+                    let r = prepared.at(to, &Options::default());
                     let st = &r.standing;
                     row.insert("sli".into(), num(st.sli));
                     row.insert("budget_total".into(), num(Some(st.budget_total)));
@@ -200,20 +201,20 @@ pub(crate) async fn build(
                     row.insert("remaining".into(), num(Some(st.remaining)));
                     row.insert("status".into(), st.status.as_str().into());
                     entry.0 = worse(&entry.0, st.status.as_str()).to_owned();
-                    let alerts: Vec<Value> =
-                        eval::alert_history(slo, objective, series, from, to, &Options::default())
-                            .into_iter()
-                            .map(|i| {
-                                json!({
-                                    "alert": i.alert,
-                                    "severity": i.severity,
-                                    "start": rfc3339(i.start),
-                                    "end": i.end.map(rfc3339),
-                                })
+                    let alerts: Vec<Value> = prepared
+                        .alert_history(from, to, &Options::default())
+                        .into_iter()
+                        .map(|i| {
+                            json!({
+                                "alert": i.alert,
+                                "severity": i.severity,
+                                "start": rfc3339(i.start),
+                                "end": i.end.map(rfc3339),
                             })
-                            .collect();
+                        })
+                        .collect();
                     row.insert("alerts".into(), Value::Array(alerts));
-                    let (history, thresholds) = history(slo, objective, series, from, to);
+                    let (history, thresholds) = history(&prepared, from, to);
                     row.insert("history".into(), history);
                     row.insert("burn_thresholds".into(), thresholds);
                 }
@@ -316,15 +317,10 @@ fn history_instants(from: i64, to: i64) -> (i64, Vec<i64>) {
 /// the peak burn rate since the previous instant (every budgeting slice's end is looked
 /// at, so a spike between two points is not lost); with those rows' thresholds
 /// (docs/report.md).
-fn history(
-    slo: &Slo,
-    objective: &nines_slo::model::Objective,
-    series: &nines_slo::budget::Series,
-    from: i64,
-    to: i64,
-) -> (Value, Value) {
+fn history(prepared: &eval::Prepared<'_>, from: i64, to: i64) -> (Value, Value) {
+    let (slo, objective) = (prepared.slo, prepared.objective);
+    let (rule, ledger) = (&prepared.rule, &prepared.ledger);
     let (step, instants) = history_instants(from, to);
-    let (rule, ledger) = eval::ledger(slo, objective, series);
     let (rules, _) = eval::burn_rules(slo, objective);
     let slice = eval::slice_seconds(slo, objective);
     let mut windows: Vec<i64> = rules.iter().map(|r| r.long).collect();
@@ -335,25 +331,25 @@ fn history(
         (0..)
             .map(|k| first + k * slice)
             .take_while(|end| *end <= at)
-            .filter_map(|end| nines_slo::budget::burn(&ledger, &rule, end - w, end))
+            .filter_map(|end| nines_slo::budget::burn(ledger, rule, end - w, end))
             .reduce(f64::max)
     };
-    let points: Vec<Value> =
-        eval::evaluate_many(slo, objective, series, instants, &Options::default())
-            .into_iter()
-            .map(|r| {
-                let burn: Map<String, Value> = windows
-                    .iter()
-                    .map(|w| (seconds_text(*w), num(peak(*w, r.at))))
-                    .collect();
-                json!({
-                    "time": rfc3339(r.at),
-                    "sli": num(r.standing.sli),
-                    "remaining": num(Some(r.standing.remaining)),
-                    "burn": burn,
-                })
+    let points: Vec<Value> = instants
+        .into_iter()
+        .map(|at| prepared.at(at, &Options::default()))
+        .map(|r| {
+            let burn: Map<String, Value> = windows
+                .iter()
+                .map(|w| (seconds_text(*w), num(peak(*w, r.at))))
+                .collect();
+            json!({
+                "time": rfc3339(r.at),
+                "sli": num(r.standing.sli),
+                "remaining": num(Some(r.standing.remaining)),
+                "burn": burn,
             })
-            .collect();
+        })
+        .collect();
     let thresholds: Vec<Value> = rules
         .iter()
         .map(|r| {

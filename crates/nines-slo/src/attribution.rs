@@ -3,9 +3,7 @@
 //! how much of it is above the service's usual error ratio.
 
 use crate::alerts::Interval;
-use crate::budget::Series;
-use crate::eval::{self, Options};
-use crate::model::{Objective, Slo};
+use crate::eval::{Options, Prepared};
 
 /// How far back the baseline error ratio looks: the 7 days before the deploy.
 pub const BASELINE: i64 = 7 * 86_400;
@@ -32,19 +30,14 @@ pub struct WindowBurn {
     pub alerts: Vec<Interval>,
 }
 
-/// What `objective` spent in `[start, end)`, from `series` (one-minute slices from the
-/// data range of `start − BASELINE` up to `end`).
-pub fn window_burn(
-    slo: &Slo,
-    objective: &Objective,
-    series: &Series,
-    (start, end): (i64, i64),
-) -> WindowBurn {
-    let (_, ledger) = eval::ledger(slo, objective, series);
+/// What an objective spent in `[start, end)`, from its ledger over one-minute slices from
+/// the data range of `start − BASELINE` up to `end` (one [`Prepared`] serves every deploy).
+pub fn window_burn(prepared: &Prepared<'_>, (start, end): (i64, i64)) -> WindowBurn {
+    let ledger = &prepared.ledger;
     let window = ledger.sums(start, end);
     let base = ledger.sums(start - BASELINE, start);
     let baseline_ratio = base.error_rate().unwrap_or(0.0);
-    let at_end = eval::evaluate(slo, objective, series, end, &Options::default());
+    let at_end = prepared.at(end, &Options::default());
     let budget = at_end.standing.budget_total;
     let share = |bad: f64| {
         if budget > 0.0 {
@@ -55,7 +48,8 @@ pub fn window_burn(
             0.0
         }
     };
-    let alerts = eval::alert_history(slo, objective, series, start, end, &Options::default())
+    let alerts = prepared
+        .alert_history(start, end, &Options::default())
         .into_iter()
         .filter(|i| i.start < end && i.end.is_none_or(|e| e > start))
         .collect();

@@ -107,6 +107,64 @@ pub struct Report {
     pub refused_rules: Vec<RefusedRule>,
 }
 
+/// An objective with its ledger built once over a series: every evaluation, alert history
+/// and window asked of it after costs no rebuild (a report asks for hundreds: building the
+/// ledger is linear in the series, everything after is O(1) per window).
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    pub slo: &'a Slo,
+    pub objective: &'a Objective,
+    pub rule: Rule,
+    pub ledger: Ledger,
+}
+
+impl<'a> Prepared<'a> {
+    /// The objective over `series` (one-minute slices covering what will be asked).
+    pub fn new(slo: &'a Slo, objective: &'a Objective, series: &Series) -> Self {
+        let (rule, ledger) = ledger(slo, objective, series);
+        Self {
+            slo,
+            objective,
+            rule,
+            ledger,
+        }
+    }
+
+    /// The objective's report at `at`.
+    pub fn at(&self, at: i64, options: &Options) -> Report {
+        report_at(
+            self.slo,
+            self.objective,
+            &self.rule,
+            &self.ledger,
+            at,
+            options,
+        )
+    }
+
+    /// The alert intervals over `[from, to]` (see [`alert_history`]).
+    pub fn alert_history(&self, from: i64, to: i64, options: &Options) -> Vec<Interval> {
+        let (slo, rule, ledger) = (self.slo, &self.rule, &self.ledger);
+        let (rules, _) = burn_rules(slo, self.objective);
+        let mut out = alerts::history(
+            ledger,
+            rule,
+            &rules,
+            options.low_traffic,
+            slo.window.nominal_seconds(),
+            from,
+            to,
+        );
+        for policy in &slo.alert_policies {
+            for condition in &policy.conditions {
+                out.extend(alerts::condition_history(ledger, rule, condition, from, to));
+            }
+        }
+        out.sort_by_key(|i| (i.start, i.alert.clone()));
+        out
+    }
+}
+
 /// Evaluates an objective at `at` over `series` (one-minute slices covering
 /// [`data_range`]).
 pub fn evaluate(
@@ -116,8 +174,7 @@ pub fn evaluate(
     at: i64,
     options: &Options,
 ) -> Report {
-    let (rule, ledger) = ledger(slo, objective, series);
-    report_at(slo, objective, &rule, &ledger, at, options)
+    Prepared::new(slo, objective, series).at(at, options)
 }
 
 /// Evaluates an objective at each of `instants` over one `series` covering the data range
@@ -130,10 +187,10 @@ pub fn evaluate_many(
     instants: impl IntoIterator<Item = i64>,
     options: &Options,
 ) -> Vec<Report> {
-    let (rule, ledger) = ledger(slo, objective, series);
+    let prepared = Prepared::new(slo, objective, series);
     instants
         .into_iter()
-        .map(|at| report_at(slo, objective, &rule, &ledger, at, options))
+        .map(|at| prepared.at(at, options))
         .collect()
 }
 
@@ -206,24 +263,5 @@ pub fn alert_history(
     to: i64,
     options: &Options,
 ) -> Vec<Interval> {
-    let (rule, ledger) = ledger(slo, objective, series);
-    let (rules, _) = burn_rules(slo, objective);
-    let mut out = alerts::history(
-        &ledger,
-        &rule,
-        &rules,
-        options.low_traffic,
-        slo.window.nominal_seconds(),
-        from,
-        to,
-    );
-    for policy in &slo.alert_policies {
-        for condition in &policy.conditions {
-            out.extend(alerts::condition_history(
-                &ledger, &rule, condition, from, to,
-            ));
-        }
-    }
-    out.sort_by_key(|i| (i.start, i.alert.clone()));
-    out
+    Prepared::new(slo, objective, series).alert_history(from, to, options)
 }
