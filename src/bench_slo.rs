@@ -242,6 +242,7 @@ pub(crate) async fn write_month(store: &Store, from: i64, to: i64) -> anyhow::Re
             Arc::new(BinaryArray::from(vec![sketch.as_slice(); n])),
             Arc::new(Int32Array::from(vec![0_i32; n])),
             Arc::new(Int64Array::from(vec![offset; n])),
+            Arc::new(StringArray::from(vec!["v1"; n])),
         ];
         let batch = RecordBatch::try_new(schema, columns)?;
         let flush = Flush {

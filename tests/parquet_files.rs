@@ -115,7 +115,7 @@ async fn an_independent_reader_sees_the_documented_schema() {
         );
         assert!(name.starts_with(&expected_prefix), "{name}");
         assert!(name.ends_with(".parquet"), "{name}");
-        assert_eq!(kv["nines.schema_version"], "2");
+        assert_eq!(kv["nines.schema_version"], "3");
         assert_eq!(kv["nines.table"], "requests");
         for batch in builder.build().unwrap() {
             let batch = batch.unwrap();

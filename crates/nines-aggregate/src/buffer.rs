@@ -205,20 +205,23 @@ impl IncidentCols {
 /// `&str` operation allocates nothing.
 type Cells = BTreeMap<i64, HashMap<String, Rollup>>;
 
-/// (tenant, service, environment) of a rollup row.
-type ResourceKey = (String, String, String);
+/// (tenant, service, environment, version) of a rollup row.
+type ResourceKey = (String, String, String, String);
 
 /// One output row of `sli_1m`: resource, minute, operation and the cell.
 type RollupRow<'a> = (&'a ResourceKey, i64, &'a str, &'a Rollup);
+
+/// version → index in `by_resource`, the innermost level of [`RollupCols::index`].
+type ByVersion = HashMap<String, usize>;
 
 /// Rollups of one flush, carrying the provenance of the last record that touched them.
 #[derive(Default)]
 struct RollupCols {
     /// In order of first appearance (so output is deterministic).
     by_resource: Vec<(ResourceKey, Cells)>,
-    /// tenant → service → environment → index in `by_resource`: a lookup by `&str`, without
-    /// allocating, in constant time however many resources a partition carries.
-    index: HashMap<String, HashMap<String, HashMap<String, usize>>>,
+    /// tenant → service → environment → version → index in `by_resource`: a lookup by
+    /// `&str`, without allocating, in constant time however many resources a partition carries.
+    index: HashMap<String, HashMap<String, HashMap<String, ByVersion>>>,
 }
 
 impl RollupCols {
@@ -228,11 +231,17 @@ impl RollupCols {
             .get(r.tenant.as_str())
             .and_then(|s| s.get(r.service.as_str()))
             .and_then(|e| e.get(r.environment.as_str()))
+            .and_then(|v| v.get(r.version.as_str()))
             .copied();
         let idx = found.unwrap_or_else(|| {
             let idx = self.by_resource.len();
             self.by_resource.push((
-                (r.tenant.clone(), r.service.clone(), r.environment.clone()),
+                (
+                    r.tenant.clone(),
+                    r.service.clone(),
+                    r.environment.clone(),
+                    r.version.clone(),
+                ),
                 Cells::new(),
             ));
             self.index
@@ -240,7 +249,9 @@ impl RollupCols {
                 .or_default()
                 .entry(r.service.clone())
                 .or_default()
-                .insert(r.environment.clone(), idx);
+                .entry(r.environment.clone())
+                .or_default()
+                .insert(r.version.clone(), idx);
             idx
         });
         &mut self.by_resource[idx].1
@@ -275,7 +286,9 @@ impl RollupCols {
             let mut sum = Int64Builder::with_capacity(n);
             let mut max = Int64Builder::with_capacity(n);
             let mut sketch = BinaryBuilder::with_capacity(n, n * 64);
-            for ((t, s, e), minute, op, r) in rows {
+            let mut version = StringBuilder::with_capacity(n, n * 8);
+            for ((t, s, e, v), minute, op, r) in rows {
+                version.append_value(v);
                 tenant.append_value(t);
                 service.append_value(s);
                 environment.append_value(e);
@@ -302,6 +315,7 @@ impl RollupCols {
                 Arc::new(sketch.finish()),
                 Arc::new(Int32Array::from(vec![partition; n])),
                 Arc::new(Int64Array::from(vec![offset; n])),
+                Arc::new(version.finish()),
             ];
             out.push((day, RecordBatch::try_new(schema::sli_1m(), cols)?));
         }

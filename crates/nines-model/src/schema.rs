@@ -8,7 +8,8 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 /// Version of the table schemas, written into every Parquet file's key/value metadata.
 /// 2: timestamp columns are microseconds (were nanoseconds), so Delta readers read them.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: `sli_1m` has `version` (a column added; tables of version 2 gain it when opened).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Version of the `nines.v1.EventBatch` records on the events topic. Aggregators send records
 /// of any other version to the dead-letter topic.
@@ -112,6 +113,10 @@ static SLI_1M_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("latency_sketch", DataType::Binary, false),
     ];
     fields.extend(provenance());
+    // Schema 3: the resource's version, so canaries can be compared minute by minute. Last
+    // and nullable because a table written before it gains it by a Delta schema change (its
+    // older files read as null: version unknown).
+    fields.push(Field::new("version", DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 });
 
@@ -279,6 +284,7 @@ mod tests {
                 "duration_sum_ns",
                 "duration_max_ns",
                 "latency_sketch",
+                "version",
             ],
         );
         check(

@@ -12,11 +12,11 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
 };
-use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::kernel::{Action, Add, StructField, StructType, Transaction};
 use deltalake::logstore::LogStoreRef;
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::table::state::DeltaTableState;
-use deltalake::{DeltaTableBuilder, DeltaTableError, TableProperty};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use serde_json::{Map, Value, json};
 use url::Url;
 
@@ -127,6 +127,7 @@ impl Table {
             }
             Err(e) => return Err(err("loading")(e)),
         }
+        let table = add_missing_columns(name, table, schema, builder).await?;
         let state = table.snapshot().map_err(err("loading"))?.clone();
         Ok(Self {
             name,
@@ -256,6 +257,55 @@ impl Table {
     }
 }
 
+/// A table created by an older nines lacks the columns added since (the schema only ever
+/// adds, nullable): one Delta schema change adds them, and its older files read them as
+/// null. Roles opening the store together may race: the loser reloads and finds them.
+async fn add_missing_columns(
+    name: &'static str,
+    table: DeltaTable,
+    schema: &Schema,
+    reload: impl Fn() -> std::result::Result<DeltaTable, DeltaTableError>,
+) -> Result<DeltaTable> {
+    let err = |op| move |e| delta_error(name, op, e);
+    let wanted: StructType = schema
+        .try_into_kernel()
+        .map_err(|e| err("converting the schema of")(DeltaTableError::from(e)))?;
+    let missing = |t: &DeltaTable| -> Result<Vec<StructField>> {
+        let have = t.snapshot().map_err(err("loading"))?.schema();
+        Ok(wanted
+            .fields()
+            .filter(|f| have.field(f.name()).is_none())
+            .cloned()
+            .collect())
+    };
+    let fields = missing(&table)?;
+    if fields.is_empty() {
+        return Ok(table);
+    }
+    if let Some(f) = fields.iter().find(|f| !f.is_nullable()) {
+        return Err(err("opening")(DeltaTableError::Generic(format!(
+            "column {} is missing and cannot be added to existing data (not nullable)",
+            f.name()
+        ))));
+    }
+    let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
+    match table.add_columns().with_fields(fields).await {
+        Ok(t) => {
+            tracing::info!(table = name, columns = ?names, "added columns to an older table");
+            Ok(t)
+        }
+        Err(e) => {
+            let mut t = reload().map_err(err("opening"))?;
+            t.load().await.map_err(err("loading"))?;
+            if missing(&t)?.is_empty() {
+                Ok(t)
+            } else {
+                Err(err("adding columns to")(e))
+            }
+        }
+    }
+}
+
 /// The Delta `add` action of a data file: its path relative to the table root (not
 /// percent-encoded), partition values, size and statistics.
 pub(crate) fn add_action(
@@ -362,6 +412,44 @@ mod tests {
     use arrow::datatypes::Field;
 
     use super::*;
+
+    fn fields(schema: &Schema) -> Vec<Field> {
+        schema.fields().iter().map(|f| f.as_ref().clone()).collect()
+    }
+
+    async fn open(dir: &std::path::Path, schema: &Schema) -> Result<Table> {
+        let url = Url::from_directory_path(dir).expect("an absolute path");
+        Table::open_or_create("t", url, schema, &["date"], &HashMap::new()).await
+    }
+
+    #[tokio::test]
+    async fn a_table_of_an_older_schema_gains_the_new_nullable_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Schema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("date", DataType::Utf8, false),
+        ]);
+        let t = open(dir.path(), &old).await.unwrap();
+        assert_eq!(t.state.schema().fields().count(), 2);
+        let mut new = fields(&old);
+        new.push(Field::new("version", DataType::Utf8, true));
+        let t = open(dir.path(), &Schema::new(new.clone())).await.unwrap();
+        let names: Vec<String> = t
+            .state
+            .schema()
+            .fields()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["a", "date", "version"]);
+        // Opening again changes nothing (no second schema commit).
+        let version = t.state.version();
+        let t = open(dir.path(), &Schema::new(new.clone())).await.unwrap();
+        assert_eq!(t.state.version(), version);
+        // A column that older files cannot have a value for is refused by name.
+        new.push(Field::new("required", DataType::Int64, false));
+        let e = open(dir.path(), &Schema::new(new)).await.err().unwrap();
+        assert!(e.to_string().contains("column required is missing"), "{e}");
+    }
 
     #[test]
     fn statistics_bound_every_value() {
