@@ -1,4 +1,5 @@
-//! The admin HTTP server of every role: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
+//! The admin HTTP server of every role: `/metrics` (Prometheus text), `/healthz`, `/readyz`,
+//! and whatever routes the role adds (`nines up`: the release gate and verdicts).
 
 use std::sync::{Arc, Mutex};
 
@@ -93,11 +94,13 @@ impl Ready {
     }
 }
 
-/// Installs the Prometheus recorder and serves the admin endpoints until `shutdown`.
+/// Installs the Prometheus recorder and serves the admin endpoints and `extra` until
+/// `shutdown`.
 pub(crate) async fn serve(
     listen: &str,
     ready: Ready,
     shutdown: CancellationToken,
+    extra: Router,
 ) -> anyhow::Result<()> {
     // Latencies as real histograms (aggregatable across processes), not summaries.
     let handle: PrometheusHandle = PrometheusBuilder::new()
@@ -121,7 +124,8 @@ pub(crate) async fn serve(
             }),
         )
         .route("/healthz", get(|| std::future::ready("ok")))
-        .route("/readyz", get(move || std::future::ready(ready.answer())));
+        .route("/readyz", get(move || std::future::ready(ready.answer())))
+        .merge(extra);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding admin listener {listen}"))?;

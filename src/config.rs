@@ -32,6 +32,36 @@ pub(crate) struct Config {
     pub slo: SloConfig,
     pub report: ReportConfig,
     pub dora: DoraConfig,
+    pub gate: GateConfig,
+    pub verdict: nines_slo::verdict::Criteria,
+    pub sla: SlaConfig,
+}
+
+/// `[sla]`: where the SLA definitions are (docs/sla.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SlaConfig {
+    /// Directory of SLA YAML files (`kind: SLA`, `.yaml`/`.yml`, walked recursively),
+    /// relative to the working directory.
+    pub dir: PathBuf,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("slas"),
+        }
+    }
+}
+
+/// `[gate]`: the error-budget policies `nines gate` and `GET /v1/gate` apply
+/// (docs/release.md). Without any, the Workbook's policy applies to every service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct GateConfig {
+    /// `[[gate.policy]]` entries; the most specific match for a service and environment
+    /// applies.
+    pub policy: Vec<nines_slo::gate::Policy>,
 }
 
 /// `[dora]`: how the DORA metrics are rated (docs/dora.md, "Tiers").
@@ -108,6 +138,9 @@ impl Default for Config {
             slo: SloConfig::default(),
             report: ReportConfig::default(),
             dora: DoraConfig::default(),
+            gate: GateConfig::default(),
+            verdict: nines_slo::verdict::Criteria::default(),
+            sla: SlaConfig::default(),
         }
     }
 }
@@ -199,6 +232,12 @@ impl Config {
         if self.aggregate.flush_interval.is_zero() {
             bail!("aggregate.flush_interval must be positive");
         }
+        for (i, p) in self.gate.policy.iter().enumerate() {
+            p.check(i + 1).map_err(anyhow::Error::msg)?;
+        }
+        self.verdict
+            .check()
+            .map_err(|e| anyhow::anyhow!("verdict.{e}"))?;
         let tables: Vec<&str> = nines_store::layout::all_tables().collect();
         for (table, keep) in &self.storage.retention {
             if !tables.contains(&table.as_str()) {

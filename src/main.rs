@@ -14,10 +14,12 @@ mod bench_slo;
 mod config;
 mod dora_cmd;
 mod gen_cmd;
+mod release_cmd;
 mod report_cmd;
 mod report_html;
 mod roles;
 mod rows;
+mod sla_cmd;
 mod slo_cmd;
 mod slo_live;
 mod sql_cmd;
@@ -144,6 +146,62 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// SLAs per customer: definitions under `sla.dir`, and monthly statements (docs/sla.md).
+    #[command(subcommand)]
+    Sla(SlaCommand),
+    /// May this deploy go out? The error-budget policy (`[[gate.policy]]`) applied to the
+    /// service's SLOs now: exits 0 (allow) or 1 (deny) with the reasons, 2 if it cannot
+    /// tell (docs/release.md).
+    Gate {
+        #[arg(long)]
+        service: String,
+        #[arg(long, default_value = "default")]
+        environment: String,
+        /// The deploy's labels, comma-separated (`hotfix`, `security` pass by default).
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// RFC 3339 instant, or `now`.
+        #[arg(long, default_value = "now")]
+        at: String,
+        /// Ask a running nines (its admin URL, e.g. http://127.0.0.1:9464) instead.
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long, value_enum, default_value_t = AnswerFormat::Text)]
+        format: AnswerFormat,
+    },
+    /// A candidate version against its baseline over the minutes both served: pass, fail
+    /// or inconclusive (exit 0, 1 or 3; 2 if it cannot tell), from errors and latency
+    /// sketches (docs/release.md).
+    Verdict {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        environment: Option<String>,
+        #[arg(long)]
+        candidate: String,
+        #[arg(long)]
+        baseline: String,
+        /// Start: a duration back from `--to` (`1h`) or an RFC 3339 instant.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// End: RFC 3339 instant, or `now`.
+        #[arg(long, default_value = "now")]
+        to: String,
+        /// Ask a running nines (its admin URL, e.g. http://127.0.0.1:9464) instead.
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long, value_enum, default_value_t = AnswerFormat::Text)]
+        format: AnswerFormat,
+    },
+}
+
+/// How `nines gate` and `nines verdict` print their answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AnswerFormat {
+    /// One line: the answer and why.
+    Text,
+    /// The JSON the HTTP endpoint answers.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +245,31 @@ enum SloCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum SlaCommand {
+    /// Validate SLA definitions (and that the SLO each names exists): every refusal names
+    /// the file, document, field and reason. Exits 1 on any error.
+    Check {
+        /// Files or directories (default: `sla.dir`).
+        paths: Vec<PathBuf>,
+    },
+    /// Per customer, for a calendar month in each SLA's time zone: attainment, downtime
+    /// against the allowance, the credit tier reached, and the evidence.
+    Statement {
+        /// The month, `YYYY-MM`.
+        #[arg(long)]
+        month: String,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, value_enum, default_value_t = sla_cmd::SlaFormat::Md)]
+        format: sla_cmd::SlaFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Run every check a role runs at start (keys, listen addresses, broker), without
     /// binding or connecting: prints `ok` and a summary, or the error naming the key and
@@ -205,6 +288,17 @@ enum Format {
     Table,
     Csv,
     Json,
+}
+
+/// Ends the process with an answer's exit status, or 2 after printing why there is none.
+fn exit_with(answer: anyhow::Result<i32>) -> ! {
+    match answer {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(release_cmd::EXIT_ERROR);
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -310,6 +404,64 @@ fn main() -> anyhow::Result<()> {
                 format,
                 out,
             } => report_cmd::run(&cfg, &deploys, flag_above, format, out).await,
+            Command::Sla(SlaCommand::Check { paths }) => {
+                let paths = slo_cmd::paths_or_dir(paths, &cfg.sla.dir);
+                if !sla_cmd::check(&cfg, &paths)? {
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
+            Command::Sla(SlaCommand::Statement {
+                month,
+                tenant,
+                format,
+                out,
+            }) => sla_cmd::run(&cfg, &month, tenant.as_deref(), format, out.as_deref()).await,
+            Command::Gate {
+                service,
+                environment,
+                labels,
+                at,
+                server,
+                format,
+            } => {
+                let decided = async {
+                    let ask = release_cmd::GateAsk {
+                        service,
+                        environment,
+                        labels,
+                        at: slo_cmd::parse_instant(&at)?,
+                    };
+                    release_cmd::gate(&cfg, &ask, server.as_deref(), format == AnswerFormat::Json)
+                        .await
+                };
+                exit_with(decided.await)
+            }
+            Command::Verdict {
+                service,
+                environment,
+                candidate,
+                baseline,
+                since,
+                to,
+                server,
+                format,
+            } => {
+                let judged = async {
+                    let to = slo_cmd::parse_instant(&to)?;
+                    let ask = release_cmd::VerdictAsk {
+                        service,
+                        environment,
+                        candidate,
+                        baseline,
+                        from: release_cmd::parse_since(&since, to)?,
+                        to,
+                    };
+                    release_cmd::verdict(&cfg, &ask, server.as_deref(), format == AnswerFormat::Json)
+                        .await
+                };
+                exit_with(judged.await)
+            }
             Command::Config(_) => unreachable!("handled before the configuration is loaded"),
         }
     })

@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context, anyhow, bail};
+use axum::Router;
 use nines_bus::producer::AckProducer;
 use nines_ingest::{Auth, Pipeline};
 use nines_store::Store;
@@ -229,7 +230,9 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
     // The admin server outlives the roles, so that `/readyz` says why they are stopping.
     let admin_stop = CancellationToken::new();
     let _admin_stop = admin_stop.clone().drop_guard();
-    admin::serve(&cfg.admin.listen, ready.clone(), admin_stop).await?;
+    let served = crate::release_cmd::Served::default();
+    let release = crate::release_cmd::routes(served.clone());
+    admin::serve(&cfg.admin.listen, ready.clone(), admin_stop, release).await?;
     let broker_stop = CancellationToken::new();
     let (bootstrap, embedded) = match plan.kafka {
         Some(b) => (b, None),
@@ -256,6 +259,7 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
         cfg.storage.clone(),
         stop.clone(),
     ));
+    served.set(cfg.clone(), nines_query::QueryEngine::new(&store).await?);
     // Live SLO evaluation: its failure is logged, never a reason to stop the pipeline.
     let slo_store = store.clone();
     let slo_cfg = cfg.slo.clone();
@@ -338,7 +342,13 @@ pub(crate) async fn broker(mut cfg: Config) -> anyhow::Result<()> {
     prepare_data_dir(&mut cfg)?;
     let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
-    admin::serve(&cfg.admin.listen, ready.clone(), stop.clone()).await?;
+    admin::serve(
+        &cfg.admin.listen,
+        ready.clone(),
+        stop.clone(),
+        Router::new(),
+    )
+    .await?;
     let b = start_embedded(&cfg, stop.clone()).await?;
     nines_bus::admin::ensure_topics(&cfg.bus, &b.bootstrap, std::time::Duration::from_secs(60))
         .await
@@ -355,7 +365,13 @@ pub(crate) async fn ingest(cfg: Config, kafka: Option<String>) -> anyhow::Result
     let bootstrap = plan.kafka.clone().context("ingest without a broker")?;
     let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
-    admin::serve(&cfg.admin.listen, ready.clone(), stop.clone()).await?;
+    admin::serve(
+        &cfg.admin.listen,
+        ready.clone(),
+        stop.clone(),
+        Router::new(),
+    )
+    .await?;
     // Ready only once pushes can connect.
     let listener = bind_ingest(plan.ingest.as_ref()).await?;
     ready.set();
@@ -369,7 +385,13 @@ pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow:
     prepare_data_dir(&mut cfg)?;
     let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
-    admin::serve(&cfg.admin.listen, ready.clone(), stop.clone()).await?;
+    admin::serve(
+        &cfg.admin.listen,
+        ready.clone(),
+        stop.clone(),
+        Router::new(),
+    )
+    .await?;
     nines_bus::admin::ensure_topics(&cfg.bus, &bootstrap, std::time::Duration::from_secs(60))
         .await
         .context("creating topics")?;

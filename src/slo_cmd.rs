@@ -182,7 +182,10 @@ pub(crate) async fn status(
         "time_to_exhaustion_s",
         "coverage",
         "firing",
+        "sla",
+        "sla_margin",
     ];
+    let promised = sla_targets(cfg);
     let mut rows = Vec::new();
     for (slo, objective, result) in evaluate_all(&engine, &slos, at).await {
         let mut row = Map::new();
@@ -213,6 +216,13 @@ pub(crate) async fn status(
                     .map(|i| format!("{} ({})", i.alert, i.severity).into())
                     .collect();
                 row.insert("firing".into(), Value::Array(firing));
+                if let Some((sla, target)) = promised.get(&slo.name) {
+                    row.insert("sla".into(), format!("{sla} ({target})").into());
+                    row.insert(
+                        "sla_margin".into(),
+                        num(r.standing.sli.map(|sli| sli - target)),
+                    );
+                }
             }
             Err(e) => {
                 row.insert("status".into(), e.into());
@@ -225,6 +235,27 @@ pub(crate) async fn status(
         println!("at {}", rfc3339(at));
     }
     Ok(())
+}
+
+/// The strictest SLA promised on each SLO (by SLO name): its name and target. The margin
+/// `sli − target` is what is left before customers are owed credits (docs/sla.md).
+fn sla_targets(cfg: &Config) -> std::collections::HashMap<String, (String, f64)> {
+    let mut out: std::collections::HashMap<String, (String, f64)> = Default::default();
+    if !cfg.sla.dir.exists() {
+        return out;
+    }
+    let Ok((slas, _)) = crate::sla_cmd::load(std::slice::from_ref(&cfg.sla.dir)) else {
+        return out;
+    };
+    for s in slas {
+        let e = out
+            .entry(s.slo.clone())
+            .or_insert((s.name.clone(), s.target));
+        if s.target > e.1 {
+            *e = (s.name, s.target);
+        }
+    }
+    out
 }
 
 /// `nines slo history NAME --from --to --step`.

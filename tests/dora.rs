@@ -12,7 +12,7 @@ use crate::support::{Env, json_rows, now_ns, push_ok};
 
 /// The SLO whose page alerts count against deploys: `checkout`'s 99 % availability over 30
 /// days (the SLO tests' first definition, renamed).
-fn slo() -> String {
+pub fn slo() -> String {
     let web = crate::slo::SLO.split("---").next().unwrap();
     assert!(web.contains("duration: 30d") && web.contains("target: 0.99"));
     web.replace("web-availability", "checkout-availability")

@@ -11,14 +11,14 @@
 //!   With `NINES_BLESS=1` its screenshot goes to `docs/report.png`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use nines_proto::v1::{
     Commit, DeployEvent, DeployOutcome, IncidentEvent, PushRequest, RequestEvent, Resource,
 };
 
-use crate::support::{Env, push_ok, test_python};
+use crate::support::{Env, blessing, compare_golden, push_ok, test_python};
 
 const NS: i64 = 1_000_000_000;
 const HOUR: i64 = 3_600;
@@ -488,44 +488,6 @@ fn check_schema(r: &serde_json::Value) {
         "the report breaks its schema:\n{}",
         errors.join("\n")
     );
-}
-
-fn golden(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
-}
-
-fn blessing() -> bool {
-    std::env::var_os("NINES_BLESS").is_some()
-}
-
-/// `got` equals the golden file `name` (or, with `NINES_BLESS=1`, becomes it).
-fn compare_golden(name: &str, got: &str) {
-    let path = golden(name);
-    if blessing() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, got).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (NINES_BLESS=1 writes it)", path.display()));
-    if want != got {
-        let diff: Vec<String> = want
-            .lines()
-            .zip(got.lines())
-            .enumerate()
-            .filter(|(_, (a, b))| a != b)
-            .take(10)
-            .map(|(i, (a, b))| format!("line {}:\n- {a}\n+ {b}", i + 1))
-            .collect();
-        panic!(
-            "{name} differs from the golden file ({} vs {} lines):\n{}",
-            want.lines().count(),
-            got.lines().count(),
-            diff.join("\n")
-        );
-    }
 }
 
 /// The HTML in headless Chromium: loaded, no request but itself, no console error, and

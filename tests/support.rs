@@ -516,3 +516,42 @@ pub fn run_gen(env: &Env, args: &[&str]) -> Result<i64, String> {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no `sent N events` line in:\n{stdout}")))
 }
+
+/// A golden file under `tests/golden/`, reviewed by a person.
+pub fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+pub fn blessing() -> bool {
+    std::env::var_os("NINES_BLESS").is_some()
+}
+
+/// `got` equals the golden file `name` (or, with `NINES_BLESS=1`, becomes it).
+pub fn compare_golden(name: &str, got: &str) {
+    let path = golden(name);
+    if blessing() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (NINES_BLESS=1 writes it)", path.display()));
+    if want != got {
+        let diff: Vec<String> = want
+            .lines()
+            .zip(got.lines())
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .take(10)
+            .map(|(i, (a, b))| format!("line {}:\n- {a}\n+ {b}", i + 1))
+            .collect();
+        panic!(
+            "{name} differs from the golden file ({} vs {} lines):\n{}",
+            want.lines().count(),
+            got.lines().count(),
+            diff.join("\n")
+        );
+    }
+}

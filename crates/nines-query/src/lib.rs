@@ -7,6 +7,7 @@
 pub mod dora_source;
 mod error;
 pub mod format;
+pub mod release_source;
 pub mod session;
 pub mod sketch_udaf;
 pub mod slo_source;
@@ -14,3 +15,8 @@ pub mod slo_source;
 pub use error::{Error, Result};
 pub use format::OutputFormat;
 pub use session::QueryEngine;
+
+/// A SQL string literal of `s` (single quotes doubled).
+pub(crate) fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}

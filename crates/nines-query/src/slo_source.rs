@@ -429,7 +429,7 @@ async fn read_group(
     } else {
         "time"
     };
-    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let quote = crate::sql_string;
     let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let mut select = vec![format!(
         "date_part('epoch', date_bin(INTERVAL '1 minute', {time}, TIMESTAMP '1970-01-01T00:00:00')) AS s"

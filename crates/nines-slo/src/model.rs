@@ -52,6 +52,61 @@ pub struct Indicator {
     pub metric: IndicatorMetric,
 }
 
+impl Indicator {
+    /// The indicator restricted to the rows `condition` (SQL over its table) selects, for
+    /// nines' short-form sources: an SLA per customer reads its SLO's indicator for one
+    /// tenant. The SQL form and other data sources cannot be restricted (the error says
+    /// which source and why).
+    pub fn restricted(&self, condition: &str) -> Result<Indicator, String> {
+        let restrict = |m: &MetricSource| -> Result<MetricSource, String> {
+            if !m.kind.eq_ignore_ascii_case("nines") {
+                return Err(format!(
+                    "indicator {}: a {:?} source cannot be read per tenant",
+                    self.name, m.kind
+                ));
+            }
+            if m.spec.contains_key("sql") {
+                return Err(format!(
+                    "indicator {}: spec.sql cannot be restricted to a tenant (use the short form: table, filter, value)",
+                    self.name
+                ));
+            }
+            let mut out = m.clone();
+            let filter = match m.spec.get("filter").and_then(SpecValue::as_str) {
+                Some(f) => format!("({f}) AND ({condition})"),
+                None => condition.to_owned(),
+            };
+            out.spec.insert("filter".into(), SpecValue::String(filter));
+            Ok(out)
+        };
+        let metric = match &self.metric {
+            IndicatorMetric::Threshold(m) => IndicatorMetric::Threshold(restrict(m)?),
+            IndicatorMetric::Ratio(RatioMetric::Good { good, total }) => {
+                IndicatorMetric::Ratio(RatioMetric::Good {
+                    good: restrict(good)?,
+                    total: restrict(total)?,
+                })
+            }
+            IndicatorMetric::Ratio(RatioMetric::Bad { bad, total }) => {
+                IndicatorMetric::Ratio(RatioMetric::Bad {
+                    bad: restrict(bad)?,
+                    total: restrict(total)?,
+                })
+            }
+            IndicatorMetric::Ratio(RatioMetric::Raw { raw, kind }) => {
+                IndicatorMetric::Ratio(RatioMetric::Raw {
+                    raw: restrict(raw)?,
+                    kind: *kind,
+                })
+            }
+        };
+        Ok(Indicator {
+            name: self.name.clone(),
+            metric,
+        })
+    }
+}
+
 /// What the SLI measures.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IndicatorMetric {

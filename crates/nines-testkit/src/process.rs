@@ -185,7 +185,8 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
 /// The whole answer (status line, headers, body) to `GET path`, whatever its status.
 fn http_get_any(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    // Long enough for an answer that runs a query (the release gate) in a debug build.
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"

@@ -1,0 +1,617 @@
+//! The safety net for releases over a seeded scenario with a known answer: October and
+//! November 2026 of two services and three tenants (acme, globex, initech: one API key
+//! each), pushed through ingest, Kafka and the aggregator.
+//!
+//! - `checkout` serves each tenant a request a minute. Its bad deploy v2 (10 November,
+//!   10:00–18:00 UTC) fails every request of acme, every second minute's of globex and every
+//!   thirtieth's of initech, until the hotfix v3; a background failure now and then
+//!   besides. Its internal SLO is 99.9 % over 30 days (exhausted by the outage); its SLA
+//!   promises 99.5 % a calendar month in Europe/Berlin with credits below 99.5 % (10 %),
+//!   99 % (25 %) and 95 % (100 %).
+//! - `search` runs a one-hour canary on 20 November: the baseline v1 beside `same` (as
+//!   good), `slow` (every request 1.5 times as long) and `tiny` (too few requests).
+//!
+//! The gate, the verdicts and the SLA statements are checked against what the test works
+//! out from its own ledger; the statements also equal `tests/golden/sla.md` and `.json`,
+//! reviewed by a person (`NINES_BLESS=1` rewrites them: review the diff).
+
+use std::process::Command;
+use std::time::Duration;
+
+use nines_proto::v1::ingest_service_client::IngestServiceClient;
+use nines_proto::v1::{PushRequest, RequestEvent, Resource};
+use nines_slo::window::rfc3339;
+use nines_testkit::process::http_status;
+use tonic::transport::Channel;
+
+use crate::support::{BIN, Env, admin_port, compare_golden, json_rows};
+
+const NS: i64 = 1_000_000_000;
+const MINUTE: i64 = 60;
+const HOUR: i64 = 3_600;
+const DAY: i64 = 86_400;
+/// 2026-10-01T00:00:00Z.
+const T0: i64 = 1_790_812_800;
+/// 2026-12-01T00:00:00Z.
+const END: i64 = T0 + 61 * DAY;
+/// The bad deploy and its hotfix: 2026-11-10 10:00 and 18:00 UTC.
+const BAD: i64 = 1_794_304_800;
+const FIX: i64 = BAD + 8 * HOUR;
+/// The canary hour of `search`: 2026-11-20 12:00 UTC.
+const CANARY: i64 = T0 + 50 * DAY + 12 * HOUR;
+
+const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
+
+fn key(tenant: &str) -> String {
+    format!("{tenant}-key")
+}
+
+/// Whether `checkout`'s request of `tenant` (index) at `minute` (since T0) fails.
+fn fails(tenant: usize, minute: i64) -> bool {
+    let t = T0 + minute * MINUTE;
+    let background = (minute + 1_000 * tenant as i64) % 5_000 == 7;
+    let outage = (BAD..FIX).contains(&t)
+        && match tenant {
+            0 => true,
+            1 => minute % 2 == 0,
+            _ => minute % 30 == 0,
+        };
+    background || outage
+}
+
+/// (requests, failures) of `checkout` in `[from, to)` for `tenants` (the test's ledger).
+fn ledger(tenants: &[usize], from: i64, to: i64) -> (f64, f64) {
+    let (mut total, mut bad) = (0.0, 0.0);
+    for &tenant in tenants {
+        for minute in 0..(END - T0) / MINUTE {
+            let t = T0 + minute * MINUTE;
+            if (from..to).contains(&t) {
+                total += 1.0;
+                bad += f64::from(u8::from(fails(tenant, minute)));
+            }
+        }
+    }
+    (total, bad)
+}
+
+/// The internal SLO's budget left at `at`: 99.9 % over the 30 days before it.
+fn remaining(at: i64) -> f64 {
+    let (total, bad) = ledger(&[0, 1, 2], at - 30 * DAY, at);
+    1.0 - bad / (0.001 * total)
+}
+
+fn checkout_version(t: i64) -> &'static str {
+    if t < BAD {
+        "v1"
+    } else if t < FIX {
+        "v2"
+    } else {
+        "v3"
+    }
+}
+
+fn slo() -> String {
+    crate::dora::slo().replace("target: 0.99\n", "target: 0.999\n")
+}
+
+const SLA: &str = "\
+apiVersion: nines/v1
+kind: SLA
+metadata:
+  name: checkout-enterprise
+spec:
+  slo: checkout-availability
+  target: 0.995
+  timeZone: Europe/Berlin
+  credits:
+    - below: 0.995
+      credit: 0.10
+    - below: 0.99
+      credit: 0.25
+    - below: 0.95
+      credit: 1.0
+";
+
+/// `search` in one minute of the canary hour: the baseline v1 (200 a minute, one error a
+/// minute) beside `same` (50 a minute, as fast, one error every four minutes: the same
+/// 0.5 %), `slow` (as `same`, every request 1.5 times as long) and `tiny` (5 a minute: 300
+/// in the hour, below the floor of 1,000).
+fn search_minute(version: &str, minute: i64) -> Vec<RequestEvent> {
+    let (n, step_us, errors) = match version {
+        "v1" => (200, 100, 1),
+        "same" | "slow" => (50, 400, usize::from(minute % 4 == 0)),
+        "tiny" => (5, 4_000, 0),
+        other => unreachable!("{other}"),
+    };
+    let slow = if version == "slow" { 1.5 } else { 1.0 };
+    (0..n)
+        .map(|i| RequestEvent {
+            time_unix_nano: (CANARY + minute * MINUTE) * NS + 1_000_000 * i as i64,
+            operation: "GET /search".into(),
+            status_code: if i < errors { 500 } else { 200 },
+            error: i < errors,
+            // 10 ms plus a spread over [0, 20 ms), in an order unrelated to time.
+            duration_nano: ((10_000.0 + ((i * 37) % n) as f64 * step_us as f64) * 1_000.0 * slow)
+                as i64,
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The exact nearest-rank quantile of a version's durations over the canary hour (ns).
+fn exact_quantile(version: &str, q: f64) -> f64 {
+    let mut d: Vec<i64> = (0..60)
+        .flat_map(|m| search_minute(version, m))
+        .map(|e| e.duration_nano)
+        .collect();
+    d.sort_unstable();
+    let rank = ((q * d.len() as f64).ceil() as usize).clamp(1, d.len());
+    d[rank - 1] as f64
+}
+
+fn resource(service: &str, version: &str) -> Option<Resource> {
+    Some(Resource {
+        tenant: String::new(),
+        service: service.into(),
+        environment: "prod".into(),
+        version: version.into(),
+    })
+}
+
+/// Pushes `push` with `tenant`'s key, retrying only what the contract says is retryable.
+async fn push_as(client: &mut IngestServiceClient<Channel>, tenant: &str, push: PushRequest) {
+    for attempt in 0..20 {
+        let mut request = tonic::Request::new(push.clone());
+        request
+            .metadata_mut()
+            .insert("x-nines-api-key", key(tenant).parse().unwrap());
+        match client.push(request).await {
+            Ok(_) => return,
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                ) =>
+            {
+                tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+            }
+            Err(s) => panic!("push refused: {s:?}"),
+        }
+    }
+    panic!("push not accepted after 20 attempts");
+}
+
+/// Runs `nines` with `args`: its exit status and standard output.
+fn nines(env: &Env, args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(env.config("one-shot"))
+        .args(["--log", "warn"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        code != 2 && code != 101,
+        "nines {args:?} could not answer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, stdout)
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_months_of_releases_give_the_worked_out_gate_verdicts_and_sla() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slos, slas) = (dir.path().join("slos"), dir.path().join("slas"));
+    std::fs::create_dir_all(&slos).unwrap();
+    std::fs::create_dir_all(&slas).unwrap();
+    std::fs::write(slos.join("checkout.yaml"), slo()).unwrap();
+    std::fs::write(slas.join("checkout.yaml"), SLA).unwrap();
+    let keys: String = TENANTS
+        .iter()
+        .map(|t| format!("[[ingest.api_keys]]\ntenant = {t:?}\nkey = {:?}\n", key(t)))
+        .collect();
+    // Staging keeps a quarter of the budget in reserve and ignores alerts; prod has the
+    // Workbook's policy (the default).
+    let env = Env::with_config(&format!(
+        "[slo]\ndir = {:?}\n[sla]\ndir = {:?}\n{keys}\
+         [[gate.policy]]\nservice = \"checkout\"\nenvironment = \"staging\"\n\
+         min_budget_remaining = 0.25\ndeny_on_severities = []\n",
+        slos.display().to_string(),
+        slas.display().to_string(),
+    ));
+    // Two months ago is older than ingest takes by default; maintenance (retention of raw
+    // requests) stays off so the tables hold what was sent.
+    let _up = env.spawn(
+        "up",
+        &[
+            ("NINES__INGEST__MAX_EVENT_AGE", "3650days"),
+            ("NINES__STORAGE__INTERVAL", "0s"),
+        ],
+        &["up"],
+    );
+    let admin = admin_port(&env.dir.path().join("up.toml"));
+    let mut client = env.client().await;
+
+    // checkout: one push per tenant, day and version.
+    for (tenant, name) in TENANTS.iter().enumerate() {
+        let mut batch: Vec<RequestEvent> = Vec::new();
+        let mut version = checkout_version(T0);
+        let mut sent = 0;
+        for minute in 0..(END - T0) / MINUTE {
+            let t = T0 + minute * MINUTE;
+            if checkout_version(t) != version || (t - T0) % DAY == 0 && !batch.is_empty() {
+                let push = PushRequest {
+                    resource: resource("checkout", version),
+                    batch_id: format!("checkout-{name}-{sent}"),
+                    requests: std::mem::take(&mut batch),
+                    ..Default::default()
+                };
+                push_as(&mut client, name, push).await;
+                sent += 1;
+                version = checkout_version(t);
+            }
+            let failed = fails(tenant, minute);
+            batch.push(RequestEvent {
+                time_unix_nano: (t + 10 * tenant as i64) * NS,
+                operation: "POST /checkout".into(),
+                status_code: if failed { 500 } else { 200 },
+                error: failed,
+                duration_nano: 20_000_000,
+                ..Default::default()
+            });
+        }
+        let push = PushRequest {
+            resource: resource("checkout", version),
+            batch_id: format!("checkout-{name}-{sent}"),
+            requests: batch,
+            ..Default::default()
+        };
+        push_as(&mut client, name, push).await;
+    }
+    // search: acme's canary hour, one push per version and ten minutes.
+    for version in ["v1", "same", "slow", "tiny"] {
+        for start in (0..60).step_by(10) {
+            let push = PushRequest {
+                resource: resource("search", version),
+                batch_id: format!("search-{version}-{start}"),
+                requests: (start..start + 10)
+                    .flat_map(|m| search_minute(version, m))
+                    .collect(),
+                ..Default::default()
+            };
+            push_as(&mut client, "acme", push).await;
+        }
+    }
+    let expected = 3 * (END - T0) / MINUTE + 60 * (200 + 50 + 50 + 5);
+    assert_eq!(
+        env.wait_for(
+            "SELECT sum(total) FROM sli_1m",
+            expected,
+            Duration::from_secs(240)
+        ),
+        expected
+    );
+    // The rollup keeps versions apart: v2 served exactly the outage.
+    let (_, outage_bad) = ledger(&[0, 1, 2], BAD, FIX);
+    assert_eq!(
+        env.sql_i64("SELECT sum(errors) FROM sli_1m WHERE service = 'checkout' AND version = 'v2'"),
+        outage_bad as i64
+    );
+
+    check_gate(&env, admin);
+    check_verdicts(&env, admin);
+    check_sla(&env);
+}
+
+fn check_gate(env: &Env, admin: u16) {
+    let gate = |environment: &str, at: i64, labels: &str| {
+        let (code, out) = nines(
+            env,
+            &[
+                "gate",
+                "--service",
+                "checkout",
+                "--environment",
+                environment,
+                "--labels",
+                labels,
+                "--at",
+                &rfc3339(at),
+                "--format",
+                "json",
+            ],
+        );
+        let v = json(&out);
+        assert_eq!(code == 0, v["allow"] == true, "{out}");
+        v
+    };
+    let budget = |v: &serde_json::Value| v["slos"][0]["budget_remaining"].as_f64().unwrap();
+
+    // Two hours into the outage: the budget is gone (184 of its 130 requests, besides the
+    // background) and the 14.4x page row fires (the last hour and the last 5 minutes
+    // failed at acme's 100 %, globex's 50 % and initech's 3.3 %: a burn of 511).
+    let at = BAD + 2 * HOUR;
+    assert!(remaining(at) < 0.0);
+    let v = gate("prod", at, "");
+    assert_eq!(v["decision"], "deny", "{v}");
+    assert!((budget(&v) - remaining(at)).abs() < 1e-9, "{v}");
+    let reasons: Vec<String> = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("error budget exhausted")),
+        "{v}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("page alert 14.4x over 1h/5m is firing")),
+        "{v}"
+    );
+    // The hotfix goes out regardless, and says what it overrode.
+    let v = gate("prod", at, "hotfix");
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(v["override_label"], "hotfix", "{v}");
+    assert_eq!(v["reasons"].as_array().unwrap().len(), reasons.len(), "{v}");
+
+    // Away from the outage's alert windows (a day before, and from a day after), prod
+    // denies exactly while the 30-day budget is overspent: from the outage until it leaves
+    // the window, 30 days later (after the data ends, so the test asks on 11 December too).
+    let mut decisions = Vec::new();
+    for at in [
+        BAD - DAY,
+        FIX + DAY,
+        FIX + 10 * DAY,
+        END - HOUR,
+        BAD + 30 * DAY + DAY,
+    ] {
+        let path = format!(
+            "/v1/gate?service=checkout&environment=prod&at={}",
+            rfc3339(at)
+        );
+        let (status, body) = http_status(admin, &path).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v = json(&body);
+        let want = if remaining(at) >= 0.0 {
+            "allow"
+        } else {
+            "deny"
+        };
+        assert_eq!(v["decision"], want, "{}: {v}", rfc3339(at));
+        assert!((budget(&v) - remaining(at)).abs() < 1e-9, "{v}");
+        decisions.push(want);
+    }
+    assert_eq!(decisions, ["allow", "deny", "deny", "deny", "allow"]);
+    // Staging keeps a quarter in reserve: a day before the outage the budget is whole
+    // enough, the day after it is not.
+    let v = gate("staging", BAD - DAY, "");
+    assert_eq!(v["decision"], "allow", "{v}");
+    let v = gate("staging", FIX + DAY, "");
+    assert_eq!(v["decision"], "deny", "{v}");
+    assert_eq!(
+        v["reasons"][0].as_str().unwrap(),
+        format!(
+            "SLO checkout-availability/{}: {:.1} % of the error budget left, below the policy's 25.0 %",
+            v["slos"][0]["objective"].as_str().unwrap(),
+            remaining(FIX + DAY) * 100.0
+        ),
+        "{v}"
+    );
+    // The same question asked of the running nines over HTTP, by the command line.
+    let url = format!("http://127.0.0.1:{admin}");
+    let (code, out) = nines(
+        env,
+        &[
+            "gate",
+            "--service",
+            "checkout",
+            "--environment",
+            "prod",
+            "--at",
+            &rfc3339(FIX + DAY),
+            "--server",
+            &url,
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("deny: SLO checkout-availability/"), "{out}");
+}
+
+fn check_verdicts(env: &Env, admin: u16) {
+    let (from, to) = (rfc3339(CANARY), rfc3339(CANARY + HOUR));
+    let verdict = |candidate: &str| {
+        let (code, out) = nines(
+            env,
+            &[
+                "verdict",
+                "--service",
+                "search",
+                "--environment",
+                "prod",
+                "--candidate",
+                candidate,
+                "--baseline",
+                "v1",
+                "--since",
+                &from,
+                "--to",
+                &to,
+                "--format",
+                "json",
+            ],
+        );
+        (code, json(&out))
+    };
+    let counts = |v: &serde_json::Value, who: &str| {
+        (
+            v[who]["total"].as_u64().unwrap(),
+            v[who]["errors"].as_u64().unwrap(),
+        )
+    };
+
+    let (code, v) = verdict("slow");
+    assert_eq!((code, v["verdict"].as_str()), (1, Some("fail")), "{v}");
+    assert_eq!(v["minutes"], 60, "{v}");
+    assert_eq!(counts(&v, "candidate_sample"), (3_000, 15), "{v}");
+    assert_eq!(counts(&v, "baseline_sample"), (12_000, 60), "{v}");
+    assert_eq!(v["checks"][0]["outcome"], "pass", "{v}");
+    assert!(v["reason"].as_str().unwrap().starts_with("p95 "), "{v}");
+    // The sketches' quantiles are within their 1 % of the exact ones (and a rank).
+    for (who, version) in [("candidate_sample", "slow"), ("baseline_sample", "v1")] {
+        for (key, q) in [("p95", 0.95), ("p99", 0.99)] {
+            let got = v[who]["latency_ns"][key].as_f64().unwrap();
+            let want = exact_quantile(version, q);
+            assert!(
+                (got / want - 1.0).abs() < 0.02,
+                "{who} {key}: {got} vs {want}"
+            );
+        }
+    }
+
+    let (code, v) = verdict("same");
+    assert_eq!((code, v["verdict"].as_str()), (0, Some("pass")), "{v}");
+    assert_eq!(counts(&v, "candidate_sample"), (3_000, 15), "{v}");
+
+    let (code, v) = verdict("tiny");
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (3, Some("inconclusive")),
+        "{v}"
+    );
+    assert_eq!(
+        v["reason"],
+        "the candidate served 300 requests in the compared minutes, below the floor of 1000"
+    );
+
+    // Argo Rollouts' web metric provider reads `jsonPath: "{$.verdict}"` from this body and
+    // tests `successCondition: result == "pass"` / `failureCondition: result == "fail"`
+    // (docs/release.md): the same field, read the same way. With `strict=true` (Flagger's
+    // webhooks read only the status) anything but a pass is a 412.
+    for (candidate, result, strict) in [
+        ("slow", "fail", 412),
+        ("same", "pass", 200),
+        ("tiny", "inconclusive", 412),
+    ] {
+        let path = format!(
+            "/v1/verdict?service=search&environment=prod&candidate={candidate}&baseline=v1&since={from}&to={to}"
+        );
+        let (status, body) = http_status(admin, &path).unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(json(&body)["verdict"], result, "{body}");
+        let (status, body) = http_status(admin, &format!("{path}&strict=true")).unwrap();
+        assert_eq!(status, strict, "{body}");
+    }
+    // A question without its versions is refused by name.
+    let (status, body) = http_status(admin, "/v1/verdict?service=search").unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("service, candidate and baseline: required"),
+        "{body}"
+    );
+}
+
+/// Berlin's November 2026 (CET all month): [31 Oct 23:00, 30 Nov 23:00) UTC; its October
+/// (CEST until the 25th): [30 Sep 22:00, 31 Oct 23:00) UTC.
+const NOVEMBER: (i64, i64) = (T0 + 31 * DAY - HOUR, END - HOUR);
+const OCTOBER: (i64, i64) = (T0 - 2 * HOUR, T0 + 31 * DAY - HOUR);
+
+fn check_sla(env: &Env) {
+    let (code, out) = nines(
+        env,
+        &["sla", "statement", "--month", "2026-11", "--format", "json"],
+    );
+    assert_eq!(code, 0);
+    let v = json(&out);
+    let statements = v["statements"].as_array().unwrap();
+    assert_eq!(statements.len(), 3, "{v}");
+    // Worked out from the ledger: attainment = 1 − failures / requests in Berlin's month,
+    // the credit the largest tier whose bound is above it.
+    let mut credits = Vec::new();
+    for (tenant, s) in statements.iter().enumerate() {
+        assert_eq!(s["tenant"], TENANTS[tenant], "{s}");
+        let (total, bad) = ledger(&[tenant], NOVEMBER.0, NOVEMBER.1);
+        let attainment = 1.0 - bad / total;
+        assert_eq!(s["requests"]["total"].as_f64().unwrap(), total, "{s}");
+        assert_eq!(s["requests"]["bad"].as_f64().unwrap(), bad, "{s}");
+        assert!(
+            (s["attainment"].as_f64().unwrap() - attainment).abs() < 1e-12,
+            "{s}"
+        );
+        let credit = [(0.95, 1.0), (0.99, 0.25), (0.995, 0.10)]
+            .into_iter()
+            .find(|(below, _)| attainment < *below)
+            .map_or(0.0, |(_, c)| c);
+        assert_eq!(s["credit"].as_f64().unwrap(), credit, "{s}");
+        assert_eq!(s["met"], attainment >= 0.995, "{s}");
+        // Every failed request is a downtime minute (one request a minute).
+        assert_eq!(s["minutes"]["downtime"].as_f64().unwrap(), bad, "{s}");
+        assert_eq!(s["minutes"]["in_month"], 30 * 24 * 60, "{s}");
+        credits.push(credit);
+    }
+    // acme took the outage whole, globex half, initech a thirtieth.
+    assert_eq!(credits, [0.25, 0.10, 0.0]);
+    // October: only the background failures; every tenant met it.
+    let (_, out) = nines(
+        env,
+        &[
+            "sla",
+            "statement",
+            "--month",
+            "2026-10",
+            "--tenant",
+            "globex",
+            "--format",
+            "json",
+        ],
+    );
+    let v = json(&out);
+    let s = &v["statements"][0];
+    let (total, bad) = ledger(&[1], OCTOBER.0, OCTOBER.1);
+    assert_eq!(s["requests"]["total"].as_f64().unwrap(), total, "{s}");
+    assert_eq!(s["requests"]["bad"].as_f64().unwrap(), bad, "{s}");
+    assert_eq!(
+        (s["met"].clone(), s["credit"].as_f64()),
+        (true.into(), Some(0.0))
+    );
+    assert_eq!(v["statements"].as_array().unwrap().len(), 1);
+
+    // `nines slo status` shows how much of the SLO's SLI is left above the SLA's target.
+    let at = END - HOUR;
+    let (_, out) = nines(
+        env,
+        &["slo", "status", "--at", &rfc3339(at), "--format", "json"],
+    );
+    let rows = json_rows(&out);
+    let row = rows
+        .iter()
+        .find(|r| r["slo"] == "checkout-availability")
+        .unwrap_or_else(|| panic!("{out}"));
+    let (total, bad) = ledger(&[0, 1, 2], at - 30 * DAY, at);
+    assert_eq!(row["sla"], "checkout-enterprise (0.995)", "{row}");
+    let margin = row["sla_margin"].as_f64().unwrap();
+    assert!(
+        (margin - (1.0 - bad / total - 0.995)).abs() < 1e-12,
+        "{row}"
+    );
+
+    let (_, md) = nines(env, &["sla", "statement", "--month", "2026-11"]);
+    compare_golden("sla.md", &md);
+    compare_golden("sla.json", &out_json(env));
+}
+
+fn out_json(env: &Env) -> String {
+    nines(
+        env,
+        &["sla", "statement", "--month", "2026-11", "--format", "json"],
+    )
+    .1
+}
