@@ -164,16 +164,13 @@ fn rfc3339(t: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_months_of_three_services_give_the_worked_out_report() {
-    let env = Env::new();
+    let mut env = Env::new();
     let slo_dir = env.dir.path().join("slos");
     std::fs::create_dir(&slo_dir).unwrap();
     for s in SERVICES {
         std::fs::write(slo_dir.join(format!("{s}.yaml")), slo_yaml(s)).unwrap();
     }
-    let env = Env {
-        extra_config: format!("[slo]\ndir = {:?}\n", slo_dir.display().to_string()),
-        ..env
-    };
+    env.extra_config = format!("[slo]\ndir = {:?}\n", slo_dir.display().to_string());
     // Two months ago is older than ingest takes by default; maintenance (retention of raw
     // requests) stays off so the test reads what it sent.
     let _up = env.spawn(

@@ -33,6 +33,33 @@ pub struct Env {
     pub tables_root: Option<(String, serde_json::Value)>,
 }
 
+/// A failing test shows what its roles said: the last lines of every role's log (CI keeps
+/// nothing else of the temporary directory).
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        let mut logs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("--- last {} lines of {} ---", tail.len(), log.display());
+            for l in tail {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
 impl Env {
     pub fn new() -> Self {
         Self {
@@ -46,10 +73,9 @@ impl Env {
 
     /// An environment whose roles all get `extra` appended to their config.
     pub fn with_config(extra: &str) -> Self {
-        Self {
-            extra_config: extra.to_owned(),
-            ..Self::new()
-        }
+        let mut env = Self::new();
+        env.extra_config = extra.to_owned();
+        env
     }
 
     pub fn data_dir(&self) -> PathBuf {
