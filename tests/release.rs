@@ -24,7 +24,7 @@ use nines_slo::window::rfc3339;
 use nines_testkit::process::http_status;
 use tonic::transport::Channel;
 
-use crate::support::{BIN, Env, admin_port, compare_golden, json_rows};
+use crate::support::{BIN, Env, admin_port, compare_golden, json_rows, push_ok_with_key};
 
 const NS: i64 = 1_000_000_000;
 const MINUTE: i64 = 60;
@@ -158,27 +158,9 @@ fn resource(service: &str, version: &str) -> Option<Resource> {
     })
 }
 
-/// Pushes `push` with `tenant`'s key, retrying only what the contract says is retryable.
+/// Pushes `push` with `tenant`'s key.
 async fn push_as(client: &mut IngestServiceClient<Channel>, tenant: &str, push: PushRequest) {
-    for attempt in 0..20 {
-        let mut request = tonic::Request::new(push.clone());
-        request
-            .metadata_mut()
-            .insert("x-nines-api-key", key(tenant).parse().unwrap());
-        match client.push(request).await {
-            Ok(_) => return,
-            Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::Unavailable | tonic::Code::ResourceExhausted
-                ) =>
-            {
-                tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
-            }
-            Err(s) => panic!("push refused: {s:?}"),
-        }
-    }
-    panic!("push not accepted after 20 attempts");
+    push_ok_with_key(client, &push, Some(&key(tenant))).await;
 }
 
 /// Runs `nines` with `args`: its exit status and standard output.

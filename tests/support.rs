@@ -358,8 +358,23 @@ pub async fn push_ok(
     client: &mut IngestServiceClient<Channel>,
     push: &PushRequest,
 ) -> PushResponse {
+    push_ok_with_key(client, push, None).await
+}
+
+/// [`push_ok`] with an API key (`x-nines-api-key`), when given.
+pub async fn push_ok_with_key(
+    client: &mut IngestServiceClient<Channel>,
+    push: &PushRequest,
+    key: Option<&str>,
+) -> PushResponse {
     for attempt in 0..20 {
-        match client.push(push.clone()).await {
+        let mut request = tonic::Request::new(push.clone());
+        if let Some(k) = key {
+            request
+                .metadata_mut()
+                .insert("x-nines-api-key", k.parse().expect("an ASCII key"));
+        }
+        match client.push(request).await {
             Ok(r) => return r.into_inner(),
             Err(s)
                 if matches!(
