@@ -265,6 +265,7 @@ pub(crate) async fn build(
         .into_iter()
         .map(|(t, v)| (t.to_owned(), v.into()))
         .collect();
+    let slas = sla_statements(cfg, selection, selected).await?;
     Ok(json!({
         "schema": "nines.report/v1",
         "provenance": {
@@ -287,7 +288,50 @@ pub(crate) async fn build(
                 "rows": dora_cmd::tier_rows(&analysis, &tiers),
             },
         },
+        "slas": slas,
     }))
+}
+
+/// The months (`YYYY-MM`, UTC) that overlap `[from, to)`.
+fn months_between(from: i64, to: i64) -> Vec<String> {
+    use chrono::Datelike;
+    let mut out = Vec::new();
+    let Some(start) = chrono::DateTime::from_timestamp(from, 0) else {
+        return out;
+    };
+    let (mut y, mut m) = (start.year(), start.month());
+    loop {
+        let first = chrono::NaiveDate::from_ymd_opt(y, m, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| d.and_utc().timestamp());
+        match first {
+            Some(t) if t < to => out.push(format!("{y:04}-{m:02}")),
+            _ => break,
+        }
+        (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    }
+    out
+}
+
+/// The SLA statements of every month the range overlaps (each in its SLA's zone), for the
+/// SLAs of the selected service: the report's `slas`.
+async fn sla_statements(
+    cfg: &Config,
+    selection: &Selection,
+    selected: &Selected,
+) -> anyhow::Result<Vec<Value>> {
+    let slas: Vec<_> = crate::sla_cmd::load_with_slos(cfg)?
+        .into_iter()
+        .filter(|(_, slo)| selection.service().is_none_or(|s| slo.service == s))
+        .collect();
+    let mut out = Vec::new();
+    if slas.is_empty() {
+        return Ok(out);
+    }
+    for month in months_between(selected.from, selected.to) {
+        out.extend(crate::sla_cmd::statements(&selected.engine, &slas, &month, None).await?);
+    }
+    Ok(out)
 }
 
 /// Points of each objective's history (the charts): about this many at most.
@@ -465,5 +509,9 @@ fn markdown(m: &Value) -> String {
     );
     out += "\n\nWeekly trend:\n\n";
     out += &rows::markdown(&dora_cmd::WEEK_HEADER, &objects(&m["dora"]["weeks"]));
+    if let Some(slas) = m["slas"].as_array().filter(|a| !a.is_empty()) {
+        out += "\n\n## SLAs\n\n";
+        out += &crate::sla_cmd::markdown_body(slas);
+    }
     out + "\n"
 }

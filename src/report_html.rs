@@ -77,6 +77,7 @@ struct Page {
     failed: Table,
     weekly_chart: String,
     weeks: Table,
+    slas: Table,
     slo_files: Vec<(String, String)>,
     tables: Vec<(String, String)>,
 }
@@ -155,6 +156,10 @@ pub(crate) fn render(m: &Value) -> anyhow::Result<String> {
         ),
         weekly_chart,
         weeks: Table::of(&dora_cmd::WEEK_HEADER, &weeks),
+        slas: Table::of(
+            &crate::sla_cmd::SUMMARY_HEADER,
+            &crate::sla_cmd::summary_rows(m["slas"].as_array().map_or(&[], Vec::as_slice)),
+        ),
         slo_files: objects(&p["slo_files"])
             .iter()
             .map(|f| (text(&f["path"]), text(&f["sha256"])))

@@ -135,6 +135,7 @@ fn local(t: i64, tz: chrono_tz::Tz) -> String {
 }
 
 fn statement_json(
+    month: &str,
     sla: &Sla,
     slo: &Slo,
     st: &Statement,
@@ -142,6 +143,7 @@ fn statement_json(
 ) -> Value {
     let tz = sla.time_zone;
     json!({
+        "month": month,
         "sla": sla.name,
         "slo": slo.name,
         "service": slo.service,
@@ -236,7 +238,7 @@ pub(crate) async fn statements(
         {
             let series = series.map_err(|e| anyhow::anyhow!("SLA {} for {t}: {e}", sla.name))?;
             let st = sla::statement(sla, t, &series, period);
-            out.push(statement_json(sla, slo, &st, &service_incidents));
+            out.push(statement_json(month, sla, slo, &st, &service_incidents));
         }
     }
     Ok(out)
@@ -270,23 +272,26 @@ fn pct(v: &Value) -> String {
         .map_or("-".into(), |x| format!("{:.3} %", x * 100.0))
 }
 
-/// The summary rows and each statement's evidence, in Markdown (a section of its own, or
-/// of the report).
-pub(crate) fn markdown_body(statements: &[Value]) -> String {
-    const HEADER: [&str; 8] = [
-        "sla",
-        "tenant",
-        "target",
-        "attainment",
-        "bad requests / allowed",
-        "downtime minutes / allowed",
-        "met",
-        "credit",
-    ];
-    let rows: Vec<Map<String, Value>> = statements
+/// The columns of [`summary_rows`].
+pub(crate) const SUMMARY_HEADER: [&str; 9] = [
+    "month",
+    "sla",
+    "tenant",
+    "target",
+    "attainment",
+    "bad requests / allowed",
+    "downtime minutes / allowed",
+    "met",
+    "credit",
+];
+
+/// One summary row per statement (the Markdown's table and the report page's).
+pub(crate) fn summary_rows(statements: &[Value]) -> Vec<Map<String, Value>> {
+    statements
         .iter()
         .map(|s| {
             let mut r = Map::new();
+            r.insert("month".into(), s["month"].clone());
             r.insert("sla".into(), s["sla"].clone());
             r.insert("tenant".into(), s["tenant"].clone());
             r.insert("target".into(), pct(&s["target"]).into());
@@ -335,14 +340,21 @@ pub(crate) fn markdown_body(statements: &[Value]) -> String {
             );
             r
         })
-        .collect();
-    let mut out = rows::markdown(&HEADER, &rows);
+        .collect()
+}
+
+/// The summary rows and each statement's evidence, in Markdown (a section of its own, or
+/// of the report).
+pub(crate) fn markdown_body(statements: &[Value]) -> String {
+    let rows = summary_rows(statements);
+    let mut out = rows::markdown(&SUMMARY_HEADER, &rows);
     out.push('\n');
     for s in statements {
         out.push_str(&format!(
-            "\n### {} — {}\n\nMeasured by SLO `{}` (service `{}`) from {} to {} ({}), by {}; margin over the target {:+.3} points.\n",
+            "\n### {} — {}, {}\n\nMeasured by SLO `{}` (service `{}`) from {} to {} ({}), by {}; margin over the target {:+.3} points.\n",
             s["sla"].as_str().unwrap_or(""),
             s["tenant"].as_str().unwrap_or(""),
+            s["month"].as_str().unwrap_or(""),
             s["slo"].as_str().unwrap_or(""),
             s["service"].as_str().unwrap_or(""),
             s["from"].as_str().unwrap_or(""),

@@ -139,6 +139,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+const SLA: &str = "\
+apiVersion: nines/v1
+kind: SLA
+metadata:
+  name: checkout-sla
+spec:
+  slo: checkout-availability
+  target: 0.995
+  credits:
+    - below: 0.995
+      credit: 0.10
+    - below: 0.99
+      credit: 0.25
+";
+
 /// The SLO tests' first definition (99 % of `checkout`'s requests over 30 rolling days,
 /// Occurrences), for `service`.
 fn slo_yaml(service: &str) -> String {
@@ -170,7 +185,15 @@ async fn two_months_of_three_services_give_the_worked_out_report() {
     for s in SERVICES {
         std::fs::write(slo_dir.join(format!("{s}.yaml")), slo_yaml(s)).unwrap();
     }
-    env.extra_config = format!("[slo]\ndir = {:?}\n", slo_dir.display().to_string());
+    // checkout's customers are promised 99.5 % a UTC month, with a credit below it.
+    let sla_dir = env.dir.path().join("slas");
+    std::fs::create_dir(&sla_dir).unwrap();
+    std::fs::write(sla_dir.join("checkout.yaml"), SLA).unwrap();
+    env.extra_config = format!(
+        "[slo]\ndir = {:?}\n[sla]\ndir = {:?}\n",
+        slo_dir.display().to_string(),
+        sla_dir.display().to_string()
+    );
     // Two months ago is older than ingest takes by default; maintenance (retention of raw
     // requests) stays off so the test reads what it sent.
     let _up = env.spawn(
@@ -327,6 +350,10 @@ async fn two_months_of_three_services_give_the_worked_out_report() {
     let html_path = env.dir.path().join("report.html");
     let html = report("html", &html_path);
     assert!(!html.contains("http://") || only_svg_namespace(&html));
+    // The SLA section: both months' rows, January's credit.
+    let slas = &html[html.find("<h2>SLAs</h2>").expect("an SLA section")..];
+    assert!(slas.contains(">2026-01<") && slas.contains(">2026-02<"), "{slas}");
+    assert!(slas.contains("10 % (below 99.500 %)"), "{slas}");
     check_in_browser(&html_path, &r);
 }
 
@@ -341,6 +368,26 @@ fn check_figures(r: &serde_json::Value, reqs: &[Request], sent: &[Sent]) {
         let got = got.as_f64().unwrap_or_else(|| panic!("{what}: {got}"));
         assert!((got - want).abs() < 1e-9, "{what}: {got} vs {want}");
     };
+    // The SLA section: January and February of checkout's default tenant, attainment and
+    // credit from the requests sent (the bad deploy's 180 failures fall in January).
+    let slas = r["slas"].as_array().unwrap();
+    assert_eq!(slas.len(), 2, "{slas:?}");
+    for (st, (month, from, to)) in slas.iter().zip([
+        ("2026-01", T0, T0 + 31 * DAY),
+        ("2026-02", T0 + 31 * DAY, END),
+    ]) {
+        let (total, bad) = count(reqs, 0, from, to);
+        assert_eq!(st["month"], month, "{st}");
+        assert_eq!(st["tenant"], "default", "{st}");
+        close(&st["requests"]["total"], total, "SLA requests");
+        close(&st["requests"]["bad"], bad, "SLA failures");
+        close(&st["attainment"], 1.0 - bad / total, "SLA attainment");
+        let credit = [(0.99, 0.25), (0.995, 0.10)]
+            .into_iter()
+            .find(|(below, _)| 1.0 - bad / total < *below)
+            .map_or(0.0, |(_, c)| c);
+        close(&st["credit"], credit, "SLA credit");
+    }
     let metrics = r["dora"]["metrics"].as_array().unwrap();
     let scope = |service: &str| {
         metrics
