@@ -108,10 +108,10 @@ async fn tenants_of(
     (from, to): (i64, i64),
 ) -> anyhow::Result<Vec<String>> {
     let sql = format!(
-        "SELECT DISTINCT tenant FROM sli_1m WHERE service = '{}' \
+        "SELECT DISTINCT tenant FROM sli_1m WHERE service = {} \
          AND window_start >= to_timestamp_seconds({from}) AND window_start < to_timestamp_seconds({to}) \
          ORDER BY tenant",
-        service.replace('\'', "''")
+        nines_query::sql_string(service)
     );
     let (_, batches) = engine.sql(&sql).await?;
     let mut out = Vec::new();
@@ -212,7 +212,7 @@ pub(crate) async fn statements(
             .iter()
             .map(|t| {
                 slo.indicator
-                    .restricted(&format!("tenant = '{}'", t.replace('\'', "''")))
+                    .restricted(&format!("tenant = {}", nines_query::sql_string(t)))
                     .map_err(|e| anyhow::anyhow!("SLA {}: {e}", sla.name))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

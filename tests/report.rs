@@ -352,7 +352,10 @@ async fn two_months_of_three_services_give_the_worked_out_report() {
     assert!(!html.contains("http://") || only_svg_namespace(&html));
     // The SLA section: both months' rows, January's credit.
     let slas = &html[html.find("<h2>SLAs</h2>").expect("an SLA section")..];
-    assert!(slas.contains(">2026-01<") && slas.contains(">2026-02<"), "{slas}");
+    assert!(
+        slas.contains(">2026-01<") && slas.contains(">2026-02<"),
+        "{slas}"
+    );
     assert!(slas.contains("10 % (below 99.500 %)"), "{slas}");
     check_in_browser(&html_path, &r);
 }

@@ -17,6 +17,6 @@ pub use format::OutputFormat;
 pub use session::QueryEngine;
 
 /// A SQL string literal of `s` (single quotes doubled).
-pub(crate) fn sql_string(s: &str) -> String {
+pub fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
