@@ -120,18 +120,29 @@ pub(crate) struct VerdictAsk {
     pub to: i64,
 }
 
+impl VerdictAsk {
+    /// Refusals of a question as asked (which parameter, why).
+    fn check(&self) -> Result<(), String> {
+        if self.candidate == self.baseline {
+            return Err(format!(
+                "candidate, baseline: both are {:?}; compare two versions",
+                self.candidate
+            ));
+        }
+        if self.to <= self.from {
+            return Err("since, to: the range ends before it starts".into());
+        }
+        Ok(())
+    }
+}
+
 /// The verdict as JSON (docs/release.md gives the shape).
 pub(crate) async fn verdict_answer(
     cfg: &Config,
     engine: &QueryEngine,
     ask: &VerdictAsk,
 ) -> anyhow::Result<Value> {
-    if ask.candidate == ask.baseline {
-        bail!("candidate and baseline are both {:?}", ask.candidate);
-    }
-    if ask.to <= ask.from {
-        bail!("the range ends before it starts");
-    }
+    ask.check().map_err(anyhow::Error::msg)?;
     let criteria = &cfg.verdict;
     let (c, b, minutes) = release_source::samples(
         engine,
@@ -413,12 +424,16 @@ async fn verdict_route(State(served): State<Served>, Query(p): Params) -> Respon
         from,
         to,
     };
+    if let Err(e) = ask.check() {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
     match verdict_answer(cfg, engine, &ask).await {
         Ok(v) => {
             let held = v["verdict"] != "pass";
             answer(v, held && strict(&p))
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+        // The question was sound: reading the tables failed.
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     }
 }
 

@@ -499,6 +499,13 @@ fn check_verdicts(env: &Env, admin: u16) {
         body.contains("service, candidate and baseline: required"),
         "{body}"
     );
+    let (status, body) =
+        http_status(admin, "/v1/verdict?service=search&candidate=v1&baseline=v1").unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("candidate, baseline: both are \\\"v1\\\""),
+        "{body}"
+    );
 }
 
 /// Berlin's November 2026 (CET all month): [31 Oct 23:00, 30 Nov 23:00) UTC; its October
