@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::slo_cmd::now_ns;
+
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::ASCII_MARKDOWN};
 use futures::StreamExt;
@@ -841,10 +843,4 @@ for q in queries:
         }
     }
     Ok(Some((raw_s.parse()?, rollup_s.parse()?)))
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }

@@ -56,12 +56,27 @@ impl Default for SlaConfig {
 
 /// `[gate]`: the error-budget policies `nines gate` and `GET /v1/gate` apply
 /// (docs/release.md). Without any, the Workbook's policy applies to every service.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct GateConfig {
     /// `[[gate.policy]]` entries; the most specific match for a service and environment
     /// applies.
     pub policy: Vec<nines_slo::gate::Policy>,
+    /// Record every decision in the `gate_decisions` table (pushed through the events topic
+    /// like any fact).
+    pub record: bool,
+    /// The tenant decisions are recorded under.
+    pub tenant: String,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            policy: Vec::new(),
+            record: true,
+            tenant: nines_ingest::validate::DEFAULT_TENANT.into(),
+        }
+    }
 }
 
 /// `[dora]`: how the DORA metrics are rated (docs/dora.md, "Tiers").

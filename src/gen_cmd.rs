@@ -1,6 +1,8 @@
 //! `nines gen`: realistic traffic over the native API, with an exact account of what was sent.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::slo_cmd::now_ns;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -130,11 +132,4 @@ pub(crate) async fn run(args: GenArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }

@@ -163,6 +163,15 @@ enum Command {
         /// RFC 3339 instant, or `now`.
         #[arg(long, default_value = "now")]
         at: String,
+        /// The version asking to go out (recorded with the decision).
+        #[arg(long)]
+        version: Option<String>,
+        /// Who asks: a pipeline or a person (recorded with the decision).
+        #[arg(long)]
+        requester: Option<String>,
+        /// Do not record this decision in `gate_decisions` (a dry run).
+        #[arg(long)]
+        no_record: bool,
         /// Ask a running nines (its admin URL, e.g. http://127.0.0.1:9464) instead.
         #[arg(long)]
         server: Option<String>,
@@ -422,6 +431,9 @@ fn main() -> anyhow::Result<()> {
                 environment,
                 labels,
                 at,
+                version,
+                requester,
+                no_record,
                 server,
                 format,
             } => {
@@ -429,8 +441,15 @@ fn main() -> anyhow::Result<()> {
                     let ask = release_cmd::GateAsk {
                         service,
                         environment,
-                        labels,
+                        labels: labels
+                            .into_iter()
+                            .map(|l| l.trim().to_owned())
+                            .filter(|l| !l.is_empty())
+                            .collect(),
                         at: slo_cmd::parse_instant(&at)?,
+                        version,
+                        requester,
+                        record: !no_record,
                     };
                     release_cmd::gate(&cfg, &ask, server.as_deref(), format == AnswerFormat::Json)
                         .await

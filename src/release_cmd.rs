@@ -13,6 +13,9 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use nines_ingest::Pipeline;
+use nines_model::time::NANOS_PER_SECOND;
+use nines_proto::v1::{GateDecisionEvent, PushRequest, Resource};
 use nines_query::QueryEngine;
 use nines_query::release_source::{self, Comparison};
 use nines_slo::gate::{self, Standing};
@@ -22,7 +25,7 @@ use nines_slo::window::rfc3339;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::slo_cmd;
+use crate::slo_cmd::{self, now_ns};
 
 /// Exit status of `nines gate` and `nines verdict` when no answer could be given.
 pub(crate) const EXIT_ERROR: i32 = 2;
@@ -37,6 +40,83 @@ pub(crate) struct GateAsk {
     pub labels: Vec<String>,
     /// Seconds since the epoch.
     pub at: i64,
+    /// The version asking to go out, when the asker says (recorded, not judged).
+    pub version: Option<String>,
+    /// Who asks (a pipeline, a person), when the asker says (recorded).
+    pub requester: Option<String>,
+    /// Whether to record the decision (`gate.record`, unless the asker says not to).
+    pub record: bool,
+}
+
+/// Records the gate's decisions in `gate_decisions`: each is a push through ingest's
+/// pipeline (the same validation, cut and broker acknowledgement as any push, and its own
+/// batch id), so the aggregator stores it exactly once like every other fact.
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    pipeline: Pipeline,
+    tenant: String,
+}
+
+impl Recorder {
+    /// A recorder producing to the broker at `bootstrap`.
+    pub(crate) fn new(cfg: &Config, bootstrap: &str) -> anyhow::Result<Self> {
+        let producer = nines_bus::producer::AckProducer::new(&cfg.bus, bootstrap)?;
+        Ok(Self {
+            pipeline: Pipeline::new(
+                producer,
+                cfg.bus.events_topic.clone(),
+                cfg.ingest.limits.clone(),
+                cfg.bus.max_record_bytes,
+                cfg.bus.delivery_timeout,
+            ),
+            tenant: cfg.gate.tenant.clone(),
+        })
+    }
+
+    /// The recorder of a command on its own: the configured brokers, or the embedded
+    /// broker of a `nines up` on this machine.
+    fn of_command(cfg: &Config) -> anyhow::Result<Self> {
+        let bootstrap = if cfg.bus.brokers.is_empty() {
+            format!("127.0.0.1:{}", cfg.broker.port)
+        } else {
+            cfg.bus.brokers.clone()
+        };
+        Self::new(cfg, &bootstrap)
+    }
+
+    /// Pushes one decision; done once the broker has it.
+    async fn record(
+        &self,
+        ask: &GateAsk,
+        policy: String,
+        d: &gate::Decision,
+    ) -> anyhow::Result<()> {
+        let now = now_ns();
+        let event = GateDecisionEvent {
+            time_unix_nano: now,
+            evaluated_at_unix_nano: ask.at.saturating_mul(NANOS_PER_SECOND),
+            allowed: d.allow,
+            labels: ask.labels.clone(),
+            reasons: d.reasons.clone(),
+            override_label: d.override_label.clone().unwrap_or_default(),
+            requester: ask.requester.clone().unwrap_or_default(),
+            policy,
+            ..Default::default()
+        };
+        let push = PushRequest {
+            resource: Some(Resource {
+                tenant: String::new(),
+                service: ask.service.clone(),
+                environment: ask.environment.clone(),
+                version: ask.version.clone().unwrap_or_default(),
+            }),
+            // Ingest gives it a batch id of its own, which the producer's retries keep.
+            gate_decisions: vec![event],
+            ..Default::default()
+        };
+        self.pipeline.publish(push, &self.tenant, now).await?;
+        Ok(())
+    }
 }
 
 /// Whether an SLO speaks for `service` in `environment`: its `metadata.service`, and its
@@ -61,6 +141,7 @@ fn slos(cfg: &Config) -> anyhow::Result<Vec<Slo>> {
 pub(crate) async fn gate_answer(
     cfg: &Config,
     engine: &QueryEngine,
+    recorder: Option<&Recorder>,
     ask: &GateAsk,
 ) -> anyhow::Result<Value> {
     let mine: Vec<Slo> = slos(cfg)?
@@ -89,10 +170,26 @@ pub(crate) async fn gate_answer(
     let policy = gate::policy_for(&cfg.gate.policy, &ask.service, &ask.environment);
     let d = gate::decide(&policy, &ask.labels, &standings);
     metrics::counter!("nines_gate_decisions_total", "decision" => d.decision).increment(1);
+    let policy_name = format!("{}/{}", policy.service, policy.environment);
+    // A decision that cannot be recorded is still the decision: the answer says so, the
+    // log and a counter too.
+    let recorded = match recorder.filter(|_| ask.record) {
+        None => json!(false),
+        Some(r) => match r.record(ask, policy_name, &d).await {
+            Ok(()) => json!(true),
+            Err(e) => {
+                metrics::counter!("nines_gate_decisions_unrecorded_total").increment(1);
+                tracing::warn!(error = format!("{e:#}"), service = %ask.service, "gate decision not recorded");
+                json!(format!("not recorded: {e:#}"))
+            }
+        },
+    };
     Ok(json!({
         "service": ask.service,
         "environment": ask.environment,
         "labels": ask.labels,
+        "version": ask.version,
+        "requester": ask.requester,
         "at": rfc3339(ask.at),
         "allow": d.allow,
         "decision": d.decision,
@@ -106,6 +203,7 @@ pub(crate) async fn gate_answer(
             "firing": s.firing.iter().map(|(a, sev)| json!({"alert": a, "severity": sev})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "unevaluated": unevaluated,
+        "recorded": recorded,
     }))
 }
 
@@ -187,6 +285,78 @@ pub(crate) async fn verdict_answer(
     }))
 }
 
+/// Columns of the report's tables of gate decisions.
+pub(crate) const GATE_COUNT_HEADER: [&str; 5] =
+    ["service", "environment", "allowed", "denied", "overridden"];
+pub(crate) const GATE_HELD_HEADER: [&str; 8] = [
+    "at",
+    "service",
+    "environment",
+    "version",
+    "decision",
+    "override_label",
+    "requester",
+    "reasons",
+];
+
+/// The gate's recorded decisions about `[from, to)` (by the instant each was evaluated at)
+/// for the report: per service and environment how many were allowed, denied and allowed
+/// only by an override label; and each denied or overridden one (who, when, why), oldest
+/// first.
+pub(crate) async fn gate_history(
+    engine: &QueryEngine,
+    service: Option<&str>,
+    (from, to): (i64, i64),
+) -> anyhow::Result<Value> {
+    let only = service.map_or(String::new(), |s| {
+        format!(" AND service = {}", nines_query::sql_string(s))
+    });
+    let sql = format!(
+        "SELECT service, environment, version, decision, override_label, requester, reasons, \
+         CAST(to_unixtime(evaluated_at) AS BIGINT) AS at FROM gate_decisions \
+         WHERE evaluated_at >= to_timestamp_seconds({from}) \
+         AND evaluated_at < to_timestamp_seconds({to}){only} \
+         ORDER BY evaluated_at, service, environment, time"
+    );
+    let (schema, batches) = engine.sql(&sql).await?;
+    let text = nines_query::format::render(schema, &batches, nines_query::OutputFormat::Json)?;
+    let mut counts: std::collections::BTreeMap<(String, String), [u64; 3]> = Default::default();
+    let mut held = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut row: serde_json::Map<String, Value> = serde_json::from_str(line)?;
+        let text = |k: &str| {
+            row.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let key = (text("service"), text("environment"));
+        let denied = text("decision") == "deny";
+        let overridden = !denied && !text("override_label").is_empty();
+        let c = counts.entry(key).or_default();
+        c[usize::from(denied)] += 1;
+        c[2] += u64::from(overridden);
+        if denied || overridden {
+            let at = row.get("at").and_then(Value::as_i64).unwrap_or_default();
+            row.insert("at".into(), rfc3339(at).into());
+            for k in GATE_HELD_HEADER {
+                row.entry(k).or_insert(Value::Null);
+            }
+            held.push(Value::Object(row));
+        }
+    }
+    let counts: Vec<Value> = counts
+        .into_iter()
+        .map(|((service, environment), [allowed, denied, overridden])| {
+            json!({
+                "service": service, "environment": environment,
+                "allowed": allowed, "denied": denied, "overridden": overridden,
+            })
+        })
+        .collect();
+    Ok(json!({ "counts": counts, "held": held }))
+}
+
 /// One line for a terminal: `allow: …` / `deny: …` / `pass: …`.
 fn line(answer: &Value, key: &str) -> String {
     let word = answer[key].as_str().unwrap_or("?");
@@ -252,20 +422,31 @@ pub(crate) async fn gate(
 ) -> anyhow::Result<i32> {
     let answer = match server {
         Some(s) => {
-            let q = [
+            let mut q = vec![
                 ("service", ask.service.clone()),
                 ("environment", ask.environment.clone()),
                 ("labels", ask.labels.join(",")),
                 ("at", rfc3339(ask.at)),
+                ("record", ask.record.to_string()),
             ];
+            q.extend(ask.version.clone().map(|v| ("version", v)));
+            q.extend(ask.requester.clone().map(|r| ("requester", r)));
             remote(s, "/v1/gate", &q).await?
         }
         None => {
             let store = crate::roles::open_store(cfg).await?;
-            gate_answer(cfg, &QueryEngine::new(&store).await?, ask).await?
+            let recorder = match cfg.gate.record && ask.record {
+                true => Some(Recorder::of_command(cfg)?),
+                false => None,
+            };
+            let engine = QueryEngine::new(&store).await?;
+            gate_answer(cfg, &engine, recorder.as_ref(), ask).await?
         }
     };
     print(&answer, "decision", json);
+    if let Some(why) = answer["recorded"].as_str() {
+        eprintln!("warning: the decision was {why}");
+    }
     Ok(if answer["allow"] == Value::Bool(true) {
         0
     } else {
@@ -319,12 +500,12 @@ pub(crate) fn parse_since(text: &str, to: i64) -> anyhow::Result<i64> {
 
 /// What the HTTP routes answer with: set once `nines up` has opened the store.
 #[derive(Clone, Default)]
-pub(crate) struct Served(Arc<OnceLock<(Config, QueryEngine)>>);
+pub(crate) struct Served(Arc<OnceLock<(Config, QueryEngine, Option<Recorder>)>>);
 
 impl Served {
-    /// The routes may answer from now on.
-    pub(crate) fn set(&self, cfg: Config, engine: QueryEngine) {
-        let _ = self.0.set((cfg, engine));
+    /// The routes may answer from now on (recording gate decisions with `recorder`).
+    pub(crate) fn set(&self, cfg: Config, engine: QueryEngine, recorder: Option<Recorder>) {
+        let _ = self.0.set((cfg, engine, recorder));
     }
 }
 
@@ -350,7 +531,7 @@ fn answer(v: Value, held: bool) -> Response {
 }
 
 async fn gate_route(State(served): State<Served>, Query(p): Params) -> Response {
-    let Some((cfg, engine)) = served.0.get() else {
+    let Some((cfg, engine, recorder)) = served.0.get() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "nines is starting");
     };
     let Some(service) = p.get("service").filter(|s| !s.is_empty()) else {
@@ -363,6 +544,17 @@ async fn gate_route(State(served): State<Served>, Query(p): Params) -> Response 
         },
         None => slo_cmd::now(),
     };
+    let record = match p.get("record").map(String::as_str) {
+        None | Some("" | "true" | "1") => true,
+        Some("false" | "0") => false,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("record: {other:?} is neither true nor false"),
+            );
+        }
+    };
+    let given = |k: &str| p.get(k).filter(|s| !s.is_empty()).cloned();
     let ask = GateAsk {
         service: service.clone(),
         environment: p
@@ -380,8 +572,11 @@ async fn gate_route(State(served): State<Served>, Query(p): Params) -> Response 
             })
             .unwrap_or_default(),
         at,
+        version: given("version"),
+        requester: given("requester"),
+        record,
     };
-    match gate_answer(cfg, engine, &ask).await {
+    match gate_answer(cfg, engine, recorder.as_ref(), &ask).await {
         Ok(v) => {
             let held = v["allow"] != Value::Bool(true);
             answer(v, held && strict(&p))
@@ -391,7 +586,7 @@ async fn gate_route(State(served): State<Served>, Query(p): Params) -> Response 
 }
 
 async fn verdict_route(State(served): State<Served>, Query(p): Params) -> Response {
-    let Some((cfg, engine)) = served.0.get() else {
+    let Some((cfg, engine, _)) = served.0.get() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "nines is starting");
     };
     let required = |k: &str| p.get(k).filter(|s| !s.is_empty()).cloned();

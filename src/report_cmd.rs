@@ -266,6 +266,8 @@ pub(crate) async fn build(
         .map(|(t, v)| (t.to_owned(), v.into()))
         .collect();
     let slas = sla_statements(cfg, selection, selected).await?;
+    let gate =
+        crate::release_cmd::gate_history(&selected.engine, selection.service(), (from, to)).await?;
     Ok(json!({
         "schema": "nines.report/v1",
         "provenance": {
@@ -289,6 +291,7 @@ pub(crate) async fn build(
             },
         },
         "slas": slas,
+        "gate": gate,
     }))
 }
 
@@ -512,6 +515,18 @@ fn markdown(m: &Value) -> String {
     if let Some(slas) = m["slas"].as_array().filter(|a| !a.is_empty()) {
         out += "\n\n## SLAs\n\n";
         out += &crate::sla_cmd::markdown_body(slas);
+    }
+    let counts = objects(&m["gate"]["counts"]);
+    if !counts.is_empty() {
+        use crate::release_cmd::{GATE_COUNT_HEADER, GATE_HELD_HEADER};
+        out.truncate(out.trim_end().len());
+        out += "\n\n## Release gate\n\n";
+        out += &rows::markdown(&GATE_COUNT_HEADER, &counts);
+        let held = objects(&m["gate"]["held"]);
+        if !held.is_empty() {
+            out += "\n\nDenied, or allowed only by a label:\n\n";
+            out += &rows::markdown(&GATE_HELD_HEADER, &held);
+        }
     }
     out + "\n"
 }

@@ -78,6 +78,8 @@ struct Page {
     weekly_chart: String,
     weeks: Table,
     slas: Table,
+    gate_counts: Table,
+    gate_held: Table,
     slo_files: Vec<(String, String)>,
     tables: Vec<(String, String)>,
 }
@@ -159,6 +161,14 @@ pub(crate) fn render(m: &Value) -> anyhow::Result<String> {
         slas: Table::of(
             &crate::sla_cmd::SUMMARY_HEADER,
             &crate::sla_cmd::summary_rows(m["slas"].as_array().map_or(&[], Vec::as_slice)),
+        ),
+        gate_counts: Table::of(
+            &crate::release_cmd::GATE_COUNT_HEADER,
+            &objects(&m["gate"]["counts"]),
+        ),
+        gate_held: Table::of(
+            &crate::release_cmd::GATE_HELD_HEADER,
+            &objects(&m["gate"]["held"]),
         ),
         slo_files: objects(&p["slo_files"])
             .iter()

@@ -259,7 +259,15 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
         cfg.storage.clone(),
         stop.clone(),
     ));
-    served.set(cfg.clone(), nines_query::QueryEngine::new(&store).await?);
+    let recorder = match cfg.gate.record {
+        true => Some(crate::release_cmd::Recorder::new(&cfg, &bootstrap)?),
+        false => None,
+    };
+    served.set(
+        cfg.clone(),
+        nines_query::QueryEngine::new(&store).await?,
+        recorder,
+    );
     // Live SLO evaluation: its failure is logged, never a reason to stop the pipeline.
     let slo_store = store.clone();
     let slo_cfg = cfg.slo.clone();

@@ -291,37 +291,53 @@ async fn two_months_of_releases_give_the_worked_out_gate_verdicts_and_sla() {
     check_sla(&env);
 }
 
+/// A decision the test expects in `gate_decisions`: environment, the instant asked about,
+/// allow or deny, the override label.
+type Recorded = (String, i64, String, Option<String>);
+
 fn check_gate(env: &Env, admin: u16) {
-    let gate = |environment: &str, at: i64, labels: &str| {
-        let (code, out) = nines(
-            env,
-            &[
-                "gate",
-                "--service",
-                "checkout",
-                "--environment",
-                environment,
-                "--labels",
-                labels,
-                "--at",
-                &rfc3339(at),
-                "--format",
-                "json",
-            ],
-        );
+    let gate = |environment: &str, at: i64, labels: &str, extra: &[&str]| {
+        let at_text = rfc3339(at);
+        let mut args = vec![
+            "gate",
+            "--service",
+            "checkout",
+            "--environment",
+            environment,
+            "--labels",
+            labels,
+            "--at",
+            &at_text,
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out) = nines(env, &args);
         let v = json(&out);
         assert_eq!(code == 0, v["allow"] == true, "{out}");
         v
     };
     let budget = |v: &serde_json::Value| v["slos"][0]["budget_remaining"].as_f64().unwrap();
+    // What each answer says it recorded, in the test's own terms.
+    let mut recorded: Vec<Recorded> = Vec::new();
+    let mut note = |environment: &str, at: i64, v: &serde_json::Value| {
+        assert_eq!(v["recorded"], true, "{v}");
+        recorded.push((
+            environment.to_owned(),
+            at,
+            v["decision"].as_str().unwrap().to_owned(),
+            v["override_label"].as_str().map(str::to_owned),
+        ));
+    };
 
     // Two hours into the outage: the budget is gone (184 of its 130 requests, besides the
     // background) and the 14.4x page row fires (the last hour and the last 5 minutes
     // failed at acme's 100 %, globex's 50 % and initech's 3.3 %: a burn of 511).
     let at = BAD + 2 * HOUR;
     assert!(remaining(at) < 0.0);
-    let v = gate("prod", at, "");
+    let v = gate("prod", at, "", &[]);
     assert_eq!(v["decision"], "deny", "{v}");
+    note("prod", at, &v);
     assert!((budget(&v) - remaining(at)).abs() < 1e-9, "{v}");
     let reasons: Vec<String> = v["reasons"]
         .as_array()
@@ -340,10 +356,23 @@ fn check_gate(env: &Env, admin: u16) {
         "{v}"
     );
     // The hotfix goes out regardless, and says what it overrode.
-    let v = gate("prod", at, "hotfix");
+    let v = gate(
+        "prod",
+        at,
+        "hotfix",
+        &["--version", "v3", "--requester", "ci/checkout#77"],
+    );
     assert_eq!(v["decision"], "allow", "{v}");
     assert_eq!(v["override_label"], "hotfix", "{v}");
     assert_eq!(v["reasons"].as_array().unwrap().len(), reasons.len(), "{v}");
+    note("prod", at, &v);
+    // A dry run answers the same and records nothing.
+    let v = gate("prod", at, "", &["--no-record"]);
+    assert_eq!(
+        (&v["decision"], &v["recorded"]),
+        (&"deny".into(), &false.into()),
+        "{v}"
+    );
 
     // Away from the outage's alert windows (a day before, and from a day after), prod
     // denies exactly while the 30-day budget is overspent: from the outage until it leaves
@@ -370,15 +399,18 @@ fn check_gate(env: &Env, admin: u16) {
         };
         assert_eq!(v["decision"], want, "{}: {v}", rfc3339(at));
         assert!((budget(&v) - remaining(at)).abs() < 1e-9, "{v}");
+        note("prod", at, &v);
         decisions.push(want);
     }
     assert_eq!(decisions, ["allow", "deny", "deny", "deny", "allow"]);
     // Staging keeps a quarter in reserve: a day before the outage the budget is whole
     // enough, the day after it is not.
-    let v = gate("staging", BAD - DAY, "");
+    let v = gate("staging", BAD - DAY, "", &[]);
     assert_eq!(v["decision"], "allow", "{v}");
-    let v = gate("staging", FIX + DAY, "");
+    note("staging", BAD - DAY, &v);
+    let v = gate("staging", FIX + DAY, "", &[]);
     assert_eq!(v["decision"], "deny", "{v}");
+    note("staging", FIX + DAY, &v);
     assert_eq!(
         v["reasons"][0].as_str().unwrap(),
         format!(
@@ -406,6 +438,121 @@ fn check_gate(env: &Env, admin: u16) {
     );
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("deny: SLO checkout-availability/"), "{out}");
+    recorded.push(("prod".into(), FIX + DAY, "deny".into(), None));
+
+    check_recorded(env, recorded);
+}
+
+/// Every recorded decision is in `gate_decisions` once, and the report's "Release gate"
+/// counts and lists them.
+fn check_recorded(env: &Env, mut recorded: Vec<Recorded>) {
+    let n = recorded.len() as i64;
+    assert_eq!(n, 10);
+    assert_eq!(
+        env.wait_for(
+            "SELECT count(*) FROM gate_decisions",
+            n,
+            Duration::from_secs(120)
+        ),
+        n
+    );
+    recorded.sort();
+    let rows = env.sql(
+        "SELECT environment, CAST(to_unixtime(evaluated_at) AS BIGINT) AS at, decision, \
+         override_label, tenant, service, version, requester, cardinality(reasons) AS reasons \
+         FROM gate_decisions ORDER BY environment, at, decision, override_label NULLS FIRST",
+    );
+    let got: Vec<Recorded> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["environment"].as_str().unwrap().to_owned(),
+                r["at"].as_i64().unwrap(),
+                r["decision"].as_str().unwrap().to_owned(),
+                r["override_label"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(got, recorded);
+    for r in &rows {
+        assert_eq!(
+            (&r["tenant"], &r["service"]),
+            (&"default".into(), &"checkout".into()),
+            "{r}"
+        );
+        // A deny always says why; so does an override (what it overrode).
+        if r["decision"] == "deny" || !r["override_label"].is_null() {
+            assert!(r["reasons"].as_i64().unwrap() > 0, "{r}");
+        }
+    }
+    let hotfix = rows
+        .iter()
+        .find(|r| r["override_label"] == "hotfix")
+        .unwrap();
+    assert_eq!(
+        (&hotfix["version"], &hotfix["requester"]),
+        (&"v3".into(), &"ci/checkout#77".into())
+    );
+
+    // The report over November: the decisions about instants in it, by environment.
+    let (from, to) = (T0 + 31 * DAY, END);
+    let (code, out) = nines(
+        env,
+        &[
+            "report",
+            "--service",
+            "checkout",
+            "--from",
+            &rfc3339(from),
+            "--to",
+            &rfc3339(to),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let gate = &json(&out)["gate"];
+    let inside: Vec<&Recorded> = recorded
+        .iter()
+        .filter(|r| (from..to).contains(&r.1))
+        .collect();
+    assert_eq!(inside.len(), 9, "all but 11 December");
+    let mut counts = Vec::new();
+    for environment in ["prod", "staging"] {
+        let of = |f: &dyn Fn(&Recorded) -> bool| {
+            inside.iter().filter(|r| r.0 == environment && f(r)).count()
+        };
+        counts.push(serde_json::json!({
+            "service": "checkout",
+            "environment": environment,
+            "allowed": of(&|r| r.2 == "allow"),
+            "denied": of(&|r| r.2 == "deny"),
+            "overridden": of(&|r| r.3.is_some()),
+        }));
+    }
+    assert_eq!(gate["counts"], serde_json::Value::Array(counts), "{gate}");
+    // Held: every deny and the hotfix, oldest first.
+    let mut held: Vec<(i64, String, Option<String>)> = inside
+        .iter()
+        .filter(|r| r.2 == "deny" || r.3.is_some())
+        .map(|r| (r.1, r.0.clone(), r.3.clone()))
+        .collect();
+    held.sort();
+    let got: Vec<(i64, String, Option<String>)> = gate["held"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                chrono::DateTime::parse_from_rfc3339(h["at"].as_str().unwrap())
+                    .unwrap()
+                    .timestamp(),
+                h["environment"].as_str().unwrap().to_owned(),
+                h["override_label"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(got, held, "{gate}");
 }
 
 fn check_verdicts(env: &Env, admin: u16) {

@@ -15,7 +15,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use nines_proto::v1::{
-    Commit, DeployEvent, DeployOutcome, IncidentEvent, PushRequest, RequestEvent, Resource,
+    Commit, DeployEvent, DeployOutcome, GateDecisionEvent, IncidentEvent, PushRequest,
+    RequestEvent, Resource,
 };
 
 use crate::support::{Env, blessing, compare_golden, push_ok, test_python};
@@ -46,6 +47,31 @@ const ROLLBACK: i64 = ROLLED + 2 * HOUR;
 /// resolved at 17:00.
 const BLAMED: i64 = T0 + 42 * DAY + 12 * HOUR;
 const INCIDENT: (i64, i64) = (BLAMED + HOUR, BLAMED + 5 * HOUR);
+
+/// Gate decisions a delivery tool of its own pushes for checkout (nines records its own
+/// gate's the same way: tests/release.rs): (time, allowed, labels, override label,
+/// reasons). Two days before the range (not in the report), one allowed quietly, the deny
+/// an hour into the outage and the hotfix that overrides it.
+fn gate_decisions() -> Vec<(i64, bool, &'static str, &'static str, &'static str)> {
+    vec![
+        (T0 - 2 * DAY, false, "", "", "change freeze"),
+        (T0 + 3 * DAY, true, "", "", ""),
+        (
+            BAD + HOUR,
+            false,
+            "",
+            "",
+            "checkout-availability: error budget exhausted",
+        ),
+        (
+            FIX - HOUR,
+            true,
+            "hotfix",
+            "hotfix",
+            "checkout-availability: error budget exhausted",
+        ),
+    ]
+}
 
 /// One request: (service index, time in seconds, error).
 type Request = (usize, i64, bool);
@@ -281,7 +307,37 @@ async fn two_months_of_three_services_give_the_worked_out_report() {
         };
         push_ok(&mut client, &push).await;
     }
+    let push = PushRequest {
+        batch_id: "report-gate".into(),
+        resource: resource("checkout"),
+        gate_decisions: gate_decisions()
+            .into_iter()
+            .map(|(t, allowed, label, overrode, reason)| GateDecisionEvent {
+                time_unix_nano: t * NS,
+                allowed,
+                labels: [label]
+                    .into_iter()
+                    .filter(|l| !l.is_empty())
+                    .map(Into::into)
+                    .collect(),
+                override_label: overrode.into(),
+                reasons: [reason]
+                    .into_iter()
+                    .filter(|r| !r.is_empty())
+                    .map(Into::into)
+                    .collect(),
+                requester: "deploy-bot".into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    assert_eq!(push_ok(&mut client, &push).await.accepted_gate_decisions, 4);
     let timeout = Duration::from_secs(180);
+    assert_eq!(
+        env.wait_for("SELECT count(*) FROM gate_decisions", 4, timeout),
+        4
+    );
     assert_eq!(
         env.wait_for("SELECT sum(total) FROM sli_1m", reqs.len() as i64, timeout),
         reqs.len() as i64
@@ -371,6 +427,38 @@ fn check_figures(r: &serde_json::Value, reqs: &[Request], sent: &[Sent]) {
         let got = got.as_f64().unwrap_or_else(|| panic!("{what}: {got}"));
         assert!((got - want).abs() < 1e-9, "{what}: {got} vs {want}");
     };
+    // The release gate: the three decisions in the range, the deny and the override held.
+    let inside: Vec<_> = gate_decisions()
+        .into_iter()
+        .filter(|d| (T0..END).contains(&d.0))
+        .collect();
+    let allowed = inside.iter().filter(|d| d.1).count();
+    assert_eq!(
+        r["gate"]["counts"],
+        serde_json::json!([{
+            "service": "checkout", "environment": "prod", "allowed": allowed,
+            "denied": inside.len() - allowed,
+            "overridden": inside.iter().filter(|d| !d.3.is_empty()).count(),
+        }])
+    );
+    let held: Vec<(String, &str)> = r["gate"]["held"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["at"].as_str().unwrap().to_owned(),
+                h["decision"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        held,
+        [
+            (rfc3339(BAD + HOUR), "deny"),
+            (rfc3339(FIX - HOUR), "allow")
+        ]
+    );
     // The SLA section: January and February of checkout's default tenant, attainment and
     // credit from the requests sent (the bad deploy's 180 failures fall in January).
     let slas = r["slas"].as_array().unwrap();

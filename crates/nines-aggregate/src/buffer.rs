@@ -11,7 +11,7 @@ use arrow::array::{
 use arrow::datatypes::Field;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use nines_model::schema::{self, DEPLOYS, INCIDENTS, REQUESTS, SLI_1M};
+use nines_model::schema::{self, DEPLOYS, GATE_DECISIONS, INCIDENTS, REQUESTS, SLI_1M};
 use nines_model::time::{day_number, micros, minute_start};
 use nines_proto::v1::{DeployOutcome, DeploySource, EventBatch, Resource};
 
@@ -201,6 +201,81 @@ impl IncidentCols {
     }
 }
 
+struct GateDecisionCols {
+    tenant: StringBuilder,
+    service: StringBuilder,
+    environment: StringBuilder,
+    version: StringBuilder,
+    time: UtcMicros,
+    evaluated_at: UtcMicros,
+    decision: StringBuilder,
+    labels: ListBuilder<StringBuilder>,
+    reasons: ListBuilder<StringBuilder>,
+    override_label: StringBuilder,
+    requester: StringBuilder,
+    policy: StringBuilder,
+    received_at: UtcMicros,
+    kafka_partition: Int32Builder,
+    kafka_offset: Int64Builder,
+}
+
+impl GateDecisionCols {
+    fn new() -> Self {
+        Self {
+            tenant: StringBuilder::new(),
+            service: StringBuilder::new(),
+            environment: StringBuilder::new(),
+            version: StringBuilder::new(),
+            time: utc_ts(16),
+            evaluated_at: utc_ts(16),
+            decision: StringBuilder::new(),
+            labels: ListBuilder::new(StringBuilder::new()),
+            reasons: ListBuilder::new(StringBuilder::new()),
+            override_label: StringBuilder::new(),
+            requester: StringBuilder::new(),
+            policy: StringBuilder::new(),
+            received_at: utc_ts(16),
+            kafka_partition: Int32Builder::new(),
+            kafka_offset: Int64Builder::new(),
+        }
+    }
+
+    fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.tenant.finish()),
+            Arc::new(self.service.finish()),
+            Arc::new(self.environment.finish()),
+            Arc::new(self.version.finish()),
+            Arc::new(self.time.finish()),
+            Arc::new(self.evaluated_at.finish()),
+            Arc::new(self.decision.finish()),
+            Arc::new(self.labels.finish()),
+            Arc::new(self.reasons.finish()),
+            Arc::new(self.override_label.finish()),
+            Arc::new(self.requester.finish()),
+            Arc::new(self.policy.finish()),
+            Arc::new(self.received_at.finish()),
+            Arc::new(self.kafka_partition.finish()),
+            Arc::new(self.kafka_offset.finish()),
+        ];
+        RecordBatch::try_new(schema::gate_decisions(), cols)
+    }
+}
+
+/// Appends `v`, or null when it is empty.
+fn append_or_null(b: &mut StringBuilder, v: &str) {
+    if v.is_empty() {
+        b.append_null();
+    } else {
+        b.append_value(v);
+    }
+}
+
+/// An event's own value, or its resource's when the event leaves it empty.
+fn or_resource<'v>(own: &'v str, resource: &'v str) -> &'v str {
+    if own.is_empty() { resource } else { own }
+}
+
 /// Rollup cells of one resource: minute → operation → rollup. Keyed so that a lookup by
 /// `&str` operation allocates nothing.
 type Cells = BTreeMap<i64, HashMap<String, Rollup>>;
@@ -337,6 +412,7 @@ pub struct PartitionBuffer {
     requests: BTreeMap<i64, RequestCols>,
     deploys: BTreeMap<i64, DeployCols>,
     incidents: BTreeMap<i64, IncidentCols>,
+    gate_decisions: BTreeMap<i64, GateDecisionCols>,
     rollups: RollupCols,
     seen: Vec<Seen>,
 }
@@ -363,6 +439,7 @@ impl PartitionBuffer {
             requests: BTreeMap::new(),
             deploys: BTreeMap::new(),
             incidents: BTreeMap::new(),
+            gate_decisions: BTreeMap::new(),
             rollups: RollupCols::default(),
             seen: Vec::new(),
         }
@@ -407,6 +484,7 @@ impl PartitionBuffer {
         self.skip(offset);
         let (to_requests, to_rollups) = (wanted(REQUESTS), wanted(SLI_1M));
         let (to_deploys, to_incidents) = (wanted(DEPLOYS), wanted(INCIDENTS));
+        let to_gate_decisions = wanted(GATE_DECISIONS);
         let default = Resource::default();
         let res = batch.resource.as_ref().unwrap_or(&default);
         let p = self.partition;
@@ -533,10 +611,44 @@ impl PartitionBuffer {
             c.kafka_partition.append_value(p);
             c.kafka_offset.append_value(offset);
         }
-        self.events += (batch.requests.len() + batch.deploys.len() + batch.incidents.len()) as u64;
-        // Deploys and incidents are rare and small: counted at a generous fixed size.
-        self.bytes += ((batch.deploys.len() + batch.incidents.len()) as u64)
-            * (4 * FIXED_EVENT_BYTES + resource_bytes);
+        for g in batch.gate_decisions.iter().filter(|_| to_gate_decisions) {
+            let c = self
+                .gate_decisions
+                .entry(day_number(g.time_unix_nano))
+                .or_insert_with(GateDecisionCols::new);
+            c.tenant.append_value(&res.tenant);
+            c.service
+                .append_value(or_resource(&g.service, &res.service));
+            c.environment
+                .append_value(or_resource(&g.environment, &res.environment));
+            append_or_null(&mut c.version, or_resource(&g.version, &res.version));
+            c.time.append_value(g.time_unix_nano);
+            c.evaluated_at
+                .append_value(if g.evaluated_at_unix_nano == 0 {
+                    g.time_unix_nano
+                } else {
+                    g.evaluated_at_unix_nano
+                });
+            c.decision
+                .append_value(if g.allowed { "allow" } else { "deny" });
+            for (list, values) in [(&mut c.labels, &g.labels), (&mut c.reasons, &g.reasons)] {
+                for v in values {
+                    list.values().append_value(v);
+                }
+                list.append(true);
+            }
+            append_or_null(&mut c.override_label, &g.override_label);
+            append_or_null(&mut c.requester, &g.requester);
+            append_or_null(&mut c.policy, &g.policy);
+            c.received_at.append_value(received);
+            c.kafka_partition.append_value(p);
+            c.kafka_offset.append_value(offset);
+        }
+        let rare = batch.deploys.len() + batch.incidents.len() + batch.gate_decisions.len();
+        self.events += (batch.requests.len() + rare) as u64;
+        // Deploys, incidents and gate decisions are rare and small: counted at a generous
+        // fixed size.
+        self.bytes += (rare as u64) * (4 * FIXED_EVENT_BYTES + resource_bytes);
     }
 
     /// Turns everything added since the last flush into batches and resets the buffer.
@@ -571,6 +683,13 @@ impl PartitionBuffer {
         for (day, c) in old.incidents {
             batches.push(TableBatch {
                 table: INCIDENTS,
+                day,
+                batch: c.finish()?,
+            });
+        }
+        for (day, c) in old.gate_decisions {
+            batches.push(TableBatch {
+                table: GATE_DECISIONS,
                 day,
                 batch: c.finish()?,
             });
@@ -637,6 +756,87 @@ mod tests {
         assert_eq!(b.events(), 11);
         b.take().unwrap();
         assert_eq!(b.bytes(), 0, "a flush starts again");
+    }
+
+    #[test]
+    fn a_gate_decision_is_one_row_with_its_resource_filled_in() {
+        use arrow::array::{AsArray, ListArray};
+        use nines_proto::v1::GateDecisionEvent;
+        let day = 20_402_i64; // 2025-11-10
+        let t = day * 86_400 * 1_000_000_000 + 3_600_000_000_000;
+        let batch = EventBatch {
+            resource: Some(Resource {
+                tenant: "t".into(),
+                service: "checkout".into(),
+                environment: "prod".into(),
+                version: String::new(),
+            }),
+            gate_decisions: vec![
+                GateDecisionEvent {
+                    time_unix_nano: t,
+                    evaluated_at_unix_nano: t - 86_400_000_000_000,
+                    allowed: true,
+                    labels: vec!["hotfix".into()],
+                    reasons: vec!["budget exhausted".into(), "page alert".into()],
+                    override_label: "hotfix".into(),
+                    requester: "ci".into(),
+                    version: "v3".into(),
+                    ..Default::default()
+                },
+                GateDecisionEvent {
+                    time_unix_nano: t + 1_000,
+                    service: "search".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let mut b = PartitionBuffer::new(2);
+        b.add(&batch, 9);
+        assert_eq!(b.events(), 2);
+        let flush = b.take().unwrap().unwrap();
+        let [g] = flush.batches.as_slice() else {
+            panic!("one batch: {:?}", flush.batches.len());
+        };
+        assert_eq!((g.table, g.day), (GATE_DECISIONS, day));
+        let r = &g.batch;
+        assert_eq!(r.schema(), schema::gate_decisions());
+        let strings = |c: &str| -> Vec<Option<String>> {
+            r.column_by_name(c)
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_owned))
+                .collect()
+        };
+        let some = |a: &str, b: &str| vec![Some(a.to_owned()), Some(b.to_owned())];
+        assert_eq!(strings("service"), some("checkout", "search"));
+        assert_eq!(strings("environment"), some("prod", "prod"));
+        assert_eq!(strings("version"), vec![Some("v3".into()), None]);
+        assert_eq!(strings("decision"), some("allow", "deny"));
+        assert_eq!(strings("override_label"), vec![Some("hotfix".into()), None]);
+        let times = |c: &str| -> Vec<i64> {
+            r.column_by_name(c)
+                .unwrap()
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .values()
+                .to_vec()
+        };
+        assert_eq!(times("time"), [t / 1_000, t / 1_000 + 1]);
+        // Unset, the instant evaluated is the decision's own.
+        assert_eq!(
+            times("evaluated_at"),
+            [(t - 86_400_000_000_000) / 1_000, t / 1_000 + 1]
+        );
+        let reasons = r
+            .column_by_name("reasons")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .unwrap();
+        assert_eq!(reasons.value_length(0), 2);
+        assert_eq!(reasons.value_length(1), 0);
+        assert_eq!(reasons.value(0).as_string::<i32>().value(1), "page alert");
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub fn cut_guarded(
 
     let mut batches = vec![header.clone()];
     let mut used = 0_usize;
-    // One closure per event kind would need three copies of this loop; a macro keeps it one.
+    // One closure per event kind would need four copies of this loop; a macro keeps it one.
     macro_rules! place {
         ($events:expr, $field:ident, $name:literal, $planned:expr) => {
             for (i, ev) in $events.into_iter().enumerate() {
@@ -95,6 +95,12 @@ pub fn cut_guarded(
         "incidents",
         |e: &nines_proto::v1::IncidentEvent| e.encoded_len()
     );
+    place!(
+        req.gate_decisions,
+        gate_decisions,
+        "gate_decisions",
+        |e: &nines_proto::v1::GateDecisionEvent| e.encoded_len()
+    );
 
     let parts = batches.len() as u32;
     let mut records = Vec::with_capacity(batches.len());
@@ -109,9 +115,10 @@ pub fn cut_guarded(
             std::mem::take(&mut b.requests),
             std::mem::take(&mut b.deploys),
             std::mem::take(&mut b.incidents),
+            std::mem::take(&mut b.gate_decisions),
         );
         let events_at = b.encoded_len();
-        (b.requests, b.deploys, b.incidents) = events;
+        (b.requests, b.deploys, b.incidents, b.gate_decisions) = events;
         if renamed.is_empty() {
             hasher.update(&record[events_at..]);
         } else {

@@ -82,6 +82,7 @@ impl Pipeline {
             accepted_requests: req.requests.len() as u64,
             accepted_deploys: req.deploys.len() as u64,
             accepted_incidents: req.incidents.len() as u64,
+            accepted_gate_decisions: req.gate_decisions.len() as u64,
             records: 0,
         };
         let derived = self.inner.versions.observe(&req);
@@ -179,6 +180,8 @@ pub(crate) fn account(result: &Result<PushResponse>, started: Instant) {
                 .increment(resp.accepted_deploys);
             counter!("nines_ingest_events_accepted_total", "kind" => "incident")
                 .increment(resp.accepted_incidents);
+            counter!("nines_ingest_events_accepted_total", "kind" => "gate_decision")
+                .increment(resp.accepted_gate_decisions);
         }
         Err(e) => {
             counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label())

@@ -16,7 +16,8 @@ pub const DEFAULT_TENANT: &str = "default";
 pub fn validate(req: &mut PushRequest, limits: &Limits, now_ns: i64) -> Result<()> {
     let resource = req.resource.get_or_insert_with(Resource::default);
     check_resource(resource, limits)?;
-    let total = req.requests.len() + req.deploys.len() + req.incidents.len();
+    let total =
+        req.requests.len() + req.deploys.len() + req.incidents.len() + req.gate_decisions.len();
     if total == 0 {
         return Err(Error::invalid("requests", "the push carries no events"));
     }
@@ -84,6 +85,40 @@ pub fn validate(req: &mut PushRequest, limits: &Limits, now_ns: i64) -> Result<(
                 return Err(f("resolved_at_unix_nano")(
                     "an incident cannot be resolved before it was opened".into(),
                 ));
+            }
+        }
+    }
+    for (i, g) in req.gate_decisions.iter().enumerate() {
+        let field = |f: String| at(move || format!("gate_decisions[{i}].{f}"));
+        let f = |s: &str| field(s.to_owned());
+        window
+            .check(g.time_unix_nano)
+            .map_err(f("time_unix_nano"))?;
+        if g.evaluated_at_unix_nano < 0 {
+            return Err(f("evaluated_at_unix_nano")(
+                "must be 0 (the decision's time) or nanoseconds since the Unix epoch".into(),
+            ));
+        }
+        for (name, value) in [
+            ("service", &g.service),
+            ("environment", &g.environment),
+            ("version", &g.version),
+            ("override_label", &g.override_label),
+            ("requester", &g.requester),
+            ("policy", &g.policy),
+        ] {
+            check_name(value, limits, false).map_err(f(name))?;
+        }
+        for (list, values) in [("labels", &g.labels), ("reasons", &g.reasons)] {
+            if values.len() > limits.max_attributes {
+                return Err(f(list)(format!(
+                    "{} entries, more than the limit of {}",
+                    values.len(),
+                    limits.max_attributes
+                )));
+            }
+            for (j, v) in values.iter().enumerate() {
+                check_name(v, limits, true).map_err(field(format!("{list}[{j}]")))?;
             }
         }
     }
@@ -245,7 +280,7 @@ impl TimeWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nines_proto::v1::{DeployEvent, IncidentEvent};
+    use nines_proto::v1::{DeployEvent, GateDecisionEvent, IncidentEvent};
 
     const NOW: i64 = 1_795_671_239_000_000_000;
 
@@ -285,6 +320,71 @@ mod tests {
         assert_eq!(
             (r.tenant.as_str(), r.environment.as_str()),
             ("default", "default")
+        );
+    }
+
+    #[test]
+    fn gate_decisions_are_checked_field_by_field() {
+        let decision = || GateDecisionEvent {
+            time_unix_nano: NOW,
+            allowed: false,
+            labels: vec!["hotfix".into()],
+            reasons: vec!["SLO a/b: error budget exhausted (-3.0 % left)".into()],
+            ..Default::default()
+        };
+        check(|r| r.gate_decisions = vec![decision()], None);
+        // A push of decisions alone is a push.
+        check(
+            |r| {
+                r.requests.clear();
+                r.gate_decisions = vec![decision(), decision()];
+            },
+            None,
+        );
+        check(
+            |r| {
+                let mut d = decision();
+                d.reasons.push(String::new());
+                r.gate_decisions = vec![decision(), d];
+            },
+            Some("gate_decisions[1].reasons[1]: is required and must not be empty"),
+        );
+        check(
+            |r| {
+                let mut d = decision();
+                d.labels = (0..33).map(|i| format!("l{i}")).collect();
+                r.gate_decisions = vec![d];
+            },
+            Some("gate_decisions[0].labels: 33 entries, more than the limit of 32"),
+        );
+        check(
+            |r| {
+                let mut d = decision();
+                d.requester = "ci\njob".into();
+                r.gate_decisions = vec![d];
+            },
+            Some("gate_decisions[0].requester: must not contain control characters"),
+        );
+        check(
+            |r| {
+                let mut d = decision();
+                d.evaluated_at_unix_nano = -1;
+                r.gate_decisions = vec![d];
+            },
+            Some(
+                "gate_decisions[0].evaluated_at_unix_nano: must be 0 (the decision's time) or \
+                 nanoseconds since the Unix epoch",
+            ),
+        );
+        check(
+            |r| {
+                let mut d = decision();
+                d.time_unix_nano = 0;
+                r.gate_decisions = vec![d];
+            },
+            Some(
+                "gate_decisions[0].time_unix_nano: must be set (nanoseconds since the Unix epoch)",
+            ),
         );
     }
 

@@ -222,7 +222,8 @@ fn varint(bytes: &mut &[u8]) -> Result<u64, WireError> {
 
 // ---- nines.v1 -------------------------------------------------------------------------
 
-/// `nines.v1.PushRequest`: requests (3), deploys (4) and incidents (5) are the events.
+/// `nines.v1.PushRequest`: requests (3), deploys (4), incidents (5) and gate decisions (6)
+/// are the events.
 pub static PUSH: Shape = Shape {
     size: size_of::<native::PushRequest>(),
     fields: &[
@@ -230,6 +231,7 @@ pub static PUSH: Shape = Shape {
         (3, Field::Event(&REQUEST_EVENT)),
         (4, Field::Event(&DEPLOY_EVENT)),
         (5, Field::Event(&INCIDENT_EVENT)),
+        (6, Field::Event(&GATE_DECISION_EVENT)),
     ],
 };
 static NATIVE_RESOURCE: Shape = Shape {
@@ -255,6 +257,10 @@ static COMMIT: Shape = Shape {
 static INCIDENT_EVENT: Shape = Shape {
     size: size_of::<native::IncidentEvent>(),
     fields: &[],
+};
+static GATE_DECISION_EVENT: Shape = Shape {
+    size: size_of::<native::GateDecisionEvent>(),
+    fields: &[(6, Field::Strings), (7, Field::Strings)],
 };
 
 // ---- OTLP common ----------------------------------------------------------------------
@@ -570,8 +576,8 @@ mod tests {
             assert!(err.contains(why), "{body:02x?}: {err}");
             assert!(PushRequest::decode(body.as_slice()).is_err(), "{body:02x?}");
         }
-        // An unknown group is skipped, as prost skips it.
-        let group = [0x33, 0x08, 0x01, 0x34];
+        // An unknown group (field 15) is skipped, as prost skips it.
+        let group = [0x7b, 0x08, 0x01, 0x7c];
         assert_eq!(scan(&PUSH, &group).unwrap().events, 0);
         assert!(PushRequest::decode(group.as_slice()).is_ok());
     }

@@ -23,8 +23,10 @@ pub const SLI_1M: &str = "sli_1m";
 pub const DEPLOYS: &str = "deploys";
 /// Incident events (every version of an incident; the latest `received_at` wins).
 pub const INCIDENTS: &str = "incidents";
+/// Release gate decisions (docs/release.md): who was allowed or denied, when, and why.
+pub const GATE_DECISIONS: &str = "gate_decisions";
 /// Every table, in the order a flush writes them.
-pub const TABLES: [&str; 4] = [REQUESTS, SLI_1M, DEPLOYS, INCIDENTS];
+pub const TABLES: [&str; 5] = [REQUESTS, SLI_1M, DEPLOYS, INCIDENTS, GATE_DECISIONS];
 
 /// Hive-style partition column every table is split by (UTC day of the event time).
 pub const PARTITION_COLUMN: &str = "date";
@@ -67,6 +69,11 @@ pub fn attributes_type() -> DataType {
 /// Type of the `commits` column of `deploys`: list of (sha, time).
 pub fn commits_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", commit_struct_type(), true)))
+}
+
+/// Type of a list of strings (`gate_decisions.labels`, `.reasons`).
+pub fn strings_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
 /// One commit: its sha and commit time.
@@ -151,6 +158,26 @@ static INCIDENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(fields))
 });
 
+static GATE_DECISIONS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        utf8("tenant"),
+        utf8("service"),
+        utf8("environment"),
+        Field::new("version", DataType::Utf8, true),
+        ts("time", false),
+        ts("evaluated_at", false),
+        utf8("decision"),
+        Field::new("labels", strings_type(), false),
+        Field::new("reasons", strings_type(), false),
+        Field::new("override_label", DataType::Utf8, true),
+        Field::new("requester", DataType::Utf8, true),
+        Field::new("policy", DataType::Utf8, true),
+        ts("received_at", false),
+    ];
+    fields.extend(provenance());
+    Arc::new(Schema::new(fields))
+});
+
 /// Schema of `requests`.
 pub fn requests() -> SchemaRef {
     REQUESTS_SCHEMA.clone()
@@ -171,6 +198,11 @@ pub fn incidents() -> SchemaRef {
     INCIDENTS_SCHEMA.clone()
 }
 
+/// Schema of `gate_decisions`.
+pub fn gate_decisions() -> SchemaRef {
+    GATE_DECISIONS_SCHEMA.clone()
+}
+
 /// Everything nines decides about one table, in one place: its schema, the sort key its
 /// files are written in, and the columns written without a Parquet dictionary. The writer,
 /// the query session and docs/tables.md (checked by a test) all follow it.
@@ -189,7 +221,7 @@ pub struct TableDef {
 }
 
 /// The tables, in the order a flush writes them.
-pub static TABLE_DEFS: [TableDef; 4] = [
+pub static TABLE_DEFS: [TableDef; 5] = [
     TableDef {
         name: REQUESTS,
         schema: requests,
@@ -224,6 +256,12 @@ pub static TABLE_DEFS: [TableDef; 4] = [
         name: INCIDENTS,
         schema: incidents,
         sort_key: &["tenant", "service", "id", "received_at"],
+        without_dictionary: &[],
+    },
+    TableDef {
+        name: GATE_DECISIONS,
+        schema: gate_decisions,
+        sort_key: &["tenant", "service", "environment", "time"],
         without_dictionary: &[],
     },
 ];
@@ -310,6 +348,23 @@ mod tests {
                 "resolved_at",
                 "severity",
                 "cause_version",
+            ],
+        );
+        check(
+            gate_decisions(),
+            &[
+                "tenant",
+                "service",
+                "environment",
+                "version",
+                "time",
+                "evaluated_at",
+                "decision",
+                "labels",
+                "reasons",
+                "override_label",
+                "requester",
+                "policy",
             ],
         );
         let names: Vec<&str> = TABLE_DEFS.iter().map(|t| t.name).collect();
