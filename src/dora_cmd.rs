@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::rows::{self, num};
 
-const MICROS: i64 = 1_000_000;
+pub(crate) const MICROS: i64 = 1_000_000;
 
 /// Which deployments `nines dora` and `nines deploys` look at.
 #[derive(Debug, clap::Args)]

@@ -168,7 +168,16 @@ pub(crate) async fn gate_answer(
         }
     }
     let policy = gate::policy_for(&cfg.gate.policy, &ask.service, &ask.environment);
-    let d = gate::decide(&policy, &ask.labels, &standings);
+    let previous = match policy.max_previous_deploy_excess {
+        Some(_) => {
+            let window = policy
+                .previous_window_seconds()
+                .map_err(anyhow::Error::msg)?;
+            previous_deploy(engine, &mine, ask, window).await?
+        }
+        None => None,
+    };
+    let d = gate::decide(&policy, &ask.labels, &standings, previous.as_ref());
     metrics::counter!("nines_gate_decisions_total", "decision" => d.decision).increment(1);
     let policy_name = format!("{}/{}", policy.service, policy.environment);
     // A decision that cannot be recorded is still the decision: the answer says so, the
@@ -203,7 +212,74 @@ pub(crate) async fn gate_answer(
             "firing": s.firing.iter().map(|(a, sev)| json!({"alert": a, "severity": sev})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "unevaluated": unevaluated,
+        "previous_deploy": previous.map(|p| json!({
+            "version": p.version,
+            "deployed_at": rfc3339(p.deployed_at),
+            "window_end": rfc3339(p.window_end),
+            "excess_burn": p.excess.iter().map(|(slo, objective, x)| json!({
+                "slo": slo, "objective": objective, "excess_burn": x,
+            })).collect::<Vec<_>>(),
+        })),
         "recorded": recorded,
+    }))
+}
+
+/// The service's last deploy to the environment before `ask.at` (a failed one shipped
+/// nothing), if `ask.at` is inside its window of `window` seconds: what the window so far
+/// burned above the 7-day baseline, per objective of `slos` (as `nines deploys` computes it).
+async fn previous_deploy(
+    engine: &QueryEngine,
+    slos: &[Slo],
+    ask: &GateAsk,
+    window: i64,
+) -> anyhow::Result<Option<gate::PreviousDeploy>> {
+    use nines_slo::attribution::{BASELINE, window_burn};
+    use nines_slo::eval;
+
+    use crate::dora_cmd::MICROS;
+    let deploys = nines_query::dora_source::deploys(engine, (ask.at + 1) * MICROS).await?;
+    let Some(last) = deploys.iter().rev().find(|d| {
+        d.service == ask.service
+            && d.environment == ask.environment
+            && d.outcome != nines_dora::Outcome::Failed
+    }) else {
+        return Ok(None);
+    };
+    let start = last.time / MICROS;
+    if ask.at >= start + window {
+        return Ok(None);
+    }
+    let mut wants = Vec::new();
+    for slo in slos {
+        for objective in &slo.objectives {
+            let (from, to) = eval::data_range(slo, objective, ask.at);
+            let from = from.min(start - BASELINE);
+            wants.push((slo, objective, from, to));
+        }
+    }
+    let read: Vec<_> = wants
+        .iter()
+        .map(|(slo, objective, from, to)| nines_query::slo_source::Want {
+            indicator: &slo.indicator,
+            objective,
+            from: *from,
+            to: *to,
+        })
+        .collect();
+    let series = nines_query::slo_source::series_many(engine, &read).await;
+    let mut excess = Vec::new();
+    for ((slo, objective, _, _), series) in wants.iter().zip(series) {
+        // An objective that cannot be read is in the answer's `unevaluated` already.
+        let Ok(series) = series else { continue };
+        let prepared = eval::Prepared::new(slo, objective, &series);
+        let w = window_burn(&prepared, (start, ask.at));
+        excess.push((slo.name.clone(), objective.name.clone(), w.excess));
+    }
+    Ok(Some(gate::PreviousDeploy {
+        version: last.version.clone(),
+        deployed_at: start,
+        window_end: start + window,
+        excess,
     }))
 }
 

@@ -199,11 +199,14 @@ async fn two_months_of_releases_give_the_worked_out_gate_verdicts_and_sla() {
         .map(|t| format!("[[ingest.api_keys]]\ntenant = {t:?}\nkey = {:?}\n", key(t)))
         .collect();
     // Staging keeps a quarter of the budget in reserve and ignores alerts; prod has the
-    // Workbook's policy (the default).
+    // Workbook's policy (the default) and holds releases while the last deploy's first day
+    // burns more than 5 % of the budget above its baseline.
     let env = Env::with_config(&format!(
         "[slo]\ndir = {:?}\n[sla]\ndir = {:?}\n{keys}\
          [[gate.policy]]\nservice = \"checkout\"\nenvironment = \"staging\"\n\
-         min_budget_remaining = 0.25\ndeny_on_severities = []\n",
+         min_budget_remaining = 0.25\ndeny_on_severities = []\n\
+         [[gate.policy]]\nservice = \"checkout\"\nenvironment = \"prod\"\n\
+         max_previous_deploy_excess = 0.05\n",
         slos.display().to_string(),
         slas.display().to_string(),
     ));
@@ -355,6 +358,46 @@ fn check_gate(env: &Env, admin: u16) {
             .any(|r| r.contains("page alert 14.4x over 1h/5m is firing")),
         "{v}"
     );
+    // v2's window (from its last tenant's first request, initech's at BAD + 20 s, so from
+    // the next whole minute) burned far above the 7 days before it.
+    let (units, bad) = ledger(&[0, 1, 2], BAD + MINUTE, at);
+    let (base_units, base_bad) = ledger(&[0, 1, 2], BAD - 7 * DAY + MINUTE, BAD + MINUTE);
+    let whole = 0.001 * ledger(&[0, 1, 2], at - 30 * DAY, at).0;
+    let excess = (bad - base_bad / base_units * units) / whole;
+    let previous = &v["previous_deploy"];
+    assert_eq!(previous["version"], "v2", "{v}");
+    assert_eq!(previous["deployed_at"], rfc3339(BAD + 20), "{v}");
+    let got = previous["excess_burn"][0]["excess_burn"].as_f64().unwrap();
+    assert!((got - excess).abs() < 1e-9, "{got} vs {excess}");
+    assert!(
+        reasons.iter().any(|r| r.starts_with(&format!(
+            "previous deploy v2 ({}) is in its window until {} and burned {:.1} % of SLO \
+             checkout-availability/",
+            rfc3339(BAD + 20),
+            rfc3339(BAD + 20 + DAY),
+            excess * 100.0
+        ))),
+        "{v}"
+    );
+    // An hour after the hotfix v3 its window burned nothing above the baseline (which the
+    // outage raised): the rule holds nothing, the spent budget still does.
+    let v = gate("prod", FIX + HOUR, "", &[]);
+    assert_eq!(v["previous_deploy"]["version"], "v3", "{v}");
+    assert_eq!(
+        v["previous_deploy"]["excess_burn"][0]["excess_burn"], 0.0,
+        "{v}"
+    );
+    assert_eq!(v["decision"], "deny", "{v}");
+    let said = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap());
+    assert!(
+        said.clone().all(|r| !r.starts_with("previous deploy")),
+        "{v}"
+    );
+    note("prod", FIX + HOUR, &v);
     // The hotfix goes out regardless, and says what it overrode.
     let v = gate(
         "prod",
@@ -447,7 +490,7 @@ fn check_gate(env: &Env, admin: u16) {
 /// counts and lists them.
 fn check_recorded(env: &Env, mut recorded: Vec<Recorded>) {
     let n = recorded.len() as i64;
-    assert_eq!(n, 10);
+    assert_eq!(n, 11);
     assert_eq!(
         env.wait_for(
             "SELECT count(*) FROM gate_decisions",
@@ -516,7 +559,7 @@ fn check_recorded(env: &Env, mut recorded: Vec<Recorded>) {
         .iter()
         .filter(|r| (from..to).contains(&r.1))
         .collect();
-    assert_eq!(inside.len(), 9, "all but 11 December");
+    assert_eq!(inside.len(), 10, "all but 11 December");
     let mut counts = Vec::new();
     for environment in ["prod", "staging"] {
         let of = |f: &dyn Fn(&Recorded) -> bool| {

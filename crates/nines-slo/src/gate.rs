@@ -25,6 +25,20 @@ pub struct Policy {
     /// A deploy carrying one of these labels is allowed whatever the rest says.
     #[serde(default = "fixes")]
     pub allow_labels: Vec<String>,
+    /// Deny while the service's last deploy to the environment is younger than
+    /// `previous_deploy_window` and its window so far has burned more than this share of an
+    /// objective's budget above the 7-day baseline (what `nines deploys` flags at 0.05).
+    /// Unset: the rule is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_previous_deploy_excess: Option<f64>,
+    /// How long a deploy stays answerable for the burn after it (OpenSLO shorthand:
+    /// `1d`, `6h`); `nines deploys` uses a day too.
+    #[serde(default = "one_day")]
+    pub previous_deploy_window: String,
+}
+
+fn one_day() -> String {
+    "1d".into()
 }
 
 fn any() -> String {
@@ -48,6 +62,8 @@ impl Default for Policy {
             min_budget_remaining: 0.0,
             deny_on_severities: page(),
             allow_labels: fixes(),
+            max_previous_deploy_excess: None,
+            previous_deploy_window: one_day(),
         }
     }
 }
@@ -66,7 +82,23 @@ impl Policy {
                 "gate.policy {n}: service and environment are names or `*`, not empty"
             ));
         }
+        if let Some(x) = self.max_previous_deploy_excess
+            && !(x >= 0.0 && x.is_finite())
+        {
+            return Err(format!(
+                "gate.policy {n}: max_previous_deploy_excess: {x} is not a share of the budget (>= 0)"
+            ));
+        }
+        self.previous_window_seconds()
+            .map_err(|e| format!("gate.policy {n}: previous_deploy_window: {e}"))?;
         Ok(())
+    }
+
+    /// `previous_deploy_window` in seconds (a fixed length: minutes to weeks).
+    pub fn previous_window_seconds(&self) -> Result<i64, String> {
+        let span: crate::duration::Span = self.previous_deploy_window.parse()?;
+        span.fixed_seconds()
+            .ok_or_else(|| format!("{span} is not a fixed length (use m, h, d or w)"))
     }
 
     fn specificity(&self, service: &str, environment: &str) -> Option<u8> {
@@ -109,6 +141,19 @@ pub struct Standing {
     pub firing: Vec<(String, String)>,
 }
 
+/// The service's last deploy to the environment, while inside its window: what its window
+/// so far burned above the baseline, per objective (`nines_slo::attribution`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreviousDeploy {
+    pub version: String,
+    /// Seconds since the epoch.
+    pub deployed_at: i64,
+    /// When its window ends (seconds).
+    pub window_end: i64,
+    /// (SLO, objective, excess burn as a share of the period's budget).
+    pub excess: Vec<(String, String, f64)>,
+}
+
 /// Why a decision went the way it did: one line per finding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
@@ -122,8 +167,14 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
-/// Applies `policy` to the service's objectives for a deploy carrying `labels`.
-pub fn decide(policy: &Policy, labels: &[String], standings: &[Standing]) -> Decision {
+/// Applies `policy` to the service's objectives for a deploy carrying `labels`, and to its
+/// previous deploy when the policy has that rule and the deploy is still in its window.
+pub fn decide(
+    policy: &Policy,
+    labels: &[String],
+    standings: &[Standing],
+    previous: Option<&PreviousDeploy>,
+) -> Decision {
     let mut reasons = Vec::new();
     for s in standings {
         if s.budget_remaining < policy.min_budget_remaining {
@@ -149,6 +200,21 @@ pub fn decide(policy: &Policy, labels: &[String], standings: &[Standing]) -> Dec
                 reasons.push(format!(
                     "SLO {}/{}: {severity} alert {alert} is firing",
                     s.slo, s.objective
+                ));
+            }
+        }
+    }
+    if let (Some(limit), Some(p)) = (policy.max_previous_deploy_excess, previous) {
+        for (slo, objective, excess) in &p.excess {
+            if *excess > limit {
+                reasons.push(format!(
+                    "previous deploy {} ({}) is in its window until {} and burned {:.1} % of \
+                     SLO {slo}/{objective}'s budget above baseline, more than the policy's {:.1} %",
+                    p.version,
+                    crate::window::rfc3339(p.deployed_at),
+                    crate::window::rfc3339(p.window_end),
+                    excess * 100.0,
+                    limit * 100.0
                 ));
             }
         }
@@ -196,13 +262,13 @@ mod tests {
     #[test]
     fn the_workbook_policy_holds_releases_while_the_budget_is_exhausted_or_a_page_fires() {
         let p = Policy::default();
-        let d = decide(&p, &[], &[standing(0.2, &[])]);
+        let d = decide(&p, &[], &[standing(0.2, &[])], None);
         assert!(d.allow);
         assert_eq!(
             d.reasons,
             ["1 objective(s) within budget and no page alert firing"]
         );
-        let d = decide(&p, &[], &[standing(-0.5, &[])]);
+        let d = decide(&p, &[], &[standing(-0.5, &[])], None);
         assert!(!d.allow);
         assert_eq!(d.decision, "deny");
         assert_eq!(
@@ -213,6 +279,7 @@ mod tests {
             &p,
             &[],
             &[standing(0.9, &[("14.4x-1h", "page"), ("1x-3d", "ticket")])],
+            None,
         );
         assert!(!d.allow);
         assert_eq!(
@@ -220,12 +287,12 @@ mod tests {
             ["SLO checkout-availability/main: page alert 14.4x-1h is firing"]
         );
         // A hotfix goes through, and the reasons it overrode are kept.
-        let d = decide(&p, &["hotfix".into()], &[standing(-0.5, &[])]);
+        let d = decide(&p, &["hotfix".into()], &[standing(-0.5, &[])], None);
         assert!(d.allow);
         assert_eq!(d.override_label.as_deref(), Some("hotfix"));
         assert_eq!(d.reasons.len(), 1);
         // An unrelated label does not.
-        assert!(!decide(&p, &["feature".into()], &[standing(-0.5, &[])]).allow);
+        assert!(!decide(&p, &["feature".into()], &[standing(-0.5, &[])], None).allow);
     }
 
     #[test]
@@ -234,7 +301,7 @@ mod tests {
             min_budget_remaining: 0.25,
             ..Policy::default()
         };
-        let d = decide(&p, &[], &[standing(0.2, &[])]);
+        let d = decide(&p, &[], &[standing(0.2, &[])], None);
         assert!(!d.allow);
         assert_eq!(
             d.reasons,
@@ -272,6 +339,80 @@ mod tests {
         assert_eq!(
             p("*", "*", 1.5).check(3).unwrap_err(),
             "gate.policy 3: min_budget_remaining: 1.5 is not a share between 0 and 1"
+        );
+    }
+
+    #[test]
+    fn a_previous_deploy_still_burning_denies_until_its_window_ends() {
+        let p = Policy {
+            max_previous_deploy_excess: Some(0.05),
+            ..Policy::default()
+        };
+        // v2 went out at 2026-11-10T10:00Z; its window so far spent 7 % of one objective's
+        // budget above baseline and 1 % of another's.
+        let previous = PreviousDeploy {
+            version: "v2".into(),
+            deployed_at: 1_794_304_800,
+            window_end: 1_794_304_800 + 86_400,
+            excess: vec![
+                ("checkout-availability".into(), "main".into(), 0.07),
+                ("checkout-latency".into(), "p99".into(), 0.01),
+            ],
+        };
+        // The budget is fine and nothing fires: the rule alone denies.
+        let d = decide(&p, &[], &[standing(0.6, &[])], Some(&previous));
+        assert!(!d.allow);
+        assert_eq!(
+            d.reasons,
+            [
+                "previous deploy v2 (2026-11-10T10:00:00Z) is in its window until \
+                 2026-11-11T10:00:00Z and burned 7.0 % of SLO checkout-availability/main's budget \
+                 above baseline, more than the policy's 5.0 %"
+            ]
+        );
+        // At the limit it is not above it; without the rule the same deploy passes; a
+        // hotfix passes anyway.
+        let at_limit = PreviousDeploy {
+            excess: vec![("checkout-availability".into(), "main".into(), 0.05)],
+            ..previous.clone()
+        };
+        assert!(decide(&p, &[], &[standing(0.6, &[])], Some(&at_limit)).allow);
+        assert!(
+            decide(
+                &Policy::default(),
+                &[],
+                &[standing(0.6, &[])],
+                Some(&previous)
+            )
+            .allow
+        );
+        let d = decide(
+            &p,
+            &["hotfix".into()],
+            &[standing(0.6, &[])],
+            Some(&previous),
+        );
+        assert_eq!(
+            (d.allow, d.override_label.as_deref()),
+            (true, Some("hotfix"))
+        );
+        // The window is a fixed length, checked when the policy is loaded.
+        assert_eq!(p.previous_window_seconds(), Ok(86_400));
+        let bad = Policy {
+            previous_deploy_window: "1M".into(),
+            ..p.clone()
+        };
+        assert_eq!(
+            bad.check(2).unwrap_err(),
+            "gate.policy 2: previous_deploy_window: 1M is not a fixed length (use m, h, d or w)"
+        );
+        let bad = Policy {
+            max_previous_deploy_excess: Some(-0.1),
+            ..p
+        };
+        assert_eq!(
+            bad.check(0).unwrap_err(),
+            "gate.policy 0: max_previous_deploy_excess: -0.1 is not a share of the budget (>= 0)"
         );
     }
 }
