@@ -35,6 +35,7 @@ pub(crate) struct Config {
     pub gate: GateConfig,
     pub verdict: nines_slo::verdict::Criteria,
     pub sla: SlaConfig,
+    pub query: nines_query::QueryConfig,
 }
 
 /// `[sla]`: where the SLA definitions are (docs/sla.md).
@@ -154,6 +155,7 @@ impl Default for Config {
             report: ReportConfig::default(),
             dora: DoraConfig::default(),
             gate: GateConfig::default(),
+            query: nines_query::QueryConfig::default(),
             verdict: nines_slo::verdict::Criteria::default(),
             sla: SlaConfig::default(),
         }
@@ -223,6 +225,7 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        self.query.limits.check().map_err(anyhow::Error::msg)?;
         if self.bus.partitions < 1 {
             bail!(
                 "bus.partitions must be at least 1, got {}",
@@ -405,6 +408,17 @@ fn summary(cfg: &Config, plan: &Plan, file: Option<&Path>) -> String {
             )
         };
     }
+    if let Some((addr, _)) = &plan.query {
+        let keys = &cfg.query.api_keys;
+        out += &if keys.is_empty() {
+            format!("  query: {addr} (Flight SQL, POST /v1/sql), no query keys (every tenant)\n")
+        } else {
+            format!(
+                "  query: {addr} (Flight SQL, POST /v1/sql), {} query key(s)\n",
+                keys.len()
+            )
+        };
+    }
     if matches!(plan.role, Role::Up | Role::Aggregate) {
         out += &format!(
             "  aggregate: consumer group {}, data in {}\n",
@@ -455,6 +469,25 @@ mod tests {
             d.aggregate.dedup_max_batches
         );
         assert_eq!(cfg.admin.listen, d.admin.listen);
+        assert_eq!(cfg.query.listen, d.query.listen);
+        assert_eq!(cfg.query.ticket_ttl, d.query.ticket_ttl);
+        assert_eq!(
+            cfg.query.limits.max_memory_bytes,
+            d.query.limits.max_memory_bytes
+        );
+        assert_eq!(cfg.query.limits.timeout, d.query.limits.timeout);
+        assert_eq!(
+            cfg.query.limits.max_result_rows,
+            d.query.limits.max_result_rows
+        );
+        assert_eq!(
+            cfg.query.limits.max_result_bytes,
+            d.query.limits.max_result_bytes
+        );
+        assert_eq!(
+            cfg.query.limits.max_concurrent_queries,
+            d.query.limits.max_concurrent_queries
+        );
     }
 
     #[test]

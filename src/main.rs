@@ -61,7 +61,8 @@ struct KafkaArg {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Every role in one process: embedded broker (unless --kafka), ingest, aggregate.
+    /// Every role in one process: embedded broker (unless --kafka), ingest, aggregate, and
+    /// the query server (unless `query.listen` is empty).
     Up {
         #[command(flatten)]
         kafka: KafkaArg,
@@ -78,13 +79,18 @@ enum Command {
         #[command(flatten)]
         kafka: KafkaArg,
     },
+    /// Only the query server: Flight SQL and `POST /v1/sql` on `query.listen`, over the
+    /// tables in `storage` (docs/query.md).
+    Query,
     /// Run SQL over the tables: one statement, or `;`-terminated statements from stdin.
     Sql {
         /// The statement, e.g. "SELECT service, sum(total) FROM sli_1m GROUP BY service".
         /// Without it, statements are read from standard input.
         query: Option<String>,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        /// `json` is one array of objects; `jsonl` one object per line; `arrow` an Arrow
+        /// IPC stream.
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
     },
     /// Send generated traffic over the native API and print exactly what was sent.
     Gen(gen_cmd::GenArgs),
@@ -299,6 +305,16 @@ enum Format {
     Json,
 }
 
+/// `nines sql --format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SqlFormat {
+    Table,
+    Csv,
+    Json,
+    Jsonl,
+    Arrow,
+}
+
 /// Ends the process with an answer's exit status, or 2 after printing why there is none.
 fn exit_with(answer: anyhow::Result<i32>) -> ! {
     match answer {
@@ -336,11 +352,14 @@ fn main() -> anyhow::Result<()> {
             Command::Broker => roles::broker(cfg).await,
             Command::Ingest { kafka } => roles::ingest(cfg, kafka.kafka).await,
             Command::Aggregate { kafka } => roles::aggregate(cfg, kafka.kafka).await,
+            Command::Query => roles::query(cfg).await,
             Command::Sql { query, format } => {
                 let format = match format {
-                    Format::Table => nines_query::OutputFormat::Table,
-                    Format::Csv => nines_query::OutputFormat::Csv,
-                    Format::Json => nines_query::OutputFormat::Json,
+                    SqlFormat::Table => nines_query::OutputFormat::Table,
+                    SqlFormat::Csv => nines_query::OutputFormat::Csv,
+                    SqlFormat::Json => nines_query::OutputFormat::Json,
+                    SqlFormat::Jsonl => nines_query::OutputFormat::Jsonl,
+                    SqlFormat::Arrow => nines_query::OutputFormat::Arrow,
                 };
                 sql_cmd::run(&cfg, query.as_deref(), format).await
             }

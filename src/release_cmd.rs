@@ -395,7 +395,7 @@ pub(crate) async fn gate_history(
          ORDER BY evaluated_at, service, environment, time"
     );
     let (schema, batches) = engine.sql(&sql).await?;
-    let text = nines_query::format::render(schema, &batches, nines_query::OutputFormat::Json)?;
+    let text = nines_query::format::render(schema, &batches, nines_query::OutputFormat::Jsonl)?;
     let mut counts: std::collections::BTreeMap<(String, String), [u64; 3]> = Default::default();
     let mut held = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {

@@ -28,6 +28,7 @@ pub(crate) enum Role {
     Broker,
     Ingest,
     Aggregate,
+    Query,
 }
 
 impl std::fmt::Display for Role {
@@ -37,6 +38,7 @@ impl std::fmt::Display for Role {
             Self::Broker => "broker",
             Self::Ingest => "ingest",
             Self::Aggregate => "aggregate",
+            Self::Query => "query",
         })
     }
 }
@@ -51,6 +53,9 @@ pub(crate) struct Plan {
     pub(crate) kafka: Option<String>,
     /// Where ingest listens and who may push (the roles that serve ingest).
     pub(crate) ingest: Option<(SocketAddr, Auth)>,
+    /// Where the query server listens and who may query (`nines query`, and `nines up`
+    /// unless `query.listen` is empty).
+    pub(crate) query: Option<(SocketAddr, nines_query::auth::Callers)>,
     /// Settings that work but put acknowledged events at risk; logged at start.
     pub(crate) warnings: Vec<String>,
 }
@@ -84,7 +89,22 @@ pub(crate) fn plan(cfg: &Config, role: Role, kafka: Option<String>) -> anyhow::R
             let auth = Auth::from_config(&cfg.ingest, addr).map_err(anyhow::Error::msg)?;
             Some((addr, auth))
         }
-        Role::Broker | Role::Aggregate => None,
+        Role::Broker | Role::Aggregate | Role::Query => None,
+    };
+    let query = match role {
+        Role::Up if cfg.query.listen.is_empty() => None,
+        Role::Up | Role::Query => {
+            let addr: SocketAddr = cfg.query.listen.parse().map_err(|e| {
+                anyhow!(
+                    "query.listen {:?}: not an address such as 127.0.0.1:50051 ({e})",
+                    cfg.query.listen
+                )
+            })?;
+            let callers = nines_query::auth::Callers::from_config(&cfg.query, addr)
+                .map_err(anyhow::Error::msg)?;
+            Some((addr, callers))
+        }
+        Role::Broker | Role::Ingest | Role::Aggregate => None,
     };
     let listen = &cfg.admin.listen;
     if !listen.is_empty()
@@ -103,6 +123,7 @@ pub(crate) fn plan(cfg: &Config, role: Role, kafka: Option<String>) -> anyhow::R
         role,
         kafka,
         ingest,
+        query,
         warnings,
     })
 }
@@ -263,11 +284,11 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
         true => Some(crate::release_cmd::Recorder::new(&cfg, &bootstrap)?),
         false => None,
     };
-    served.set(
-        cfg.clone(),
-        nines_query::QueryEngine::new(&store).await?,
-        recorder,
-    );
+    let engine = nines_query::QueryEngine::new(&store).await?;
+    served.set(cfg.clone(), engine.clone(), recorder);
+    if let Some(planned) = plan.query {
+        start_query(&cfg, planned, engine, stop.clone()).await?;
+    }
     // Live SLO evaluation: its failure is logged, never a reason to stop the pipeline.
     let slo_store = store.clone();
     let slo_cfg = cfg.slo.clone();
@@ -411,6 +432,46 @@ pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow:
     ));
     ready.set();
     nines_pipeline::run(pipeline_settings(&cfg, &ready), store, bootstrap, stop).await
+}
+
+/// `nines query`: the query server alone, over the tables in `storage` (a query node).
+pub(crate) async fn query(mut cfg: Config) -> anyhow::Result<()> {
+    let plan = plan(&cfg, Role::Query, None)?;
+    prepare_data_dir(&mut cfg)?;
+    let stop = shutdown_signal(cfg.shutdown_timeout);
+    let ready = Ready::default();
+    admin::serve(
+        &cfg.admin.listen,
+        ready.clone(),
+        stop.clone(),
+        Router::new(),
+    )
+    .await?;
+    let store = open_store(&cfg).await?;
+    let engine = nines_query::QueryEngine::new(&store).await?;
+    let planned = plan.query.context("a query role without a query plan")?;
+    let server = start_query(&cfg, planned, engine, stop.clone()).await?;
+    ready.set();
+    server.await.context("query server task")?
+}
+
+/// Binds the query server (a failure to bind is the role's) and serves it until `stop`.
+async fn start_query(
+    cfg: &Config,
+    (addr, callers): (SocketAddr, nines_query::auth::Callers),
+    engine: nines_query::QueryEngine,
+    stop: CancellationToken,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding query listener {addr}"))?;
+    info!(%addr, "query server listening (Flight SQL and POST /v1/sql)");
+    let runner = nines_query::Runner::new(engine, cfg.query.limits.clone());
+    Ok(tokio::spawn(async move {
+        nines_query::serve(listener, runner, callers, stop.cancelled_owned())
+            .await
+            .context("query server")
+    }))
 }
 
 /// What the aggregator reads of the configuration.

@@ -25,6 +25,7 @@ mod late_events;
 mod otlp;
 mod parquet_files;
 mod poison;
+mod query;
 mod release;
 mod report;
 mod restart;

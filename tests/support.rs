@@ -26,6 +26,8 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub broker_port: u16,
     pub ingest_port: u16,
+    /// The query server's (Flight SQL and HTTP) port.
+    pub query_port: u16,
     /// TOML appended to every role's config (e.g. `[[ingest.api_keys]]` tables).
     pub extra_config: String,
     /// Where the tables are when not under the data directory (`storage.url`), and the
@@ -66,6 +68,7 @@ impl Env {
             dir: tempfile::tempdir().unwrap(),
             broker_port: free_port(),
             ingest_port: free_port(),
+            query_port: free_port(),
             extra_config: String::new(),
             tables_root: None,
         }
@@ -92,11 +95,13 @@ impl Env {
              [bus]\nsession_timeout = \"2s\"\n\
              [ingest]\nlisten = \"127.0.0.1:{ingest}\"\n\
              [aggregate]\nflush_interval = \"300ms\"\n\
-             [admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [query]\nlisten = \"127.0.0.1:{query}\"\n",
             data = self.data_dir().display().to_string(),
             broker = self.broker_port,
             ingest = self.ingest_port,
             admin = free_port(),
+            query = self.query_port,
         ) + &self.extra_config;
         std::fs::write(&path, text).unwrap();
         path
@@ -191,7 +196,7 @@ impl Env {
 
     /// Runs a query and returns its rows as JSON objects.
     pub fn sql(&self, query: &str) -> Vec<serde_json::Value> {
-        self.sql_raw(query, "json")
+        self.sql_raw(query, "jsonl")
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
@@ -199,7 +204,7 @@ impl Env {
 
     /// The single integer a query returns (`SELECT count(*) AS n ...`); 0 for no rows/NULL.
     pub fn sql_i64(&self, query: &str) -> i64 {
-        first_i64(&self.sql_raw(query, "json"))
+        first_i64(&self.sql_raw(query, "jsonl"))
     }
 
     /// Polls `query` until it returns `expected` or `timeout` passes; returns the last value.
@@ -207,7 +212,7 @@ impl Env {
     pub fn wait_for(&self, query: &str, expected: i64, timeout: Duration) -> i64 {
         let deadline = Instant::now() + timeout;
         loop {
-            let got = match self.try_sql_raw(query, "json") {
+            let got = match self.try_sql_raw(query, "jsonl") {
                 Ok(text) => first_i64(&text),
                 Err(e) => panic!("nines sql failed: {e}"),
             };

@@ -1,10 +1,9 @@
 //! API keys → tenants. The tenant of every event is the one its key stands for; whatever a
 //! payload says about its tenant is overwritten.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use sha2::{Digest, Sha256};
+use nines_model::keys::KeyTable;
 use tonic::metadata::MetadataMap;
 
 use crate::config::IngestConfig;
@@ -19,8 +18,8 @@ pub struct Tenant(pub String);
 /// Who may push, and as which tenant.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
-    /// SHA-256 of a key → its tenant. Empty: single-tenant, no key needed.
-    tenants: HashMap<[u8; 32], String>,
+    /// Key → tenant. Empty: single-tenant, no key needed.
+    keys: KeyTable,
 }
 
 impl Auth {
@@ -29,30 +28,15 @@ impl Auth {
         cfg: &IngestConfig,
         listen: SocketAddr,
     ) -> std::result::Result<Self, String> {
-        let mut tenants = HashMap::new();
-        for (i, k) in cfg.api_keys.iter().enumerate() {
-            let field = format!("ingest.api_keys[{i}]");
-            if k.tenant.trim().is_empty() || k.tenant.chars().any(char::is_control) {
-                return Err(format!("{field}.tenant: must be a non-empty name"));
-            }
-            let digest = match (&k.key_sha256, &k.key) {
-                (Some(hex), None) => parse_hex(hex)
-                    .ok_or_else(|| format!("{field}.key_sha256: must be 64 hex digits"))?,
-                (None, Some(key)) if !key.is_empty() => digest(key.as_bytes()),
-                _ => return Err(format!("{field}: give exactly one of key_sha256 and key")),
-            };
-            if tenants.insert(digest, k.tenant.clone()).is_some() {
-                return Err(format!("{field}: the same key is listed twice"));
-            }
-        }
-        if tenants.is_empty() && !listen.ip().is_loopback() && !cfg.allow_unauthenticated {
+        let keys = KeyTable::new("ingest.api_keys", &cfg.api_keys)?;
+        if keys.is_empty() && !listen.ip().is_loopback() && !cfg.allow_unauthenticated {
             return Err(format!(
                 "ingest.listen {listen} is not a loopback address and no ingest.api_keys are \
                  configured: anyone could push. Configure keys, or set \
                  ingest.allow_unauthenticated = true"
             ));
         }
-        Ok(Self { tenants })
+        Ok(Self { keys })
     }
 
     /// Single-tenant (no keys configured).
@@ -77,7 +61,7 @@ impl Auth {
 
     /// [`Auth::tenant`] from plain HTTP headers.
     pub fn tenant_from_headers(&self, headers: &tonic::codegen::http::HeaderMap) -> Result<String> {
-        if self.tenants.is_empty() {
+        if self.keys.is_empty() {
             return Ok(DEFAULT_TENANT.to_owned());
         }
         let key = headers
@@ -97,27 +81,11 @@ impl Auth {
                         .into(),
                 )
             })?;
-        self.tenants
-            .get(&digest(key.as_bytes()))
-            .cloned()
+        self.keys
+            .tenant_of(key)
+            .map(str::to_owned)
             .ok_or_else(|| Error::Unauthenticated("unknown API key".into()))
     }
-}
-
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-fn parse_hex(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.trim();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0_u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -40,17 +40,7 @@ pub struct IngestConfig {
     pub limits: Limits,
 }
 
-/// One API key and the tenant it stands for. Give the key's SHA-256 (`key_sha256`, hex, e.g.
-/// `printf %s "$KEY" | sha256sum`) so the file holds no secret; `key` (plain) also works.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKey {
-    pub tenant: String,
-    #[serde(default)]
-    pub key_sha256: Option<String>,
-    #[serde(default)]
-    pub key: Option<String>,
-}
+pub use nines_model::keys::ApiKey;
 
 /// What a valid event looks like. Every rejection names the event, the field and the reason.
 #[derive(Debug, Clone, Deserialize)]

@@ -5,6 +5,7 @@
 //! vocabulary the other crates share, so it must stay small and dependency-light.
 
 pub mod flush;
+pub mod keys;
 pub mod schema;
 pub mod sketch;
 pub mod time;

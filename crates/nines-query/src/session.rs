@@ -101,9 +101,38 @@ impl TableProvider for LiveTable {
     }
 }
 
+/// Whose rows a session sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every tenant's (an operator, nines itself, or a single-tenant install).
+    All,
+    /// One tenant's, in every table, through joins, subqueries and views.
+    Tenant(String),
+}
+
+impl Scope {
+    /// The scope of a query key's tenant (`*`: every tenant).
+    pub fn of_key_tenant(tenant: &str) -> Self {
+        if tenant == "*" {
+            Self::All
+        } else {
+            Self::Tenant(tenant.to_owned())
+        }
+    }
+
+    /// How it is written in a ticket: `*` or the tenant.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::All => "*",
+            Self::Tenant(t) => t,
+        }
+    }
+}
+
 /// A query engine over one store.
 #[derive(Clone)]
 pub struct QueryEngine {
+    /// Every tenant's tables, without limits: nines' own queries (SLOs, reports).
     ctx: SessionContext,
     tables: Vec<(&'static str, Arc<LiveTable>)>,
 }
@@ -114,23 +143,64 @@ impl std::fmt::Debug for QueryEngine {
     }
 }
 
+fn session_config() -> SessionConfig {
+    SessionConfig::new()
+        .with_information_schema(true)
+        .set_str("datafusion.execution.time_zone", "UTC")
+}
+
 impl QueryEngine {
     /// Registers every table of `store` and the sketch functions.
     pub async fn new(store: &Store) -> Result<Self> {
-        let runtime = RuntimeEnvBuilder::new().build_arc()?;
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .set_str("datafusion.execution.time_zone", "UTC");
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
         let mut tables = Vec::new();
         for table in TABLES {
-            let live = Arc::new(LiveTable::open(store, table).await?);
-            ctx.register_table(table, live.clone())?;
-            tables.push((table, live));
+            tables.push((table, Arc::new(LiveTable::open(store, table).await?)));
+        }
+        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let ctx = Self::build_context(&tables, &Scope::All, runtime)?;
+        Ok(Self { ctx, tables })
+    }
+
+    /// A session of its own for one caller: the tables as views restricted to `scope`
+    /// (the restriction is part of each view's plan, so it reaches Delta's file and row-group
+    /// pruning, and no name reaches the unrestricted table), the sketch functions, and a
+    /// memory pool of `memory_limit` bytes.
+    pub fn session(&self, scope: &Scope, memory_limit: usize) -> Result<SessionContext> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory_limit, 1.0)
+            .build_arc()?;
+        let ctx = Self::build_context(&self.tables, scope, runtime)?;
+        // A sort sets this much aside for merging what it spilled (10 MB by default): an
+        // eighth of the pool, so a small limit still sorts.
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .sort_spill_reservation_bytes = (memory_limit / 8).min(10 << 20);
+        Ok(ctx)
+    }
+
+    fn build_context(
+        tables: &[(&'static str, Arc<LiveTable>)],
+        scope: &Scope,
+        runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    ) -> Result<SessionContext> {
+        use datafusion::datasource::{ViewTable, provider_as_source};
+        use datafusion::logical_expr::LogicalPlanBuilder;
+        use datafusion::prelude::{col, lit};
+        let ctx = SessionContext::new_with_config_rt(session_config(), runtime);
+        for (name, live) in tables {
+            let mut plan =
+                LogicalPlanBuilder::scan(*name, provider_as_source(live.clone() as _), None)?;
+            if let Scope::Tenant(t) = scope {
+                plan = plan.filter(col("tenant").eq(lit(t.as_str())))?;
+            }
+            ctx.register_table(*name, Arc::new(ViewTable::new(plan.build()?, None)))?;
         }
         ctx.register_udaf(AggregateUDF::from(SketchQuantile::new()));
         ctx.register_udaf(AggregateUDF::from(SketchCountUnder::new()));
-        Ok(Self { ctx, tables })
+        Ok(ctx)
     }
 
     /// Each table's latest committed version (what a query started now reads): a report's
@@ -146,21 +216,27 @@ impl QueryEngine {
         Ok(out)
     }
 
-    /// The underlying session (for servers that need more than [`QueryEngine::sql`]).
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
+    /// The names of the tables, in the order a flush writes them.
+    pub fn table_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.tables.iter().map(|(n, _)| *n)
     }
 
-    /// Runs one statement and collects its result.
+    /// Runs one statement of nines' own (every tenant, no limits) and collects its result.
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let df = self.ctx.sql(sql).await.map_err(|e| match e {
-            datafusion::error::DataFusionError::SQL(..)
-            | datafusion::error::DataFusionError::Plan(_)
-            | datafusion::error::DataFusionError::SchemaError(..) => Error::Sql(e.to_string()),
-            other => Error::Execution(other),
-        })?;
+        let df = self.ctx.sql(sql).await.map_err(plan_error)?;
         let schema: SchemaRef = df.schema().inner().clone();
         let batches = df.collect().await?;
         Ok((schema, batches))
+    }
+}
+
+/// A planning failure is the SQL's; anything else is the engine's.
+pub(crate) fn plan_error(e: datafusion::error::DataFusionError) -> Error {
+    use datafusion::error::DataFusionError as E;
+    match e.find_root() {
+        E::SQL(..) | E::Plan(_) | E::SchemaError(..) | E::NotImplemented(_) => {
+            Error::Sql(e.find_root().to_string())
+        }
+        _ => Error::Execution(e),
     }
 }
