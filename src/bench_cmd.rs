@@ -763,6 +763,9 @@ async fn query(
     } else {
         "30-day availability from requests, DuckDB"
     };
+    if compacted {
+        rows.extend(doors(&engine, (raw, &answers[1]), events, slow).await?);
+    }
     rows.push(match duckdb(&live, &answers[1])? {
         Some((raw, rollup)) => Row {
             stage: duck_stage,
@@ -784,6 +787,183 @@ async fn query(
         },
     });
     Ok(rows)
+}
+
+/// The query server's doors (docs/query.md), served in this process over the same tables:
+/// the 30-day question from `requests` through `POST /v1/sql` and through Flight SQL with
+/// ADBC's driver, beside the same in this process (`slow` seconds); then `SELECT 1` through
+/// each door beside in-process, the latency a door adds. Answers checked against `expected`.
+async fn doors(
+    engine: &nines_query::QueryEngine,
+    (sql, expected): (&str, &str),
+    events: u64,
+    slow: f64,
+) -> anyhow::Result<Vec<Row>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let cfg = nines_query::QueryConfig::default();
+    let callers =
+        nines_query::auth::Callers::from_config(&cfg, addr).map_err(anyhow::Error::msg)?;
+    let runner = nines_query::Runner::new(engine.clone(), cfg.limits.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    tokio::spawn(nines_query::serve(
+        listener,
+        runner.clone(),
+        callers,
+        stop.cancelled_owned(),
+    ));
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/sql");
+    let post = |sql: &str| {
+        http.post(&url)
+            .body(serde_json::json!({"sql": sql, "format": "csv"}).to_string())
+            .send()
+    };
+    let median_of = |n: usize, runs: &mut Vec<Duration>| {
+        runs.sort();
+        runs[n / 2].as_secs_f64()
+    };
+    // 30-day question over HTTP.
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let text = post(sql).await?.text().await?;
+        runs.push(t.elapsed());
+        if text != expected {
+            bail!("HTTP's answer differs:\n{text}\n{expected}");
+        }
+    }
+    let http_s = median_of(5, &mut runs);
+    // SELECT 1: in this process, over HTTP.
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    for _ in 0..21 {
+        let t = Instant::now();
+        runner
+            .run("bench", &nines_query::Scope::All, "SELECT 1 AS one")
+            .await?;
+        local.push(t.elapsed());
+        let t = Instant::now();
+        post("SELECT 1 AS one").await?.text().await?;
+        remote.push(t.elapsed());
+    }
+    let (local_s, http_small) = (median_of(21, &mut local), median_of(21, &mut remote));
+    let mut rows = vec![
+        Row {
+            stage: "30-day availability from requests, POST /v1/sql (csv)",
+            events_per_s: events as f64 / http_s,
+            cpu_per_m: None,
+            baseline: Some(("same in process", events as f64 / slow)),
+            note: format!("median of 5: {:.1} ms; same answer", http_s * 1e3),
+        },
+        Row {
+            stage: "SELECT 1, POST /v1/sql",
+            events_per_s: f64::NAN,
+            cpu_per_m: None,
+            baseline: None,
+            note: format!(
+                "median of 21: {:.2} ms; in process {:.2} ms: the door adds {:.2} ms",
+                http_small * 1e3,
+                local_s * 1e3,
+                (http_small - local_s) * 1e3
+            ),
+        },
+    ];
+    rows.extend(adbc(addr, (sql, expected), events, slow, local_s)?);
+    Ok(rows)
+}
+
+/// The Flight SQL rows of [`doors`], timed in Python by ADBC's driver (if importable).
+fn adbc(
+    addr: std::net::SocketAddr,
+    (sql, expected): (&str, &str),
+    events: u64,
+    slow: f64,
+    local_s: f64,
+) -> anyhow::Result<Vec<Row>> {
+    const SCRIPT: &str = r#"
+import statistics, sys, time
+import adbc_driver_flightsql.dbapi as flight_sql
+conn = flight_sql.connect(sys.argv[1])
+def run(q):
+    cur = conn.cursor()
+    cur.execute(q)
+    t = cur.fetch_arrow_table()
+    cur.close()
+    return t
+def median(q, n):
+    runs, table = [], None
+    for _ in range(n):
+        t = time.perf_counter()
+        table = run(q)
+        runs.append(time.perf_counter() - t)
+    return statistics.median(runs), table
+s, table = median(sys.argv[2], 5)
+print(s)
+print("|".join(",".join(str(v) for v in r.values()) for r in table.to_pylist()))
+print(median("SELECT 1 AS one", 21)[0])
+"#;
+    let python = std::env::var("NINES_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python)
+        .args(["-c", "import adbc_driver_flightsql.dbapi"])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        return Ok(vec![Row {
+            stage: "30-day availability from requests, Flight SQL (ADBC)",
+            events_per_s: f64::NAN,
+            cpu_per_m: None,
+            baseline: None,
+            note:
+                "skipped: `import adbc_driver_flightsql` failed (pip install adbc-driver-flightsql)"
+                    .into(),
+        }]);
+    }
+    let out = Command::new(&python)
+        .args(["-c", SCRIPT, &format!("grpc://{addr}"), sql])
+        .output()
+        .context("running ADBC")?;
+    if !out.status.success() {
+        bail!("ADBC failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let [big_s, answer, small_s] = lines[..] else {
+        bail!("unexpected ADBC output: {text}");
+    };
+    let want: Vec<&str> = expected.trim().lines().skip(1).collect();
+    if answer != want.join("|") {
+        bail!(
+            "ADBC's answer differs from nines':\n{answer}\n{}",
+            want.join("|")
+        );
+    }
+    let (big, small): (f64, f64) = (big_s.parse()?, small_s.parse()?);
+    Ok(vec![
+        Row {
+            stage: "30-day availability from requests, Flight SQL (ADBC)",
+            events_per_s: events as f64 / big,
+            cpu_per_m: None,
+            baseline: Some(("same in process", events as f64 / slow)),
+            note: format!(
+                "median of 5 (prepared statement, DoGet, to Arrow): {:.1} ms; same answer",
+                big * 1e3
+            ),
+        },
+        Row {
+            stage: "SELECT 1, Flight SQL (ADBC)",
+            events_per_s: f64::NAN,
+            cpu_per_m: None,
+            baseline: None,
+            note: format!(
+                "median of 21: {:.2} ms; in process {:.2} ms: the door adds {:.2} ms",
+                small * 1e3,
+                local_s * 1e3,
+                (small - local_s) * 1e3
+            ),
+        },
+    ])
 }
 
 /// The 30-day question in DuckDB (Python package, if installed) over the same Parquet files

@@ -221,6 +221,26 @@ async fn check_tenants(env: &Env) {
             json!([{"tenant": tenant, "deploy_tenant": tenant, "n": count}])
         );
     }
+    // The tenant's filter reaches the Parquet scan's pruning (files and row groups of other
+    // tenants are skipped by their statistics), not only a filter above the scan.
+    let plan = http_json(env, &key("acme"), "EXPLAIN SELECT count(*) FROM requests").await;
+    let physical = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["plan_type"] == "physical_plan")
+        .map(|r| r["plan"].as_str().unwrap().to_owned())
+        .unwrap();
+    let scan = physical
+        .lines()
+        .find(|l| l.contains("DataSourceExec"))
+        .unwrap_or_else(|| panic!("{physical}"));
+    assert!(
+        scan.contains("predicate=tenant@")
+            && scan.contains("= acme")
+            && scan.contains("pruning_predicate="),
+        "{physical}"
+    );
     // The operator sees both, and the join pairs across tenants.
     let (a, g) = (TENANTS[0].1, TENANTS[1].1);
     assert_eq!(
