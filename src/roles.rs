@@ -369,15 +369,7 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
 pub(crate) async fn broker(mut cfg: Config) -> anyhow::Result<()> {
     plan(&cfg, Role::Broker, None)?.warn();
     prepare_data_dir(&mut cfg)?;
-    let stop = shutdown_signal(cfg.shutdown_timeout);
-    let ready = Ready::default();
-    admin::serve(
-        &cfg.admin.listen,
-        ready.clone(),
-        stop.clone(),
-        Router::new(),
-    )
-    .await?;
+    let (stop, ready) = role_admin(&cfg).await?;
     let b = start_embedded(&cfg, stop.clone()).await?;
     nines_bus::admin::ensure_topics(&cfg.bus, &b.bootstrap, std::time::Duration::from_secs(60))
         .await
@@ -392,15 +384,7 @@ pub(crate) async fn ingest(cfg: Config, kafka: Option<String>) -> anyhow::Result
     let plan = plan(&cfg, Role::Ingest, kafka)?;
     plan.warn();
     let bootstrap = plan.kafka.clone().context("ingest without a broker")?;
-    let stop = shutdown_signal(cfg.shutdown_timeout);
-    let ready = Ready::default();
-    admin::serve(
-        &cfg.admin.listen,
-        ready.clone(),
-        stop.clone(),
-        Router::new(),
-    )
-    .await?;
+    let (stop, ready) = role_admin(&cfg).await?;
     // Ready only once pushes can connect.
     let listener = bind_ingest(plan.ingest.as_ref()).await?;
     ready.set();
@@ -412,15 +396,7 @@ pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow:
     plan.warn();
     let bootstrap = plan.kafka.clone().context("aggregate without a broker")?;
     prepare_data_dir(&mut cfg)?;
-    let stop = shutdown_signal(cfg.shutdown_timeout);
-    let ready = Ready::default();
-    admin::serve(
-        &cfg.admin.listen,
-        ready.clone(),
-        stop.clone(),
-        Router::new(),
-    )
-    .await?;
+    let (stop, ready) = role_admin(&cfg).await?;
     nines_bus::admin::ensure_topics(&cfg.bus, &bootstrap, std::time::Duration::from_secs(60))
         .await
         .context("creating topics")?;
@@ -434,10 +410,8 @@ pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow:
     nines_pipeline::run(pipeline_settings(&cfg, &ready), store, bootstrap, stop).await
 }
 
-/// `nines query`: the query server alone, over the tables in `storage` (a query node).
-pub(crate) async fn query(mut cfg: Config) -> anyhow::Result<()> {
-    let plan = plan(&cfg, Role::Query, None)?;
-    prepare_data_dir(&mut cfg)?;
+/// The shutdown token and readiness of a role run alone, with its admin server up.
+async fn role_admin(cfg: &Config) -> anyhow::Result<(CancellationToken, Ready)> {
     let stop = shutdown_signal(cfg.shutdown_timeout);
     let ready = Ready::default();
     admin::serve(
@@ -447,6 +421,14 @@ pub(crate) async fn query(mut cfg: Config) -> anyhow::Result<()> {
         Router::new(),
     )
     .await?;
+    Ok((stop, ready))
+}
+
+/// `nines query`: the query server alone, over the tables in `storage` (a query node).
+pub(crate) async fn query(mut cfg: Config) -> anyhow::Result<()> {
+    let plan = plan(&cfg, Role::Query, None)?;
+    prepare_data_dir(&mut cfg)?;
+    let (stop, ready) = role_admin(&cfg).await?;
     let store = open_store(&cfg).await?;
     let engine = nines_query::QueryEngine::new(&store).await?;
     let planned = plan.query.context("a query role without a query plan")?;

@@ -79,6 +79,19 @@ fn status_of(e: arrow_flight::error::FlightError) -> tonic::Status {
     }
 }
 
+/// The batches of a `FlightInfo`'s one endpoint.
+async fn fetch(
+    c: &mut FlightSqlServiceClient<Channel>,
+    info: &arrow_flight::FlightInfo,
+) -> Vec<RecordBatch> {
+    c.do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 /// The rows of batches as JSON objects (the CLI's `jsonl`, parsed).
 fn json_of(batches: &[RecordBatch]) -> Vec<Value> {
     let mut out = Vec::new();
@@ -220,6 +233,8 @@ async fn check_tenants(env: &Env) {
             Value::Array(json_of(&batches)),
             json!([{"tenant": tenant, "deploy_tenant": tenant, "n": count}])
         );
+        let (_, batches) = flight_sql(&mut c, SUBQUERY).await.unwrap();
+        assert_eq!(Value::Array(json_of(&batches)), json!([{"n": count}]));
     }
     // The tenant's filter reaches the Parquet scan's pruning (files and row groups of other
     // tenants are skipped by their statistics), not only a filter above the scan.
@@ -313,13 +328,7 @@ async fn check_flight_metadata_and_prepared(env: &Env) {
         })
         .await
         .unwrap();
-    let batches: Vec<RecordBatch> = c
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = fetch(&mut c, &info).await;
     let names: Vec<String> = batches
         .iter()
         .flat_map(|b| {
@@ -347,13 +356,7 @@ async fn check_flight_metadata_and_prepared(env: &Env) {
         .unwrap();
     let announced = prepared.dataset_schema().unwrap().clone();
     let info = prepared.execute().await.unwrap();
-    let batches: Vec<RecordBatch> = c
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = fetch(&mut c, &info).await;
     assert_eq!(batches[0].schema().as_ref(), &announced);
     assert_eq!(
         Value::Array(json_of(&batches)),
