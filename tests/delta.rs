@@ -326,10 +326,18 @@ async fn retention_keeps_exactly_the_days_the_policy_keeps() {
     let mut generator = Generator::new(WorkloadSpec::default());
     let today = chrono::Utc::now().date_naive();
     let day_ns = 86_400_000_000_000_i64;
-    // Noon of each day (UTC), so no event crosses midnight.
-    let midnight = now_ns() - now_ns().rem_euclid(day_ns);
+    // Noon of each past day (UTC), so no event crosses midnight; today, now (noon may still
+    // be ahead, beyond what ingest accepts), but at least 2 s after midnight (the generator
+    // spreads events over the second before the time it is given).
+    let now = now_ns();
+    let midnight = now - now.rem_euclid(day_ns);
     for d in 0..40_i64 {
-        let push = generator.push(d as usize % 4, 10, midnight - d * day_ns + day_ns / 2);
+        let at = if d == 0 {
+            now.max(midnight + 2_000_000_000)
+        } else {
+            midnight - d * day_ns + day_ns / 2
+        };
+        let push = generator.push(d as usize % 4, 10, at);
         push_ok(&mut client, &push).await;
     }
     assert_eq!(
