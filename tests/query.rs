@@ -223,6 +223,34 @@ async fn check_tenants(env: &Env) {
             json!([{"n": count}]),
             "{tenant}"
         );
+        // The unrestricted tables have no name: the session's only tables are the restricted
+        // views (its fully qualified names included) and information_schema's.
+        assert_eq!(
+            http_json(
+                env,
+                &key(tenant),
+                "SELECT count(*) AS n FROM datafusion.public.requests"
+            )
+            .await,
+            json!([{"n": count}])
+        );
+        let mut names: Vec<&str> = nines_model::schema::TABLES.to_vec();
+        names.sort_unstable();
+        let views: Vec<Value> = names
+            .iter()
+            .map(|t| json!({"table_catalog": "datafusion", "table_schema": "public", "table_name": t, "table_type": "VIEW"}))
+            .collect();
+        assert_eq!(
+            http_json(
+                env,
+                &key(tenant),
+                "SELECT table_catalog, table_schema, table_name, table_type \
+                 FROM information_schema.tables WHERE table_schema <> 'information_schema' \
+                 ORDER BY table_name"
+            )
+            .await,
+            Value::Array(views)
+        );
         // Flight SQL, after the Basic handshake.
         let mut c = flight(env, Some(&key(tenant))).await;
         let (announced, batches) = flight_sql(&mut c, COUNT).await.unwrap();
