@@ -820,10 +820,6 @@ async fn doors(
             .body(serde_json::json!({"sql": sql, "format": "csv"}).to_string())
             .send()
     };
-    let median_of = |n: usize, runs: &mut Vec<Duration>| {
-        runs.sort();
-        runs[n / 2].as_secs_f64()
-    };
     // 30-day question over HTTP.
     let mut runs = Vec::new();
     for _ in 0..5 {
@@ -834,7 +830,7 @@ async fn doors(
             bail!("HTTP's answer differs:\n{text}\n{expected}");
         }
     }
-    let http_s = median_of(5, &mut runs);
+    let http_s = quantile(&runs, 0.5).as_secs_f64();
     // SELECT 1: in this process, over HTTP.
     let mut local = Vec::new();
     let mut remote = Vec::new();
@@ -848,7 +844,10 @@ async fn doors(
         post("SELECT 1 AS one").await?.text().await?;
         remote.push(t.elapsed());
     }
-    let (local_s, http_small) = (median_of(21, &mut local), median_of(21, &mut remote));
+    let (local_s, http_small) = (
+        quantile(&local, 0.5).as_secs_f64(),
+        quantile(&remote, 0.5).as_secs_f64(),
+    );
     let mut rows = vec![
         Row {
             stage: "30-day availability from requests, POST /v1/sql (csv)",

@@ -491,6 +491,15 @@ async fn check_http_formats(env: &Env) {
     let reader =
         arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).unwrap();
     assert_eq!(reader.schema().field(0).name(), "tenant");
+    // One statement per request, refused before either runs.
+    let (status, _, body) = http(env, Some(&k), "SELECT 1; SELECT 2", "json").await;
+    assert_eq!(
+        (status, serde_json::from_slice::<Value>(&body).unwrap()),
+        (
+            400,
+            json!({"error": {"code": "sql_error", "message": "2 statements: send one at a time"}})
+        )
+    );
     let (status, _, body) = http(env, Some(&k), empty, "xml").await;
     assert_eq!(
         (status, serde_json::from_slice::<Value>(&body).unwrap()),
@@ -635,6 +644,7 @@ async fn check_refusals(env: &Env) {
         "nines_query_refused_total{door=\"http\",reason=\"unauthenticated\"} 2",
         "nines_query_refused_total{door=\"flight\",reason=\"read_only\"}",
         "nines_query_refused_total{door=\"http\",reason=\"memory_limit\"} 1",
+        "nines_query_refused_total{door=\"http\",reason=\"bad_request\"} 1",
         "nines_query_queries_total{door=\"flight\",outcome=\"ok\"}",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use nines_model::keys::KeyTable;
+use nines_model::keys::{KeyTable, presented};
 use tonic::metadata::MetadataMap;
 
 use crate::config::IngestConfig;
@@ -64,17 +64,8 @@ impl Auth {
         if self.keys.is_empty() {
             return Ok(DEFAULT_TENANT.to_owned());
         }
-        let key = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .or_else(|| {
-                headers
-                    .get("x-nines-api-key")
-                    .and_then(|v| v.to_str().ok())
-            })
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let key = presented(header("authorization"), header("x-nines-api-key"))
             .ok_or_else(|| {
                 Error::Unauthenticated(
                     "missing API key: send `authorization: Bearer <key>` or `x-nines-api-key: <key>`"

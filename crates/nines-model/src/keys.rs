@@ -61,6 +61,19 @@ impl KeyTable {
     }
 }
 
+/// The key a caller presents: `authorization: Bearer <key>`, else `x-nines-api-key: <key>`
+/// (the two headers' values, as given); `None` when neither carries one.
+pub fn presented<'a>(authorization: Option<&'a str>, api_key: Option<&'a str>) -> Option<&'a str> {
+    authorization
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or(api_key)
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
@@ -101,6 +114,12 @@ mod tests {
         assert_eq!(t.tenant_of("k-alpha"), Some("alpha"));
         assert_eq!(t.tenant_of("k-beta"), Some("*"));
         assert_eq!(t.tenant_of("k-gamma"), None);
+        assert_eq!(presented(Some("Bearer k-alpha"), None), Some("k-alpha"));
+        assert_eq!(
+            presented(Some("Basic eDp5"), Some(" k-beta ")),
+            Some("k-beta")
+        );
+        assert_eq!(presented(Some("Bearer  "), None), None);
         let err = |keys: &[ApiKey]| KeyTable::new("query.api_keys", keys).unwrap_err();
         assert_eq!(
             err(&[key("a", None, Some("abc"))]),

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use nines_model::keys::KeyTable;
+use nines_model::keys::{KeyTable, presented};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -80,17 +80,9 @@ impl Callers {
         if self.keys.is_empty() {
             return Ok(Scope::All);
         }
-        let presented = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .or_else(|| headers.get("x-nines-api-key").and_then(|v| v.to_str().ok()))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let presented =
+            presented(header("authorization"), header("x-nines-api-key")).ok_or_else(|| {
                 Error::Unauthenticated(
                     "missing query key: send `authorization: Bearer <key>`".into(),
                 )

@@ -206,7 +206,10 @@ impl FlightSqlService for FlightSql {
         let sql = self
             .callers
             .statement(&cmd.prepared_statement_handle, "prepared", &scope)
-            .map_err(|e| status(&e))?;
+            .map_err(|e| {
+                account("flight", Instant::now(), Err(&e));
+                status(&e)
+            })?;
         self.info(&scope, &sql, request.into_inner()).await
     }
 

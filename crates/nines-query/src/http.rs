@@ -50,6 +50,15 @@ fn query_error(e: &Error) -> Response {
     error(http_status(e), e.code(), e)
 }
 
+/// A request that is not a question at all (its body or format), counted like a refusal.
+fn bad_request(message: String) -> Response {
+    metrics::counter!("nines_query_refused_total", "door" => "http", "reason" => "bad_request")
+        .increment(1);
+    metrics::counter!("nines_query_queries_total", "door" => "http", "outcome" => "refused")
+        .increment(1);
+    error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
 #[derive(Clone)]
 struct Served {
     runner: Runner,
@@ -67,33 +76,39 @@ async fn sql(State(s): State<Served>, headers: HeaderMap, body: Bytes) -> Respon
     let ask: Ask = match serde_json::from_slice(&body) {
         Ok(a) => a,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("the body must be {{\"sql\": \"...\", \"format\": \"json\"}}: {e}"),
-            );
+            return bad_request(format!(
+                "the body must be {{\"sql\": \"...\", \"format\": \"json\"}}: {e}"
+            ));
         }
     };
     let name = ask.format.as_deref().unwrap_or("json");
     let Some(format) = OutputFormat::parse(name).filter(|f| *f != OutputFormat::Table) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("format: {name:?} is none of json, jsonl, csv, arrow"),
-        );
+        return bad_request(format!(
+            "format: {name:?} is none of json, jsonl, csv, arrow"
+        ));
     };
-    let mut answers = match s.runner.run("http", &scope, &ask.sql).await {
-        Ok(a) => a,
+    // One statement per request, refused before anything runs.
+    if let Ok(statements) = crate::run::read_only_statements(&ask.sql)
+        && statements.len() > 1
+    {
+        let e = Error::Sql(format!(
+            "{} statements: send one at a time",
+            statements.len()
+        ));
+        account("http", Instant::now(), Err(&e));
+        return query_error(&e);
+    }
+    let answer = match s.runner.run("http", &scope, &ask.sql).await {
+        Ok(mut a) if a.len() == 1 => a.remove(0),
+        Ok(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "no single answer",
+            );
+        }
         Err(e) => return query_error(&e),
     };
-    if answers.len() != 1 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "sql_error",
-            format!("{} statements: send one at a time", answers.len()),
-        );
-    }
-    let answer = answers.remove(0);
     let mut out = Vec::new();
     if let Err(e) = crate::format::write(answer.schema, &answer.batches, format, &mut out) {
         return query_error(&e);
