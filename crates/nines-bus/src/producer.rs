@@ -38,11 +38,17 @@ struct Breaker {
 impl Breaker {
     /// `Some(ms down)` when this send should fail fast; otherwise it may go (maybe as probe).
     fn refuse(&self) -> Option<u64> {
+        self.refuse_with(now_ms)
+    }
+
+    /// [`Breaker::refuse`] with the clock as an argument (read only while open; tests pass
+    /// their own).
+    fn refuse_with(&self, clock_ms: impl FnOnce() -> u64) -> Option<u64> {
         let down = self.down_since_ms.load(Ordering::Acquire);
         if down == 0 {
             return None;
         }
-        let now = now_ms();
+        let now = clock_ms();
         let last = self.last_probe_ms.load(Ordering::Acquire);
         if now.saturating_sub(last) >= PROBE_INTERVAL_MS
             && self
@@ -58,6 +64,13 @@ impl Breaker {
     fn up(&self) {
         self.down_since_ms.store(0, Ordering::Release);
     }
+
+    /// Every broker is down as of `at_ms`; an outage already open keeps its start.
+    fn down(&self, at_ms: u64) {
+        let _ = self
+            .down_since_ms
+            .compare_exchange(0, at_ms, Ordering::AcqRel, Ordering::Acquire);
+    }
 }
 
 struct BreakerContext(Arc<Breaker>);
@@ -65,12 +78,7 @@ struct BreakerContext(Arc<Breaker>);
 impl ClientContext for BreakerContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            let _ = self.0.down_since_ms.compare_exchange(
-                0,
-                now_ms(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+            self.0.down(now_ms());
         }
         tracing::warn!(%error, reason, "kafka producer error");
     }
@@ -206,5 +214,103 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         gauge!("nines_bus_records_in_flight").decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An instant while brokers are down, in milliseconds since the epoch.
+    const T: u64 = 1_762_776_000_000;
+
+    fn no_clock() -> u64 {
+        panic!("a closed breaker reads no clock")
+    }
+
+    // Closed (no outage reported): every send goes, and the hot path reads no clock.
+    #[test]
+    fn a_closed_breaker_lets_every_send_through() {
+        let b = Breaker::default();
+        for _ in 0..3 {
+            assert_eq!(b.refuse_with(no_clock), None);
+        }
+    }
+
+    // Open: the first send after the outage starts is the probe (no probe yet); every other
+    // send fails at once, saying how long brokers have been down.
+    #[test]
+    fn an_open_breaker_fails_sends_at_once_but_the_first_probe() {
+        let b = Breaker::default();
+        b.down(T);
+        assert_eq!(b.refuse_with(|| T), None, "the probe goes");
+        assert_eq!(b.refuse_with(|| T), Some(0));
+        assert_eq!(b.refuse_with(|| T + 400), Some(400));
+        assert_eq!(b.refuse_with(|| T + 999), Some(999));
+    }
+
+    // One probe per interval (1 s), counted from the last probe; down time keeps counting
+    // from the outage's start, which a second report does not move.
+    #[test]
+    fn one_probe_goes_per_interval() {
+        let b = Breaker::default();
+        b.down(T);
+        assert_eq!(b.refuse_with(|| T + 100), None, "probe at +100");
+        b.down(T + 500);
+        assert_eq!(b.refuse_with(|| T + 1_099), Some(1_099));
+        assert_eq!(b.refuse_with(|| T + 1_100), None, "probe at +1,100");
+        assert_eq!(b.refuse_with(|| T + 1_100), Some(1_100));
+        assert_eq!(b.refuse_with(|| T + 2_099), Some(2_099));
+        // No send for a while: the next one is a probe, and the interval starts again there.
+        assert_eq!(b.refuse_with(|| T + 5_000), None, "probe at +5,000");
+        assert_eq!(b.refuse_with(|| T + 5_999), Some(5_999));
+        assert_eq!(b.refuse_with(|| T + 6_000), None, "probe at +6,000");
+    }
+
+    // An acknowledgement (the probe's) closes it: every send goes again, reading no clock.
+    #[test]
+    fn an_acknowledgement_closes_it() {
+        let b = Breaker::default();
+        b.down(T);
+        assert_eq!(b.refuse_with(|| T), None, "the probe goes");
+        assert_eq!(b.refuse_with(|| T + 10), Some(10));
+        b.up();
+        for _ in 0..3 {
+            assert_eq!(b.refuse_with(no_clock), None);
+        }
+    }
+
+    // A new outage right after a probe closed the last one still waits out the interval from
+    // that probe: probes stay one per interval across flapping.
+    #[test]
+    fn a_new_outage_keeps_the_probe_interval() {
+        let b = Breaker::default();
+        b.down(T);
+        assert_eq!(b.refuse_with(|| T), None, "probe at T");
+        b.up();
+        b.down(T + 200);
+        assert_eq!(b.refuse_with(|| T + 300), Some(100));
+        assert_eq!(b.refuse_with(|| T + 1_000), None, "probe at T + 1,000");
+    }
+
+    // librdkafka's error callback opens it on "all brokers down", and on nothing else.
+    #[test]
+    fn only_all_brokers_down_opens_it() {
+        let b = Arc::new(Breaker::default());
+        let context = BreakerContext(b.clone());
+        for code in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::QueueFull,
+        ] {
+            context.error(KafkaError::Global(code), "test");
+            assert_eq!(b.refuse_with(no_clock), None, "{code:?} leaves it closed");
+        }
+        context.error(KafkaError::Global(RDKafkaErrorCode::AllBrokersDown), "test");
+        // Opened at the wall clock's instant: read it back instead of guessing it.
+        let down = b.down_since_ms.load(Ordering::Acquire);
+        assert_ne!(down, 0, "open");
+        assert_eq!(b.refuse_with(|| down), None, "the probe goes");
+        assert_eq!(b.refuse_with(|| down + 10), Some(10));
     }
 }
