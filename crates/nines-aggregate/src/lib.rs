@@ -5,6 +5,8 @@
 //! where the batches go.
 
 mod buffer;
+#[cfg(test)]
+mod buffer_tests;
 pub mod dedup;
 mod rollup;
 
