@@ -11,6 +11,8 @@ pub mod door;
 mod error;
 pub mod guard;
 pub mod otlp;
+#[cfg(test)]
+mod otlp_tests;
 pub mod records;
 #[cfg(feature = "server")]
 pub mod service;
