@@ -14,6 +14,7 @@ mod bench_slo;
 mod config;
 mod dora_cmd;
 mod gen_cmd;
+mod metrics;
 mod release_cmd;
 mod report_cmd;
 mod report_html;

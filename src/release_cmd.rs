@@ -178,7 +178,7 @@ pub(crate) async fn gate_answer(
         None => None,
     };
     let d = gate::decide(&policy, &ask.labels, &standings, previous.as_ref());
-    metrics::counter!("nines_gate_decisions_total", "decision" => d.decision).increment(1);
+    metrics::counter!(crate::metrics::GATE_DECISIONS, "decision" => d.decision).increment(1);
     let policy_name = format!("{}/{}", policy.service, policy.environment);
     // A decision that cannot be recorded is still the decision: the answer says so, the
     // log and a counter too.
@@ -187,7 +187,7 @@ pub(crate) async fn gate_answer(
         Some(r) => match r.record(ask, policy_name, &d).await {
             Ok(()) => json!(true),
             Err(e) => {
-                metrics::counter!("nines_gate_decisions_unrecorded_total").increment(1);
+                metrics::counter!(crate::metrics::GATE_DECISIONS_UNRECORDED).increment(1);
                 tracing::warn!(error = format!("{e:#}"), service = %ask.service, "gate decision not recorded");
                 json!(format!("not recorded: {e:#}"))
             }
@@ -332,7 +332,8 @@ pub(crate) async fn verdict_answer(
     )
     .await?;
     let v = verdict::judge(&c, &b, criteria);
-    metrics::counter!("nines_verdicts_total", "verdict" => v.outcome.as_str()).increment(1);
+    metrics::counter!(crate::metrics::CANARY_VERDICTS, "verdict" => v.outcome.as_str())
+        .increment(1);
     let sample = |s: &verdict::Sample| {
         json!({
             "total": s.total,

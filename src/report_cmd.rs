@@ -71,11 +71,11 @@ pub(crate) async fn schedule(
         match write_scheduled(&cfg, next - every, next).await {
             Ok(path) => {
                 tracing::info!(path = %path.display(), "report written");
-                metrics::counter!("nines_reports_written_total", "result" => "ok").increment(1);
+                crate::metrics::report_run(true);
             }
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "scheduled report not written");
-                metrics::counter!("nines_reports_written_total", "result" => "error").increment(1);
+                crate::metrics::report_run(false);
             }
         }
     }

@@ -254,6 +254,7 @@ pub(crate) async fn up(mut cfg: Config, kafka: Option<String>) -> anyhow::Result
     let served = crate::release_cmd::Served::default();
     let release = crate::release_cmd::routes(served.clone());
     admin::serve(&cfg.admin.listen, ready.clone(), admin_stop, release).await?;
+    crate::metrics::register(&plan);
     let broker_stop = CancellationToken::new();
     let (bootstrap, embedded) = match plan.kafka {
         Some(b) => (b, None),
@@ -385,6 +386,7 @@ pub(crate) async fn ingest(cfg: Config, kafka: Option<String>) -> anyhow::Result
     plan.warn();
     let bootstrap = plan.kafka.clone().context("ingest without a broker")?;
     let (stop, ready) = role_admin(&cfg).await?;
+    crate::metrics::register(&plan);
     // Ready only once pushes can connect.
     let listener = bind_ingest(plan.ingest.as_ref()).await?;
     ready.set();
@@ -397,6 +399,7 @@ pub(crate) async fn aggregate(mut cfg: Config, kafka: Option<String>) -> anyhow:
     let bootstrap = plan.kafka.clone().context("aggregate without a broker")?;
     prepare_data_dir(&mut cfg)?;
     let (stop, ready) = role_admin(&cfg).await?;
+    crate::metrics::register(&plan);
     nines_bus::admin::ensure_topics(&cfg.bus, &bootstrap, std::time::Duration::from_secs(60))
         .await
         .context("creating topics")?;
@@ -429,6 +432,7 @@ pub(crate) async fn query(mut cfg: Config) -> anyhow::Result<()> {
     let plan = plan(&cfg, Role::Query, None)?;
     prepare_data_dir(&mut cfg)?;
     let (stop, ready) = role_admin(&cfg).await?;
+    crate::metrics::register(&plan);
     let store = open_store(&cfg).await?;
     let engine = nines_query::QueryEngine::new(&store).await?;
     let planned = plan.query.context("a query role without a query plan")?;

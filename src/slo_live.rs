@@ -45,9 +45,9 @@ pub(crate) async fn run(
     for e in &errors {
         error!("SLO definition refused: {e}");
     }
-    metrics::gauge!("nines_slo_definition_errors").set(errors.len() as f64);
+    metrics::gauge!(crate::metrics::SLO_DEFINITION_ERRORS).set(errors.len() as f64);
     let objectives: usize = slos.iter().map(|s| s.objectives.len()).sum();
-    metrics::gauge!("nines_slo_objectives").set(objectives as f64);
+    metrics::gauge!(crate::metrics::SLO_OBJECTIVES).set(objectives as f64);
     if slos.is_empty() {
         info!(dir = %cfg.dir.display(), "no SLO to evaluate; live SLO evaluation is off");
         return Ok(());
@@ -93,7 +93,7 @@ pub(crate) async fn run(
                             Firing::new(&slo, &report, i),
                         );
                     }
-                    metrics::counter!("nines_slo_evaluations_total", "result" => "ok").increment(1);
+                    crate::metrics::slo_evaluated(true);
                 }
                 Err(e) => {
                     // Logged when it starts or changes, not every minute.
@@ -102,13 +102,12 @@ pub(crate) async fn run(
                         last_error.insert(key.clone(), e);
                     }
                     failed.push(key);
-                    metrics::counter!("nines_slo_evaluations_total", "result" => "error")
-                        .increment(1);
+                    crate::metrics::slo_evaluated(false);
                 }
             }
         }
-        metrics::histogram!("nines_slo_evaluation_seconds").record(started.elapsed());
-        metrics::gauge!("nines_slo_evaluation_timestamp_seconds").set(at as f64);
+        metrics::histogram!(crate::metrics::SLO_EVALUATION_DURATION).record(started.elapsed());
+        metrics::gauge!(crate::metrics::SLO_EVALUATION_TIMESTAMP).set(at as f64);
         let changes = state.update(at, firing, &failed);
         for c in &changes {
             info!(
@@ -147,24 +146,24 @@ fn publish(slo: &Slo, objective: &Objective, r: &Report) {
         ("objective", objective.name.clone()),
         ("service", slo.service.clone()),
     ];
-    metrics::gauge!("nines_slo_target", &labels).set(r.target);
-    metrics::gauge!("nines_slo_sli", &labels).set(value(r.standing.sli));
-    metrics::gauge!("nines_slo_budget_remaining_ratio", &labels).set(r.standing.remaining);
-    metrics::gauge!("nines_slo_budget_consumed_ratio", &labels).set(r.standing.consumed);
-    metrics::gauge!("nines_slo_coverage_ratio", &labels).set(r.standing.coverage);
-    metrics::gauge!("nines_slo_time_to_exhaustion_seconds", &labels)
+    metrics::gauge!(crate::metrics::SLO_TARGET, &labels).set(r.target);
+    metrics::gauge!(crate::metrics::SLO_SLI, &labels).set(value(r.standing.sli));
+    metrics::gauge!(crate::metrics::SLO_BUDGET_REMAINING, &labels).set(r.standing.remaining);
+    metrics::gauge!(crate::metrics::SLO_BUDGET_CONSUMED, &labels).set(r.standing.consumed);
+    metrics::gauge!(crate::metrics::SLO_COVERAGE, &labels).set(r.standing.coverage);
+    metrics::gauge!(crate::metrics::SLO_TIME_TO_EXHAUSTION, &labels)
         .set(value(r.standing.time_to_exhaustion));
-    for status in ["ok", "warning", "exhausted", "no_data"] {
+    for status in crate::metrics::SLO_STATUSES {
         let mut l = labels.to_vec();
         l.push(("status", status.to_owned()));
         let on = r.standing.status.as_str() == status;
-        metrics::gauge!("nines_slo_status", &l).set(if on { 1.0 } else { 0.0 });
+        metrics::gauge!(crate::metrics::SLO_STATUS, &l).set(if on { 1.0 } else { 0.0 });
     }
     for (lookback, burn) in &r.burn_rates {
         if EXPORTED_BURN_WINDOWS.contains(lookback) {
             let mut l = labels.to_vec();
             l.push(("window", nines_slo::alerts::seconds_text(*lookback)));
-            metrics::gauge!("nines_slo_burn_rate", &l).set(value(*burn));
+            metrics::gauge!(crate::metrics::SLO_BURN_RATE, &l).set(value(*burn));
         }
     }
     // Every alert the objective can raise, 1 while it fires.
@@ -179,7 +178,7 @@ fn publish(slo: &Slo, objective: &Objective, r: &Report) {
         let mut l = labels.to_vec();
         l.push(("alert", alert));
         l.push(("severity", severity));
-        metrics::gauge!("nines_slo_alert_firing", &l).set(if on { 1.0 } else { 0.0 });
+        metrics::gauge!(crate::metrics::SLO_ALERT_FIRING, &l).set(if on { 1.0 } else { 0.0 });
     }
 }
 
@@ -381,7 +380,7 @@ impl Notifier {
                 "unreachable"
             }
         };
-        metrics::counter!("nines_slo_alertmanager_posts_total", "result" => result).increment(1);
+        metrics::counter!(crate::metrics::SLO_ALERTMANAGER_POSTS, "result" => result).increment(1);
     }
 }
 

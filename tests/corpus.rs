@@ -766,7 +766,7 @@ async fn the_bad_input_corpus_gets_exact_answers_and_hurts_nothing() {
     let otlp = |signal: &str, reason: &str| {
         metric_value(
             &m,
-            "nines_ingest_otlp_rejected_total",
+            "nines_ingest_otlp_items_rejected_total",
             &format!("{{signal=\"{signal}\",reason=\"{reason}\"}}"),
         )
     };

@@ -165,7 +165,7 @@ async fn crash_loop_of_the_aggregator_loses_and_duplicates_nothing() {
     assert!(
         metric(
             &m,
-            "nines_bus_produce_latency_seconds_count",
+            "nines_bus_produce_duration_seconds_count",
             "{outcome=\"acked\"}"
         )
         .unwrap_or(0.0)

@@ -47,7 +47,7 @@ async fn a_retried_batch_counts_once_even_after_a_restart() {
     );
     assert!(
         up.metrics()
-            .contains("nines_aggregate_duplicate_batches_total 1"),
+            .contains("nines_aggregate_duplicate_records_total 1"),
         "{}",
         up.metrics()
     );
@@ -110,12 +110,13 @@ async fn the_same_batch_id_with_other_content_is_another_batch() {
         expected
     );
     // The retry is consumed after the rows it repeats are stored (seen in CI: a second
-    // after the count matched it had not been read yet): wait for it to be counted.
+    // after the count matched it had not been read yet): wait for it to be counted (the
+    // counter is on /metrics at 0 from the start).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let duplicates = loop {
         let n =
-            crate::support::metric(&up.metrics(), "nines_aggregate_duplicate_batches_total", "");
-        if n.is_some() || std::time::Instant::now() > deadline {
+            crate::support::metric(&up.metrics(), "nines_aggregate_duplicate_records_total", "");
+        if n.is_some_and(|n| n > 0.0) || std::time::Instant::now() > deadline {
             break n;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

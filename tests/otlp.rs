@@ -401,7 +401,7 @@ async fn spans_that_are_not_requests_are_reported_in_partial_success() {
     assert_eq!(
         crate::support::metric(
             &m,
-            "nines_ingest_otlp_rejected_total",
+            "nines_ingest_otlp_items_rejected_total",
             "{signal=\"traces\",reason=\"span_kind\"}"
         ),
         Some(1.0)

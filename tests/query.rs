@@ -639,12 +639,12 @@ async fn check_refusals(env: &Env) {
     // Every refusal is counted by door and reason.
     let metrics = env_metrics(env);
     for line in [
-        "nines_query_refused_total{door=\"http\",reason=\"read_only\"}",
-        "nines_query_refused_total{door=\"http\",reason=\"too_many_queries\"} 1",
-        "nines_query_refused_total{door=\"http\",reason=\"unauthenticated\"} 2",
-        "nines_query_refused_total{door=\"flight\",reason=\"read_only\"}",
-        "nines_query_refused_total{door=\"http\",reason=\"memory_limit\"} 1",
-        "nines_query_refused_total{door=\"http\",reason=\"bad_request\"} 1",
+        "nines_query_queries_refused_total{door=\"http\",reason=\"read_only\"}",
+        "nines_query_queries_refused_total{door=\"http\",reason=\"too_many_queries\"} 1",
+        "nines_query_queries_refused_total{door=\"http\",reason=\"unauthenticated\"} 2",
+        "nines_query_queries_refused_total{door=\"flight\",reason=\"read_only\"}",
+        "nines_query_queries_refused_total{door=\"http\",reason=\"memory_limit\"} 1",
+        "nines_query_queries_refused_total{door=\"http\",reason=\"bad_request\"} 1",
         "nines_query_queries_total{door=\"flight\",outcome=\"ok\"}",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");

@@ -11,6 +11,7 @@ pub mod drain;
 #[cfg(feature = "embedded-broker")]
 pub mod embedded;
 mod error;
+pub mod metrics;
 pub mod producer;
 #[cfg(feature = "embedded-broker")]
 pub mod retention;

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use metrics::{counter, gauge, histogram};
+use ::metrics::gauge;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, ClientContext};
 
+use crate::metrics;
 use crate::{BusConfig, Error, Result};
 
 /// Where an acknowledged record landed.
@@ -161,7 +162,7 @@ impl AckProducer {
             });
         }
         if let Some(down_ms) = self.breaker.refuse() {
-            counter!("nines_bus_sends_refused_total", "reason" => "brokers_down").increment(1);
+            metrics::send_refused();
             return Err(Error::Unavailable(format!(
                 "every broker has been unreachable for {:.1}s",
                 down_ms as f64 / 1000.0
@@ -174,9 +175,7 @@ impl AckProducer {
             .inner
             .send(record, Timeout::After(Duration::ZERO))
             .await;
-        let outcome = if result.is_ok() { "acked" } else { "failed" };
-        histogram!("nines_bus_produce_latency_seconds", "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
+        metrics::produced(result.is_ok(), started.elapsed().as_secs_f64());
         match result {
             Ok(d) => {
                 self.breaker.up();
@@ -206,14 +205,14 @@ struct InFlight;
 
 impl InFlight {
     fn enter() -> Self {
-        gauge!("nines_bus_records_in_flight").increment(1.0);
+        gauge!(metrics::RECORDS_IN_FLIGHT).increment(1.0);
         Self
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!("nines_bus_records_in_flight").decrement(1.0);
+        gauge!(metrics::RECORDS_IN_FLIGHT).decrement(1.0);
     }
 }
 

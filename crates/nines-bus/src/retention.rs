@@ -82,6 +82,7 @@ pub(crate) async fn guard(
     policy: LogRetention,
     stop: CancellationToken,
 ) {
+    crate::metrics::describe_broker();
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::now() + policy.interval,
         policy.interval,
@@ -106,11 +107,7 @@ pub(crate) async fn guard(
         match pass(c, cluster, &policy, SystemTime::now()).await {
             Ok(topics) => {
                 for (topic, r) in &topics {
-                    let labels = [("topic", topic.clone())];
-                    metrics::gauge!("nines_broker_log_retention_seconds", &labels)
-                        .set(r.retention_ms as f64 / 1000.0);
-                    metrics::gauge!("nines_broker_log_retention_held", &labels)
-                        .set(f64::from(u8::from(r.held)));
+                    crate::metrics::log_retention(topic, r.retention_ms as f64 / 1000.0, r.held);
                 }
             }
             Err(e) => warn!(error = %e, "broker log retention pass failed; retrying next interval"),

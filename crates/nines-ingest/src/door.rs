@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use ::metrics::{counter, gauge};
 use futures::future::BoxFuture;
-use metrics::{counter, gauge};
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -40,6 +40,7 @@ use tonic_prost::ProstCodec;
 
 use crate::auth::{Auth, Tenant};
 use crate::config::IngestConfig;
+use crate::metrics;
 use crate::otlp::Otlp;
 use crate::status_layer::DecodeErrors;
 use crate::wire::{self, Shape, WireError};
@@ -146,8 +147,7 @@ impl<M: Method> Decoder for CheckedDecoder<M> {
             M::Req::decode(src).map_err(|e| Error::Wire(WireError::Malformed(e.to_string())))
         });
         decoded.map(Some).map_err(|e| {
-            counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label())
-                .increment(1);
+            metrics::push_rejected(e.reject_reason());
             e.into()
         })
     }
@@ -275,8 +275,7 @@ where
                 req.extensions_mut().insert(Tenant(tenant));
             }
             Err(e) => {
-                counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label())
-                    .increment(1);
+                metrics::push_rejected(e.reject_reason());
                 return Box::pin(std::future::ready(Ok(Status::from(e).into_http())));
             }
         }
@@ -288,17 +287,15 @@ where
         Box::pin(async move {
             let admitted = async {
                 let _permit = in_flight.acquire_owned().await.expect("never closed");
-                gauge!("nines_ingest_requests_in_flight").increment(1.0);
-                let _gauge =
-                    scopeguard(|| gauge!("nines_ingest_requests_in_flight").decrement(1.0));
+                gauge!(metrics::REQUESTS_IN_FLIGHT).increment(1.0);
+                let _gauge = scopeguard(|| gauge!(metrics::REQUESTS_IN_FLIGHT).decrement(1.0));
                 inner.call(req).await
             };
             match tokio::time::timeout(timeout, admitted).await {
                 Ok(result) => result,
                 Err(_) => {
                     let e = Error::RequestTimeout(timeout);
-                    counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label())
-                        .increment(1);
+                    metrics::push_rejected(e.reject_reason());
                     Ok(Status::from(e).into_http())
                 }
             }
@@ -331,7 +328,7 @@ pub struct Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        gauge!("nines_ingest_connections").decrement(1.0);
+        gauge!(metrics::CONNECTIONS).decrement(1.0);
     }
 }
 
@@ -357,7 +354,7 @@ impl AsyncRead for Conn {
                 Poll::Pending => {
                     let deadline = self.first_bytes_by.as_mut().expect("checked above");
                     if deadline.as_mut().poll(cx).is_ready() {
-                        counter!("nines_ingest_connections_timed_out_total").increment(1);
+                        counter!(metrics::CONNECTIONS_TIMED_OUT).increment(1);
                         return Poll::Ready(Err(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
                             "no HTTP/2 preface within ingest.handshake_timeout",
@@ -419,7 +416,7 @@ pub fn incoming(
         }
         let conn = accepted.and_then(|(stream, _): (TcpStream, SocketAddr)| {
             stream.set_nodelay(true)?;
-            gauge!("nines_ingest_connections").increment(1.0);
+            gauge!(metrics::CONNECTIONS).increment(1.0);
             Ok(Conn {
                 stream,
                 _slot: slot,

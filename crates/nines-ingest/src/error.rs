@@ -1,5 +1,7 @@
 use tonic::{Code, Status};
 
+use crate::metrics::RejectReason;
+
 /// Why a push was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -61,23 +63,23 @@ impl Error {
         }
     }
 
-    /// Short, bounded label for the rejection counter.
-    pub fn reason_label(&self) -> &'static str {
+    /// Why this refuses a push, for `nines_ingest_pushes_rejected_total`.
+    pub fn reject_reason(&self) -> RejectReason {
         match self {
-            Error::Invalid { .. } => "invalid",
-            Error::Unauthenticated(_) => "unauthenticated",
-            Error::TooLarge { .. } => "too_large",
+            Error::Invalid { .. } => RejectReason::Invalid,
+            Error::Unauthenticated(_) => RejectReason::Unauthenticated,
+            Error::TooLarge { .. } => RejectReason::TooLarge,
             #[cfg(feature = "server")]
-            Error::Bus(nines_bus::Error::QueueFull(_)) => "queue_full",
+            Error::Bus(nines_bus::Error::QueueFull(_)) => RejectReason::QueueFull,
             #[cfg(feature = "server")]
-            Error::Bus(e) if e.is_retryable() => "broker_unavailable",
+            Error::Bus(e) if e.is_retryable() => RejectReason::BrokerUnavailable,
             #[cfg(feature = "server")]
-            Error::Bus(_) => "broker_rejected",
-            Error::Timeout(_) => "broker_timeout",
-            Error::Wire(_) => "undecodable",
-            Error::TooManyEvents { .. } => "too_many_events",
-            Error::DecodedTooLarge { .. } => "decoded_too_large",
-            Error::RequestTimeout(_) => "request_timeout",
+            Error::Bus(_) => RejectReason::BrokerRejected,
+            Error::Timeout(_) => RejectReason::BrokerTimeout,
+            Error::Wire(_) => RejectReason::Undecodable,
+            Error::TooManyEvents { .. } => RejectReason::TooManyEvents,
+            Error::DecodedTooLarge { .. } => RejectReason::DecodedTooLarge,
+            Error::RequestTimeout(_) => RejectReason::RequestTimeout,
         }
     }
 }

@@ -11,8 +11,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
 
-use metrics::counter;
+use ::metrics::counter;
 use nines_proto::v1::{DeployEvent, DeployOutcome, DeploySource, PushRequest, RequestEvent};
+
+use crate::metrics;
 
 /// The operation a request is stored under once its service has too many distinct ones.
 pub const OVERFLOW_OPERATION: &str = "__overflow__";
@@ -96,8 +98,7 @@ impl<K: Hash + Eq + Clone, V: Default> Tracked<K, V> {
             self.bytes -= bytes;
             evicted += 1;
         }
-        counter!("nines_ingest_tracked_services_evicted_total", "map" => self.name)
-            .increment(evicted);
+        metrics::tracked_services_evicted(self.name, evicted);
     }
 
     /// Bytes counted now.
@@ -163,7 +164,7 @@ impl OperationGuard {
             (renamed, added)
         });
         if !renamed.is_empty() {
-            counter!("nines_ingest_operations_overflowed_total").increment(renamed.len() as u64);
+            counter!(metrics::OPERATIONS_OVERFLOWED).increment(renamed.len() as u64);
         }
         renamed
     }
@@ -210,7 +211,7 @@ impl VersionTracker {
         if baseline {
             return None;
         }
-        counter!("nines_ingest_telemetry_deploys_total").increment(1);
+        counter!(metrics::TELEMETRY_DEPLOYS).increment(1);
         Some(DeployEvent {
             time_unix_nano: req.requests.iter().map(|e| e.time_unix_nano).min()?,
             service: r.service.clone(),

@@ -10,6 +10,7 @@ pub mod config;
 pub mod door;
 mod error;
 pub mod guard;
+pub mod metrics;
 pub mod otlp;
 #[cfg(test)]
 mod otlp_tests;

@@ -4,10 +4,9 @@
 //! named `deployment` or `incident` become deploy and incident events; metrics are refused.
 //! Everything not taken is answered through OTLP `partial_success` (a count and a message
 //! naming the first items and why) and counted in
-//! `nines_ingest_otlp_rejected_total{signal,reason}` — never dropped silently. OTLP has no
-//! idempotency key: an export retried after an ambiguous error may count twice.
+//! `nines_ingest_otlp_items_rejected_total{signal,reason}` — never dropped silently. OTLP
+//! has no idempotency key: an export retried after an ambiguous error may count twice.
 
-use metrics::counter;
 use nines_proto::v1::{
     Attribute, Commit, DeployEvent, DeployOutcome, IncidentEvent, PushRequest, RequestEvent,
     Resource,
@@ -43,8 +42,7 @@ pub struct Mapped {
 impl Mapped {
     fn reject(&mut self, signal: &'static str, label: &'static str, why: impl FnOnce() -> String) {
         self.rejected += 1;
-        counter!("nines_ingest_otlp_rejected_total", "signal" => signal, "reason" => label)
-            .increment(1);
+        crate::metrics::otlp_item_rejected(signal, label);
         if self.reasons.len() < REASONS_QUOTED {
             self.reasons.push(why());
         }
@@ -562,7 +560,7 @@ mod server {
     }
 
     fn otlp_error(e: Error) -> Status {
-        counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label()).increment(1);
+        crate::metrics::push_rejected(e.reject_reason());
         Status::from(e)
     }
 

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 use futures::future::join_all;
-use metrics::{counter, histogram};
 use nines_bus::producer::AckProducer;
 use nines_proto::v1::ingest_service_server::IngestService;
 use nines_proto::v1::{DeployEvent, PushRequest, PushResponse};
@@ -17,6 +16,7 @@ use crate::auth::Auth;
 use crate::config::Limits;
 use crate::door::Method;
 use crate::guard::{OperationGuard, VersionTracker};
+use crate::metrics;
 use crate::records::{cut_guarded, identity_fingerprint};
 use crate::validate::validate;
 use crate::wire::{self, Shape};
@@ -169,23 +169,11 @@ impl Pipeline {
 
 /// Counts an answered push in the ingest metrics.
 pub(crate) fn account(result: &Result<PushResponse>, started: Instant) {
-    let outcome = if result.is_ok() { "ok" } else { "rejected" };
-    histogram!("nines_ingest_push_duration_seconds", "outcome" => outcome)
-        .record(started.elapsed().as_secs_f64());
+    metrics::push_answered(result.is_ok(), started.elapsed().as_secs_f64());
     match result {
-        Ok(resp) => {
-            counter!("nines_ingest_events_accepted_total", "kind" => "request")
-                .increment(resp.accepted_requests);
-            counter!("nines_ingest_events_accepted_total", "kind" => "deploy")
-                .increment(resp.accepted_deploys);
-            counter!("nines_ingest_events_accepted_total", "kind" => "incident")
-                .increment(resp.accepted_incidents);
-            counter!("nines_ingest_events_accepted_total", "kind" => "gate_decision")
-                .increment(resp.accepted_gate_decisions);
-        }
+        Ok(resp) => metrics::events_accepted(resp),
         Err(e) => {
-            counter!("nines_ingest_pushes_rejected_total", "reason" => e.reason_label())
-                .increment(1);
+            metrics::push_rejected(e.reject_reason());
             debug!(error = %e, "push rejected");
         }
     }

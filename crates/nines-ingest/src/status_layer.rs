@@ -10,9 +10,10 @@ use std::task::{Context, Poll};
 
 use futures::FutureExt;
 use futures::future::Map;
-use metrics::counter;
 use tonic::codegen::http;
 use tonic::{Code, Status};
+
+use crate::metrics::{RejectReason, push_rejected};
 
 /// Wraps the gRPC router (see [`DecodeErrors::layer`]).
 #[derive(Debug, Clone)]
@@ -56,7 +57,7 @@ fn rewrite<B>(mut response: http::Response<B>) -> http::Response<B> {
             if status.message().contains("decompress") || status.message().contains("gzip") =>
         {
             (
-                "undecodable",
+                RejectReason::Undecodable,
                 format!(
                     "request body could not be decompressed: {}",
                     status.message()
@@ -66,14 +67,14 @@ fn rewrite<B>(mut response: http::Response<B>) -> http::Response<B> {
         // A gzip body that inflates past the limit: tonic says RESOURCE_EXHAUSTED, which
         // clients take as retryable and would resend forever.
         Code::ResourceExhausted if status.message().contains("size limit") => (
-            "request_too_large",
+            RejectReason::RequestTooLarge,
             format!(
                 "request too large once decompressed (ingest.max_request_bytes): {}",
                 status.message()
             ),
         ),
         Code::OutOfRange if status.message().contains("message length too large") => (
-            "request_too_large",
+            RejectReason::RequestTooLarge,
             format!(
                 "request too large (ingest.max_request_bytes): {}",
                 status.message()
@@ -81,7 +82,7 @@ fn rewrite<B>(mut response: http::Response<B>) -> http::Response<B> {
         ),
         _ => return response,
     };
-    counter!("nines_ingest_pushes_rejected_total", "reason" => reason).increment(1);
+    push_rejected(reason);
     let replaced = Status::new(Code::InvalidArgument, message);
     let headers = response.headers_mut();
     headers.remove("grpc-status");

@@ -23,7 +23,8 @@ pub struct AggregateConfig {
     /// At most this many batch ids are remembered per tenant and partition.
     pub dedup_max_batches: usize,
     /// At most this many bytes of batch ids are remembered per partition, all tenants
-    /// together; past it the oldest go first (`nines_aggregate_dedup_evicted_early_total`).
+    /// together; past it the oldest go first
+    /// (`nines_aggregate_idempotency_keys_evicted_total`).
     pub dedup_max_bytes: usize,
 }
 

@@ -13,9 +13,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ::metrics::{counter, gauge, histogram};
 use anyhow::Context;
 use fail::fail_point;
-use metrics::{counter, gauge, histogram};
 use nines_aggregate::{BatchKey, DedupWindow, PartitionBuffer, Seen};
 use nines_bus::BusConfig;
 use nines_bus::consumer::Message as _;
@@ -32,6 +32,7 @@ use tracing::{debug, error, info, warn};
 pub use config::AggregateConfig;
 
 mod config;
+pub mod metrics;
 
 /// What the aggregator reads of the configuration.
 #[derive(Debug, Clone)]
@@ -182,7 +183,7 @@ pub async fn run(
                     .await;
                     if !orphaned.is_empty() {
                         warn!(?orphaned, "partitions with records nobody has read for a while: rejoining the group");
-                        counter!("nines_aggregate_group_rejoins_total").increment(1);
+                        counter!(metrics::GROUP_REJOINS).increment(1);
                         unowned_progress.clear();
                         if let Err(e) = consumer.rejoin() {
                             warn!(error = %e, "rejoining the group failed");
@@ -207,7 +208,7 @@ pub async fn run(
                     "injected failure (fail point aggregate.record)"
                 )));
                 let (partition, offset) = (m.partition(), m.offset());
-                counter!("nines_aggregate_records_total").increment(1);
+                counter!(metrics::RECORDS).increment(1);
                 if !owned.contains(&partition) || stalled.contains_key(&partition) {
                     // Fetched before a revocation we have already applied, or stalled.
                     continue;
@@ -265,14 +266,14 @@ pub async fn run(
                         let early = part.dedup.evicted_early();
                         let new = part.dedup.insert(seen.clone());
                         if part.dedup.evicted_early() > early {
-                            counter!("nines_aggregate_dedup_evicted_early_total")
+                            counter!(metrics::IDEMPOTENCY_KEYS_EVICTED)
                                 .increment(part.dedup.evicted_early() - early);
                         }
                         if new {
                             entry.buffer.add_to(&batch, offset, |t| !held.holds(t, offset));
                             entry.buffer.note_seen(seen);
                         } else {
-                            counter!("nines_aggregate_duplicate_batches_total").increment(1);
+                            counter!(metrics::DUPLICATE_RECORDS).increment(1);
                             info!(partition, offset, batch_id = %batch.batch_id, "dropping a retried batch already stored");
                             entry.buffer.skip(offset);
                         }
@@ -424,7 +425,7 @@ async fn dead_letter(
         )
         .await
         .context("writing to the dead-letter topic")?;
-    counter!("nines_aggregate_dead_letters_total").increment(1);
+    counter!(metrics::DEAD_LETTERS).increment(1);
     Ok(())
 }
 
@@ -529,16 +530,15 @@ fn report_lag(
     reported: &mut BTreeSet<i32>,
     stalled: &HashMap<i32, (i64, i64)>,
 ) {
-    gauge!("nines_aggregate_partitions_owned").set(owned.len() as f64);
-    gauge!("nines_aggregate_partitions_stalled").set(stalled.len() as f64);
+    gauge!(metrics::PARTITIONS_OWNED).set(owned.len() as f64);
+    gauge!(metrics::PARTITIONS_STALLED).set(stalled.len() as f64);
     for p in reported.difference(owned) {
-        gauge!("nines_aggregate_consumer_lag_records", "partition" => p.to_string()).set(0.0);
-        gauge!("nines_aggregate_partition_stalled", "partition" => p.to_string()).set(0.0);
+        metrics::consumer_lag(*p, 0.0);
+        metrics::partition_stalled(*p, false);
     }
     reported.retain(|p| owned.contains(p));
     for &p in owned {
-        let stall = if stalled.contains_key(&p) { 1.0 } else { 0.0 };
-        gauge!("nines_aggregate_partition_stalled", "partition" => p.to_string()).set(stall);
+        metrics::partition_stalled(p, stalled.contains_key(&p));
         reported.insert(p);
         let Some(next) = state
             .get(&p)
@@ -547,8 +547,7 @@ fn report_lag(
             continue;
         };
         if let Some(high) = consumer.high_watermark(p) {
-            gauge!("nines_aggregate_consumer_lag_records", "partition" => p.to_string())
-                .set((high - next).max(0) as f64);
+            metrics::consumer_lag(p, (high - next).max(0) as f64);
         }
     }
 }
@@ -590,7 +589,7 @@ async fn flush(
         CommitOutcome::Fenced(f) => {
             warn!(partition, table = f.table, expected = ?f.expected, stored = ?f.stored,
                 "fenced by another writer: dropping the partition's state");
-            counter!("nines_aggregate_fenced_total").increment(1);
+            counter!(metrics::FLUSHES_FENCED).increment(1);
             return reread(store, consumer, topic, cfg, state, partition).await;
         }
     };
@@ -606,12 +605,12 @@ async fn flush(
     if let Err(e) = consumer.commit(partition, flush.last_offset + 1) {
         // Not ignored: a member that cannot commit may have been expelled from the group.
         warn!(partition, error = %e, "Kafka offset commit failed: re-reading the partition");
-        counter!("nines_aggregate_offset_commit_failures_total").increment(1);
+        counter!(metrics::OFFSET_COMMIT_FAILURES).increment(1);
         return reread(store, consumer, topic, cfg, state, partition).await;
     }
-    histogram!("nines_aggregate_flush_duration_seconds").record(started.elapsed().as_secs_f64());
-    counter!("nines_aggregate_flushes_total").increment(1);
-    counter!("nines_aggregate_events_total").increment(flush.events);
+    histogram!(metrics::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+    counter!(metrics::FLUSHES).increment(1);
+    counter!(metrics::EVENTS).increment(flush.events);
     info!(
         partition,
         first_offset = flush.first_offset,

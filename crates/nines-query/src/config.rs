@@ -39,7 +39,7 @@ impl Default for QueryConfig {
 }
 
 /// Limits of one query, through every door (`nines sql` included). Each refusal is a clear
-/// error, counted in `nines_query_refused_total{door,reason}`.
+/// error, counted in `nines_query_queries_refused_total{door,reason}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {

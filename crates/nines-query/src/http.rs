@@ -52,10 +52,8 @@ fn query_error(e: &Error) -> Response {
 
 /// A request that is not a question at all (its body or format), counted like a refusal.
 fn bad_request(message: String) -> Response {
-    metrics::counter!("nines_query_refused_total", "door" => "http", "reason" => "bad_request")
-        .increment(1);
-    metrics::counter!("nines_query_queries_total", "door" => "http", "outcome" => "refused")
-        .increment(1);
+    crate::metrics::refused("http", crate::metrics::BAD_REQUEST);
+    crate::metrics::counted("http", "refused");
     error(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 

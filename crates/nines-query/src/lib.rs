@@ -12,6 +12,7 @@ mod error;
 pub mod flight;
 pub mod format;
 pub mod http;
+pub mod metrics;
 pub mod release_source;
 pub mod run;
 pub mod session;

@@ -257,21 +257,25 @@ async fn plan(
 pub fn account(door: &'static str, started: Instant, result: Result<(), &Error>) {
     let outcome = match result {
         Ok(()) => "ok",
-        Err(e @ (Error::Sql(_) | Error::Execution(_) | Error::Table(..) | Error::Format(_))) => {
-            metrics::counter!("nines_query_failed_total", "door" => door, "code" => e.code())
-                .increment(1);
+        Err(e) if is_failure(e) => {
+            crate::metrics::failed(door, e.code());
             "failed"
         }
         Err(e) => {
-            metrics::counter!("nines_query_refused_total", "door" => door, "reason" => e.code())
-                .increment(1);
+            crate::metrics::refused(door, e.code());
             "refused"
         }
     };
-    metrics::counter!("nines_query_queries_total", "door" => door, "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("nines_query_duration_seconds", "door" => door, "outcome" => outcome)
-        .record(started.elapsed().as_secs_f64());
+    crate::metrics::answered(door, outcome, started.elapsed().as_secs_f64());
+}
+
+/// Whether `e` is a failure (the SQL, the engine or nines), not a refusal of the caller's
+/// query or credential.
+pub(crate) fn is_failure(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Sql(_) | Error::Execution(_) | Error::Table(..) | Error::Format(_)
+    )
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef}
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::Add;
 use fail::fail_point;
-use metrics::counter;
 use nines_model::flush::{BatchKey, Flush, Seen, TableBatch};
 use nines_model::schema::{self, PARTITION_COLUMN, TABLES};
 use nines_model::time::{day_string, micros};
@@ -353,7 +352,7 @@ impl Store {
                         ?stored,
                         "another writer committed this partition: fenced"
                     );
-                    counter!("nines_store_fenced_commits_total", "table" => t).increment(1);
+                    crate::metrics::count(crate::metrics::COMMITS_FENCED, t, 1);
                     return Ok(CommitOutcome::Fenced(Fenced {
                         table: t,
                         expected: current,
@@ -364,7 +363,7 @@ impl Store {
             }
             drop(table);
             self.sync_log(t).await?;
-            counter!("nines_store_commits_total", "table" => t).increment(1);
+            crate::metrics::count(crate::metrics::COMMITS, t, 1);
             now.by_table.insert(t, Some(flush.last_offset));
             if i == 0 {
                 fail_point!("store.between_tables", |_| crash("store.between_tables"));
@@ -437,7 +436,7 @@ impl Store {
         let bytes = tokio::task::block_in_place(|| encode(batch, &provenance))?;
         let size = bytes.len();
         self.store_file(table, &rel, bytes).await?;
-        counter!("nines_store_files_written_total", "table" => table).increment(1);
+        crate::metrics::count(crate::metrics::FILES_WRITTEN, table, 1);
         Ok(add_action(&rel, &[(PARTITION_COLUMN, date)], size, batch))
     }
 

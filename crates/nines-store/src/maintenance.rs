@@ -12,7 +12,6 @@ use deltalake::kernel::{Action, Remove};
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::DeltaOperation;
 use deltalake::{DeltaTableBuilder, ObjectStore};
-use metrics::counter;
 use nines_model::schema::PARTITION_COLUMN;
 use nines_model::time::day_string;
 use object_store::ObjectStoreExt as _;
@@ -302,8 +301,11 @@ impl Store {
         };
         self.commit_rewrite(table, actions, &inputs, operation)
             .await?;
-        counter!("nines_store_compacted_files_total", "table" => table)
-            .increment(report.files_removed as u64);
+        crate::metrics::count(
+            crate::metrics::FILES_COMPACTED,
+            table,
+            report.files_removed as u64,
+        );
         info!(table, ?report, "compacted");
         Ok(report)
     }
@@ -340,8 +342,7 @@ impl Store {
         };
         self.commit_rewrite(table, actions, &inputs, operation)
             .await?;
-        counter!("nines_store_expired_partitions_total", "table" => table)
-            .increment(days.len() as u64);
+        crate::metrics::count(crate::metrics::PARTITIONS_EXPIRED, table, days.len() as u64);
         info!(table, %cutoff, days = days.len(), "expired partitions");
         Ok(days.into_iter().collect())
     }
@@ -370,8 +371,11 @@ impl Store {
         let logs = deltalake::checkpoints::cleanup_metadata(&t, None)
             .await
             .map_err(err("cleaning the log of"))?;
-        counter!("nines_store_vacuumed_files_total", "table" => table)
-            .increment(metrics.files_deleted.len() as u64);
+        crate::metrics::count(
+            crate::metrics::FILES_VACUUMED,
+            table,
+            metrics.files_deleted.len() as u64,
+        );
         info!(table, files = metrics.files_deleted.len(), logs, "vacuumed");
         Ok(metrics.files_deleted.len())
     }
