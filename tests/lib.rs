@@ -22,6 +22,7 @@ mod faults;
 mod idempotency;
 mod ingest_bounds;
 mod late_events;
+mod metrics;
 mod otlp;
 mod parquet_files;
 mod poison;
