@@ -31,6 +31,12 @@ pub(crate) struct Table {
     pub(crate) name: &'static str,
     pub(crate) log_store: LogStoreRef,
     pub(crate) state: DeltaTableState,
+    /// `txn` versions of `state`, by app id, as far as they were read or committed here.
+    /// delta-rs finds one by replaying the log since the last checkpoint (up to 100 commit
+    /// files, each parsed); a flush asks for its partition's in every table, so without this
+    /// the aggregator spent its time re-reading its own commits. Valid for `state` only:
+    /// cleared whenever `state` takes in commits other than this table's own.
+    txns: HashMap<String, Option<i64>>,
 }
 
 impl std::fmt::Debug for Table {
@@ -133,23 +139,36 @@ impl Table {
             name,
             log_store: table.log_store(),
             state,
+            txns: HashMap::new(),
         })
     }
 
     /// Reads the commits made since the last read or commit.
     pub(crate) async fn refresh(&mut self) -> Result<()> {
-        self.state
+        let before = self.state.version();
+        let updated = self
+            .state
             .update(self.log_store.as_ref(), None)
             .await
-            .map_err(|e| delta_error(self.name, "refreshing", e))
+            .map_err(|e| delta_error(self.name, "refreshing", e));
+        if updated.is_err() || self.state.version() != before {
+            self.txns.clear();
+        }
+        updated
     }
 
     /// The `txn` version of `app_id` in the state this table holds.
-    pub(crate) async fn txn_version(&self, app_id: &str) -> Result<Option<i64>> {
-        self.state
+    pub(crate) async fn txn_version(&mut self, app_id: &str) -> Result<Option<i64>> {
+        if let Some(v) = self.txns.get(app_id) {
+            return Ok(*v);
+        }
+        let v = self
+            .state
             .transaction_version(self.log_store.as_ref(), app_id)
             .await
-            .map_err(|e| delta_error(self.name, "reading the txn of", e))
+            .map_err(|e| delta_error(self.name, "reading the txn of", e))?;
+        self.txns.insert(app_id.to_owned(), v);
+        Ok(v)
     }
 
     /// Commits `adds`. With `txn = (app_id, expected, version)` the commit carries
@@ -165,21 +184,19 @@ impl Table {
         let mut properties = CommitProperties::default()
             .with_create_checkpoint(true)
             .with_cleanup_expired_logs(Some(false));
-        let (app_id, epoch) = match txn {
+        let (app_id, epoch, committed) = match txn {
             Some((app_id, expected, version)) => {
                 let stored = self.txn_version(app_id).await?;
                 if stored != expected {
                     return Err(CommitFailure::Fenced { stored });
                 }
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
+                let now_ms = nines_model::clock::now_ns() / 1_000_000;
                 properties = properties.with_application_transaction(
                     Transaction::new_with_last_update(app_id, version, Some(now_ms)),
                 );
-                (app_id, version)
+                (app_id, version, Some(version))
             }
-            None => ("nines", 0),
+            None => ("nines", 0, None),
         };
         let actions = adds.into_iter().map(Action::Add).collect();
         let operation = DeltaOperation::StreamingUpdate {
@@ -194,7 +211,14 @@ impl Table {
             .commit_with(actions, operation, properties, blind)
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(v) = committed {
+                    // delta-rs refuses a commit when one since `state` carries this app id,
+                    // so after ours the stored version is the one just written.
+                    self.txns.insert(app_id.to_owned(), Some(v));
+                }
+                Ok(())
+            }
             Err(DeltaTableError::Transaction {
                 source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
             }) => {
@@ -247,12 +271,17 @@ impl Table {
         properties: CommitProperties,
         app_metadata: HashMap<String, Value>,
     ) -> std::result::Result<(), DeltaTableError> {
+        let before = self.state.version();
         let done = CommitBuilder::from(properties)
             .with_actions(actions)
             .with_app_metadata(app_metadata)
             .build(Some(&self.state), self.log_store.clone(), operation)
             .await?;
         self.state = done.snapshot();
+        if self.state.version() != before + 1 {
+            // Other writers' commits came in with ours (delta-rs rebased it past them).
+            self.txns.clear();
+        }
         Ok(())
     }
 }
@@ -449,6 +478,51 @@ mod tests {
         new.push(Field::new("required", DataType::Int64, false));
         let e = open(dir.path(), &Schema::new(new)).await.err().unwrap();
         assert!(e.to_string().contains("column required is missing"), "{e}");
+    }
+
+    /// The `txn` cache never answers for a state it was not read from: a writer that
+    /// missed another's commit is still fenced, and learns the new version.
+    #[tokio::test]
+    async fn txn_versions_follow_the_commits_of_every_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("date", DataType::Utf8, false),
+        ]);
+        let mut a = open(dir.path(), &schema).await.unwrap();
+        a.commit(vec![], Some(("events-0", None, 5))).await.unwrap();
+        assert_eq!(a.txn_version("events-0").await.unwrap(), Some(5));
+        assert_eq!(a.txn_version("events-1").await.unwrap(), None);
+
+        // Another writer takes the partition over and commits twice.
+        let mut b = open(dir.path(), &schema).await.unwrap();
+        assert_eq!(b.txn_version("events-0").await.unwrap(), Some(5));
+        b.commit(vec![], Some(("events-0", Some(5), 9)))
+            .await
+            .unwrap();
+        b.commit(vec![], Some(("events-1", None, 3))).await.unwrap();
+
+        // `a` still holds its old state (and its cached 5): its commit is refused, and
+        // the refusal carries what `b` wrote.
+        match a.commit(vec![], Some(("events-0", Some(5), 7))).await {
+            Err(CommitFailure::Fenced { stored }) => assert_eq!(stored, Some(9)),
+            other => panic!("expected a fenced commit, got {other:?}"),
+        }
+        assert_eq!(a.txn_version("events-1").await.unwrap(), Some(3));
+
+        // A refresh that brings in other writers' commits forgets what was cached.
+        b.commit(vec![], Some(("events-0", Some(9), 12)))
+            .await
+            .unwrap();
+        assert_eq!(a.txn_version("events-0").await.unwrap(), Some(9));
+        a.refresh().await.unwrap();
+        assert_eq!(a.txn_version("events-0").await.unwrap(), Some(12));
+        a.commit(vec![], Some(("events-0", Some(12), 15)))
+            .await
+            .unwrap();
+        assert_eq!(a.txn_version("events-0").await.unwrap(), Some(15));
+        b.refresh().await.unwrap();
+        assert_eq!(b.txn_version("events-0").await.unwrap(), Some(15));
     }
 
     #[test]
