@@ -59,7 +59,7 @@ fn backticked(s: &str) -> Vec<String> {
 
 /// Every row of every table of docs/metrics.md with the metrics header.
 fn documented() -> Vec<Documented> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
+    let path = crate::support::repo_root().join("docs/metrics.md");
     let text = std::fs::read_to_string(path).unwrap();
     let mut rows = Vec::new();
     let mut header: Option<&str> = None;

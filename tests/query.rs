@@ -405,8 +405,7 @@ async fn check_flight_metadata_and_prepared(env: &Env) {
 /// ADBC and raw pyarrow.flight get what `nines sql` (every tenant) filtered to the tenant
 /// gets.
 fn check_third_party_clients(env: &Env) {
-    let script =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/flight_clients.py");
+    let script = crate::support::repo_root().join("tests/tools/flight_clients.py");
     for (tenant, count, every) in TENANTS {
         let sketch_cli = env.sql(&SKETCH.replace(
             "FROM sli_1m",

@@ -610,7 +610,7 @@ fn check_figures(r: &serde_json::Value, reqs: &[Request], sent: &[Sent]) {
 }
 
 fn check_schema(r: &serde_json::Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    let path = crate::support::repo_root().join("docs/report.schema.json");
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
@@ -628,7 +628,7 @@ fn check_schema(r: &serde_json::Value) {
 /// The HTML in headless Chromium: loaded, no request but itself, no console error, and
 /// every chart (three per SLO and the weekly bars) with all its points laid out.
 fn check_in_browser(html: &Path, r: &serde_json::Value) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/browser_check.py");
+    let script = crate::support::repo_root().join("tests/tools/browser_check.py");
     let shot = html.with_extension("png");
     let out = std::process::Command::new(test_python())
         .arg(&script)
@@ -664,10 +664,6 @@ fn check_in_browser(html: &Path, r: &serde_json::Value) {
         "{seen}"
     );
     if blessing() {
-        std::fs::copy(
-            &shot,
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.png"),
-        )
-        .unwrap();
+        std::fs::copy(&shot, crate::support::repo_root().join("docs/report.png")).unwrap();
     }
 }

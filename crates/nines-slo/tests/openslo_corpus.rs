@@ -13,8 +13,16 @@ use nines_slo::model::{
 };
 use nines_slo::openslo::{Catalog, LoadError};
 
+/// This crate's directory, read when the test runs (see `repo_root` in the workspace's
+/// `tests/support.rs`: a binary cargo reused from another checkout must not read that one).
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("tests run by cargo")
+        .into()
+}
+
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openslo")
+    manifest_dir().join("tests/openslo")
 }
 
 /// The YAML files under `dir`, recursively, sorted, relative to the corpus root.
