@@ -8,8 +8,11 @@
 //! 3. **In-flight calls** are capped (`ingest.max_in_flight_requests`); a call waits for a
 //!    slot holding nothing but its headers and its HTTP/2 window. Every call, waiting
 //!    included, ends by `ingest.request_timeout`.
-//! 4. **The body** is read up to `ingest.max_request_bytes` (after gzip), then scanned on the
-//!    wire ([`crate::wire`]): more events than `ingest.max_events_per_request`, or more than
+//! 4. **The body** is read by us ([`crate::frame`]): a message longer than
+//!    `ingest.max_request_bytes` is refused on its length prefix, and a gzip message is
+//!    inflated up to the same limit. Each refusal is a typed error (INVALID_ARGUMENT, counted
+//!    by reason), never tonic's message text. Tonic then gets one uncompressed message,
+//!    scanned on the wire ([`crate::wire`]): more events than `ingest.max_events_per_request`, or more than
 //!    `ingest.max_decoded_bytes` once decoded, is INVALID_ARGUMENT before anything is
 //!    decoded.
 //!
@@ -31,7 +34,7 @@ use prost::Message;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder};
+use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic::codegen::http;
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::transport::server::{Connected, TcpConnectInfo};
@@ -40,9 +43,9 @@ use tonic_prost::ProstCodec;
 
 use crate::auth::{Auth, Tenant};
 use crate::config::IngestConfig;
+use crate::frame;
 use crate::metrics;
 use crate::otlp::Otlp;
-use crate::status_layer::DecodeErrors;
 use crate::wire::{self, Shape, WireError};
 use crate::{Error, NativeIngest, Pipeline, Result};
 
@@ -198,13 +201,33 @@ impl<M: Method> tower::Service<http::Request<tonic::body::Body>> for Door<M> {
         let method = self.method.clone();
         let limits = self.limits;
         Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            // Tonic must not decompress again what `frame` hands it uncompressed.
+            let encoding = parts.headers.remove("grpc-encoding");
+            let message = match frame::read_message(
+                body,
+                encoding.as_ref().map(|v| v.as_bytes()),
+                limits.max_request_bytes,
+            )
+            .await
+            {
+                Ok(message) => message,
+                Err(e) => {
+                    let e = Error::Frame(e);
+                    metrics::push_rejected(e.reject_reason());
+                    return Ok(Status::from(e).into_http());
+                }
+            };
+            let req = http::Request::from_parts(
+                parts,
+                tonic::body::Body::new(http_body_util::Full::new(message)),
+            );
             let codec = CheckedCodec::<M> {
                 limits,
                 _m: PhantomData,
             };
-            let mut grpc = Grpc::new(codec)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limits.max_request_bytes);
+            // `frame` has checked the length; tonic's own check would only say it again.
+            let mut grpc = Grpc::new(codec).max_decoding_message_size(usize::MAX);
             Ok(grpc.unary(Handler(method), req).await)
         })
     }
@@ -444,7 +467,6 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(AdmissionLayer::new(auth.clone(), cfg))
-        .layer(DecodeErrors::layer())
         .add_service(Door::new(NativeIngest::new(pipeline, auth), limits))
         .add_service(traces)
         .add_service(logs)

@@ -9,12 +9,8 @@ pub enum Error {
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
     /// A single event is larger than a Kafka record may be.
-    #[error("{field}: event is {bytes} bytes encoded, more than the {limit}-byte record limit")]
-    TooLarge {
-        field: String,
-        bytes: usize,
-        limit: usize,
-    },
+    #[error(transparent)]
+    TooLarge(#[from] nines_record::TooLarge),
     /// Kafka trouble; retryable or not as the bus says.
     #[cfg(feature = "server")]
     #[error(transparent)]
@@ -28,6 +24,10 @@ pub enum Error {
     /// The body is not protobuf (found by the wire scan, before decoding).
     #[error(transparent)]
     Wire(#[from] crate::wire::WireError),
+    /// The body is not one acceptable gRPC message: too large, or compressed badly.
+    #[cfg(feature = "server")]
+    #[error(transparent)]
+    Frame(#[from] crate::frame::FrameError),
     /// More events on the wire than one request may carry.
     #[error(
         "{field}: {count} {what} in one request, more than the limit of {limit} \
@@ -63,12 +63,23 @@ impl Error {
         }
     }
 
+    /// The field path and the reason of a refusal, for a door that names fields its own way
+    /// (OTLP names attributes and log records). Errors about the whole request have the
+    /// empty path.
+    pub fn field_and_reason(&self) -> (&str, std::borrow::Cow<'_, str>) {
+        match self {
+            Error::Invalid { field, reason } => (field, reason.as_str().into()),
+            Error::TooLarge(t) => (&t.field, t.reason().into()),
+            other => ("", other.to_string().into()),
+        }
+    }
+
     /// Why this refuses a push, for `nines_ingest_pushes_rejected_total`.
     pub fn reject_reason(&self) -> RejectReason {
         match self {
             Error::Invalid { .. } => RejectReason::Invalid,
             Error::Unauthenticated(_) => RejectReason::Unauthenticated,
-            Error::TooLarge { .. } => RejectReason::TooLarge,
+            Error::TooLarge(_) => RejectReason::TooLarge,
             #[cfg(feature = "server")]
             Error::Bus(nines_bus::Error::QueueFull(_)) => RejectReason::QueueFull,
             #[cfg(feature = "server")]
@@ -77,6 +88,13 @@ impl Error {
             Error::Bus(_) => RejectReason::BrokerRejected,
             Error::Timeout(_) => RejectReason::BrokerTimeout,
             Error::Wire(_) => RejectReason::Undecodable,
+            #[cfg(feature = "server")]
+            Error::Frame(
+                crate::frame::FrameError::TooLarge { .. }
+                | crate::frame::FrameError::InflatesTooLarge { .. },
+            ) => RejectReason::RequestTooLarge,
+            #[cfg(feature = "server")]
+            Error::Frame(_) => RejectReason::Undecodable,
             Error::TooManyEvents { .. } => RejectReason::TooManyEvents,
             Error::DecodedTooLarge { .. } => RejectReason::DecodedTooLarge,
             Error::RequestTimeout(_) => RejectReason::RequestTimeout,
@@ -89,10 +107,13 @@ impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match &e {
             Error::Invalid { .. }
-            | Error::TooLarge { .. }
+            | Error::TooLarge(_)
             | Error::Wire(_)
             | Error::TooManyEvents { .. }
             | Error::DecodedTooLarge { .. } => Status::new(Code::InvalidArgument, e.to_string()),
+            // Not retryable, whatever the reason: the same body would be refused again.
+            #[cfg(feature = "server")]
+            Error::Frame(_) => Status::new(Code::InvalidArgument, e.to_string()),
             Error::RequestTimeout(_) => Status::new(Code::Unavailable, e.to_string()),
             Error::Unauthenticated(_) => Status::new(Code::Unauthenticated, e.to_string()),
             #[cfg(feature = "server")]

@@ -9,16 +9,15 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod door;
 mod error;
+#[cfg(feature = "server")]
+pub mod frame;
 pub mod guard;
 pub mod metrics;
 pub mod otlp;
 #[cfg(test)]
 mod otlp_tests;
-pub mod records;
 #[cfg(feature = "server")]
 pub mod service;
-#[cfg(feature = "server")]
-pub mod status_layer;
 pub mod validate;
 pub mod wire;
 
