@@ -14,25 +14,18 @@
 //! in BENCHMARKS.md with the command that produced them.
 
 use std::hint::black_box;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use nines_aggregate::PartitionBuffer;
 use nines_ingest::config::Limits;
-use nines_ingest::records::cut;
 use nines_ingest::validate::validate;
+use nines_model::clock::now_ns;
 use nines_proto::v1::EventBatch;
+use nines_record::cut;
 use nines_testkit::{Generator, WorkloadSpec};
 use prost::Message;
 
 const EVENTS: usize = 512;
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos() as i64
-}
 
 fn ingest(c: &mut Criterion) {
     let push = Generator::new(WorkloadSpec::default()).push(0, EVENTS, now_ns());

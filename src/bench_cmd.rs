@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::slo_cmd::now_ns;
+use nines_model::clock::now_ns;
 
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::ASCII_MARKDOWN};
@@ -30,8 +30,8 @@ use nines_bus::BusConfig;
 use nines_bus::config::Compression;
 use nines_bus::producer::AckProducer;
 use nines_ingest::config::Limits;
-use nines_ingest::records::cut;
 use nines_ingest::validate::validate;
+use nines_record::cut;
 use nines_testkit::process::{Process, free_port, metric};
 use nines_testkit::sender::{Progress, SendPlan, quantile, send};
 use nines_testkit::{Generator, WorkloadSpec};
@@ -509,7 +509,7 @@ fn records_like_ingest(
         sent += n as u64;
         validate(&mut push, &limits, now)?;
         let r = push.resource.as_ref().expect("validated");
-        let key = format!("{}\u{0}{}", r.tenant, r.service).into_bytes();
+        let key = nines_record::key(&r.tenant, &r.service);
         for record in cut(push, now, max_record)? {
             out.push((key.clone(), record));
         }

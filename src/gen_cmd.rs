@@ -2,13 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::slo_cmd::now_ns;
+use nines_model::clock::now_ns;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use nines_proto::v1::ingest_service_client::IngestServiceClient;
+use nines_testkit::retry::{self, Retry};
 use nines_testkit::{Generator, Ledger, WorkloadSpec};
-use tonic::Code;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct GenArgs {
@@ -48,12 +48,13 @@ pub(crate) async fn run(args: GenArgs) -> anyhow::Result<()> {
     let mut client = IngestServiceClient::connect(args.endpoint.clone())
         .await
         .with_context(|| format!("connecting to {}", args.endpoint))?;
-    let authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = args
-        .api_key
-        .as_deref()
-        .map(|k| format!("Bearer {k}").parse())
-        .transpose()
-        .context("--api-key: not a valid header value")?;
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    if let Some(k) = args.api_key.as_deref() {
+        let value = format!("Bearer {k}")
+            .parse()
+            .context("--api-key: not a valid header value")?;
+        metadata.insert("authorization", value);
+    }
     let mut generator = Generator::new(WorkloadSpec {
         environment: args.environment.clone(),
         services: args.services.max(1),
@@ -76,24 +77,10 @@ pub(crate) async fn run(args: GenArgs) -> anyhow::Result<()> {
         let push = generator.push(service % args.services.max(1), n, now_ns());
         service += 1;
         // Retry retryable answers with the same batch (same batch_id).
-        let mut attempt = 0;
-        loop {
-            let mut request = tonic::Request::new(push.clone());
-            if let Some(a) = &authorization {
-                request.metadata_mut().insert("authorization", a.clone());
-            }
-            match client.push(request).await {
-                Ok(_) => break,
-                Err(s)
-                    if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted)
-                        && attempt < 10 =>
-                {
-                    attempt += 1;
-                    retries += 1;
-                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                }
-                Err(s) => anyhow::bail!("push refused: {:?}: {}", s.code(), s.message()),
-            }
+        let tried = retry::push(&mut client, &push, &metadata, Retry::default()).await;
+        retries += u64::from(tried.attempts.saturating_sub(1));
+        if let Err(s) = tried.answer {
+            anyhow::bail!("push refused: {:?}: {}", s.code(), s.message());
         }
         ledger.record(&push);
         sent += n as u64;

@@ -25,7 +25,8 @@ use nines_slo::window::rfc3339;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::slo_cmd::{self, now_ns};
+use crate::slo_cmd;
+use nines_model::clock::now_ns;
 
 /// Exit status of `nines gate` and `nines verdict` when no answer could be given.
 pub(crate) const EXIT_ERROR: i32 = 2;

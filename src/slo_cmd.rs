@@ -100,13 +100,6 @@ pub(crate) fn parse_instant(text: &str) -> anyhow::Result<i64> {
         })
 }
 
-/// Nanoseconds since the epoch, now (what events carry).
-pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 /// Seconds since the epoch, now (the CLI's and reports' clock).
 pub(crate) fn now() -> i64 {
     i64::try_from(

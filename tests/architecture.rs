@@ -67,6 +67,7 @@ fn the_crates_are_the_ones_on_the_map() {
             "nines-pipeline",
             "nines-proto",
             "nines-query",
+            "nines-record",
             "nines-slo",
             "nines-store",
             "nines-testkit",
@@ -91,6 +92,7 @@ fn dependencies_point_down_to_the_leaves() {
         ("nines-dora", 0),
         ("nines-bus", 1),
         ("nines-aggregate", 1),
+        ("nines-record", 1),
         ("nines-store", 2),
         ("nines-query", 3),
         ("nines-ingest", 3),
@@ -110,6 +112,9 @@ fn dependencies_point_down_to_the_leaves() {
     let g = graph();
     assert!(siblings(&g["nines-proto"]).is_empty());
     assert!(siblings(&g["nines-model"]).is_empty());
+    // The events-topic record is the contract between two roles deployed apart: it knows
+    // the wire types and nothing else of either side.
+    assert_eq!(siblings(&g["nines-record"]), ["nines-proto"]);
     // The store knows the model (what a flush hands it), never the aggregator.
     assert!(!g["nines-store"].contains("nines-aggregate"));
     // The query side knows the store's table locations, never the writer's internals.
@@ -145,6 +150,7 @@ fn pure_crates_do_no_io() {
         "nines-model",
         "nines-aggregate",
         "nines-proto",
+        "nines-record",
         "nines-slo",
         "nines-dora",
     ] {
@@ -159,16 +165,40 @@ fn pure_crates_do_no_io() {
             assert!(!g[name].contains(io), "{name} depends on {io}");
         }
     }
-    for name in ["nines-model", "nines-aggregate", "nines-slo", "nines-dora"] {
+    for name in [
+        "nines-model",
+        "nines-aggregate",
+        "nines-record",
+        "nines-slo",
+        "nines-dora",
+    ] {
         let dir = root().join("crates").join(name).join("src");
-        for needle in ["std::fs", "std::net", "SystemTime::now", "Instant::now"] {
-            assert_eq!(
-                sources_containing(&dir, needle),
-                Vec::<String>::new(),
-                "{name} uses {needle}"
-            );
+        for needle in [
+            "std::fs",
+            "std::net",
+            "SystemTime::now",
+            "Instant::now",
+            "now_ns()",
+        ] {
+            let mut found = sources_containing(&dir, needle);
+            // The wall clock's one home, for the crates above: the model never calls it.
+            if name == "nines-model" && needle != "std::fs" && needle != "std::net" {
+                found.retain(|p| p != "crates/nines-model/src/clock.rs");
+            }
+            assert_eq!(found, Vec::<String>::new(), "{name} uses {needle}");
         }
     }
+}
+
+#[test]
+fn the_wall_clock_has_one_home() {
+    // Spelled in two pieces so that this file does not match itself.
+    let needle = concat!("fn ", "now_ns()");
+    let mut defs = sources_containing(&root().join("crates"), needle);
+    for dir in ["src", "tests", "benches"] {
+        defs.extend(sources_containing(&root().join(dir), needle));
+    }
+    assert_eq!(defs, ["crates/nines-model/src/clock.rs"]);
 }
 
 #[test]
@@ -227,4 +257,18 @@ fn only_the_pipeline_commits_offsets() {
     users.extend(sources_containing(&root().join("src"), "GroupConsumer"));
     users.retain(|p| !p.starts_with("crates/nines-bus/"));
     assert_eq!(users, ["crates/nines-pipeline/src/lib.rs"]);
+}
+
+#[test]
+fn the_events_record_is_read_and_keyed_in_one_place() {
+    // Encode, decode, version and key of the events-topic record live in nines-record.
+    let mut readers = sources_containing(&root().join("crates"), "EventBatch::decode");
+    readers.extend(sources_containing(
+        &root().join("src"),
+        "EventBatch::decode",
+    ));
+    assert_eq!(readers, ["crates/nines-record/src/lib.rs"]);
+    let mut keys = sources_containing(&root().join("crates"), "\\u{0}{}");
+    keys.extend(sources_containing(&root().join("src"), "\\u{0}{}"));
+    assert_eq!(keys, Vec::<String>::new(), "a Kafka key built by hand");
 }

@@ -10,7 +10,6 @@
 mod support;
 
 mod architecture;
-mod bad_input;
 mod broker_log;
 mod compose;
 mod corpus;

@@ -2,23 +2,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nines_testkit::Ledger;
 pub use nines_testkit::process::{Process as Role, free_port, metric};
 
+pub use nines_model::clock::now_ns;
 use nines_proto::v1::ingest_service_client::IngestServiceClient;
 use nines_proto::v1::{PushRequest, PushResponse};
 use tonic::transport::Channel;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nines");
-
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
 
 /// Ports and files shared by the roles of one test.
 #[derive(Debug)]
@@ -333,7 +327,7 @@ pub fn test_python() -> PathBuf {
 /// package, and the `txn` versions of `apps` (e.g. `nines.events-0`) in each table.
 pub fn delta_reader(env: &Env, apps: &[&str]) -> serde_json::Value {
     let python = test_python();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/delta_reader.py");
+    let script = repo_root().join("tests/tools/delta_reader.py");
     let (root, options) = env
         .tables_root
         .clone()
@@ -366,33 +360,26 @@ pub async fn push_ok(
     push_ok_with_key(client, push, None).await
 }
 
-/// [`push_ok`] with an API key (`x-nines-api-key`), when given.
+/// [`push_ok`] with an API key (`x-nines-api-key`), when given: the delivery contract's
+/// retries (`nines_testkit::retry`), for up to a minute.
 pub async fn push_ok_with_key(
     client: &mut IngestServiceClient<Channel>,
     push: &PushRequest,
     key: Option<&str>,
 ) -> PushResponse {
-    for attempt in 0..20 {
-        let mut request = tonic::Request::new(push.clone());
-        if let Some(k) = key {
-            request
-                .metadata_mut()
-                .insert("x-nines-api-key", k.parse().expect("an ASCII key"));
-        }
-        match client.push(request).await {
-            Ok(r) => return r.into_inner(),
-            Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::Unavailable | tonic::Code::ResourceExhausted
-                ) =>
-            {
-                tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
-            }
-            Err(s) => panic!("push refused: {s:?}"),
-        }
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    if let Some(k) = key {
+        metadata.insert("x-nines-api-key", k.parse().expect("an ASCII key"));
     }
-    panic!("push not accepted after 20 attempts");
+    let policy = nines_testkit::retry::Retry {
+        give_up_after: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let tried = nines_testkit::retry::push(client, push, &metadata, policy).await;
+    match tried.answer {
+        Ok(answer) => answer,
+        Err(s) => panic!("push refused after {} attempts: {s:?}", tried.attempts),
+    }
 }
 
 /// A gRPC codec that sends the request bytes as they are (for malformed-input tests) and
@@ -563,11 +550,17 @@ pub fn run_gen(env: &Env, args: &[&str]) -> Result<i64, String> {
         .unwrap_or_else(|| panic!("no `sent N events` line in:\n{stdout}")))
 }
 
+/// The checkout these tests run in. Read when the test runs (cargo sets it), not with
+/// `env!` when it was built: cargo reuses a test binary built in another checkout of the
+/// same commit (its fingerprints are relative to the workspace), which would then read
+/// that checkout's files, or fail if it is gone.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("tests run by cargo"))
+}
+
 /// A golden file under `tests/golden/`, reviewed by a person.
 pub fn golden(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
+    repo_root().join("tests/golden").join(name)
 }
 
 pub fn blessing() -> bool {

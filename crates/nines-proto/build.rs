@@ -19,8 +19,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
-    tonic_prost_build::configure()
-        .bytes(".nines.v1.EventBatch")
-        .compile_protos(&files, &[root])?;
+    tonic_prost_build::configure().compile_protos(&files, &[root])?;
     Ok(())
 }

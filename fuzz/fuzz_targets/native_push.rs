@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nines_ingest::config::Limits;
-use nines_ingest::records::cut;
+use nines_record::cut;
 use nines_ingest::validate::validate;
 use nines_proto::v1::PushRequest;
 use prost::Message;

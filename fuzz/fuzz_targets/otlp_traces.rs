@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use nines_ingest::config::Limits;
 use nines_ingest::otlp::map_traces;
-use nines_ingest::records::cut;
+use nines_record::cut;
 use nines_ingest::validate::validate;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;

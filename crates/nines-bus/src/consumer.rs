@@ -3,7 +3,7 @@
 //! partition is set from the caller's durable state (`resume`), so a crash between writing a
 //! file and committing its offsets neither loses nor duplicates records.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
@@ -249,14 +249,6 @@ impl GroupConsumer {
             .expect("watermark lock")
             .get(&partition)
             .copied()
-    }
-
-    /// Partitions currently assigned.
-    pub fn assigned(&self) -> BTreeSet<i32> {
-        self.inner
-            .assignment()
-            .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
-            .unwrap_or_default()
     }
 
     /// Moves an assigned partition's position to `next_offset` (after a fenced commit, the

@@ -188,11 +188,6 @@ impl AckProducer {
         }
     }
 
-    /// Records handed to librdkafka and not yet acknowledged or failed.
-    pub fn in_flight(&self) -> i32 {
-        self.inner.in_flight_count()
-    }
-
     /// Waits up to `timeout` for every queued record to be acknowledged (shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         self.inner.flush(timeout).map_err(Error::from_kafka)

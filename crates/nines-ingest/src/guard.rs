@@ -17,7 +17,7 @@ use nines_proto::v1::{DeployEvent, DeployOutcome, DeploySource, PushRequest, Req
 use crate::metrics;
 
 /// The operation a request is stored under once its service has too many distinct ones.
-pub const OVERFLOW_OPERATION: &str = "__overflow__";
+pub use nines_record::OVERFLOW_OPERATION;
 
 /// Versions remembered per (tenant, service, environment).
 const VERSIONS_KEPT: usize = 64;

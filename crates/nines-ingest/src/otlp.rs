@@ -147,12 +147,17 @@ fn checked_resource(
     ))?;
     check_resource(&mut resource, limits).map_err(|e| {
         // Name the OTLP attribute, not the native field.
-        let text = e
-            .to_string()
-            .replacen("resource.service:", "service.name:", 1)
-            .replacen("resource.environment:", "deployment.environment.name:", 1)
-            .replacen("resource.version:", "service.version:", 1);
-        ("invalid", format!("resource attribute {text}"))
+        let (field, reason) = e.field_and_reason();
+        let attribute = match field {
+            "resource.service" => "service.name",
+            "resource.environment" => "deployment.environment.name",
+            "resource.version" => "service.version",
+            other => other,
+        };
+        (
+            "invalid",
+            format!("resource attribute {attribute}: {reason}"),
+        )
     })?;
     Ok(resource)
 }
@@ -469,10 +474,11 @@ pub fn map_logs(req: ExportLogsServiceRequest, limits: &Limits, now: i64) -> Res
                                 push.incidents.append(&mut single.incidents);
                             }
                             Err(e) => out.reject("logs", "invalid", || {
-                                // "deploys[0].version: …" → "…log_records[k] (deployment).version: …"
-                                let text = e.to_string();
-                                let rest = text.split_once("].").map_or(text.as_str(), |(_, r)| r);
-                                format!("{}.{rest}", path())
+                                // `deploys[0].version` of the single event → the log record's
+                                // path, then `.version`.
+                                let (field, reason) = e.field_and_reason();
+                                let within = field.split_once("].").map_or(field, |(_, f)| f);
+                                format!("{}.{within}: {reason}", path())
                             }),
                         }
                     }
@@ -539,8 +545,9 @@ mod server {
     use super::*;
     use crate::auth::Auth;
     use crate::door::{Door, Method, WireLimits};
-    use crate::service::{Pipeline, account, now_ns};
+    use crate::service::{Pipeline, account};
     use crate::wire::{self, Shape};
+    use nines_model::clock::now_ns;
 
     /// Publishes every push of `mapped` as `tenant`; fails if any fails (the sender retries).
     async fn publish_all(

@@ -2,7 +2,7 @@
 //! publish, answer after the broker's ack), and `nines.v1.IngestService` on top of it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::future::join_all;
@@ -17,10 +17,11 @@ use crate::config::Limits;
 use crate::door::Method;
 use crate::guard::{OperationGuard, VersionTracker};
 use crate::metrics;
-use crate::records::{cut_guarded, identity_fingerprint};
 use crate::validate::validate;
 use crate::wire::{self, Shape};
 use crate::{Error, Result};
+use nines_model::clock::now_ns;
+use nines_record::{cut_guarded, identity_fingerprint};
 
 /// Validates and publishes pushes. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -113,7 +114,7 @@ impl Pipeline {
         }
         let resource = req.resource.clone().expect("validate sets a resource");
         // One service's events land in one partition.
-        let key = format!("{}\u{0}{}", resource.tenant, resource.service).into_bytes();
+        let key = nines_record::key(&resource.tenant, &resource.service);
         let max = self.inner.max_record_bytes;
         let guard = &self.inner.operations;
         let mut records = cut_guarded(
@@ -228,11 +229,4 @@ impl IngestService for NativeIngest {
         account(&result, started);
         result.map(Response::new).map_err(Status::from)
     }
-}
-
-pub(crate) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }

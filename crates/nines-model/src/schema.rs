@@ -11,10 +11,6 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 /// 3: `sli_1m` has `version` (a column added; tables of version 2 gain it when opened).
 pub const SCHEMA_VERSION: u32 = 3;
 
-/// Version of the `nines.v1.EventBatch` records on the events topic. Aggregators send records
-/// of any other version to the dead-letter topic.
-pub const BUS_RECORD_VERSION: u32 = 1;
-
 /// Raw request events, one row per event.
 pub const REQUESTS: &str = "requests";
 /// Additive per-minute rollups of request events.

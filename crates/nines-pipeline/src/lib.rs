@@ -21,15 +21,13 @@ use nines_bus::BusConfig;
 use nines_bus::consumer::Message as _;
 use nines_bus::consumer::{AssignmentChange, GroupConsumer, ResumeFn};
 use nines_bus::producer::AckProducer;
-use nines_model::schema::BUS_RECORD_VERSION;
-use nines_proto::v1::EventBatch;
 use nines_store::faults::crash;
 use nines_store::{CommitOutcome, Positions, Store};
-use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 pub use config::AggregateConfig;
+use nines_model::clock::now_ns;
 
 mod config;
 pub mod metrics;
@@ -247,7 +245,7 @@ pub async fn run(
                 }
                 let held = part.positions.clone();
                 let payload = m.payload().unwrap_or_default();
-                match decode(payload) {
+                match nines_record::decode(payload).map_err(|e| e.to_string()) {
                     Ok(batch) if !batch.batch_id.is_empty() => {
                         let seen = Seen {
                             key: BatchKey {
@@ -388,18 +386,6 @@ async fn load_window(
         committed_at: HashMap::new(),
         after_seek: false,
     })
-}
-
-fn decode(payload: &[u8]) -> Result<EventBatch, String> {
-    let batch =
-        EventBatch::decode(payload).map_err(|e| format!("not a nines.v1.EventBatch: {e}"))?;
-    if batch.schema_version != BUS_RECORD_VERSION {
-        return Err(format!(
-            "unknown schema_version {} (this aggregator reads {BUS_RECORD_VERSION})",
-            batch.schema_version
-        ));
-    }
-    Ok(batch)
 }
 
 async fn dead_letter(
@@ -645,11 +631,4 @@ async fn reread(
         warn!(partition, error = %e, "seek after fencing failed; waiting for the rebalance");
     }
     Ok(())
-}
-
-/// The aggregator's clock, in nanoseconds since the epoch (the idempotency window's time).
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }

@@ -24,6 +24,7 @@ use crate::delta::{CommitFailure, Table, add_action};
 use crate::faults::crash;
 use crate::writer::{Provenance, encode};
 use crate::{Error, Result};
+use nines_model::clock::now_ns;
 
 /// The store's own table of idempotency keys and dead-letter notes (not queryable by SQL).
 pub const IDEMPOTENCY: &str = "idempotency";
@@ -660,12 +661,6 @@ fn read_seen(
         }
     }
     let _ = fingerprint.null_count();
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 #[cfg(test)]

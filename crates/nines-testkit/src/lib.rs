@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 pub mod otlp;
 pub mod process;
+pub mod retry;
 pub mod sender;
 
 use nines_proto::v1::{PushRequest, RequestEvent, Resource};

@@ -7,16 +7,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nines_proto::v1::PushRequest;
 use nines_proto::v1::ingest_service_client::IngestServiceClient;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tonic::Code;
+use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::retry::{self, Retry};
 use crate::{Generator, Ledger};
+use nines_model::clock::now_ns;
 
 /// How much to send and how.
 #[derive(Debug, Clone)]
@@ -189,44 +191,26 @@ async fn push_until_acked(
     push: PushRequest,
     give_up: Duration,
 ) -> Outcome {
-    let first = Instant::now();
-    let mut outcome = Outcome {
-        push,
-        acked: None,
-        attempts: 0,
-        errors: Vec::new(),
+    let policy = Retry {
+        give_up_after: give_up,
+        ..Retry::default()
     };
-    let mut backoff = Duration::from_millis(50);
-    while first.elapsed() < give_up {
-        outcome.attempts += 1;
-        let attempt = Instant::now();
-        let answer =
-            tokio::time::timeout(Duration::from_secs(30), client.push(outcome.push.clone())).await;
-        let code = match answer {
-            Ok(Ok(_)) => {
-                outcome.acked = Some(first.elapsed());
-                return outcome;
-            }
-            Ok(Err(status)) => match status.code() {
-                Code::Unavailable
-                | Code::ResourceExhausted
-                | Code::DeadlineExceeded
-                | Code::Cancelled
-                | Code::Unknown => format!("{:?}", status.code()),
-                // The connection broke mid-call (a server stopping, a reset): the client cannot
-                // know whether the push landed, so it retries it unchanged, as a service should.
-                Code::Internal if status.message().starts_with("h2 protocol error") => {
-                    "h2 protocol error".to_owned()
-                }
-                other => panic!("push refused with {other:?}: {}", status.message()),
-            },
-            Err(_) => "timeout".to_owned(),
-        };
-        outcome.errors.push((code, attempt.elapsed()));
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+    let tried = retry::push(&mut client, &push, &MetadataMap::new(), policy).await;
+    let acked = match tried.answer {
+        Ok(_) => Some(tried.elapsed),
+        Err(status) if retry::is_retryable(&status) => None,
+        Err(status) => panic!(
+            "push refused with {:?}: {}",
+            status.code(),
+            status.message()
+        ),
+    };
+    Outcome {
+        push,
+        acked,
+        attempts: tried.attempts as u64,
+        errors: tried.errors,
     }
-    outcome
 }
 
 /// The q-quantile of `values` (nearest rank below).
@@ -236,11 +220,4 @@ pub fn quantile(values: &[Duration], q: f64) -> Duration {
     v.get(((v.len().max(1) - 1) as f64 * q) as usize)
         .copied()
         .unwrap_or_default()
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }

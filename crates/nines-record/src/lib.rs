@@ -1,18 +1,78 @@
-//! Cutting a validated push into Kafka record values (`nines.v1.EventBatch`), each below the
-//! byte limit. Events are moved, not copied, and every record is encoded exactly once.
+//! The record on the events topic (`nines.v1.EventBatch`, `proto/nines/v1/bus.proto`): the
+//! contract between ingest, which writes it, and the aggregator, which reads it, two roles
+//! deployed apart. Everything about it lives here: its [`VERSION`], its Kafka [`key`], how a
+//! push is cut into records ([`cut`]), how a record is read back ([`decode`]), and a
+//! compatibility test over a checked-in record of every version (`tests/compat.rs`).
 //!
-//! The cut is a function of the push alone, so a retry maps to the same parts on any ingest
-//! replica, whatever that replica's operation guard renames: part boundaries are planned on
-//! the events as sent, with room for an operation renamed to [`OVERFLOW_OPERATION`], and
-//! the content fingerprint every part carries is taken over the events as sent too.
+//! Cutting encodes a validated push as records below the byte limit. Events are moved, not
+//! copied, and every record is encoded exactly once. The cut is a function of the push alone,
+//! so a retry maps to the same parts on any ingest replica, whatever that replica's operation
+//! guard renames: part boundaries are planned on the events as sent, with room for an
+//! operation renamed to [`OVERFLOW_OPERATION`], and the content fingerprint every part carries
+//! is taken over the events as sent too.
 
-use nines_model::schema::BUS_RECORD_VERSION;
 use nines_proto::v1::{EventBatch, PushRequest, RequestEvent};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::guard::OVERFLOW_OPERATION;
-use crate::{Error, Result};
+/// Version of the records this build writes and reads. Bump it on any change an older
+/// aggregator would misread; aggregators send records of another version to the dead-letter
+/// topic ([`decode`]), and `tests/compat.rs` keeps one checked-in record of every version.
+pub const VERSION: u32 = 1;
+
+/// The name an operation beyond a service's operation cap is renamed to (ingest's guard).
+/// The cut plans room for it, so where a push is cut does not depend on the renaming.
+pub const OVERFLOW_OPERATION: &str = "__overflow__";
+
+/// The Kafka key of a tenant's service: one service's records land in one partition, in order.
+pub fn key(tenant: &str, service: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + 1 + service.len());
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(service.as_bytes());
+    k
+}
+
+/// Why a payload on the events topic is not a record this build reads.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes are not a `nines.v1.EventBatch` at all.
+    #[error("not a nines.v1.EventBatch: {0}")]
+    NotARecord(#[from] prost::DecodeError),
+    /// A record of a version this build does not know (a newer ingest, or a corrupt field).
+    #[error("unknown schema_version {found} (this aggregator reads {VERSION})")]
+    UnknownVersion { found: u32 },
+}
+
+/// Reads a record from the events topic, refusing any version but [`VERSION`].
+pub fn decode(payload: &[u8]) -> Result<EventBatch, DecodeError> {
+    let batch = EventBatch::decode(payload)?;
+    if batch.schema_version != VERSION {
+        return Err(DecodeError::UnknownVersion {
+            found: batch.schema_version,
+        });
+    }
+    Ok(batch)
+}
+
+/// A single event larger than a record may be: `field` names it (`requests[3]`).
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {}", self.reason())]
+pub struct TooLarge {
+    pub field: String,
+    pub bytes: usize,
+    pub limit: usize,
+}
+
+impl TooLarge {
+    /// What is wrong with the event at `field`.
+    pub fn reason(&self) -> String {
+        format!(
+            "event is {} bytes encoded, more than the {}-byte record limit",
+            self.bytes, self.limit
+        )
+    }
+}
 
 /// Bytes a repeated message field adds around an event: tag plus length prefix (upper bound).
 const FIELD_OVERHEAD: usize = 1 + 5;
@@ -28,7 +88,7 @@ const FINGERPRINT_OVERHEAD: usize = 1 + 1 + FINGERPRINT_BYTES;
 pub type Rename<'a> = dyn FnMut(&mut [RequestEvent]) -> Vec<(usize, String)> + 'a;
 
 /// Encodes `req` as one or more `EventBatch` records of at most `max_bytes` each.
-pub fn cut(req: PushRequest, received_at: i64, max_bytes: usize) -> Result<Vec<Vec<u8>>> {
+pub fn cut(req: PushRequest, received_at: i64, max_bytes: usize) -> Result<Vec<Vec<u8>>, TooLarge> {
     cut_guarded(req, received_at, max_bytes, &mut |_| Vec::new(), None)
 }
 
@@ -41,7 +101,7 @@ pub fn cut_guarded(
     max_bytes: usize,
     rename: &mut Rename<'_>,
     identity: Option<[u8; FINGERPRINT_BYTES]>,
-) -> Result<Vec<Vec<u8>>> {
+) -> Result<Vec<Vec<u8>>, TooLarge> {
     let mut hasher = Sha256::new();
     hasher.update(b"nines.v1.EventBatch content\0");
     if let Some(r) = &req.resource {
@@ -49,7 +109,7 @@ pub fn cut_guarded(
     }
     hasher.update(req.batch_id.as_bytes());
     let header = EventBatch {
-        schema_version: BUS_RECORD_VERSION,
+        schema_version: VERSION,
         resource: req.resource,
         batch_id: req.batch_id,
         part: u32::MAX,
@@ -67,7 +127,7 @@ pub fn cut_guarded(
             for (i, ev) in $events.into_iter().enumerate() {
                 let len = $planned(&ev) + FIELD_OVERHEAD;
                 if len > budget {
-                    return Err(Error::TooLarge {
+                    return Err(TooLarge {
                         field: format!("{}[{i}]", $name),
                         bytes: len,
                         limit: budget,
@@ -196,7 +256,7 @@ mod tests {
         let b = EventBatch::decode(records[0].as_slice()).unwrap();
         assert_eq!((b.part, b.parts, b.requests.len()), (0, 1, 10));
         assert_eq!(b.received_at_unix_nano, 7);
-        assert_eq!(b.schema_version, BUS_RECORD_VERSION);
+        assert_eq!(b.schema_version, VERSION);
     }
 
     #[test]
