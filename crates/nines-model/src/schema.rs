@@ -214,7 +214,17 @@ pub struct TableDef {
     /// they are written plain. The profile of the aggregator had the dictionary interner of
     /// these columns at a tenth of its time (BENCHMARKS.md).
     pub without_dictionary: &'static [&'static str],
+    /// ZSTD level of its Parquet files. `requests` takes 1: over the bench's 2 M events it
+    /// wrote smaller files than 3 (61.7–62.0 against 64.4–64.8 bytes per event: its random
+    /// trace ids and times gain nothing from level 3's longer search) at no measurable CPU
+    /// cost or gain within the runs' noise (BENCHMARKS.md, issue 16). `sli_1m` keeps 3: its
+    /// sketches compress better there (0.5 against 0.6 bytes per event).
+    pub zstd_level: i32,
 }
+
+/// ZSTD level of a table's files unless its definition says otherwise (and of the store's
+/// own `idempotency` table).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
 /// The tables, in the order a flush writes them.
 pub static TABLE_DEFS: [TableDef; 5] = [
@@ -229,6 +239,7 @@ pub static TABLE_DEFS: [TableDef; 5] = [
             "received_at",
             "kafka_offset",
         ],
+        zstd_level: 1,
     },
     TableDef {
         name: SLI_1M,
@@ -241,24 +252,28 @@ pub static TABLE_DEFS: [TableDef; 5] = [
             "window_start",
         ],
         without_dictionary: &["duration_sum_ns", "duration_max_ns", "latency_sketch"],
+        zstd_level: DEFAULT_ZSTD_LEVEL,
     },
     TableDef {
         name: DEPLOYS,
         schema: deploys,
         sort_key: &["tenant", "service", "environment", "time"],
         without_dictionary: &[],
+        zstd_level: DEFAULT_ZSTD_LEVEL,
     },
     TableDef {
         name: INCIDENTS,
         schema: incidents,
         sort_key: &["tenant", "service", "id", "received_at"],
         without_dictionary: &[],
+        zstd_level: DEFAULT_ZSTD_LEVEL,
     },
     TableDef {
         name: GATE_DECISIONS,
         schema: gate_decisions,
         sort_key: &["tenant", "service", "environment", "time"],
         without_dictionary: &[],
+        zstd_level: DEFAULT_ZSTD_LEVEL,
     },
 ];
 

@@ -220,7 +220,7 @@ pub fn app_id(topic: &str, partition: i32) -> String {
 impl Store {
     /// A store at `location`: opens every table, creating the ones that do not exist.
     pub async fn open(location: Location) -> Result<Self> {
-        if let Some(dir) = location.local_dir() {
+        if location.local_dir().is_some() {
             for t in all_tables() {
                 let p = location.table_url(t).to_file_path().expect("a local URL");
                 std::fs::create_dir_all(&p).map_err(|source| Error::Io {
@@ -229,7 +229,6 @@ impl Store {
                     source,
                 })?;
             }
-            let _ = dir;
         }
         let mut tables = BTreeMap::new();
         for t in all_tables() {
@@ -280,6 +279,15 @@ impl Store {
 
     pub(crate) fn table_handle(&self, name: &str) -> &Mutex<Table> {
         self.inner.tables.get(name).expect("a table of the store")
+    }
+
+    /// The object store of `table`, rooted at the table's location.
+    pub(crate) async fn object_store(&self, table: &str) -> deltalake::logstore::ObjectStoreRef {
+        self.table_handle(table)
+            .lock()
+            .await
+            .log_store
+            .object_store(None)
     }
 
     /// Where a partition stands in every table, read from the latest commits.
@@ -457,12 +465,7 @@ impl Store {
             let dir = root.join(rel).parent()?.to_owned();
             (!dir.exists()).then_some(dir)
         });
-        let store = self
-            .table_handle(table)
-            .lock()
-            .await
-            .log_store
-            .object_store(None);
+        let store = self.object_store(table).await;
         store
             .put(
                 &object_store::path::Path::from(rel),

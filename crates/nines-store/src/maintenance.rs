@@ -232,12 +232,7 @@ impl Store {
                 by_date.entry(f.date.as_str()).or_default().push(f);
             }
         }
-        let store = self
-            .table_handle(table)
-            .lock()
-            .await
-            .log_store
-            .object_store(None);
+        let store = self.object_store(table).await;
         let mut actions = Vec::new();
         let mut inputs = BTreeSet::new();
         for (date, mut small) in by_date {

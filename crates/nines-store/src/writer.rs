@@ -40,13 +40,15 @@ pub struct Provenance<'a> {
 pub fn writer_properties(p: &Provenance<'_>) -> WriterProperties {
     let kv = |k: &str, v: String| KeyValue::new(format!("nines.{k}"), v);
     let mut builder = WriterProperties::builder();
-    let plain = nines_model::schema::table(p.table).map_or(&[][..], |t| t.without_dictionary);
+    let def = nines_model::schema::table(p.table);
+    let plain = def.map_or(&[][..], |t| t.without_dictionary);
+    let level = def.map_or(nines_model::schema::DEFAULT_ZSTD_LEVEL, |t| t.zstd_level);
     for column in plain {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     builder
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
+            ZstdLevel::try_new(level).expect("a valid ZSTD level in the table's definition"),
         ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -331,6 +333,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Each table's files get the ZSTD level its definition names (a level ZSTD accepts),
+    /// on every column; the store's own table gets the default.
+    #[test]
+    fn each_table_is_compressed_at_its_defined_level() {
+        let props = |table: &str| {
+            writer_properties(&Provenance {
+                table,
+                topic: "t",
+                partition: 0,
+                first_offset: 0,
+                last_offset: 0,
+            })
+        };
+        let level_of = |table: &str, column: &str| match props(table)
+            .compression(&ColumnPath::from(column))
+        {
+            Compression::ZSTD(l) => l.compression_level(),
+            other => panic!("{table}.{column}: {other:?}"),
+        };
+        for def in &nines_model::schema::TABLE_DEFS {
+            for field in (def.schema)().fields() {
+                assert_eq!(level_of(def.name, field.name()), def.zstd_level);
+            }
+        }
+        // The decision of issue 16 (BENCHMARKS.md): raw requests at 1, the rest at 3.
+        assert_eq!(level_of("requests", "trace_id"), 1);
+        assert_eq!(level_of("sli_1m", "latency_sketch"), 3);
+        assert_eq!(level_of("idempotency", "batch_id"), 3);
     }
 
     #[test]
