@@ -348,12 +348,11 @@ mod tests {
                 last_offset: 0,
             })
         };
-        let level_of = |table: &str, column: &str| match props(table)
-            .compression(&ColumnPath::from(column))
-        {
-            Compression::ZSTD(l) => l.compression_level(),
-            other => panic!("{table}.{column}: {other:?}"),
-        };
+        let level_of =
+            |table: &str, column: &str| match props(table).compression(&ColumnPath::from(column)) {
+                Compression::ZSTD(l) => l.compression_level(),
+                other => panic!("{table}.{column}: {other:?}"),
+            };
         for def in &nines_model::schema::TABLE_DEFS {
             for field in (def.schema)().fields() {
                 assert_eq!(level_of(def.name, field.name()), def.zstd_level);
