@@ -102,13 +102,7 @@ pub(crate) fn parse_instant(text: &str) -> anyhow::Result<i64> {
 
 /// Seconds since the epoch, now (the CLI's and reports' clock).
 pub(crate) fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
-    )
-    .unwrap_or(i64::MAX)
+    nines_model::clock::now_s()
 }
 
 /// One objective's evaluation, or why it could not be evaluated.

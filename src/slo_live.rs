@@ -129,9 +129,7 @@ pub(crate) fn evaluation_instant(now: i64, settle: i64) -> i64 {
 }
 
 fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    nines_model::clock::now_ms()
 }
 
 /// A gauge value: NaN stands for "no value" (no data, no burn).

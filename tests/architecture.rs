@@ -201,6 +201,29 @@ fn the_wall_clock_has_one_home() {
     assert_eq!(defs, ["crates/nines-model/src/clock.rs"]);
 }
 
+/// Below the model only the Kafka crate reads the clock (record timestamps, the log's
+/// retention), as it depends on no sibling; everything else asks `nines_model::clock`.
+#[test]
+fn nothing_else_reads_the_wall_clock() {
+    let needle = concat!("SystemTime", "::now");
+    let mut readers = sources_containing(&root().join("src"), needle);
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        readers.extend(sources_containing(
+            &entry.unwrap().path().join("src"),
+            needle,
+        ));
+    }
+    readers.sort();
+    assert_eq!(
+        readers,
+        [
+            "crates/nines-bus/src/producer.rs",
+            "crates/nines-bus/src/retention.rs",
+            "crates/nines-model/src/clock.rs",
+        ]
+    );
+}
+
 #[test]
 fn only_the_store_writes_parquet() {
     for (name, deps) in graph() {

@@ -3,7 +3,7 @@
 //! message that names the problem. Afterwards a normal batch still goes through exactly, and
 //! every rejection is in the metrics. Plus tenant isolation by API key.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nines_proto::v1::{
     Attribute, DeployEvent, IncidentEvent, PushRequest, PushResponse, RequestEvent, Resource,
@@ -27,7 +27,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tonic::Code;
 
-use crate::support::{Env, metric as metric_value, raw_call, raw_call_with, raw_frame, run_gen};
+use crate::support::{
+    Env, metric as metric_value, now_ns, raw_call, raw_call_with, raw_frame, run_gen,
+};
 
 const PUSH: &str = "/nines.v1.IngestService/Push";
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -40,18 +42,11 @@ const KEYS: &str = "[[ingest.api_keys]]\ntenant = \"acme\"\nkey = \"k-acme\"\n\
 /// `printf %s k-globex | sha256sum`, checked in [`globex_hash_is_sha256_of_its_key`].
 const GLOBEX_KEY: &str = "k-globex";
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
-
 const SECOND: i64 = 1_000_000_000;
 
 fn request(op: &str) -> RequestEvent {
     RequestEvent {
-        time_unix_nano: now() - 30 * SECOND,
+        time_unix_nano: now_ns() - 30 * SECOND,
         operation: op.into(),
         status_code: 200,
         duration_nano: 12_000_000,
@@ -85,7 +80,7 @@ fn s(v: &str) -> any_value::Value {
 }
 
 fn span(edit: impl FnOnce(&mut Span)) -> Span {
-    let end = (now() - 10 * SECOND) as u64;
+    let end = (now_ns() - 10 * SECOND) as u64;
     let mut sp = Span {
         trace_id: vec![9; 16],
         span_id: vec![3; 8],
@@ -138,7 +133,7 @@ fn logs(records: Vec<LogRecord>) -> Vec<u8> {
 
 fn log(attrs: Vec<KeyValue>) -> LogRecord {
     LogRecord {
-        time_unix_nano: (now() - 5 * SECOND) as u64,
+        time_unix_nano: (now_ns() - 5 * SECOND) as u64,
         attributes: attrs,
         ..Default::default()
     }
@@ -185,7 +180,7 @@ fn case(name: &'static str, path: &'static str, body: Vec<u8>, expect: Expect) -
 fn corpus() -> Vec<Case> {
     use Code::{InvalidArgument as Invalid, Unauthenticated};
     use Expect::{Partial, Status};
-    let t = now();
+    let t = now_ns();
     let hour = 3600 * SECOND;
     let good = push(|_| {});
     // Resource { service: "\xC3\x28" } inside a PushRequest, byte by byte.

@@ -350,10 +350,7 @@ fn kv(key: &str, value: &str) -> PKeyValue {
 async fn spans_that_are_not_requests_are_reported_in_partial_success() {
     let env = Env::new();
     let up = env.up();
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let now = crate::support::now_ns() as u64;
     let span = |kind: i32, name: &str| PSpan {
         trace_id: vec![7; 16],
         span_id: vec![1; 8],

@@ -96,10 +96,7 @@ async fn status_and_history_match_the_budget_worked_out_from_what_was_sent() {
         client_error_ratio: 0.0,
         ..WorkloadSpec::default()
     });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = nines_model::clock::now_s();
     let at = now / 60 * 60;
     let mut ledger = Ledger::default();
     let mut durations = Vec::new();
@@ -324,12 +321,7 @@ async fn up_evaluates_live_and_notifies_alertmanager_firing_then_resolved() {
     });
     // Start early in a minute M, so that the evaluations at M (the outage minute M − 1 is
     // the short window) happen well before M + 1 min.
-    let wall = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-    };
+    let wall = nines_model::clock::now_s;
     while !(3..=25).contains(&wall().rem_euclid(60)) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -9,3 +9,14 @@ pub fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
+
+/// Milliseconds since the Unix epoch, now (Delta's `modificationTime`, `deletionTimestamp`
+/// and `txn.lastUpdated`; Kafka timestamps).
+pub fn now_ms() -> i64 {
+    now_ns() / 1_000_000
+}
+
+/// Whole seconds since the Unix epoch, now (the CLI's and the reports' instants, key expiry).
+pub fn now_s() -> i64 {
+    now_ns() / 1_000_000_000
+}

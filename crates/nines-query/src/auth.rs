@@ -2,7 +2,7 @@
 //! session tokens the Flight handshake hands out, and signed tickets.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -42,9 +42,7 @@ impl std::fmt::Debug for Callers {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    nines_model::clock::now_s().max(0) as u64
 }
 
 impl Callers {

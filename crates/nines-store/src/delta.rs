@@ -190,7 +190,7 @@ impl Table {
                 if stored != expected {
                     return Err(CommitFailure::Fenced { stored });
                 }
-                let now_ms = nines_model::clock::now_ns() / 1_000_000;
+                let now_ms = nines_model::clock::now_ms();
                 properties = properties.with_application_transaction(
                     Transaction::new_with_last_update(app_id, version, Some(now_ms)),
                 );
@@ -343,9 +343,7 @@ pub(crate) fn add_action(
     size: usize,
     batch: &RecordBatch,
 ) -> Add {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = nines_model::clock::now_ms();
     Add {
         path: path.to_owned(),
         partition_values: partition_values

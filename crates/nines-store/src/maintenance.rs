@@ -422,9 +422,7 @@ impl Store {
 }
 
 fn remove_action(f: &Listed, data_change: bool) -> Remove {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = nines_model::clock::now_ms();
     Remove {
         path: f.path.clone(),
         data_change,
