@@ -302,6 +302,13 @@ impl Config {
                 bail!("{key} must be at least 1");
             }
         }
+        if self.ingest.max_request_bytes > u32::MAX as usize {
+            bail!(
+                "ingest.max_request_bytes ({}) must be at most {} (a gRPC message's length is 32 bits)",
+                self.ingest.max_request_bytes,
+                u32::MAX
+            );
+        }
         if self.ingest.max_decoded_bytes < self.ingest.max_request_bytes {
             bail!(
                 "ingest.max_decoded_bytes ({}) must be at least ingest.max_request_bytes ({}): \
@@ -497,6 +504,23 @@ mod tests {
         std::fs::write(&path, "[bus]\npartitons = 3\n").unwrap();
         let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
         assert!(err.contains("partitons"), "{err}");
+    }
+
+    #[test]
+    fn a_request_limit_past_32_bits_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        let past = u64::from(u32::MAX) + 1;
+        std::fs::write(
+            &path,
+            format!("[ingest]\nmax_request_bytes = {past}\nmax_decoded_bytes = {past}\n"),
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(
+            err.contains("ingest.max_request_bytes (4294967296) must be at most 4294967295"),
+            "{err}"
+        );
     }
 
     #[test]

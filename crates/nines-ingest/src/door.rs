@@ -17,7 +17,8 @@
 //!    decoded.
 //!
 //! So ingest's memory is bounded by the producer's queue plus
-//! `max_in_flight_requests × (max_request_bytes + max_decoded_bytes)`, whatever clients send.
+//! `max_in_flight_requests × (2 × max_request_bytes + max_decoded_bytes)`, whatever clients
+//! send (the message as read here, and tonic's copy of it while it decodes).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -213,9 +214,21 @@ impl<M: Method> tower::Service<http::Request<tonic::body::Body>> for Door<M> {
             {
                 Ok(message) => message,
                 Err(e) => {
+                    // A client that went away mid-body was not refused: not counted.
+                    let gone = matches!(e, frame::FrameError::Body(_));
+                    let unknown_encoding = matches!(e, frame::FrameError::Encoding(_));
                     let e = Error::Frame(e);
-                    metrics::push_rejected(e.reject_reason());
-                    return Ok(Status::from(e).into_http());
+                    if !gone {
+                        metrics::push_rejected(e.reject_reason());
+                    }
+                    let mut response = Status::from(e).into_http();
+                    if unknown_encoding {
+                        response.headers_mut().insert(
+                            "grpc-accept-encoding",
+                            http::HeaderValue::from_static("gzip"),
+                        );
+                    }
+                    return Ok(response);
                 }
             };
             let req = http::Request::from_parts(

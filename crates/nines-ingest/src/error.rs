@@ -111,6 +111,17 @@ impl From<Error> for Status {
             | Error::Wire(_)
             | Error::TooManyEvents { .. }
             | Error::DecodedTooLarge { .. } => Status::new(Code::InvalidArgument, e.to_string()),
+            // The client went away mid-body: nothing was refused.
+            #[cfg(feature = "server")]
+            Error::Frame(crate::frame::FrameError::Body(_)) => {
+                Status::new(Code::Cancelled, e.to_string())
+            }
+            // As gRPC says for a compression the server does not take (the door adds
+            // `grpc-accept-encoding`).
+            #[cfg(feature = "server")]
+            Error::Frame(crate::frame::FrameError::Encoding(_)) => {
+                Status::new(Code::Unimplemented, e.to_string())
+            }
             // Not retryable, whatever the reason: the same body would be refused again.
             #[cfg(feature = "server")]
             Error::Frame(_) => Status::new(Code::InvalidArgument, e.to_string()),

@@ -10,7 +10,7 @@
 
 use std::io::Read as _;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
 
 /// Bytes before a gRPC message: a compressed flag and the message length (big-endian u32).
@@ -75,6 +75,8 @@ where
             if len > limit {
                 return Err(FrameError::TooLarge { bytes: len, limit });
             }
+            // One allocation of the declared size, not a doubling past it.
+            buf.reserve((PREFIX + len).saturating_sub(buf.len()));
             declared = Some(len);
         }
         if let Some(len) = declared
@@ -112,18 +114,33 @@ where
 }
 
 /// Inflates a gzip message into an uncompressed frame, reading at most `limit + 1` bytes.
+/// The output grows by doubling but never past `PREFIX + limit + 1`, so a message at the
+/// limit takes about the limit, not twice it.
 fn inflate(gzip: &[u8], limit: usize) -> Result<Bytes, FrameError> {
-    let mut out = BytesMut::with_capacity(PREFIX + gzip.len().saturating_mul(4).min(limit));
-    out.put_bytes(0, PREFIX);
-    let mut writer = out.writer();
+    let cap = PREFIX + limit + 1;
+    // A Vec, whose `reserve_exact` keeps to what is asked (BytesMut's doubles).
+    let mut out = Vec::with_capacity(PREFIX + gzip.len().saturating_mul(4).min(limit));
+    out.extend_from_slice(&[0; PREFIX]);
     let mut decoder = flate2::read::GzDecoder::new(gzip).take(limit as u64 + 1);
-    let inflated = std::io::copy(&mut decoder, &mut writer).map_err(FrameError::Decompress)?;
-    if inflated > limit as u64 {
+    let mut chunk = [0_u8; 64 * 1024];
+    loop {
+        let n = decoder.read(&mut chunk).map_err(FrameError::Decompress)?;
+        if n == 0 {
+            break;
+        }
+        if out.capacity() - out.len() < n {
+            let want = (out.capacity() * 2).max(out.len() + n).min(cap);
+            out.reserve_exact(want - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    let inflated = out.len() - PREFIX;
+    if inflated > limit {
         return Err(FrameError::InflatesTooLarge { limit });
     }
-    let mut out = writer.into_inner();
-    out[1..PREFIX].copy_from_slice(&(inflated as u32).to_be_bytes());
-    Ok(out.freeze())
+    let len = u32::try_from(inflated).map_err(|_| FrameError::InflatesTooLarge { limit })?;
+    out[1..PREFIX].copy_from_slice(&len.to_be_bytes());
+    Ok(Bytes::from(out))
 }
 
 #[cfg(test)]
@@ -152,6 +169,32 @@ mod tests {
         limit: usize,
     ) -> Result<Bytes, FrameError> {
         read_message(Full::new(Bytes::from(body)), encoding, limit).await
+    }
+
+    /// What a client is answered for each failure: final refusals are INVALID_ARGUMENT, an
+    /// encoding ingest does not take is UNIMPLEMENTED (as gRPC says), a client that went
+    /// away is CANCELLED.
+    #[test]
+    fn each_failure_has_its_status_code() {
+        use tonic::{Code, Status};
+        let code = |e: FrameError| Status::from(crate::Error::Frame(e)).code();
+        assert_eq!(
+            code(FrameError::TooLarge { bytes: 2, limit: 1 }),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code(FrameError::InflatesTooLarge { limit: 1 }),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code(FrameError::Malformed("no message")),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code(FrameError::Encoding("zstd".into())),
+            Code::Unimplemented
+        );
+        assert_eq!(code(FrameError::Body("reset".into())), Code::Cancelled);
     }
 
     #[tokio::test]
