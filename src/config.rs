@@ -8,6 +8,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use nines_bus::BusConfig;
 use nines_ingest::IngestConfig;
+use nines_model::idempotency;
 use nines_pipeline::AggregateConfig;
 use nines_store::StorageConfig;
 use serde::Deserialize;
@@ -268,13 +269,9 @@ impl Config {
                 bail!("storage.retention.{table} must be at least 1 day (whole days are removed)");
             }
         }
-        if let Some(keep) = self.storage.retention.get(nines_store::IDEMPOTENCY)
-            && *keep < self.aggregate.dedup_window + Duration::from_secs(86_400)
-        {
-            bail!(
-                "storage.retention.idempotency must exceed aggregate.dedup_window by a day \
-                 (keys still in the window would be forgotten)"
-            );
+        if let Some(keep) = self.storage.retention.get(idempotency::TABLE) {
+            idempotency::check_retention(*keep, self.aggregate.idempotency_window)
+                .map_err(anyhow::Error::msg)?;
         }
         if self.storage.target_file_bytes < 1024 * 1024 {
             bail!("storage.target_file_bytes must be at least 1 MiB");
@@ -470,10 +467,13 @@ mod tests {
             d.ingest.limits.max_event_age
         );
         assert_eq!(cfg.aggregate.flush_interval, Duration::from_secs(2));
-        assert_eq!(cfg.aggregate.dedup_window, d.aggregate.dedup_window);
         assert_eq!(
-            cfg.aggregate.dedup_max_batches,
-            d.aggregate.dedup_max_batches
+            cfg.aggregate.idempotency_window,
+            d.aggregate.idempotency_window
+        );
+        assert_eq!(
+            cfg.aggregate.idempotency_max_keys,
+            d.aggregate.idempotency_max_keys
         );
         assert_eq!(cfg.admin.listen, d.admin.listen);
         assert_eq!(cfg.query.listen, d.query.listen);
@@ -519,6 +519,40 @@ mod tests {
         let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
         assert!(
             err.contains("ingest.max_request_bytes (4294967296) must be at most 4294967295"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_idempotency_keys_former_names_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.toml");
+        std::fs::write(
+            &path,
+            "[aggregate]\ndedup_window = \"20m\"\ndedup_max_batches = 7\ndedup_max_bytes = 4096\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&path)).unwrap();
+        assert_eq!(cfg.aggregate.idempotency_window, Duration::from_secs(1_200));
+        assert_eq!(cfg.aggregate.idempotency_max_keys, 7);
+        assert_eq!(cfg.aggregate.idempotency_max_bytes, 4096);
+    }
+
+    #[test]
+    fn an_idempotency_retention_inside_the_window_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            "[aggregate]\nidempotency_window = \"2d\"\n[storage.retention]\nidempotency = \"2d\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(
+            err.contains(
+                "storage.retention.idempotency (172800s) must exceed \
+                 aggregate.idempotency_window (172800s) by a day"
+            ),
             "{err}"
         );
     }

@@ -17,7 +17,9 @@ use nines_proto::v1::{DeployOutcome, DeploySource, EventBatch, Resource};
 
 use nines_model::flush::{Flush, TableBatch};
 
-use crate::{Rollup, Seen};
+use nines_model::idempotency::Seen;
+
+use crate::Rollup;
 
 /// A timestamp column: fed nanoseconds (as events carry them), holds microseconds (as the
 /// tables do), so no caller can forget the conversion.

@@ -7,10 +7,8 @@
 mod buffer;
 #[cfg(test)]
 mod buffer_tests;
-pub mod dedup;
 mod rollup;
 
 pub use buffer::PartitionBuffer;
-pub use dedup::{BatchKey, DedupWindow, Seen};
 pub use nines_model::flush::{Flush, TableBatch};
 pub use rollup::Rollup;

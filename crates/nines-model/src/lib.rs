@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod flush;
+pub mod idempotency;
 pub mod keys;
 pub mod schema;
 pub mod sketch;

@@ -17,15 +17,19 @@ pub struct AggregateConfig {
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     /// A push retried with the same batch_id within this time (of the aggregator's clock)
-    /// is counted once.
-    #[serde(with = "humantime_serde")]
-    pub dedup_window: Duration,
-    /// At most this many batch ids are remembered per tenant and partition.
-    pub dedup_max_batches: usize,
-    /// At most this many bytes of batch ids are remembered per partition, all tenants
+    /// is counted once (`nines_model::idempotency`). `dedup_window` is its former name.
+    #[serde(with = "humantime_serde", alias = "dedup_window")]
+    pub idempotency_window: Duration,
+    /// At most this many idempotency keys are remembered per tenant and partition.
+    /// `dedup_max_batches` is its former name.
+    #[serde(alias = "dedup_max_batches")]
+    pub idempotency_max_keys: usize,
+    /// At most this many bytes of idempotency keys are remembered per partition, all tenants
     /// together; past it the oldest go first
-    /// (`nines_aggregate_idempotency_keys_evicted_total`).
-    pub dedup_max_bytes: usize,
+    /// (`nines_aggregate_idempotency_keys_evicted_total`). `dedup_max_bytes` is its former
+    /// name.
+    #[serde(alias = "dedup_max_bytes")]
+    pub idempotency_max_bytes: usize,
 }
 
 impl Default for AggregateConfig {
@@ -34,9 +38,9 @@ impl Default for AggregateConfig {
             flush_events: 200_000,
             flush_bytes: 64 * 1024 * 1024,
             flush_interval: Duration::from_secs(2),
-            dedup_window: Duration::from_secs(15 * 60),
-            dedup_max_batches: 200_000,
-            dedup_max_bytes: 128 * 1024 * 1024,
+            idempotency_window: Duration::from_secs(15 * 60),
+            idempotency_max_keys: 200_000,
+            idempotency_max_bytes: 128 * 1024 * 1024,
         }
     }
 }

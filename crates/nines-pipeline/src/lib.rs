@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use ::metrics::{counter, gauge, histogram};
 use anyhow::Context;
 use fail::fail_point;
-use nines_aggregate::{BatchKey, DedupWindow, PartitionBuffer, Seen};
+use nines_aggregate::PartitionBuffer;
 use nines_bus::BusConfig;
 use nines_bus::consumer::Message as _;
 use nines_bus::consumer::{AssignmentChange, GroupConsumer, ResumeFn};
@@ -28,6 +28,7 @@ use tracing::{debug, error, info, warn};
 
 pub use config::AggregateConfig;
 use nines_model::clock::now_ns;
+use nines_model::idempotency::{self, Key, Seen};
 
 mod config;
 pub mod metrics;
@@ -83,7 +84,7 @@ struct Open {
 
 /// What the aggregator keeps per owned partition besides its open buffer.
 struct Owned {
-    dedup: DedupWindow,
+    window: idempotency::Window,
     /// Offsets past the resume point already acknowledged by the dead-letter topic.
     dead_lettered: BTreeSet<i64>,
     /// Where the partition stands in every table (the `txn` versions this writer expects).
@@ -248,7 +249,7 @@ pub async fn run(
                 match nines_record::decode(payload).map_err(|e| e.to_string()) {
                     Ok(batch) if !batch.batch_id.is_empty() => {
                         let seen = Seen {
-                            key: BatchKey {
+                            key: Key {
                                 tenant: batch
                                     .resource
                                     .as_ref()
@@ -256,16 +257,16 @@ pub async fn run(
                                     .unwrap_or_default(),
                                 batch_id: batch.batch_id.clone(),
                                 part: batch.part,
-                                fingerprint: BatchKey::fingerprint_of(&batch.content_fingerprint),
+                                fingerprint: Key::fingerprint_of(&batch.content_fingerprint),
                             },
                             offset,
                             seen_at: now_ns(),
                         };
-                        let early = part.dedup.evicted_early();
-                        let new = part.dedup.insert(seen.clone());
-                        if part.dedup.evicted_early() > early {
+                        let early = part.window.evicted_early();
+                        let new = part.window.insert(seen.clone());
+                        if part.window.evicted_early() > early {
                             counter!(metrics::IDEMPOTENCY_KEYS_EVICTED)
-                                .increment(part.dedup.evicted_early() - early);
+                                .increment(part.window.evicted_early() - early);
                         }
                         if new {
                             entry.buffer.add_to(&batch, offset, |t| !held.holds(t, offset));
@@ -360,27 +361,30 @@ async fn load_window(
     partition: i32,
     positions: Positions,
 ) -> anyhow::Result<Owned> {
-    let mut dedup = DedupWindow::new(
-        cfg.aggregate.dedup_window.as_nanos() as i64,
-        cfg.aggregate.dedup_max_batches,
-        cfg.aggregate.dedup_max_bytes,
+    let mut window = idempotency::Window::new(
+        cfg.aggregate.idempotency_window.as_nanos() as i64,
+        cfg.aggregate.idempotency_max_keys,
+        cfg.aggregate.idempotency_max_bytes,
     );
-    let since = now_ns() - cfg.aggregate.dedup_window.as_nanos() as i64;
-    let (seen, dead_lettered) = store
+    let since = now_ns() - cfg.aggregate.idempotency_window.as_nanos() as i64;
+    let idempotency::Remembered {
+        seen,
+        dead_lettered,
+    } = store
         .remembered(topic, partition, since, positions.resume())
         .await
         .context("reading the idempotency table")?;
     for s in seen {
-        dedup.insert(s);
+        window.insert(s);
     }
     info!(
         partition,
-        remembered = dedup.len(),
+        remembered = window.len(),
         resume = positions.resume(),
         "partition state loaded"
     );
     Ok(Owned {
-        dedup,
+        window,
         dead_lettered,
         positions,
         committed_at: HashMap::new(),

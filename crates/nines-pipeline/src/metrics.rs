@@ -51,7 +51,7 @@ pub fn register() {
         ),
         (
             IDEMPOTENCY_KEYS_EVICTED,
-            "Idempotency keys forgotten before their window ended (aggregate.dedup_max_bytes).",
+            "Idempotency keys forgotten before their window ended (aggregate.idempotency_max_bytes).",
         ),
         (
             GROUP_REJOINS,

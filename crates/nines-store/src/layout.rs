@@ -1,20 +1,18 @@
 //! The store: where the Delta tables live, what their files are called, and the commit of a
 //! flush with its Kafka offset.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::Add;
 use fail::fail_point;
-use nines_model::flush::{BatchKey, Flush, Seen, TableBatch};
+use nines_model::flush::{Flush, TableBatch};
+use nines_model::idempotency::{self, Key, Kind, Remembered, Seen};
 use nines_model::schema::{self, PARTITION_COLUMN, TABLES};
-use nines_model::time::{day_string, micros};
+use nines_model::time::{day_number, day_string};
 use object_store::{ObjectStoreExt as _, PutPayload};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -26,8 +24,9 @@ use crate::writer::{Provenance, encode};
 use crate::{Error, Result};
 use nines_model::clock::now_ns;
 
-/// The store's own table of idempotency keys and dead-letter notes (not queryable by SQL).
-pub const IDEMPOTENCY: &str = "idempotency";
+/// The store's own table of idempotency keys and dead-letter notes (not queryable by SQL;
+/// its rows are `nines_model::idempotency`'s durable form).
+pub const IDEMPOTENCY: &str = idempotency::TABLE;
 
 /// The name of a data file: which records of which partition it holds, and a unique suffix.
 /// A name is never reused: once a commit's outcome is unknown, overwriting a file an earlier
@@ -190,23 +189,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Schema of the idempotency table: one row per remembered key or dead-lettered record.
-fn idempotency_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("kafka_partition", DataType::Int32, false),
-        Field::new("kafka_offset", DataType::Int64, false),
-        Field::new("seen_at", schema::timestamp_type(), false),
-        Field::new("tenant", DataType::Utf8, false),
-        Field::new("batch_id", DataType::Utf8, false),
-        Field::new("part", DataType::Int64, false),
-        Field::new("fingerprint", DataType::Utf8, false),
-    ]))
-}
-
-const KIND_BATCH: &str = "batch";
-const KIND_DEAD_LETTER: &str = "dead_letter";
-
 /// Every table of the store, data tables first (the order a flush commits in).
 pub fn all_tables() -> impl Iterator<Item = &'static str> {
     TABLES.into_iter().chain([IDEMPOTENCY])
@@ -233,7 +215,7 @@ impl Store {
         let mut tables = BTreeMap::new();
         for t in all_tables() {
             let mut fields: Vec<Field> = if t == IDEMPOTENCY {
-                idempotency_schema()
+                idempotency::schema()
                     .fields()
                     .iter()
                     .map(|f| f.as_ref().clone())
@@ -322,7 +304,7 @@ impl Store {
         for tb in &flush.batches {
             by_table.entry(tb.table).or_default().push(tb);
         }
-        let seen = seen_batch(flush.partition, &flush.seen, KIND_BATCH)?;
+        let seen = idempotency::to_batches(flush.partition, &flush.seen, Kind::Batch)?;
         let mut now = expected.clone();
         fail_point!("store.before_write", |_| crash("store.before_write"));
         for (i, t) in all_tables().enumerate() {
@@ -509,7 +491,7 @@ impl Store {
     /// commit of its own, without a `txn`: the record's flush has not happened yet.
     pub async fn note_dead_letter(&self, topic: &str, partition: i32, offset: i64) -> Result<()> {
         let note = Seen {
-            key: BatchKey {
+            key: Key {
                 tenant: String::new(),
                 batch_id: String::new(),
                 part: 0,
@@ -518,7 +500,8 @@ impl Store {
             offset,
             seen_at: now_ns(),
         };
-        let batches = seen_batch(partition, std::slice::from_ref(&note), KIND_DEAD_LETTER)?;
+        let batches =
+            idempotency::to_batches(partition, std::slice::from_ref(&note), Kind::DeadLetter)?;
         let flush = Flush {
             partition,
             first_offset: offset,
@@ -552,8 +535,8 @@ impl Store {
         partition: i32,
         since_ns: i64,
         from_offset: i64,
-    ) -> Result<(Vec<Seen>, BTreeSet<i64>)> {
-        let since_day = day_string(since_ns.div_euclid(86_400_000_000_000));
+    ) -> Result<Remembered> {
+        let since_day = day_string(day_number(since_ns));
         let (files, store) = {
             let mut table = self.table_handle(IDEMPOTENCY).lock().await;
             table.refresh().await?;
@@ -572,98 +555,21 @@ impl Store {
                 .collect();
             (files, table.log_store.object_store(None))
         };
-        let mut seen = Vec::new();
-        let mut dead = BTreeSet::new();
+        let mut out = Remembered::default();
         for path in files {
             for batch in crate::maintenance::read_file(store.as_ref(), &path).await? {
-                read_seen(&batch, since_ns, from_offset, &mut seen, &mut dead);
+                idempotency::read(&batch, since_ns, from_offset, &mut out)?;
             }
         }
-        seen.sort_by_key(|s| (s.seen_at, s.offset));
+        let out = out.finish();
         info!(
             partition,
-            keys = seen.len(),
-            dead_letters = dead.len(),
+            keys = out.seen.len(),
+            dead_letters = out.dead_lettered.len(),
             "idempotency keys read"
         );
-        Ok((seen, dead))
+        Ok(out)
     }
-}
-
-/// Rows of the idempotency table for `seen`, one batch per UTC day of `seen_at`.
-fn seen_batch(partition: i32, seen: &[Seen], kind: &str) -> Result<Vec<(i64, RecordBatch)>> {
-    let mut by_day: BTreeMap<i64, Vec<&Seen>> = BTreeMap::new();
-    for s in seen {
-        by_day
-            .entry(s.seen_at.div_euclid(86_400_000_000_000))
-            .or_default()
-            .push(s);
-    }
-    let mut out = Vec::with_capacity(by_day.len());
-    for (day, rows) in by_day {
-        let n = rows.len();
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(vec![kind; n])),
-            Arc::new(Int32Array::from(vec![partition; n])),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|s| s.offset))),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|s| micros(s.seen_at)))
-                    .with_timezone("UTC"),
-            ),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|s| s.key.tenant.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|s| s.key.batch_id.as_str()),
-            )),
-            Arc::new(Int64Array::from_iter_values(
-                rows.iter().map(|s| i64::from(s.key.part)),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|s| format!("{:032x}", s.key.fingerprint)),
-            )),
-        ];
-        out.push((day, RecordBatch::try_new(idempotency_schema(), columns)?));
-    }
-    Ok(out)
-}
-
-fn read_seen(
-    batch: &RecordBatch,
-    since_ns: i64,
-    from_offset: i64,
-    seen: &mut Vec<Seen>,
-    dead: &mut BTreeSet<i64>,
-) {
-    let col = |n: &str| batch.column_by_name(n).expect("idempotency column");
-    let kind = col("kind").as_string::<i32>();
-    let offset = col("kafka_offset").as_primitive::<Int64Type>();
-    let seen_at = col("seen_at").as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-    let tenant = col("tenant").as_string::<i32>();
-    let batch_id = col("batch_id").as_string::<i32>();
-    let part = col("part").as_primitive::<Int64Type>();
-    let fingerprint = col("fingerprint").as_string::<i32>();
-    let _ = col("kafka_partition").as_primitive::<Int32Type>();
-    for i in 0..batch.num_rows() {
-        let at_ns = seen_at.value(i).saturating_mul(1000);
-        match kind.value(i) {
-            KIND_DEAD_LETTER if offset.value(i) >= from_offset => {
-                dead.insert(offset.value(i));
-            }
-            KIND_BATCH if at_ns >= since_ns => seen.push(Seen {
-                key: BatchKey {
-                    tenant: tenant.value(i).to_owned(),
-                    batch_id: batch_id.value(i).to_owned(),
-                    part: part.value(i) as u32,
-                    fingerprint: u128::from_str_radix(fingerprint.value(i), 16).unwrap_or(0),
-                },
-                offset: offset.value(i),
-                seen_at: at_ns,
-            }),
-            _ => {}
-        }
-    }
-    let _ = fingerprint.null_count();
 }
 
 #[cfg(test)]
@@ -671,6 +577,7 @@ mod tests {
     use super::*;
     use nines_aggregate::PartitionBuffer;
     use nines_proto::v1::{EventBatch, RequestEvent, Resource};
+    use std::collections::BTreeSet;
 
     const TOPIC: &str = "nines.events";
     /// 2026-11-26T00:00:10Z.
@@ -699,7 +606,7 @@ mod tests {
         };
         buffer.add(&batch, offset);
         buffer.note_seen(Seen {
-            key: BatchKey {
+            key: Key {
                 tenant: "t".into(),
                 batch_id: batch_id.into(),
                 part: 0,
@@ -832,13 +739,16 @@ mod tests {
         // The idempotency keys of both flushes, and a dead letter after the resume point.
         store.note_dead_letter(TOPIC, 0, 2).await.unwrap();
         store.note_dead_letter(TOPIC, 0, 1).await.unwrap();
-        let (seen, dead) = store.remembered(TOPIC, 0, T - 1, 2).await.unwrap();
+        let Remembered {
+            seen,
+            dead_lettered: dead,
+        } = store.remembered(TOPIC, 0, T - 1, 2).await.unwrap();
         let ids: Vec<&str> = seen.iter().map(|s| s.key.batch_id.as_str()).collect();
         assert_eq!(ids, ["b-0", "b-1"]);
         assert_eq!(seen[0].key.fingerprint, 0xabc);
         assert_eq!(dead, BTreeSet::from([2]));
         // Keys older than the window are not read.
-        let (seen, _) = store.remembered(TOPIC, 0, T + 1, 2).await.unwrap();
+        let seen = store.remembered(TOPIC, 0, T + 1, 2).await.unwrap().seen;
         assert!(seen.is_empty(), "{seen:?}");
     }
 }

@@ -12,6 +12,7 @@ use deltalake::kernel::{Action, Remove};
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::DeltaOperation;
 use deltalake::{DeltaTableBuilder, ObjectStore};
+use nines_model::idempotency;
 use nines_model::schema::PARTITION_COLUMN;
 use nines_model::time::day_string;
 use object_store::ObjectStoreExt as _;
@@ -121,8 +122,10 @@ impl Default for StorageConfig {
             retention: BTreeMap::from([
                 ("requests".to_owned(), Duration::from_secs(30 * 86_400)),
                 ("sli_1m".to_owned(), Duration::from_secs(400 * 86_400)),
-                // Idempotency keys are read back only within aggregate.dedup_window.
-                ("idempotency".to_owned(), Duration::from_secs(2 * 86_400)),
+                (
+                    idempotency::TABLE.to_owned(),
+                    idempotency::DEFAULT_RETENTION,
+                ),
             ]),
         }
     }
