@@ -32,6 +32,7 @@ use nines_bus::producer::AckProducer;
 use nines_ingest::config::Limits;
 use nines_ingest::validate::validate;
 use nines_record::cut;
+use nines_testkit::config::RoleConfig;
 use nines_testkit::process::{Process, free_port, metric};
 use nines_testkit::sender::{Progress, SendPlan, quantile, send};
 use nines_testkit::{Generator, WorkloadSpec};
@@ -120,31 +121,27 @@ struct Roles {
 
 impl Roles {
     /// A role's config file: the shared data directory and broker, `ingest_port` for ingest,
-    /// its own admin port, `bus` lines added to `[bus]`, and `extra` TOML appended.
+    /// its own admin port, and `settings` (dotted keys) over those.
     fn config(
         &self,
         name: &str,
         ingest_port: u16,
-        bus: &str,
-        extra: &str,
+        settings: &[(&str, &str)],
     ) -> anyhow::Result<(PathBuf, u16)> {
         let admin = free_port();
-        let text = format!(
-            "data_dir = {data:?}\n[broker]\nport = {broker}\n\
-             [ingest]\nlisten = \"127.0.0.1:{ingest_port}\"\nmax_event_age = \"40days\"\n\
-             [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
-             [bus]\ncompression = \"{compression}\"\n{bus}{extra}",
-            data = self.dir.join("data").display().to_string(),
-            broker = self.broker_port,
-            compression = self.compression,
-        );
+        let mut cfg = RoleConfig::new(&self.dir.join("data"), self.broker_port, ingest_port, admin)
+            .set("ingest.max_event_age", "40days")
+            .set("bus.compression", self.compression.to_string());
+        for (key, value) in settings {
+            cfg = cfg.set(key, *value);
+        }
         let path = self.dir.join(format!("{name}.toml"));
-        std::fs::write(&path, text)?;
+        cfg.write(&path)?;
         Ok((path, admin))
     }
 
     fn start(&self, name: &str, args: &[&str]) -> anyhow::Result<Process> {
-        self.start_with(name, args, self.ingest_port, "", "")
+        self.start_with(name, args, self.ingest_port, &[])
     }
 
     fn start_with(
@@ -152,10 +149,9 @@ impl Roles {
         name: &str,
         args: &[&str],
         ingest_port: u16,
-        bus: &str,
-        extra: &str,
+        settings: &[(&str, &str)],
     ) -> anyhow::Result<Process> {
-        let (config, admin) = self.config(name, ingest_port, bus, extra)?;
+        let (config, admin) = self.config(name, ingest_port, settings)?;
         let log = self.dir.join(format!("{name}.log"));
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("--config")
@@ -341,8 +337,7 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         "aggregate-backlog",
         &["aggregate", "--kafka", &kafka],
         roles.ingest_port,
-        "",
-        "[aggregate]\nflush_interval = \"500ms\"\n",
+        &[("aggregate.flush_interval", "500ms")],
     )?;
     let agg_cpu0 = cpu_seconds(&backlog);
     let ready_after = t.elapsed();
@@ -537,11 +532,10 @@ async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Resu
         "ingest-otlp",
         &["ingest", "--kafka", &roles.kafka()],
         port,
-        &format!(
-            "events_topic = {:?}\ndead_letter_topic = {:?}\n",
-            bus.events_topic, bus.dead_letter_topic
-        ),
-        "",
+        &[
+            ("bus.events_topic", &bus.events_topic),
+            ("bus.dead_letter_topic", &bus.dead_letter_topic),
+        ],
     )?;
     let client = TraceServiceClient::connect(format!("http://127.0.0.1:{port}")).await?;
     let end = now_ns() as u64 - 1_000_000_000;

@@ -524,6 +524,27 @@ mod tests {
     }
 
     #[test]
+    fn a_test_role_config_loads_as_written() {
+        // The document tests and `nines bench` give each role (nines_testkit::config).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("role.toml");
+        nines_testkit::config::RoleConfig::new(&dir.path().join("data"), 19092, 14317, 19464)
+            .set("aggregate.flush_interval", "300ms")
+            .merge("[[ingest.api_keys]]\ntenant = \"acme\"\nkey = \"k-acme\"\n")
+            .unwrap()
+            .write(&path)
+            .unwrap();
+        let cfg = Config::load(Some(&path)).unwrap();
+        assert_eq!(cfg.data_dir, dir.path().join("data"));
+        assert_eq!(cfg.broker.port, 19092);
+        assert_eq!(cfg.ingest.listen, "127.0.0.1:14317");
+        assert_eq!(cfg.admin.listen, "127.0.0.1:19464");
+        assert_eq!(cfg.aggregate.flush_interval, Duration::from_millis(300));
+        assert_eq!(cfg.ingest.api_keys.len(), 1);
+        assert_eq!(cfg.ingest.api_keys[0].tenant, "acme");
+    }
+
+    #[test]
     fn the_idempotency_keys_former_names_still_load() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.toml");

@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nines_testkit::Ledger;
+use nines_testkit::config::RoleConfig;
 pub use nines_testkit::process::{Process as Role, free_port, metric};
 
 pub use nines_model::clock::now_ns;
@@ -68,7 +69,7 @@ impl Env {
         }
     }
 
-    /// An environment whose roles all get `extra` appended to their config.
+    /// An environment whose roles all get `extra` (TOML) merged into their config.
     pub fn with_config(extra: &str) -> Self {
         let mut env = Self::new();
         env.extra_config = extra.to_owned();
@@ -83,21 +84,19 @@ impl Env {
     /// returns its path.
     pub fn config(&self, name: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.toml"));
-        let text = format!(
-            "data_dir = {data:?}\n\
-             [broker]\nport = {broker}\n\
-             [bus]\nsession_timeout = \"2s\"\n\
-             [ingest]\nlisten = \"127.0.0.1:{ingest}\"\n\
-             [aggregate]\nflush_interval = \"300ms\"\n\
-             [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
-             [query]\nlisten = \"127.0.0.1:{query}\"\n",
-            data = self.data_dir().display().to_string(),
-            broker = self.broker_port,
-            ingest = self.ingest_port,
-            admin = free_port(),
-            query = self.query_port,
-        ) + &self.extra_config;
-        std::fs::write(&path, text).unwrap();
+        RoleConfig::new(
+            &self.data_dir(),
+            self.broker_port,
+            self.ingest_port,
+            free_port(),
+        )
+        .set("bus.session_timeout", "2s")
+        .set("aggregate.flush_interval", "300ms")
+        .set("query.listen", format!("127.0.0.1:{}", self.query_port))
+        .merge(&self.extra_config)
+        .expect("the test's extra configuration is TOML")
+        .write(&path)
+        .unwrap();
         path
     }
 

@@ -2,10 +2,12 @@
 //! records exactly what was generated (counts, errors, every duration), so tests and
 //! `nines gen` can check the tables against numbers computed independently of the pipeline;
 //! roles as OS processes ([`process`]) and a retrying sender with an exact ledger ([`sender`])
-//! for the fault tests; OTLP trace exports ([`otlp`]) for the benches.
+//! for the fault tests; OTLP trace exports ([`otlp`]) for the benches; a role's config file
+//! ([`config`]) for tests and the bench alike.
 
 use std::collections::BTreeMap;
 
+pub mod config;
 pub mod otlp;
 pub mod process;
 pub mod retry;
