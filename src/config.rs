@@ -445,6 +445,19 @@ fn summary(cfg: &Config, plan: &Plan, file: Option<&Path>) -> String {
 mod tests {
     use super::*;
 
+    /// `text` loaded as a config file.
+    fn load(text: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nines.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path))
+    }
+
+    /// The error of loading `text`, with its causes.
+    fn refusal(text: &str) -> String {
+        format!("{:#}", load(text).unwrap_err())
+    }
+
     #[test]
     fn example_config_loads_and_matches_defaults() {
         // `cargo test` sets this at run time; `env!` would bake in the path of whichever
@@ -499,24 +512,16 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.toml");
-        std::fs::write(&path, "[bus]\npartitons = 3\n").unwrap();
-        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        let err = refusal("[bus]\npartitons = 3\n");
         assert!(err.contains("partitons"), "{err}");
     }
 
     #[test]
     fn a_request_limit_past_32_bits_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.toml");
         let past = u64::from(u32::MAX) + 1;
-        std::fs::write(
-            &path,
-            format!("[ingest]\nmax_request_bytes = {past}\nmax_decoded_bytes = {past}\n"),
-        )
-        .unwrap();
-        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        let err = refusal(&format!(
+            "[ingest]\nmax_request_bytes = {past}\nmax_decoded_bytes = {past}\n"
+        ));
         assert!(
             err.contains("ingest.max_request_bytes (4294967296) must be at most 4294967295"),
             "{err}"
@@ -526,16 +531,13 @@ mod tests {
     #[test]
     fn a_test_role_config_loads_as_written() {
         // The document tests and `nines bench` give each role (nines_testkit::config).
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("role.toml");
-        nines_testkit::config::RoleConfig::new(&dir.path().join("data"), 19092, 14317, 19464)
+        let text = nines_testkit::config::RoleConfig::new(Path::new("/d"), 19092, 14317, 19464)
             .set("aggregate.flush_interval", "300ms")
             .merge("[[ingest.api_keys]]\ntenant = \"acme\"\nkey = \"k-acme\"\n")
             .unwrap()
-            .write(&path)
-            .unwrap();
-        let cfg = Config::load(Some(&path)).unwrap();
-        assert_eq!(cfg.data_dir, dir.path().join("data"));
+            .to_toml();
+        let cfg = load(&text).unwrap();
+        assert_eq!(cfg.data_dir, Path::new("/d"));
         assert_eq!(cfg.broker.port, 19092);
         assert_eq!(cfg.ingest.listen, "127.0.0.1:14317");
         assert_eq!(cfg.admin.listen, "127.0.0.1:19464");
@@ -546,14 +548,10 @@ mod tests {
 
     #[test]
     fn the_idempotency_keys_former_names_still_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.toml");
-        std::fs::write(
-            &path,
+        let cfg = load(
             "[aggregate]\ndedup_window = \"20m\"\ndedup_max_batches = 7\ndedup_max_bytes = 4096\n",
         )
         .unwrap();
-        let cfg = Config::load(Some(&path)).unwrap();
         assert_eq!(cfg.aggregate.idempotency_window, Duration::from_secs(1_200));
         assert_eq!(cfg.aggregate.idempotency_max_keys, 7);
         assert_eq!(cfg.aggregate.idempotency_max_bytes, 4096);
@@ -561,14 +559,9 @@ mod tests {
 
     #[test]
     fn an_idempotency_retention_inside_the_window_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.toml");
-        std::fs::write(
-            &path,
+        let err = refusal(
             "[aggregate]\nidempotency_window = \"2d\"\n[storage.retention]\nidempotency = \"2d\"\n",
-        )
-        .unwrap();
-        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        );
         assert!(
             err.contains(
                 "storage.retention.idempotency (172800s) must exceed \
@@ -580,10 +573,7 @@ mod tests {
 
     #[test]
     fn an_unknown_compression_is_refused_naming_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.toml");
-        std::fs::write(&path, "[bus]\ncompression = \"brotli\"\n").unwrap();
-        let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        let err = refusal("[bus]\ncompression = \"brotli\"\n");
         assert!(
             err.contains("brotli") && err.contains("bus.compression") && err.contains("lz4"),
             "{err}"
