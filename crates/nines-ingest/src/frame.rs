@@ -117,6 +117,10 @@ where
 /// The output grows by doubling but never past `PREFIX + limit + 1`, so a message at the
 /// limit takes about the limit, not twice it.
 fn inflate(gzip: &[u8], limit: usize) -> Result<Bytes, FrameError> {
+    inflate_to_vec(gzip, limit).map(Bytes::from)
+}
+
+fn inflate_to_vec(gzip: &[u8], limit: usize) -> Result<Vec<u8>, FrameError> {
     let cap = PREFIX + limit + 1;
     // A Vec, whose `reserve_exact` keeps to what is asked (BytesMut's doubles).
     let mut out = Vec::with_capacity(PREFIX + gzip.len().saturating_mul(4).min(limit));
@@ -140,7 +144,7 @@ fn inflate(gzip: &[u8], limit: usize) -> Result<Bytes, FrameError> {
     }
     let len = u32::try_from(inflated).map_err(|_| FrameError::InflatesTooLarge { limit })?;
     out[1..PREFIX].copy_from_slice(&len.to_be_bytes());
-    Ok(Bytes::from(out))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -195,6 +199,21 @@ mod tests {
             Code::Unimplemented
         );
         assert_eq!(code(FrameError::Body("reset".into())), Code::Cancelled);
+    }
+
+    #[test]
+    fn inflating_a_message_at_the_limit_allocates_about_the_limit() {
+        // 1 MiB of zeros is ~1 KB of gzip: the output starts at 4 KB and grows. Doubling
+        // alone would end at 2 MiB for the 1 MiB + 5 bytes it holds.
+        let limit = 1 << 20;
+        let out = inflate_to_vec(&gzip(&vec![0_u8; limit]), limit).unwrap();
+        assert_eq!(out.len(), PREFIX + limit);
+        assert!(
+            out.capacity() <= PREFIX + limit + 1,
+            "capacity {} for {} bytes",
+            out.capacity(),
+            out.len()
+        );
     }
 
     #[tokio::test]
