@@ -4,7 +4,7 @@
 
 use tonic::Code;
 
-use crate::support::{Env, raw_call_with};
+use crate::support::{Env, metric, raw_call_with};
 
 const PUSH: &str = "/nines.v1.IngestService/Push";
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -301,4 +301,64 @@ async fn idle_sockets_cannot_hold_every_connection_slot() {
         Some(2.0)
     );
     drop(broker);
+}
+
+/// A client that resets its stream mid-body was not refused: ingest counts the call as
+/// abandoned, and no refusal reason moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_body_is_counted_as_abandoned_not_refused() {
+    use tonic::codegen::Service;
+    let env = Env::new();
+    let (_broker, ingest) = env.broker_and_ingest();
+    let refusals = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("nines_ingest_pushes_rejected_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = ingest.metrics();
+    assert_eq!(
+        metric(&before, "nines_ingest_calls_abandoned_total", ""),
+        Some(0.0)
+    );
+    let endpoint = env.endpoint();
+    let mut channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // The frame declares 1,000 bytes; 10 are sent, then the client's body fails, which
+    // resets the stream.
+    let mut head = vec![0_u8];
+    head.extend_from_slice(&1_000_u32.to_be_bytes());
+    head.extend_from_slice(&[0; 10]);
+    let frames: Vec<Result<http_body::Frame<bytes::Bytes>, std::io::Error>> = vec![
+        Ok(http_body::Frame::data(bytes::Bytes::from(head))),
+        Err(std::io::Error::other("client gone")),
+    ];
+    let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+    let request = tonic::codegen::http::Request::builder()
+        .method("POST")
+        .uri(format!("{endpoint}/nines.v1.IngestService/Push"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(body))
+        .unwrap();
+    std::future::poll_fn(|cx| channel.poll_ready(cx))
+        .await
+        .unwrap();
+    let _ = channel.call(request).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = ingest.metrics();
+        if metric(&text, "nines_ingest_calls_abandoned_total", "") == Some(1.0) {
+            assert_eq!(refusals(&text), refusals(&before), "no refusal counted");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned call was not counted:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -214,11 +214,13 @@ impl<M: Method> tower::Service<http::Request<tonic::body::Body>> for Door<M> {
             {
                 Ok(message) => message,
                 Err(e) => {
-                    // A client that went away mid-body was not refused: not counted.
+                    // A client that went away mid-body was not refused: counted apart.
                     let gone = matches!(e, frame::FrameError::Body(_));
                     let unknown_encoding = matches!(e, frame::FrameError::Encoding(_));
                     let e = Error::Frame(e);
-                    if !gone {
+                    if gone {
+                        metrics::call_abandoned();
+                    } else {
                         metrics::push_rejected(e.reject_reason());
                     }
                     let mut response = Status::from(e).into_http();

@@ -12,6 +12,7 @@ pub const PUSH_DURATION: &str = "nines_ingest_push_duration_seconds";
 pub const OTLP_ITEMS_REJECTED: &str = "nines_ingest_otlp_items_rejected_total";
 pub const CONNECTIONS: &str = "nines_ingest_connections";
 pub const CONNECTIONS_TIMED_OUT: &str = "nines_ingest_connections_timed_out_total";
+pub const CALLS_ABANDONED: &str = "nines_ingest_calls_abandoned_total";
 pub const REQUESTS_IN_FLIGHT: &str = "nines_ingest_requests_in_flight";
 pub const TRACKED_SERVICES_EVICTED: &str = "nines_ingest_tracked_services_evicted_total";
 pub const OPERATIONS_OVERFLOWED: &str = "nines_ingest_operations_overflowed_total";
@@ -104,6 +105,11 @@ pub fn push_rejected(reason: RejectReason) {
     counter!(PUSHES_REJECTED, "reason" => reason.as_str()).increment(1);
 }
 
+/// Counts a call whose client went away before its body was whole (not a refusal).
+pub fn call_abandoned() {
+    counter!(CALLS_ABANDONED).increment(1);
+}
+
 /// Counts the events of a push answered OK, by kind.
 pub fn events_accepted(answer: &PushResponse) {
     let counts = [
@@ -170,6 +176,11 @@ pub fn register() {
         "Connections closed for sending nothing within ingest.handshake_timeout."
     );
     counter!(CONNECTIONS_TIMED_OUT).increment(0);
+    describe_counter!(
+        CALLS_ABANDONED,
+        "Calls whose client went away before the request body was whole."
+    );
+    counter!(CALLS_ABANDONED).increment(0);
     describe_gauge!(
         REQUESTS_IN_FLIGHT,
         "Calls past authentication, not yet answered."
