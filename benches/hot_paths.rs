@@ -1,8 +1,9 @@
 //! Hot paths per push of 512 request events, each next to the floor it cannot beat:
 //!
 //! - ingest: validate + cut into records (encode), against encoding the same push alone;
-//! - OTLP: decode an export of 512 SERVER spans + map to request events + validate + cut,
-//!   against prost decoding the same bytes alone;
+//! - OTLP: read an export of 512 SERVER spans off the wire, map to request events, validate
+//!   and cut (the trace door), against prost decoding the same bytes alone, and beside the
+//!   path it replaced (prost decode, then map);
 //! - aggregate: decode + add to a partition buffer, against decoding alone;
 //! - flush: turning a buffer of 8 such records into Arrow batches (raw rows, rollups with
 //!   sketches), against decoding them alone;
@@ -114,6 +115,7 @@ fn otlp_export(n: usize) -> Vec<u8> {
 
 fn otlp(c: &mut Criterion) {
     use nines_ingest::otlp::map_traces;
+    use nines_ingest::otlp_wire::map_trace_export;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     let bytes = otlp_export(EVENTS);
     let limits = Limits::default();
@@ -122,7 +124,7 @@ fn otlp(c: &mut Criterion) {
     g.bench_function("baseline_decode_only", |b| {
         b.iter(|| black_box(ExportTraceServiceRequest::decode(bytes.as_slice()).expect("valid")))
     });
-    g.bench_function("decode_map_validate_cut", |b| {
+    g.bench_function("prost_decode_map_validate_cut", |b| {
         b.iter(|| {
             let req = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("valid");
             let mapped = map_traces(req, &limits, now_ns()).expect("mapped");
@@ -131,6 +133,18 @@ fn otlp(c: &mut Criterion) {
                 black_box(cut(push, 0, 900 * 1024).expect("fits"));
             }
         })
+    });
+    g.bench_function("wire_map_validate_cut", |b| {
+        b.iter(|| {
+            let mapped = map_trace_export(&bytes, &limits, now_ns()).expect("mapped");
+            for mut push in mapped.pushes {
+                validate(&mut push, &limits, now_ns()).expect("valid");
+                black_box(cut(push, 0, 900 * 1024).expect("fits"));
+            }
+        })
+    });
+    g.bench_function("wire_map_only", |b| {
+        b.iter(|| black_box(map_trace_export(&bytes, &limits, now_ns()).expect("mapped")))
     });
     g.finish();
 }

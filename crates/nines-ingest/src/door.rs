@@ -30,6 +30,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ::metrics::{counter, gauge};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -40,7 +41,7 @@ use tonic::codegen::http;
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status};
-use tonic_prost::ProstCodec;
+use tonic_prost::ProstEncoder;
 
 use crate::auth::{Auth, Tenant};
 use crate::config::IngestConfig;
@@ -53,7 +54,9 @@ use crate::{Error, NativeIngest, Pipeline, Result};
 /// One unary gRPC method behind a [`Door`]: its path, the shape its request is scanned
 /// against, and the handler.
 pub trait Method: Clone + Send + Sync + 'static {
-    type Req: Message + Default + Send + 'static;
+    /// The request as the handler takes it: a prost message, or the message's bytes for a
+    /// handler that reads the wire itself (`otlp_wire`).
+    type Req: Send + 'static;
     type Resp: Message + Send + 'static;
     /// gRPC service name, e.g. `nines.v1.IngestService`.
     const SERVICE: &'static str;
@@ -64,10 +67,17 @@ pub trait Method: Clone + Send + Sync + 'static {
     /// What the events are called, for the refusal: e.g. `spans`.
     const EVENTS_NAME: &'static str;
     fn shape() -> &'static Shape;
+    /// Decodes a message that [`check_wire`] has passed.
+    fn decode(message: Bytes) -> std::result::Result<Self::Req, WireError>;
     fn call(
         &self,
         request: Request<Self::Req>,
     ) -> BoxFuture<'static, Result<Response<Self::Resp>, Status>>;
+}
+
+/// [`Method::decode`] for a prost message.
+pub fn prost_decode<T: Message + Default>(message: Bytes) -> std::result::Result<T, WireError> {
+    T::decode(message).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
 /// Bounds the scan enforces.
@@ -124,11 +134,11 @@ struct CheckedDecoder<M: Method> {
 impl<M: Method> Codec for CheckedCodec<M> {
     type Encode = M::Resp;
     type Decode = M::Req;
-    type Encoder = <ProstCodec<M::Resp, M::Req> as Codec>::Encoder;
+    type Encoder = ProstEncoder<M::Resp>;
     type Decoder = CheckedDecoder<M>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstCodec::<M::Resp, M::Req>::default().encoder()
+        ProstEncoder::default()
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -143,13 +153,12 @@ impl<M: Method> Decoder for CheckedDecoder<M> {
     type Item = M::Req;
     type Error = Status;
 
-    /// Scans, then decodes with prost. Both refusals are typed errors mapped to
-    /// INVALID_ARGUMENT here, not tonic's INTERNAL rewritten by its message text.
+    /// Scans, then decodes. Both refusals are typed errors mapped to INVALID_ARGUMENT here,
+    /// not tonic's INTERNAL rewritten by its message text.
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<M::Req>, Status> {
         use bytes::Buf;
-        let decoded = check_wire::<M>(src.chunk(), &self.limits).and_then(|()| {
-            M::Req::decode(src).map_err(|e| Error::Wire(WireError::Malformed(e.to_string())))
-        });
+        let decoded = check_wire::<M>(src.chunk(), &self.limits)
+            .and_then(|()| M::decode(src.copy_to_bytes(src.remaining())).map_err(Error::Wire));
         decoded.map(Some).map_err(|e| {
             metrics::push_rejected(e.reject_reason());
             e.into()

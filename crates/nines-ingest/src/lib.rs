@@ -16,6 +16,9 @@ pub mod metrics;
 pub mod otlp;
 #[cfg(test)]
 mod otlp_tests;
+pub mod otlp_wire;
+#[cfg(test)]
+mod otlp_wire_tests;
 #[cfg(feature = "server")]
 pub mod service;
 pub mod validate;

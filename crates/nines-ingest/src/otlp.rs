@@ -7,6 +7,8 @@
 //! `nines_ingest_otlp_items_rejected_total{signal,reason}` — never dropped silently. OTLP
 //! has no idempotency key: an export retried after an ambiguous error may count twice.
 
+use std::borrow::Cow;
+
 use nines_proto::v1::{
     Attribute, Commit, DeployEvent, DeployOutcome, IncidentEvent, PushRequest, RequestEvent,
     Resource,
@@ -29,7 +31,7 @@ use crate::{Error, Result};
 const REASONS_QUOTED: usize = 5;
 
 /// What a mapping kept and what it refused.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Mapped {
     /// One push per OTLP resource with anything valid in it.
     pub pushes: Vec<PushRequest>,
@@ -66,30 +68,65 @@ impl Mapped {
     }
 }
 
-/// The value of attribute `key`, if present.
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+/// An attribute's value as the mapping reads it: text borrowed from the wire, or a value
+/// prost decoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AttrRef<'a> {
+    Str(&'a str),
+    Value(&'a any_value::Value),
+}
+
+impl<'a> AttrRef<'a> {
+    /// The value as text (`value_string`), borrowed when it is text already.
+    fn text(self) -> Cow<'a, str> {
+        match self {
+            AttrRef::Str(s) => Cow::Borrowed(s),
+            AttrRef::Value(any_value::Value::StringValue(s)) => Cow::Borrowed(s),
+            AttrRef::Value(v) => Cow::Owned(value_string(v)),
+        }
+    }
+
+    /// The value as an integer: an int, a decimal string, or a whole double.
+    fn int(self) -> Option<i64> {
+        match self {
+            AttrRef::Str(s) => s.trim().parse().ok(),
+            AttrRef::Value(any_value::Value::StringValue(s)) => s.trim().parse().ok(),
+            AttrRef::Value(any_value::Value::IntValue(i)) => Some(*i),
+            AttrRef::Value(any_value::Value::DoubleValue(d)) if d.fract() == 0.0 => Some(*d as i64),
+            AttrRef::Value(_) => None,
+        }
+    }
+}
+
+/// The value of the first attribute named `key`, if it has one.
+fn attr_ref<'a>(attrs: &'a [KeyValue], key: &str) -> Option<AttrRef<'a>> {
     attrs
         .iter()
         .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.as_ref())
         .and_then(|v| v.value.as_ref())
+        .map(AttrRef::Value)
 }
 
-fn attr_str(attrs: &[KeyValue], key: &str) -> Option<String> {
-    attr(attrs, key).map(value_string).filter(|s| !s.is_empty())
-}
-
-fn attr_int(attrs: &[KeyValue], key: &str) -> Option<i64> {
-    match attr(attrs, key)? {
-        any_value::Value::IntValue(i) => Some(*i),
-        any_value::Value::StringValue(s) => s.trim().parse().ok(),
-        any_value::Value::DoubleValue(d) if d.fract() == 0.0 => Some(*d as i64),
-        _ => None,
+/// The value of attribute `key`, if present.
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    match attr_ref(attrs, key)? {
+        AttrRef::Value(v) => Some(v),
+        AttrRef::Str(_) => None,
     }
 }
 
+fn attr_str(attrs: &[KeyValue], key: &str) -> Option<String> {
+    nonempty(attr_ref(attrs, key)).map(Cow::into_owned)
+}
+
+/// An attribute's text, unless it is absent or empty.
+fn nonempty(value: Option<AttrRef<'_>>) -> Option<Cow<'_, str>> {
+    value.map(AttrRef::text).filter(|s| !s.is_empty())
+}
+
 /// An attribute value as text (arrays comma-separated, bytes as hex).
-fn value_string(v: &any_value::Value) -> String {
+pub(crate) fn value_string(v: &any_value::Value) -> String {
     use any_value::Value as V;
     match v {
         V::StringValue(s) => s.clone(),
@@ -118,7 +155,7 @@ fn value_string(v: &any_value::Value) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     // Not `format!("{b:02x}")` per byte: that was an eighth of OTLP ingest's CPU.
     hex::encode(bytes)
 }
@@ -162,63 +199,46 @@ fn checked_resource(
     Ok(resource)
 }
 
-/// A request event from a span, or why not (field within the span, reason).
-/// Takes the span by value: its name and attributes move into the event without a copy.
-pub fn map_span(span: Span) -> std::result::Result<RequestEvent, (String, String)> {
-    let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
-    if !matches!(kind, SpanKind::Server | SpanKind::Consumer) {
-        return Err((
-            "kind".into(),
-            format!(
-                "{} spans are not requests (nines takes SERVER and CONSUMER spans)",
-                kind.as_str_name().trim_start_matches("SPAN_KIND_")
-            ),
-        ));
+/// A span as the mapping reads it: prost's [`Span`], or one read off the wire
+/// ([`crate::otlp_wire`]). The rules of docs/otlp.md live in [`map_span_fields`], once.
+pub(crate) trait SpanFields {
+    /// `kind` as sent (any int32).
+    fn kind(&self) -> i32;
+    fn start_time_unix_nano(&self) -> u64;
+    fn end_time_unix_nano(&self) -> u64;
+    /// Whether `status.code` is ERROR.
+    fn status_is_error(&self) -> bool;
+    /// The value of the first attribute named `key`, if it has a value.
+    fn attr(&self, key: &str) -> Option<AttrRef<'_>>;
+    fn trace_id(&self) -> &[u8];
+    /// The span's name (empty unless `name_needed`) and its attributes as text, in order
+    /// (moved where they can be).
+    fn into_name_and_attributes(self, name_needed: bool) -> (String, Vec<Attribute>);
+}
+
+impl SpanFields for Span {
+    fn kind(&self) -> i32 {
+        self.kind
     }
-    let a = &span.attributes;
-    let start = i64::try_from(span.start_time_unix_nano).map_err(|_| {
-        (
-            "start_time_unix_nano".to_owned(),
-            format!("{} is beyond the year 2262", span.start_time_unix_nano),
-        )
-    })?;
-    let end = i64::try_from(span.end_time_unix_nano).map_err(|_| {
-        (
-            "end_time_unix_nano".to_owned(),
-            format!("{} is beyond the year 2262", span.end_time_unix_nano),
-        )
-    })?;
-    if end < start {
-        return Err((
-            "end_time_unix_nano".into(),
-            format!("{end} is before start_time_unix_nano {start}"),
-        ));
+    fn start_time_unix_nano(&self) -> u64 {
+        self.start_time_unix_nano
     }
-    let method = attr_str(a, "http.request.method").or_else(|| attr_str(a, "http.method"));
-    let route = attr_str(a, "http.route");
-    let rpc = attr_str(a, "rpc.service").zip(attr_str(a, "rpc.method"));
-    let operation = match (method, route, rpc) {
-        (Some(m), Some(r), _) => format!("{m} {r}"),
-        (_, _, Some((s, m))) => format!("{s}/{m}"),
-        _ => span.name,
-    };
-    let status_code = attr_int(a, "http.response.status_code")
-        .or_else(|| attr_int(a, "http.status_code"))
-        .unwrap_or(0);
-    let status_code = i32::try_from(status_code).unwrap_or(-1);
-    let grpc_failed = attr_int(a, "rpc.grpc.status_code").is_some_and(|c| c != 0);
-    let span_error = span
-        .status
-        .as_ref()
-        .is_some_and(|s| s.code == StatusCode::Error as i32);
-    Ok(RequestEvent {
-        time_unix_nano: start,
-        operation,
-        status_code,
-        error: status_code >= 500 || grpc_failed || span_error,
-        duration_nano: end - start,
-        trace_id: hex(&span.trace_id),
-        attributes: span
+    fn end_time_unix_nano(&self) -> u64 {
+        self.end_time_unix_nano
+    }
+    fn status_is_error(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.code == StatusCode::Error as i32)
+    }
+    fn attr(&self, key: &str) -> Option<AttrRef<'_>> {
+        attr_ref(&self.attributes, key)
+    }
+    fn trace_id(&self) -> &[u8] {
+        &self.trace_id
+    }
+    fn into_name_and_attributes(self, _: bool) -> (String, Vec<Attribute>) {
+        let attributes = self
             .attributes
             .into_iter()
             .map(|kv| Attribute {
@@ -229,7 +249,76 @@ pub fn map_span(span: Span) -> std::result::Result<RequestEvent, (String, String
                     None => String::new(),
                 },
             })
-            .collect(),
+            .collect();
+        (self.name, attributes)
+    }
+}
+
+/// A request event from a span, or why not (field within the span, reason).
+/// Takes the span by value: its name and attributes move into the event without a copy.
+pub fn map_span(span: Span) -> std::result::Result<RequestEvent, (String, String)> {
+    map_span_fields(span)
+}
+
+/// The span → request event rules of docs/otlp.md, whichever decoder read the span.
+pub(crate) fn map_span_fields(
+    span: impl SpanFields,
+) -> std::result::Result<RequestEvent, (String, String)> {
+    let kind = SpanKind::try_from(span.kind()).unwrap_or(SpanKind::Unspecified);
+    if !matches!(kind, SpanKind::Server | SpanKind::Consumer) {
+        return Err((
+            "kind".into(),
+            format!(
+                "{} spans are not requests (nines takes SERVER and CONSUMER spans)",
+                kind.as_str_name().trim_start_matches("SPAN_KIND_")
+            ),
+        ));
+    }
+    let (start_ns, end_ns) = (span.start_time_unix_nano(), span.end_time_unix_nano());
+    let start = i64::try_from(start_ns).map_err(|_| {
+        (
+            "start_time_unix_nano".to_owned(),
+            format!("{start_ns} is beyond the year 2262"),
+        )
+    })?;
+    let end = i64::try_from(end_ns).map_err(|_| {
+        (
+            "end_time_unix_nano".to_owned(),
+            format!("{end_ns} is beyond the year 2262"),
+        )
+    })?;
+    if end < start {
+        return Err((
+            "end_time_unix_nano".into(),
+            format!("{end} is before start_time_unix_nano {start}"),
+        ));
+    }
+    let text = |key| nonempty(span.attr(key));
+    let int = |key| span.attr(key).and_then(AttrRef::int);
+    let method = text("http.request.method").or_else(|| text("http.method"));
+    let route = text("http.route");
+    let rpc = text("rpc.service").zip(text("rpc.method"));
+    let operation = match (method, route, rpc) {
+        (Some(m), Some(r), _) => Some(format!("{m} {r}")),
+        (_, _, Some((s, m))) => Some(format!("{s}/{m}")),
+        _ => None,
+    };
+    let status_code = int("http.response.status_code")
+        .or_else(|| int("http.status_code"))
+        .unwrap_or(0);
+    let status_code = i32::try_from(status_code).unwrap_or(-1);
+    let grpc_failed = int("rpc.grpc.status_code").is_some_and(|c| c != 0);
+    let error = status_code >= 500 || grpc_failed || span.status_is_error();
+    let trace_id = hex(span.trace_id());
+    let (name, attributes) = span.into_name_and_attributes(operation.is_none());
+    Ok(RequestEvent {
+        time_unix_nano: start,
+        operation: operation.unwrap_or(name),
+        status_code,
+        error,
+        duration_nano: end - start,
+        trace_id,
+        attributes,
     })
 }
 
@@ -244,7 +333,95 @@ fn span_field(event_field: &str) -> String {
     }
 }
 
-/// Maps and validates an OTLP trace export, span by span.
+/// What both trace decoders share once a span is read: the resource's check, each span's
+/// mapping and checks, and the accounting of what is refused, in the export's order.
+pub(crate) struct TraceMapping<'l> {
+    limits: &'l Limits,
+    window: TimeWindow,
+    out: Mapped,
+    /// The push of the current resource, or why all of its spans are refused.
+    current: std::result::Result<PushRequest, (&'static str, String)>,
+    resource_index: usize,
+}
+
+impl<'l> TraceMapping<'l> {
+    /// A mapping of an export of `spans` spans, refused whole if they are more than
+    /// `max_events_per_request`.
+    pub(crate) fn new(limits: &'l Limits, now: i64, spans: usize) -> Result<Self> {
+        if spans > limits.max_events_per_request {
+            return Err(Error::invalid(
+                "resource_spans",
+                format!(
+                    "{spans} spans in one request, more than the limit of {}",
+                    limits.max_events_per_request
+                ),
+            ));
+        }
+        Ok(Self {
+            limits,
+            window: TimeWindow::new(limits, now),
+            out: Mapped::default(),
+            current: Ok(PushRequest::default()),
+            resource_index: 0,
+        })
+    }
+
+    /// Starts `resource_spans[r]`, whose resource has `attrs`.
+    pub(crate) fn resource(&mut self, r: usize, attrs: &[KeyValue]) {
+        self.finish_resource();
+        self.resource_index = r;
+        self.current = checked_resource(attrs, self.limits).map(|resource| PushRequest {
+            resource: Some(resource),
+            ..Default::default()
+        });
+    }
+
+    /// `scope_spans[s].spans[k]` of the current resource; `span` is read only if the
+    /// resource is taken.
+    pub(crate) fn span(&mut self, s: usize, k: usize, span: impl SpanFields) {
+        let r = self.resource_index;
+        let path = || format!("resource_spans[{r}].scope_spans[{s}].spans[{k}]");
+        let push = match &mut self.current {
+            Ok(push) => push,
+            Err((label, why)) => {
+                self.out
+                    .reject("traces", label, || format!("{}: {why}", path()));
+                return;
+            }
+        };
+        match map_span_fields(span).and_then(|e| {
+            check_request(&e, self.limits, &self.window)
+                .map(|()| e)
+                .map_err(|(f, why)| (span_field(&f), why))
+        }) {
+            Ok(e) => push.requests.push(e),
+            Err((field, why)) if field == "kind" => self
+                .out
+                .reject("traces", "span_kind", || format!("{}.kind: {why}", path())),
+            Err((field, why)) => self
+                .out
+                .reject("traces", "invalid", || format!("{}.{field}: {why}", path())),
+        }
+    }
+
+    fn finish_resource(&mut self) {
+        if let Ok(push) = &mut self.current
+            && !push.requests.is_empty()
+        {
+            self.out.pushes.push(std::mem::take(push));
+        }
+    }
+
+    /// What was kept and what was refused.
+    pub(crate) fn finish(mut self) -> Mapped {
+        self.finish_resource();
+        self.out
+    }
+}
+
+/// Maps and validates an OTLP trace export prost has decoded, span by span. The trace door
+/// reads the wire itself ([`crate::otlp_wire::map_trace_export`]); this is the reference it
+/// is compared with (`otlp_tests`) and the baseline of the hot-path bench.
 pub fn map_traces(req: ExportTraceServiceRequest, limits: &Limits, now: i64) -> Result<Mapped> {
     let total: usize = req
         .resource_spans
@@ -252,59 +429,17 @@ pub fn map_traces(req: ExportTraceServiceRequest, limits: &Limits, now: i64) -> 
         .flat_map(|r| &r.scope_spans)
         .map(|s| s.spans.len())
         .sum();
-    if total > limits.max_events_per_request {
-        return Err(Error::invalid(
-            "resource_spans",
-            format!(
-                "{total} spans in one request, more than the limit of {}",
-                limits.max_events_per_request
-            ),
-        ));
-    }
-    let window = TimeWindow::new(limits, now);
-    let mut out = Mapped::default();
+    let mut mapping = TraceMapping::new(limits, now, total)?;
     for (r, rs) in req.resource_spans.into_iter().enumerate() {
         let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
-        let resource = match checked_resource(&attrs, limits) {
-            Ok(resource) => resource,
-            Err((label, why)) => {
-                for (s, ss) in rs.scope_spans.iter().enumerate() {
-                    for k in 0..ss.spans.len() {
-                        out.reject("traces", label, || {
-                            format!("resource_spans[{r}].scope_spans[{s}].spans[{k}]: {why}")
-                        });
-                    }
-                }
-                continue;
-            }
-        };
-        let mut push = PushRequest {
-            resource: Some(resource),
-            ..Default::default()
-        };
+        mapping.resource(r, &attrs);
         for (s, ss) in rs.scope_spans.into_iter().enumerate() {
             for (k, span) in ss.spans.into_iter().enumerate() {
-                let path = || format!("resource_spans[{r}].scope_spans[{s}].spans[{k}]");
-                match map_span(span).and_then(|e| {
-                    check_request(&e, limits, &window)
-                        .map(|()| e)
-                        .map_err(|(f, why)| (span_field(&f), why))
-                }) {
-                    Ok(e) => push.requests.push(e),
-                    Err((field, why)) if field == "kind" => {
-                        out.reject("traces", "span_kind", || format!("{}.kind: {why}", path()))
-                    }
-                    Err((field, why)) => {
-                        out.reject("traces", "invalid", || format!("{}.{field}: {why}", path()))
-                    }
-                }
+                mapping.span(s, k, span);
             }
         }
-        if !push.requests.is_empty() {
-            out.pushes.push(push);
-        }
     }
-    Ok(out)
+    Ok(mapping.finish())
 }
 
 /// Parses a time attribute: integer nanoseconds since the epoch, or RFC 3339 text.
@@ -526,17 +661,15 @@ pub fn map_metrics(req: &ExportMetricsServiceRequest) -> Mapped {
 mod server {
     use std::time::Instant;
 
+    use bytes::Bytes;
     use futures::future::BoxFuture;
     use futures::future::join_all;
-    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsService;
     use opentelemetry_proto::tonic::collector::logs::v1::{
         ExportLogsPartialSuccess, ExportLogsServiceResponse,
     };
-    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService;
     use opentelemetry_proto::tonic::collector::metrics::v1::{
         ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
     };
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
     use opentelemetry_proto::tonic::collector::trace::v1::{
         ExportTracePartialSuccess, ExportTraceServiceResponse,
     };
@@ -544,9 +677,10 @@ mod server {
 
     use super::*;
     use crate::auth::Auth;
-    use crate::door::{Door, Method, WireLimits};
+    use crate::door::{Door, Method, WireLimits, prost_decode};
+    use crate::otlp_wire::{TraceExportBytes, map_trace_export};
     use crate::service::{Pipeline, account};
-    use crate::wire::{self, Shape};
+    use crate::wire::{self, Shape, WireError};
     use nines_model::clock::now_ns;
 
     /// Publishes every push of `mapped` as `tenant`; fails if any fails (the sender retries).
@@ -608,7 +742,7 @@ mod server {
 
     /// One `Method` impl per OTLP signal; a macro keeps the three identical but for names.
     macro_rules! otlp_method {
-        ($ty:ident, $trait:ident, $req:ty, $resp:ty, $service:literal, $shape:expr, $field:literal, $what:literal) => {
+        ($ty:ident, $export:ident, $req:ty, $resp:ty, $service:literal, $shape:expr, $field:literal, $what:literal, $decode:expr) => {
             impl Method for $ty {
                 type Req = $req;
                 type Resp = $resp;
@@ -621,56 +755,63 @@ mod server {
                     $shape
                 }
 
+                fn decode(message: Bytes) -> std::result::Result<$req, WireError> {
+                    $decode(message)
+                }
+
                 fn call(
                     &self,
                     request: Request<$req>,
                 ) -> BoxFuture<'static, Result<Response<$resp>, Status>> {
                     let otlp = self.0.clone();
-                    Box::pin(async move { <Otlp as $trait>::export(&otlp, request).await })
+                    Box::pin(async move { otlp.$export(request).await })
                 }
             }
         };
     }
     otlp_method!(
         OtlpTraces,
-        TraceService,
-        ExportTraceServiceRequest,
+        export_traces,
+        TraceExportBytes,
         ExportTraceServiceResponse,
         "opentelemetry.proto.collector.trace.v1.TraceService",
         &wire::TRACES,
         "resource_spans",
-        "spans"
+        "spans",
+        |message| Ok::<_, WireError>(TraceExportBytes(message))
     );
     otlp_method!(
         OtlpLogs,
-        LogsService,
+        export_logs,
         ExportLogsServiceRequest,
         ExportLogsServiceResponse,
         "opentelemetry.proto.collector.logs.v1.LogsService",
         &wire::LOGS,
         "resource_logs",
-        "log records"
+        "log records",
+        prost_decode
     );
     otlp_method!(
         OtlpMetrics,
-        MetricsService,
+        export_metrics,
         ExportMetricsServiceRequest,
         ExportMetricsServiceResponse,
         "opentelemetry.proto.collector.metrics.v1.MetricsService",
         &wire::METRICS,
         "resource_metrics",
-        "data points"
+        "data points",
+        prost_decode
     );
 
-    #[tonic::async_trait]
-    impl TraceService for Otlp {
-        async fn export(
+    impl Otlp {
+        /// `TraceService/Export`: the spans are read off the wire by `otlp_wire`.
+        async fn export_traces(
             &self,
-            request: Request<ExportTraceServiceRequest>,
+            request: Request<TraceExportBytes>,
         ) -> Result<Response<ExportTraceServiceResponse>, Status> {
             let tenant = self.auth.tenant_of(&request).map_err(otlp_error)?;
             let now = now_ns();
-            let mut mapped = map_traces(request.into_inner(), self.pipeline.limits(), now)
+            let mut mapped = map_trace_export(&request.get_ref().0, self.pipeline.limits(), now)
                 .map_err(otlp_error)?;
             publish_all(&self.pipeline, &mut mapped, &tenant, now)
                 .await
@@ -682,11 +823,9 @@ mod server {
                 }),
             }))
         }
-    }
 
-    #[tonic::async_trait]
-    impl LogsService for Otlp {
-        async fn export(
+        /// `LogsService/Export`.
+        async fn export_logs(
             &self,
             request: Request<ExportLogsServiceRequest>,
         ) -> Result<Response<ExportLogsServiceResponse>, Status> {
@@ -704,11 +843,9 @@ mod server {
                 }),
             }))
         }
-    }
 
-    #[tonic::async_trait]
-    impl MetricsService for Otlp {
-        async fn export(
+        /// `MetricsService/Export`: refused, data point by data point.
+        async fn export_metrics(
             &self,
             request: Request<ExportMetricsServiceRequest>,
         ) -> Result<Response<ExportMetricsServiceResponse>, Status> {

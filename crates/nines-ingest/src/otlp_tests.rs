@@ -1,6 +1,7 @@
 //! The OTLP trace mapping of docs/otlp.md ("Traces → `requests`, `sli_1m`"), row by row:
-//! a span in, the request event (or the refusal) out, through `otlp::map_traces` as the
-//! trace door calls it (mapping, then the checks every native event gets).
+//! a span in, the request event (or the refusal) out, through `otlp_wire::map_trace_export`
+//! as the trace door calls it (mapping, then the checks every native event gets), each
+//! export also through prost and `otlp::map_traces`, which must agree.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
@@ -12,7 +13,8 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 
 use crate::config::Limits;
-use crate::otlp::{Mapped, map_traces};
+use crate::otlp::Mapped;
+use crate::otlp_wire_tests::both_decoders;
 use V::{D, I, S};
 
 /// 2025-11-10T12:00:00Z; the door's clock reads a minute later.
@@ -496,7 +498,7 @@ fn export(resource: Vec<KeyValue>, span: Span) -> Mapped {
             ..Default::default()
         }],
     };
-    map_traces(req, &Limits::default(), NOW).expect("one span is within every limit")
+    both_decoders(&req, &Limits::default(), NOW).expect("one span is within every limit")
 }
 
 fn checkout() -> Vec<KeyValue> {

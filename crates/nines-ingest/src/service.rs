@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::future::join_all;
 use nines_bus::producer::AckProducer;
@@ -14,11 +15,11 @@ use tracing::debug;
 
 use crate::auth::Auth;
 use crate::config::Limits;
-use crate::door::Method;
+use crate::door::{Method, prost_decode};
 use crate::guard::{OperationGuard, VersionTracker};
 use crate::metrics;
 use crate::validate::validate;
-use crate::wire::{self, Shape};
+use crate::wire::{self, Shape, WireError};
 use crate::{Error, Result};
 use nines_model::clock::now_ns;
 use nines_record::{cut_guarded, identity_fingerprint};
@@ -203,6 +204,10 @@ impl Method for NativeIngest {
 
     fn shape() -> &'static Shape {
         &wire::PUSH
+    }
+
+    fn decode(message: Bytes) -> std::result::Result<PushRequest, WireError> {
+        prost_decode(message)
     }
 
     fn call(

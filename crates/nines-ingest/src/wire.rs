@@ -161,7 +161,7 @@ fn scan_message(
 }
 
 /// Skips a (deprecated) group up to its matching end tag, as prost does for unknown fields.
-fn skip_group(bytes: &mut &[u8], number: u32, depth: usize) -> Result<(), WireError> {
+pub(crate) fn skip_group(bytes: &mut &[u8], number: u32, depth: usize) -> Result<(), WireError> {
     if depth > MAX_DEPTH {
         return Err(WireError::Malformed(format!(
             "nested deeper than {MAX_DEPTH} groups"
@@ -197,7 +197,7 @@ fn skip_group(bytes: &mut &[u8], number: u32, depth: usize) -> Result<(), WireEr
     }
 }
 
-fn advance(bytes: &mut &[u8], n: usize) -> Result<(), WireError> {
+pub(crate) fn advance(bytes: &mut &[u8], n: usize) -> Result<(), WireError> {
     if bytes.len() < n {
         return Err(WireError::Malformed("a field runs past the end".into()));
     }
@@ -205,7 +205,7 @@ fn advance(bytes: &mut &[u8], n: usize) -> Result<(), WireError> {
     Ok(())
 }
 
-fn varint(bytes: &mut &[u8]) -> Result<u64, WireError> {
+pub(crate) fn varint(bytes: &mut &[u8]) -> Result<u64, WireError> {
     let mut value = 0_u64;
     for i in 0..10 {
         let Some((&b, rest)) = bytes.split_first() else {

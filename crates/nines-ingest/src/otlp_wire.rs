@@ -1,0 +1,385 @@
+//! An OTLP trace export read off the wire straight into request events.
+//!
+//! Prost would build the whole `ExportTraceServiceRequest` first: every span's ids as
+//! vectors, its name, every attribute as a `KeyValue` with an `AnyValue`, its events and
+//! links, only for the mapping to copy a few of them into a `RequestEvent` and drop the rest.
+//! Here each span is read in place: the fields the mapping uses (trace id, name, kind, start,
+//! end, attributes, status code) are borrowed from the message, text attribute values
+//! included, and everything else is skipped. The rules (docs/otlp.md) stay in one place,
+//! [`crate::otlp::map_span_fields`], which reads this span and prost's alike.
+//!
+//! What is decoded by prost still: a resource (one per `resource_spans`, checked like a native
+//! resource) and attribute values that are not plain text (ints, doubles, bools, bytes,
+//! arrays, key-value lists), each small, so their text is `otlp::value_string`'s.
+//!
+//! Equivalence with prost (`otlp_tests`, the comparison test over the same exports): the same
+//! events, refusals and messages for every export prost decodes. On purpose it differs in one
+//! way: fields the mapping does not read (span ids, trace state, events, links, the scope,
+//! schema URLs, the status message) are skipped unread, so invalid UTF-8 in one of them no
+//! longer refuses the whole export. The door's wire scan (`wire::scan`) has checked the
+//! structure of the body before either decoder runs.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use nines_proto::v1::Attribute;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use prost::Message;
+
+use crate::Result;
+use crate::config::Limits;
+use crate::otlp::{AttrRef, Mapped, SpanFields, TraceMapping, value_string};
+use crate::wire::{WireError, advance, skip_group, varint};
+
+/// An `ExportTraceServiceRequest` as the door received it (decompressed, scanned), mapped by
+/// [`map_trace_export`] in the handler.
+#[derive(Debug, Clone, Default)]
+pub struct TraceExportBytes(pub Bytes);
+
+/// A field's payload.
+#[derive(Debug, Clone, Copy)]
+enum Payload<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Fixed32,
+    Len(&'a [u8]),
+    Group,
+}
+
+impl<'a> Payload<'a> {
+    fn wire_type(self) -> &'static str {
+        match self {
+            Payload::Varint(_) => "varint",
+            Payload::Fixed64(_) => "64-bit",
+            Payload::Fixed32 => "32-bit",
+            Payload::Len(_) => "length-delimited",
+            Payload::Group => "group",
+        }
+    }
+}
+
+fn wrong_type(message: &str, number: u32, payload: Payload<'_>, expected: &str) -> WireError {
+    WireError::Malformed(format!(
+        "{message} field {number}: {} where {expected} is due",
+        payload.wire_type()
+    ))
+}
+
+/// The next field of a message, or `None` at its end.
+fn next_field<'a>(
+    bytes: &mut &'a [u8],
+) -> std::result::Result<Option<(u32, Payload<'a>)>, WireError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let key = varint(bytes)?;
+    let number = u32::try_from(key >> 3)
+        .ok()
+        .filter(|n| *n != 0)
+        .ok_or_else(|| WireError::Malformed(format!("field number {} is invalid", key >> 3)))?;
+    let payload = match key & 7 {
+        0 => Payload::Varint(varint(bytes)?),
+        1 => {
+            let (head, rest) = bytes
+                .split_first_chunk::<8>()
+                .ok_or_else(|| WireError::Malformed(format!("field {number} runs past the end")))?;
+            *bytes = rest;
+            Payload::Fixed64(u64::from_le_bytes(*head))
+        }
+        2 => {
+            let len = usize::try_from(varint(bytes)?).unwrap_or(usize::MAX);
+            if len > bytes.len() {
+                return Err(WireError::Malformed(format!(
+                    "field {number}: length {len} runs past the end of its message"
+                )));
+            }
+            let (inner, rest) = bytes.split_at(len);
+            *bytes = rest;
+            Payload::Len(inner)
+        }
+        3 => {
+            skip_group(bytes, number, 0)?;
+            Payload::Group
+        }
+        5 => {
+            advance(bytes, 4)?;
+            Payload::Fixed32
+        }
+        other => {
+            return Err(WireError::Malformed(format!(
+                "field {number}: invalid wire type {other}"
+            )));
+        }
+    };
+    Ok(Some((number, payload)))
+}
+
+fn len<'a>(
+    message: &str,
+    number: u32,
+    payload: Payload<'a>,
+) -> std::result::Result<&'a [u8], WireError> {
+    match payload {
+        Payload::Len(b) => Ok(b),
+        other => Err(wrong_type(message, number, other, "length-delimited")),
+    }
+}
+
+fn text<'a>(
+    message: &str,
+    number: u32,
+    payload: Payload<'a>,
+) -> std::result::Result<&'a str, WireError> {
+    std::str::from_utf8(len(message, number, payload)?)
+        .map_err(|_| WireError::Malformed(format!("{message} field {number}: invalid UTF-8")))
+}
+
+fn int(message: &str, number: u32, payload: Payload<'_>) -> std::result::Result<u64, WireError> {
+    match payload {
+        Payload::Varint(v) => Ok(v),
+        other => Err(wrong_type(message, number, other, "varint")),
+    }
+}
+
+fn fixed64(
+    message: &str,
+    number: u32,
+    payload: Payload<'_>,
+) -> std::result::Result<u64, WireError> {
+    match payload {
+        Payload::Fixed64(v) => Ok(v),
+        other => Err(wrong_type(message, number, other, "64-bit")),
+    }
+}
+
+/// Occurrences of a message field, merged as protobuf merges them (the concatenation of
+/// their bytes decodes as their merge): borrowed while there is one.
+#[derive(Debug, Default)]
+struct Merged<'a>(Option<Cow<'a, [u8]>>);
+
+impl<'a> Merged<'a> {
+    fn push(&mut self, bytes: &'a [u8]) {
+        self.0 = Some(match self.0.take() {
+            None => Cow::Borrowed(bytes),
+            Some(before) => {
+                let mut all = before.into_owned();
+                all.extend_from_slice(bytes);
+                Cow::Owned(all)
+            }
+        });
+    }
+}
+
+/// Maps and validates a trace export from its bytes: the door's decoder for
+/// `TraceService/Export`, with the same answer as prost + [`crate::otlp::map_traces`].
+/// The whole export is read before anything is mapped, so a malformed one is refused
+/// before a single span is counted as taken or refused (as with prost).
+pub fn map_trace_export(bytes: &[u8], limits: &Limits, now: i64) -> Result<Mapped> {
+    let resources = read_export(bytes)?;
+    let total = resources.iter().map(|r| r.spans.len()).sum();
+    let mut mapping = TraceMapping::new(limits, now, total)?;
+    for (r, resource) in resources.into_iter().enumerate() {
+        mapping.resource(r, &resource.attributes);
+        for (s, k, span) in resource.spans {
+            mapping.span(s, k, span);
+        }
+    }
+    Ok(mapping.finish())
+}
+
+/// One `resource_spans` as read: its resource's attributes (decoded by prost) and its spans
+/// with their scope and index.
+#[derive(Debug)]
+struct ResourceRead<'a> {
+    attributes: Vec<KeyValue>,
+    spans: Vec<(usize, usize, WireSpan<'a>)>,
+}
+
+fn read_export(mut bytes: &[u8]) -> std::result::Result<Vec<ResourceRead<'_>>, WireError> {
+    let mut resources = Vec::with_capacity(1);
+    while let Some((number, payload)) = next_field(&mut bytes)? {
+        if number == 1 {
+            resources.push(resource_spans(len(
+                "ExportTraceServiceRequest",
+                number,
+                payload,
+            )?)?);
+        }
+    }
+    Ok(resources)
+}
+
+fn resource_spans(mut bytes: &[u8]) -> std::result::Result<ResourceRead<'_>, WireError> {
+    const M: &str = "ResourceSpans";
+    let mut resource = Merged::default();
+    let mut scopes: Vec<&[u8]> = Vec::with_capacity(1);
+    while let Some((number, payload)) = next_field(&mut bytes)? {
+        match number {
+            1 => resource.push(len(M, number, payload)?),
+            2 => scopes.push(len(M, number, payload)?),
+            _ => {}
+        }
+    }
+    let attributes = match resource.0 {
+        None => Vec::new(),
+        Some(b) => {
+            Resource::decode(b.as_ref())
+                .map_err(|e| WireError::Malformed(e.to_string()))?
+                .attributes
+        }
+    };
+    let mut spans = Vec::new();
+    for (s, mut scope) in scopes.into_iter().enumerate() {
+        let mut k = 0;
+        while let Some((number, payload)) = next_field(&mut scope)? {
+            if number == 2 {
+                spans.push((s, k, WireSpan::read(len("ScopeSpans", number, payload)?)?));
+                k += 1;
+            }
+        }
+    }
+    Ok(ResourceRead { attributes, spans })
+}
+
+/// An attribute value as read: absent, text borrowed from the message, or decoded by prost.
+#[derive(Debug)]
+enum WireValue<'a> {
+    Absent,
+    Str(&'a str),
+    Decoded(any_value::Value),
+}
+
+#[derive(Debug)]
+struct WireAttr<'a> {
+    key: &'a str,
+    value: WireValue<'a>,
+}
+
+/// The fields of a span the mapping reads, borrowed from the message.
+#[derive(Debug, Default)]
+pub(crate) struct WireSpan<'a> {
+    trace_id: &'a [u8],
+    name: &'a str,
+    kind: i32,
+    start: u64,
+    end: u64,
+    status_code: i32,
+    attributes: Vec<WireAttr<'a>>,
+}
+
+impl<'a> WireSpan<'a> {
+    /// Reads a `Span` (opentelemetry/proto/trace/v1/trace.proto), skipping what the mapping
+    /// does not use.
+    fn read(mut bytes: &'a [u8]) -> std::result::Result<Self, WireError> {
+        const M: &str = "Span";
+        let mut span = WireSpan::default();
+        while let Some((number, payload)) = next_field(&mut bytes)? {
+            match number {
+                1 => span.trace_id = len(M, number, payload)?,
+                5 => span.name = text(M, number, payload)?,
+                // An int32 enum: prost keeps the low 32 bits of the varint.
+                6 => span.kind = int(M, number, payload)? as i32,
+                7 => span.start = fixed64(M, number, payload)?,
+                8 => span.end = fixed64(M, number, payload)?,
+                9 => span.attributes.push(attribute(len(M, number, payload)?)?),
+                15 => {
+                    let mut status = len(M, number, payload)?;
+                    while let Some((number, payload)) = next_field(&mut status)? {
+                        if number == 3 {
+                            span.status_code = int("Status", number, payload)? as i32;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(span)
+    }
+}
+
+/// A `KeyValue`: its key, and its value borrowed when it is text alone.
+fn attribute(mut bytes: &[u8]) -> std::result::Result<WireAttr<'_>, WireError> {
+    const M: &str = "KeyValue";
+    let mut key = "";
+    let mut value = Merged::default();
+    while let Some((number, payload)) = next_field(&mut bytes)? {
+        match number {
+            1 => key = text(M, number, payload)?,
+            2 => value.push(len(M, number, payload)?),
+            _ => {}
+        }
+    }
+    let value = match value.0 {
+        None => WireValue::Absent,
+        Some(Cow::Borrowed(b)) => match lone_string(b)? {
+            Some(s) => WireValue::Str(s),
+            None => decoded(b)?,
+        },
+        Some(Cow::Owned(b)) => decoded(&b)?,
+    };
+    Ok(WireAttr { key, value })
+}
+
+/// The text of an `AnyValue` that is one `string_value` field and nothing else.
+fn lone_string(bytes: &[u8]) -> std::result::Result<Option<&str>, WireError> {
+    let mut rest = bytes;
+    match next_field(&mut rest)? {
+        Some((1, payload @ Payload::Len(_))) if rest.is_empty() => {
+            text("AnyValue", 1, payload).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+fn decoded(bytes: &[u8]) -> std::result::Result<WireValue<'static>, WireError> {
+    let value = AnyValue::decode(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
+    Ok(value.value.map_or(WireValue::Absent, WireValue::Decoded))
+}
+
+impl SpanFields for WireSpan<'_> {
+    fn kind(&self) -> i32 {
+        self.kind
+    }
+    fn start_time_unix_nano(&self) -> u64 {
+        self.start
+    }
+    fn end_time_unix_nano(&self) -> u64 {
+        self.end
+    }
+    fn status_is_error(&self) -> bool {
+        self.status_code == StatusCode::Error as i32
+    }
+    fn attr(&self, key: &str) -> Option<AttrRef<'_>> {
+        match &self.attributes.iter().find(|a| a.key == key)?.value {
+            WireValue::Absent => None,
+            WireValue::Str(s) => Some(AttrRef::Str(s)),
+            WireValue::Decoded(v) => Some(AttrRef::Value(v)),
+        }
+    }
+    fn trace_id(&self) -> &[u8] {
+        self.trace_id
+    }
+    fn into_name_and_attributes(self, name_needed: bool) -> (String, Vec<Attribute>) {
+        let name = if name_needed {
+            self.name.to_owned()
+        } else {
+            String::new()
+        };
+        let attributes = self
+            .attributes
+            .into_iter()
+            .map(|a| Attribute {
+                key: a.key.to_owned(),
+                value: match a.value {
+                    WireValue::Absent => String::new(),
+                    WireValue::Str(s) => s.to_owned(),
+                    WireValue::Decoded(any_value::Value::StringValue(s)) => s,
+                    WireValue::Decoded(v) => value_string(&v),
+                },
+            })
+            .collect();
+        (name, attributes)
+    }
+}
