@@ -274,6 +274,8 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
             services: SERVICES,
             concurrency: args.concurrency,
             history,
+            // Made before the clock starts, like the bare producer's records.
+            pregenerate: true,
             ..SendPlan::default()
         },
         Progress::default(),
@@ -406,6 +408,7 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         aggregate.terminate();
     });
     let store = nines_store::Store::open_dir(temp.join("data")).await?;
+    write_deploys(&store, history).await?;
     let before = files_per_event(&store, args.events).await?;
     for row in query(&store, args.events, false).await? {
         rows.push(row);
@@ -742,7 +745,7 @@ async fn query(
     // DuckDB reads the files each table's snapshot lists: after a compaction the old files
     // stay on disk until vacuum, and a glob would count them twice.
     let mut live = Vec::new();
-    for table in ["requests", "sli_1m"] {
+    for table in ["requests", "sli_1m", "deploys"] {
         let dir = store.table_dir(table).context("a local store for DuckDB")?;
         let files: Vec<String> = store
             .data_files(table)
@@ -780,7 +783,146 @@ async fn query(
             note: "skipped: `python3 -c 'import duckdb'` failed (pip install duckdb)".into(),
         },
     });
+    rows.extend(analyst_questions(&engine, &live, events, compacted).await?);
     Ok(rows)
+}
+
+/// More questions an analyst asks of `requests` (issue 16), in nines' SQL and in DuckDB's,
+/// over the same files, with the same answer: nines' median of 5 beside DuckDB's. The p99 is
+/// in whole milliseconds: the two engines interpolate `percentile_cont` a few nanoseconds
+/// apart.
+/// One of them: its row's name (before and after compaction), its SQL in nines and in
+/// DuckDB.
+struct Question {
+    stage: [&'static str; 2],
+    nines: &'static str,
+    duckdb: &'static str,
+}
+
+const ANALYST_QUESTIONS: [Question; 3] = [
+    Question {
+        stage: [
+            "top 10 operations by errors, 30 days, from requests",
+            "top 10 operations by errors, 30 days, from requests, compacted",
+        ],
+        nines: "SELECT service, operation, sum(CASE WHEN error THEN 1 ELSE 0 END) AS errors \
+         FROM requests WHERE time >= date_trunc('minute', now() - INTERVAL '30 days') \
+         GROUP BY service, operation ORDER BY errors DESC, service, operation LIMIT 10",
+        duckdb: "SELECT service, operation, sum(CASE WHEN error THEN 1 ELSE 0 END) AS errors \
+         FROM {requests} WHERE time >= date_trunc('minute', now() - INTERVAL 30 DAY) \
+         GROUP BY service, operation ORDER BY errors DESC, service, operation LIMIT 10",
+    },
+    Question {
+        stage: [
+            "p99 latency per service per hour, from requests",
+            "p99 latency per service per hour, from requests, compacted",
+        ],
+        nines: "SELECT service, CAST(time AS BIGINT) / 3600000000 AS hour_bucket, \
+         CAST(round(percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) / 1e6) AS BIGINT) AS p99_ms \
+         FROM requests GROUP BY service, CAST(time AS BIGINT) / 3600000000 \
+         ORDER BY service, hour_bucket",
+        duckdb: "SELECT service, epoch_us(time) // 3600000000 AS hour_bucket, \
+         CAST(round(quantile_cont(duration_ns, 0.99) / 1e6) AS BIGINT) AS p99_ms \
+         FROM {requests} GROUP BY service, epoch_us(time) // 3600000000 \
+         ORDER BY service, hour_bucket",
+    },
+    Question {
+        stage: [
+            "errors per deploy (until the next one), from requests and deploys",
+            "errors per deploy (until the next one), from requests and deploys, compacted",
+        ],
+        nines: "WITH d AS (SELECT service, time, \
+         lead(time) OVER (PARTITION BY service ORDER BY time) AS next_time FROM deploys) \
+         SELECT d.service, CAST(d.time AS BIGINT) AS deploy_us, count(*) AS total, \
+         sum(CASE WHEN r.error THEN 1 ELSE 0 END) AS errors \
+         FROM d JOIN requests r ON r.service = d.service AND r.time >= d.time \
+         AND (d.next_time IS NULL OR r.time < d.next_time) \
+         GROUP BY d.service, d.time ORDER BY d.service, deploy_us",
+        duckdb: "WITH d AS (SELECT service, time, \
+         lead(time) OVER (PARTITION BY service ORDER BY time) AS next_time FROM {deploys}) \
+         SELECT d.service, epoch_us(d.time) AS deploy_us, count(*) AS total, \
+         sum(CASE WHEN r.error THEN 1 ELSE 0 END) AS errors \
+         FROM d JOIN {requests} r ON r.service = d.service AND r.time >= d.time \
+         AND (d.next_time IS NULL OR r.time < d.next_time) \
+         GROUP BY d.service, d.time ORDER BY d.service, deploy_us",
+    },
+];
+
+/// Deploys per bench service for the errors-per-deploy question: four, evenly over the
+/// events' history (the first at its start), written to the `deploys` table.
+async fn write_deploys(store: &nines_store::Store, history: Duration) -> anyhow::Result<u64> {
+    use nines_proto::v1::{DeployEvent, DeployOutcome, Resource};
+    let start = now_ns() - history.as_nanos() as i64;
+    let step = history.as_nanos() as i64 / 4;
+    let per_service = (0..SERVICES).map(|s| {
+        let deploys = (0..4)
+            .map(|k| DeployEvent {
+                time_unix_nano: start + k * step,
+                version: format!("v{k}"),
+                outcome: DeployOutcome::Succeeded.into(),
+                ..Default::default()
+            })
+            .collect();
+        let resource = Resource {
+            service: Generator::service_name(s),
+            environment: "production".into(),
+            ..Default::default()
+        };
+        (resource, deploys)
+    });
+    crate::bench_report::commit_deploys(store, "nines.bench-deploys", per_service).await
+}
+
+async fn analyst_questions(
+    engine: &nines_query::QueryEngine,
+    live: &[String],
+    events: u64,
+    compacted: bool,
+) -> anyhow::Result<Vec<Row>> {
+    let mut timings = Vec::new();
+    let mut answers = Vec::new();
+    for Question { nines: sql, .. } in ANALYST_QUESTIONS {
+        let mut runs = Vec::new();
+        let mut answer = String::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let (schema, batches) = engine.sql(sql).await?;
+            runs.push(t.elapsed());
+            answer = nines_query::format::render(schema, &batches, nines_query::OutputFormat::Csv)?;
+        }
+        timings.push(quantile(&runs, 0.5).as_secs_f64());
+        answers.push(answer);
+    }
+    let duck: Vec<(&str, &str)> = ANALYST_QUESTIONS
+        .iter()
+        .zip(&answers)
+        .map(|(q, answer)| (q.duckdb, answer.as_str()))
+        .collect();
+    let duck = duckdb_times(live, &duck)?;
+    Ok(ANALYST_QUESTIONS
+        .iter()
+        .enumerate()
+        .map(|(i, q)| Row {
+            stage: q.stage[usize::from(compacted)],
+            events_per_s: events as f64 / timings[i],
+            cpu_per_m: None,
+            baseline: duck
+                .as_ref()
+                .map(|d| ("DuckDB, same files", events as f64 / d[i])),
+            note: match &duck {
+                Some(d) => format!(
+                    "median of 5: nines {:.1} ms, DuckDB {:.1} ms; same answer ({} rows)",
+                    timings[i] * 1e3,
+                    d[i] * 1e3,
+                    answers[i].lines().count().saturating_sub(1)
+                ),
+                None => format!(
+                    "median of 5: nines {:.1} ms; DuckDB skipped (pip install duckdb)",
+                    timings[i] * 1e3
+                ),
+            },
+        })
+        .collect())
 }
 
 /// The query server's doors (docs/query.md), served in this process over the same tables:
@@ -960,33 +1102,44 @@ print(median("SELECT 1 AS one", 21)[0])
 }
 
 /// The 30-day question in DuckDB (Python package, if installed) over the same Parquet files
-/// (`files`: the absolute paths the snapshots of `requests` and `sli_1m` list, one per line):
+/// (`files`: the absolute paths the snapshots of `requests`, `sli_1m` and `deploys` list):
 /// median seconds over `requests` and over `sli_1m`, after checking DuckDB's answer against
 /// nines' (`expected`, CSV). `None` when DuckDB is not importable.
 fn duckdb(files: &[String], expected: &str) -> anyhow::Result<Option<(f64, f64)>> {
+    let raw = "SELECT service, count(*) AS total, sum(CASE WHEN error THEN 1 ELSE 0 END) AS errors \
+               FROM {requests} WHERE time >= date_trunc('minute', now() - INTERVAL 30 DAY) \
+               GROUP BY service ORDER BY service";
+    let rollup = "SELECT service, sum(total) AS total, sum(errors) AS errors \
+                  FROM {sli_1m} WHERE window_start >= date_trunc('minute', now() - INTERVAL 30 DAY) \
+                  GROUP BY service ORDER BY service";
+    Ok(duckdb_times(files, &[(raw, expected), (rollup, expected)])?.map(|t| (t[0], t[1])))
+}
+
+/// Queries in DuckDB (Python package, if installed) over the same Parquet files (`files`:
+/// the absolute paths the snapshots of `requests`, `sli_1m` and `deploys` list, one per
+/// line; the SQL names them `{requests}`, `{sli_1m}` and `{deploys}`): the median seconds of 5 runs of each, after
+/// checking its answer against nines' (CSV with a header). `None` when DuckDB is not
+/// importable.
+fn duckdb_times(files: &[String], queries: &[(&str, &str)]) -> anyhow::Result<Option<Vec<f64>>> {
     const SCRIPT: &str = r#"
 import statistics, sys, time
 import duckdb
-live = {"requests": sys.argv[1].split("\n"), "sli_1m": sys.argv[2].split("\n")}
+names = ["requests", "sli_1m", "deploys"]
+live = dict(zip(names, (files.split("\n") for files in sys.argv[1:4])))
+tables = {t: f"read_parquet({files!r}, hive_partitioning = true)" for t, files in live.items()}
 con = duckdb.connect()
 con.execute("SET threads TO 2")
-files = lambda t: f"read_parquet({live[t]!r}, hive_partitioning = true)"
-queries = [
-    f"""SELECT service, count(*) AS total, sum(CASE WHEN error THEN 1 ELSE 0 END) AS errors
-        FROM {files('requests')} WHERE time >= date_trunc('minute', now() - INTERVAL 30 DAY)
-        GROUP BY service ORDER BY service""",
-    f"""SELECT service, sum(total) AS total, sum(errors) AS errors
-        FROM {files('sli_1m')} WHERE window_start >= date_trunc('minute', now() - INTERVAL 30 DAY)
-        GROUP BY service ORDER BY service""",
-]
-for q in queries:
+for q in sys.argv[4:]:
+    sql = q.format(**tables)
     runs = []
     for _ in range(5):
         t = time.perf_counter()
-        rows = con.execute(q).fetchall()
+        cursor = con.execute(sql)
+        rows = cursor.fetchall()
         runs.append(time.perf_counter() - t)
+    columns = [d[0] for d in cursor.description]
     print(statistics.median(runs))
-    print("service,total,errors|" + "|".join(f"{s},{t},{e}" for s, t, e in rows))
+    print("|".join([",".join(columns)] + [",".join(str(v) for v in row) for row in rows]))
 "#;
     let python = std::env::var("NINES_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = Command::new(&python)
@@ -999,6 +1152,7 @@ for q in queries:
     let out = Command::new(&python)
         .args(["-c", SCRIPT])
         .args(files)
+        .args(queries.iter().map(|(sql, _)| sql))
         .output()
         .context("running DuckDB")?;
     if !out.status.success() {
@@ -1006,14 +1160,19 @@ for q in queries:
     }
     let text = String::from_utf8(out.stdout)?;
     let lines: Vec<&str> = text.lines().collect();
-    let [raw_s, raw_answer, rollup_s, rollup_answer] = lines[..] else {
+    if lines.len() != 2 * queries.len() {
         bail!("unexpected DuckDB output: {text}");
-    };
-    let want = expected.trim().replace('\n', "|");
-    for answer in [raw_answer, rollup_answer] {
-        if answer != want {
-            bail!("DuckDB's answer differs from nines':\n{answer}\n{want}");
-        }
     }
-    Ok(Some((raw_s.parse()?, rollup_s.parse()?)))
+    let mut times = Vec::new();
+    for (pair, (sql, expected)) in lines.chunks(2).zip(queries) {
+        let want = expected.trim().replace('\n', "|");
+        if pair[1] != want {
+            bail!(
+                "DuckDB's answer to {sql} differs from nines':\n{}\n{want}",
+                pair[1]
+            );
+        }
+        times.push(pair[0].parse()?);
+    }
+    Ok(Some(times))
 }

@@ -109,10 +109,7 @@ fn slos() -> String {
 /// A deploy a day per service (at minute `s` past 10:00), version `v<day>`, with commits 3 h
 /// and 20 h before, through the aggregator's buffer; returns how many.
 async fn write_deploys(store: &nines_store::Store, from: i64, to: i64) -> anyhow::Result<u64> {
-    const TOPIC: &str = "bench-report";
-    let mut buffer = PartitionBuffer::new(0);
-    let mut n = 0;
-    for s in 0..SERVICES {
+    let per_service = (0..SERVICES).map(|s| {
         let deploys: Vec<DeployEvent> = (0..)
             .map(|d| from + d * 86_400 + 36_000 + s as i64 * 60)
             .take_while(|t| *t < to)
@@ -131,22 +128,40 @@ async fn write_deploys(store: &nines_store::Store, from: i64, to: i64) -> anyhow
                 ..Default::default()
             })
             .collect();
-        n += deploys.len() as u64;
-        let batch = EventBatch {
-            resource: Some(Resource {
+        (
+            Resource {
                 tenant: "bench".into(),
                 service: service(s),
                 environment: "prod".into(),
                 version: String::new(),
-            }),
+            },
+            deploys,
+        )
+    });
+    commit_deploys(store, "bench-report", per_service).await
+}
+
+/// Commits each service's deploys to the `deploys` table through the aggregator's buffer,
+/// as records of partition 0 of `topic`; returns how many.
+pub(crate) async fn commit_deploys(
+    store: &nines_store::Store,
+    topic: &str,
+    per_service: impl IntoIterator<Item = (Resource, Vec<DeployEvent>)>,
+) -> anyhow::Result<u64> {
+    let mut buffer = PartitionBuffer::new(0);
+    let mut n = 0;
+    for (offset, (resource, deploys)) in per_service.into_iter().enumerate() {
+        n += deploys.len() as u64;
+        let batch = EventBatch {
+            resource: Some(resource),
             deploys,
             ..Default::default()
         };
-        buffer.add(&batch, s as i64);
+        buffer.add(&batch, offset as i64);
     }
     let flush = buffer.take()?.context("deploys buffered")?;
-    let expected = store.positions(TOPIC, 0).await?;
-    match store.commit(TOPIC, &flush, &expected, |_| false).await? {
+    let expected = store.positions(topic, 0).await?;
+    match store.commit(topic, &flush, &expected, |_| false).await? {
         nines_store::CommitOutcome::Committed(_) => Ok(n),
         nines_store::CommitOutcome::Fenced(f) => bail!("fenced writing the deploys: {f:?}"),
     }

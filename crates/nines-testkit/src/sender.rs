@@ -37,6 +37,10 @@ pub struct SendPlan {
     pub give_up_after: Duration,
     /// Event times spread over this much past, oldest first (zero: all "now").
     pub history: Duration,
+    /// Generate every push before the clock starts (as a baseline's records are), so the
+    /// sender's own generating is not in what is timed. With a `rate`, pushes are generated
+    /// as they go whatever this says (their times follow the clock).
+    pub pregenerate: bool,
 }
 
 impl Default for SendPlan {
@@ -49,6 +53,7 @@ impl Default for SendPlan {
             rate: None,
             give_up_after: Duration::from_secs(120),
             history: Duration::ZERO,
+            pregenerate: false,
         }
     }
 }
@@ -125,20 +130,28 @@ pub async fn send(
     let limit = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let mut report = SendReport::default();
-    let start = Instant::now();
+    // The pushes of the plan, oldest first; each is made when asked for.
     let (mut sent, mut service) = (0_u64, 0_usize);
-    while sent < plan.events {
-        let n = plan.batch.min((plan.events - sent) as usize);
-        let back = plan
-            .history
-            .mul_f64(1.0 - sent as f64 / plan.events.max(1) as f64);
-        let push = generator.push(
-            service % plan.services.max(1),
-            n,
-            now_ns() - back.as_nanos() as i64,
-        );
+    let (events, batch, services, history) =
+        (plan.events, plan.batch, plan.services.max(1), plan.history);
+    let mut next_push = move || {
+        if sent >= events {
+            return None;
+        }
+        let n = batch.min((events - sent) as usize);
+        let back = history.mul_f64(1.0 - sent as f64 / events.max(1) as f64);
+        let push = generator.push(service % services, n, now_ns() - back.as_nanos() as i64);
         service += 1;
         sent += n as u64;
+        Some((push, sent))
+    };
+    let mut ready: std::collections::VecDeque<_> = if plan.pregenerate && plan.rate.is_none() {
+        std::iter::from_fn(&mut next_push).collect()
+    } else {
+        Default::default()
+    };
+    let start = Instant::now();
+    while let Some((push, sent)) = ready.pop_front().or_else(&mut next_push) {
         let permit = limit.clone().acquire_owned().await.expect("semaphore open");
         let client = client.clone();
         let give_up = plan.give_up_after;
