@@ -26,6 +26,7 @@ mod otlp;
 mod parquet_files;
 mod poison;
 mod query;
+mod query_live;
 mod release;
 mod report;
 mod restart;
