@@ -63,6 +63,23 @@ impl Error {
         }
     }
 
+    /// Refuses a request of `count` items (`what`: events, spans, log records) in `field`
+    /// when they are more than `limit`.
+    pub(crate) fn check_count(
+        field: &'static str,
+        what: &str,
+        count: usize,
+        limit: usize,
+    ) -> std::result::Result<(), Self> {
+        if count > limit {
+            return Err(Error::invalid(
+                field,
+                format!("{count} {what} in one request, more than the limit of {limit}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The field path and the reason of a refusal, for a door that names fields its own way
     /// (OTLP names attributes and log records). Errors about the whole request have the
     /// empty path.

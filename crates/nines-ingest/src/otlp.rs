@@ -348,15 +348,12 @@ impl<'l> TraceMapping<'l> {
     /// A mapping of an export of `spans` spans, refused whole if they are more than
     /// `max_events_per_request`.
     pub(crate) fn new(limits: &'l Limits, now: i64, spans: usize) -> Result<Self> {
-        if spans > limits.max_events_per_request {
-            return Err(Error::invalid(
-                "resource_spans",
-                format!(
-                    "{spans} spans in one request, more than the limit of {}",
-                    limits.max_events_per_request
-                ),
-            ));
-        }
+        Error::check_count(
+            "resource_spans",
+            "spans",
+            spans,
+            limits.max_events_per_request,
+        )?;
         Ok(Self {
             limits,
             window: TimeWindow::new(limits, now),
@@ -565,15 +562,12 @@ pub fn map_logs(req: ExportLogsServiceRequest, limits: &Limits, now: i64) -> Res
         .flat_map(|r| &r.scope_logs)
         .map(|s| s.log_records.len())
         .sum();
-    if total > limits.max_events_per_request {
-        return Err(Error::invalid(
-            "resource_logs",
-            format!(
-                "{total} log records in one request, more than the limit of {}",
-                limits.max_events_per_request
-            ),
-        ));
-    }
+    Error::check_count(
+        "resource_logs",
+        "log records",
+        total,
+        limits.max_events_per_request,
+    )?;
     let mut out = Mapped::default();
     for (r, rl) in req.resource_logs.into_iter().enumerate() {
         let attrs = rl.resource.map(|r| r.attributes).unwrap_or_default();

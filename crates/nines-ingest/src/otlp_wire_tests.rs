@@ -108,6 +108,20 @@ fn export(resource_spans: Vec<(Option<Resource>, Vec<Vec<Span>>)>) -> ExportTrac
     }
 }
 
+/// Each push's service and number of request events.
+fn services(mapped: &Mapped) -> Vec<(&str, usize)> {
+    mapped
+        .pushes
+        .iter()
+        .map(|p| {
+            (
+                p.resource.as_ref().unwrap().service.as_str(),
+                p.requests.len(),
+            )
+        })
+        .collect()
+}
+
 fn orders() -> Option<Resource> {
     resource(vec![kv("service.name", s("orders"))])
 }
@@ -134,16 +148,7 @@ fn the_bench_corpus_maps_alike() {
     let mut bytes = trace_export("orders", 3, START, 0).encode_to_vec();
     bytes.extend(trace_export("billing", 2, START, 100).encode_to_vec());
     let mapped = agree(&bytes, &limits, NOW).expect("valid");
-    let services: Vec<_> = mapped
-        .pushes
-        .iter()
-        .map(|p| {
-            (
-                p.resource.as_ref().unwrap().service.as_str(),
-                p.requests.len(),
-            )
-        })
-        .collect();
+    let services = services(&mapped);
     assert_eq!(services, [("orders", 3), ("billing", 2)]);
 }
 
@@ -273,16 +278,7 @@ fn odd_resources_map_alike() {
         ]
     );
     // An int service.name is taken as its text.
-    let services: Vec<_> = mapped
-        .pushes
-        .iter()
-        .map(|p| {
-            (
-                p.resource.as_ref().unwrap().service.as_str(),
-                p.requests.len(),
-            )
-        })
-        .collect();
+    let services = services(&mapped);
     assert_eq!(services, [("7", 1), ("orders", 2)]);
     assert!(
         both_decoders(&export(vec![]), &limits, NOW)

@@ -21,15 +21,7 @@ pub fn validate(req: &mut PushRequest, limits: &Limits, now_ns: i64) -> Result<(
     if total == 0 {
         return Err(Error::invalid("requests", "the push carries no events"));
     }
-    if total > limits.max_events_per_request {
-        return Err(Error::invalid(
-            "requests",
-            format!(
-                "{total} events in one push, more than the limit of {}",
-                limits.max_events_per_request
-            ),
-        ));
-    }
+    Error::check_count("requests", "events", total, limits.max_events_per_request)?;
     check_name(&req.batch_id, limits, false).map_err(at(|| "batch_id".into()))?;
     let window = TimeWindow::new(limits, now_ns);
     for (i, e) in req.requests.iter().enumerate() {
