@@ -98,3 +98,37 @@ async fn one_engine_sees_every_commit_a_compaction_and_a_vacuum() {
     commit(&store, 6, &batch(350, 10)).await;
     assert_eq!(counts(&engine).await, (360, 360));
 }
+
+/// A caller's statement runs in a session of its own (`QueryEngine::session`, per statement
+/// through Flight SQL and `POST /v1/sql`). Every session reads Parquet footers through the
+/// engine's one metadata cache: the first reads each file's footer once, the next reads none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_reads_footers_through_the_engines_one_cache() {
+    use nines_query::session::Scope;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_dir(dir.path()).await.expect("store");
+    for k in 0..3 {
+        commit(&store, k, &batch(10 * k as usize, 10)).await;
+    }
+    let engine = QueryEngine::new(&store).await.expect("engine");
+    assert_eq!(engine.metadata_cache().len(), 0);
+    for (i, scope) in [Scope::All, Scope::Tenant("t".into())].iter().enumerate() {
+        let ctx = engine.session(scope, 64 << 20).expect("session");
+        let batches = ctx
+            .sql("SELECT count(DISTINCT trace_id) AS n FROM requests")
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        let n = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("int64")
+            .value(0);
+        assert_eq!(n, 30, "session {i}");
+        // One entry per data file of `requests`, whichever session read it first.
+        assert_eq!(engine.metadata_cache().len(), 3, "after session {i}");
+    }
+}

@@ -7,6 +7,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{AggregateUDF, Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -147,6 +148,10 @@ pub struct QueryEngine {
     /// Every tenant's tables, without limits: nines' own queries (SLOs, reports).
     ctx: SessionContext,
     tables: Vec<(&'static str, Arc<LiveTable>)>,
+    /// Parquet footers and page indexes already read (keyed by path, checked against the
+    /// file's size and time), shared by every session: a caller's session is new per
+    /// statement, and with a cache of its own each statement read every footer again.
+    metadata_cache: Arc<FileMetadataCache>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -169,8 +174,18 @@ impl QueryEngine {
             tables.push((table, Arc::new(LiveTable::open(store, table).await?)));
         }
         let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let metadata_cache = runtime.cache_manager.get_file_metadata_cache();
         let ctx = Self::build_context(&tables, &Scope::All, runtime)?;
-        Ok(Self { ctx, tables })
+        Ok(Self {
+            ctx,
+            tables,
+            metadata_cache,
+        })
+    }
+
+    /// The Parquet metadata cache every session of this engine reads through.
+    pub fn metadata_cache(&self) -> &Arc<FileMetadataCache> {
+        &self.metadata_cache
     }
 
     /// A session of its own for one caller: the tables as views restricted to `scope`
@@ -180,6 +195,10 @@ impl QueryEngine {
     pub fn session(&self, scope: &Scope, memory_limit: usize) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(memory_limit, 1.0)
+            .with_cache_manager(
+                CacheManagerConfig::default()
+                    .with_file_metadata_cache(Some(self.metadata_cache.clone())),
+            )
             .build_arc()?;
         let ctx = Self::build_context(&self.tables, scope, runtime)?;
         // A sort sets this much aside for merging what it spilled (10 MB by default): an
