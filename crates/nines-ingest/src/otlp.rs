@@ -99,21 +99,17 @@ impl<'a> AttrRef<'a> {
 }
 
 /// The value of the first attribute named `key`, if it has one.
-fn attr_ref<'a>(attrs: &'a [KeyValue], key: &str) -> Option<AttrRef<'a>> {
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
     attrs
         .iter()
         .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.as_ref())
         .and_then(|v| v.value.as_ref())
-        .map(AttrRef::Value)
 }
 
-/// The value of attribute `key`, if present.
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-    match attr_ref(attrs, key)? {
-        AttrRef::Value(v) => Some(v),
-        AttrRef::Str(_) => None,
-    }
+/// [`attr`] as the mapping reads it.
+fn attr_ref<'a>(attrs: &'a [KeyValue], key: &str) -> Option<AttrRef<'a>> {
+    attr(attrs, key).map(AttrRef::Value)
 }
 
 fn attr_str(attrs: &[KeyValue], key: &str) -> Option<String> {

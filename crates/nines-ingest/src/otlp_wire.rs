@@ -60,11 +60,17 @@ impl<'a> Payload<'a> {
     }
 }
 
-fn wrong_type(message: &str, number: u32, payload: Payload<'_>, expected: &str) -> WireError {
+fn wrong_type(field: &str, payload: Payload<'_>, expected: &str) -> WireError {
     WireError::Malformed(format!(
-        "{message} field {number}: {} where {expected} is due",
+        "{field}: {} where {expected} is due",
         payload.wire_type()
     ))
+}
+
+/// Puts the path of the message an error happened in before it, e.g.
+/// `resource_spans[0].scope_spans[1].spans[7]` + `name: invalid UTF-8`.
+fn within(path: impl FnOnce() -> String) -> impl FnOnce(WireError) -> WireError {
+    move |WireError::Malformed(m)| WireError::Malformed(format!("{}.{m}", path()))
 }
 
 /// The next field of a message, or `None` at its end.
@@ -78,13 +84,13 @@ fn next_field<'a>(
     let number = u32::try_from(key >> 3)
         .ok()
         .filter(|n| *n != 0)
-        .ok_or_else(|| WireError::Malformed(format!("field number {} is invalid", key >> 3)))?;
+        .ok_or_else(|| WireError::Malformed(format!("field {}: invalid number", key >> 3)))?;
     let payload = match key & 7 {
         0 => Payload::Varint(varint(bytes)?),
         1 => {
-            let (head, rest) = bytes
-                .split_first_chunk::<8>()
-                .ok_or_else(|| WireError::Malformed(format!("field {number} runs past the end")))?;
+            let (head, rest) = bytes.split_first_chunk::<8>().ok_or_else(|| {
+                WireError::Malformed(format!("field {number}: runs past the end"))
+            })?;
             *bytes = rest;
             Payload::Fixed64(u64::from_le_bytes(*head))
         }
@@ -116,41 +122,31 @@ fn next_field<'a>(
     Ok(Some((number, payload)))
 }
 
-fn len<'a>(
-    message: &str,
-    number: u32,
-    payload: Payload<'a>,
-) -> std::result::Result<&'a [u8], WireError> {
+// Each reads one field named `field` (its name in the .proto) of the type it says.
+
+fn len<'a>(field: &str, payload: Payload<'a>) -> std::result::Result<&'a [u8], WireError> {
     match payload {
         Payload::Len(b) => Ok(b),
-        other => Err(wrong_type(message, number, other, "length-delimited")),
+        other => Err(wrong_type(field, other, "length-delimited")),
     }
 }
 
-fn text<'a>(
-    message: &str,
-    number: u32,
-    payload: Payload<'a>,
-) -> std::result::Result<&'a str, WireError> {
-    std::str::from_utf8(len(message, number, payload)?)
-        .map_err(|_| WireError::Malformed(format!("{message} field {number}: invalid UTF-8")))
+fn text<'a>(field: &str, payload: Payload<'a>) -> std::result::Result<&'a str, WireError> {
+    std::str::from_utf8(len(field, payload)?)
+        .map_err(|_| WireError::Malformed(format!("{field}: invalid UTF-8")))
 }
 
-fn int(message: &str, number: u32, payload: Payload<'_>) -> std::result::Result<u64, WireError> {
+fn int(field: &str, payload: Payload<'_>) -> std::result::Result<u64, WireError> {
     match payload {
         Payload::Varint(v) => Ok(v),
-        other => Err(wrong_type(message, number, other, "varint")),
+        other => Err(wrong_type(field, other, "varint")),
     }
 }
 
-fn fixed64(
-    message: &str,
-    number: u32,
-    payload: Payload<'_>,
-) -> std::result::Result<u64, WireError> {
+fn fixed64(field: &str, payload: Payload<'_>) -> std::result::Result<u64, WireError> {
     match payload {
         Payload::Fixed64(v) => Ok(v),
-        other => Err(wrong_type(message, number, other, "64-bit")),
+        other => Err(wrong_type(field, other, "64-bit")),
     }
 }
 
@@ -197,28 +193,28 @@ struct ResourceRead<'a> {
     spans: Vec<(usize, usize, WireSpan<'a>)>,
 }
 
+/// Reads an `ExportTraceServiceRequest`; a refusal names the path of what is malformed,
+/// e.g. `resource_spans[0].scope_spans[1].spans[7].name: invalid UTF-8`.
 fn read_export(mut bytes: &[u8]) -> std::result::Result<Vec<ResourceRead<'_>>, WireError> {
     let mut resources = Vec::with_capacity(1);
     while let Some((number, payload)) = next_field(&mut bytes)? {
         if number == 1 {
-            resources.push(resource_spans(len(
-                "ExportTraceServiceRequest",
-                number,
-                payload,
-            )?)?);
+            let r = resources.len();
+            resources.push(resource_spans(len("resource_spans", payload)?, r)?);
         }
     }
     Ok(resources)
 }
 
-fn resource_spans(mut bytes: &[u8]) -> std::result::Result<ResourceRead<'_>, WireError> {
-    const M: &str = "ResourceSpans";
+/// Reads `resource_spans[r]`.
+fn resource_spans(mut bytes: &[u8], r: usize) -> std::result::Result<ResourceRead<'_>, WireError> {
+    let path = || format!("resource_spans[{r}]");
     let mut resource = Merged::default();
     let mut scopes: Vec<&[u8]> = Vec::with_capacity(1);
-    while let Some((number, payload)) = next_field(&mut bytes)? {
+    while let Some((number, payload)) = next_field(&mut bytes).map_err(within(path))? {
         match number {
-            1 => resource.push(len(M, number, payload)?),
-            2 => scopes.push(len(M, number, payload)?),
+            1 => resource.push(len("resource", payload).map_err(within(path))?),
+            2 => scopes.push(len("scope_spans", payload).map_err(within(path))?),
             _ => {}
         }
     }
@@ -226,16 +222,20 @@ fn resource_spans(mut bytes: &[u8]) -> std::result::Result<ResourceRead<'_>, Wir
         None => Vec::new(),
         Some(b) => {
             Resource::decode(b.as_ref())
-                .map_err(|e| WireError::Malformed(e.to_string()))?
+                .map_err(|e| WireError::Malformed(format!("{}.resource: {e}", path())))?
                 .attributes
         }
     };
     let mut spans = Vec::new();
     for (s, mut scope) in scopes.into_iter().enumerate() {
+        let path = || format!("resource_spans[{r}].scope_spans[{s}]");
         let mut k = 0;
-        while let Some((number, payload)) = next_field(&mut scope)? {
+        while let Some((number, payload)) = next_field(&mut scope).map_err(within(path))? {
             if number == 2 {
-                spans.push((s, k, WireSpan::read(len("ScopeSpans", number, payload)?)?));
+                let span = len("spans", payload)
+                    .and_then(WireSpan::read)
+                    .map_err(within(|| format!("{}.spans[{k}]", path())))?;
+                spans.push((s, k, span));
                 k += 1;
             }
         }
@@ -273,22 +273,29 @@ impl<'a> WireSpan<'a> {
     /// Reads a `Span` (opentelemetry/proto/trace/v1/trace.proto), skipping what the mapping
     /// does not use.
     fn read(mut bytes: &'a [u8]) -> std::result::Result<Self, WireError> {
-        const M: &str = "Span";
         let mut span = WireSpan::default();
         while let Some((number, payload)) = next_field(&mut bytes)? {
             match number {
-                1 => span.trace_id = len(M, number, payload)?,
-                5 => span.name = text(M, number, payload)?,
+                1 => span.trace_id = len("trace_id", payload)?,
+                5 => span.name = text("name", payload)?,
                 // An int32 enum: prost keeps the low 32 bits of the varint.
-                6 => span.kind = int(M, number, payload)? as i32,
-                7 => span.start = fixed64(M, number, payload)?,
-                8 => span.end = fixed64(M, number, payload)?,
-                9 => span.attributes.push(attribute(len(M, number, payload)?)?),
+                6 => span.kind = int("kind", payload)? as i32,
+                7 => span.start = fixed64("start_time_unix_nano", payload)?,
+                8 => span.end = fixed64("end_time_unix_nano", payload)?,
+                9 => {
+                    let i = span.attributes.len();
+                    let attribute = len("attributes", payload)
+                        .and_then(attribute)
+                        .map_err(within(|| format!("attributes[{i}]")))?;
+                    span.attributes.push(attribute);
+                }
                 15 => {
-                    let mut status = len(M, number, payload)?;
-                    while let Some((number, payload)) = next_field(&mut status)? {
+                    let mut status = len("status", payload)?;
+                    while let Some((number, payload)) =
+                        next_field(&mut status).map_err(within(|| "status".into()))?
+                    {
                         if number == 3 {
-                            span.status_code = int("Status", number, payload)? as i32;
+                            span.status_code = int("status.code", payload)? as i32;
                         }
                     }
                 }
@@ -301,13 +308,12 @@ impl<'a> WireSpan<'a> {
 
 /// A `KeyValue`: its key, and its value borrowed when it is text alone.
 fn attribute(mut bytes: &[u8]) -> std::result::Result<WireAttr<'_>, WireError> {
-    const M: &str = "KeyValue";
     let mut key = "";
     let mut value = Merged::default();
     while let Some((number, payload)) = next_field(&mut bytes)? {
         match number {
-            1 => key = text(M, number, payload)?,
-            2 => value.push(len(M, number, payload)?),
+            1 => key = text("key", payload)?,
+            2 => value.push(len("value", payload)?),
             _ => {}
         }
     }
@@ -327,14 +333,14 @@ fn lone_string(bytes: &[u8]) -> std::result::Result<Option<&str>, WireError> {
     let mut rest = bytes;
     match next_field(&mut rest)? {
         Some((1, payload @ Payload::Len(_))) if rest.is_empty() => {
-            text("AnyValue", 1, payload).map(Some)
+            text("value.string_value", payload).map(Some)
         }
         _ => Ok(None),
     }
 }
 
 fn decoded(bytes: &[u8]) -> std::result::Result<WireValue<'static>, WireError> {
-    let value = AnyValue::decode(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let value = AnyValue::decode(bytes).map_err(|e| WireError::Malformed(format!("value: {e}")))?;
     Ok(value.value.map_or(WireValue::Absent, WireValue::Decoded))
 }
 

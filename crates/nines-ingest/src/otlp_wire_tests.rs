@@ -459,31 +459,56 @@ fn every_truncation_fails_or_maps_alike() {
     assert!(refused < full.len());
 }
 
+/// An export of one `orders` resource with `spans` (encoded) in one scope.
+fn export_of(spans: &[&[u8]]) -> Vec<u8> {
+    let mut scope = Vec::new();
+    for span in spans {
+        ld(&mut scope, 2, span);
+    }
+    let mut rs = Vec::new();
+    ld(&mut rs, 1, &orders().unwrap().encode_to_vec());
+    ld(&mut rs, 2, &scope);
+    let mut bytes = Vec::new();
+    ld(&mut bytes, 1, &rs);
+    bytes
+}
+
 #[test]
 fn text_nines_reads_must_be_utf8_and_well_typed_for_both() {
     let limits = Limits::default();
+    let good = server_span(vec![]).encode_to_vec();
     let mut bad_name = server_span(vec![]);
     bad_name.name = String::new();
-    let mut span = bad_name.encode_to_vec();
-    ld(&mut span, 5, b"GET \xff");
+    let mut bad_name = bad_name.encode_to_vec();
+    ld(&mut bad_name, 5, b"GET \xff");
     let mut kind_as_text = server_span(vec![]).encode_to_vec();
     ld(&mut kind_as_text, 6, b"2");
     let mut start_as_varint = server_span(vec![]).encode_to_vec();
     encode_key(7, WireType::Varint, &mut start_as_varint);
     encode_varint(START, &mut start_as_varint);
-    let mut bad_key = server_span(vec![]).encode_to_vec();
+    let mut bad_key = server_span(vec![kv("ok", s("v"))]).encode_to_vec();
     let mut kv_bytes = Vec::new();
     ld(&mut kv_bytes, 1, b"k\xff");
     ld(&mut bad_key, 9, &kv_bytes);
-    for span in [span, kind_as_text, start_as_varint, bad_key] {
-        let mut scope = Vec::new();
-        ld(&mut scope, 2, &span);
-        let mut rs = Vec::new();
-        ld(&mut rs, 1, &orders().unwrap().encode_to_vec());
-        ld(&mut rs, 2, &scope);
-        let mut bytes = Vec::new();
-        ld(&mut bytes, 1, &rs);
-        assert!(matches!(agree(&bytes, &limits, NOW), Err(Error::Wire(_))));
+    // The second span of the scope is the bad one: the wire decoder's refusal names its
+    // path and field (prost's names the field alone).
+    let at = "resource_spans[0].scope_spans[0].spans[1]";
+    for (span, why) in [
+        (bad_name, format!("{at}.name: invalid UTF-8")),
+        (
+            kind_as_text,
+            format!("{at}.kind: length-delimited where varint is due"),
+        ),
+        (
+            start_as_varint,
+            format!("{at}.start_time_unix_nano: varint where 64-bit is due"),
+        ),
+        (bad_key, format!("{at}.attributes[1].key: invalid UTF-8")),
+    ] {
+        match agree(&export_of(&[&good, &span]), &limits, NOW) {
+            Err(Error::Wire(WireError::Malformed(m))) => assert_eq!(m, why),
+            other => panic!("{why}: {other:?}"),
+        }
     }
 }
 
@@ -494,13 +519,7 @@ fn the_one_difference_is_text_nines_does_not_read() {
     let mut event = Vec::new();
     ld(&mut event, 2, b"exception \xff");
     ld(&mut span, 11, &event);
-    let mut scope = Vec::new();
-    ld(&mut scope, 2, &span);
-    let mut rs = Vec::new();
-    ld(&mut rs, 1, &orders().unwrap().encode_to_vec());
-    ld(&mut rs, 2, &scope);
-    let mut bytes = Vec::new();
-    ld(&mut bytes, 1, &rs);
+    let bytes = export_of(&[&span]);
     assert!(ExportTraceServiceRequest::decode(bytes.as_slice()).is_err());
     let mapped = map_trace_export(&bytes, &limits, NOW).expect("the span is taken");
     assert_eq!(mapped.pushes[0].requests.len(), 1);
