@@ -132,3 +132,68 @@ async fn every_session_reads_footers_through_the_engines_one_cache() {
         assert_eq!(engine.metadata_cache().len(), 3, "after session {i}");
     }
 }
+
+/// The scan reads strings as string views (`nines_query::session`), yet every result, from
+/// nines' own queries and from a door, comes in the types docs/tables.md gives: plain
+/// `Utf8`, also inside a deploy's list of commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_keep_the_tables_types() {
+    use arrow::array::{AsArray, ListArray, StringArray};
+    use nines_model::schema::{TABLES, for_table};
+    use nines_proto::v1::{Commit, DeployEvent};
+    use nines_query::{Limits, Runner, Scope};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_dir(dir.path()).await.expect("store");
+    let mut events = batch(0, 3);
+    events.deploys.push(DeployEvent {
+        time_unix_nano: now_ns(),
+        commits: vec![Commit {
+            sha: "abc123".into(),
+            time_unix_nano: now_ns() - 3_600_000_000_000,
+        }],
+        ..Default::default()
+    });
+    commit(&store, 0, &events).await;
+    let engine = QueryEngine::new(&store).await.expect("engine");
+    let runner = Runner::new(
+        QueryEngine::new(&store).await.expect("engine"),
+        Limits::default(),
+    );
+    for name in TABLES {
+        let sql = format!("SELECT * FROM {name}");
+        let (schema, batches) = engine.sql(&sql).await.expect("query");
+        let door = runner.run("test", &Scope::All, &sql).await.expect("door");
+        for got in [&schema, &door[0].schema] {
+            for want in for_table(name).expect("table").fields() {
+                let field = got.field_with_name(want.name()).expect("column");
+                // Nested fields keep the names Delta gives them (a map's `key_value`).
+                assert!(
+                    field.data_type().equals_datatype(want.data_type()),
+                    "{name}.{}: {} where {} is due",
+                    want.name(),
+                    field.data_type(),
+                    want.data_type()
+                );
+            }
+        }
+        for b in batches.iter().chain(&door[0].batches) {
+            assert_eq!(b.schema(), schema, "{name}: batches in the result's schema");
+        }
+    }
+    let (_, batches) = engine
+        .sql("SELECT service, operation FROM requests ORDER BY trace_id")
+        .await
+        .expect("query");
+    let text = |i: usize| batches[0].column(i).as_string::<i32>().clone();
+    assert_eq!(text(0), StringArray::from(vec!["orders"; 3]));
+    assert_eq!(text(1), StringArray::from(vec!["GET /orders"; 3]));
+    let (_, batches) = engine
+        .sql("SELECT commits FROM deploys")
+        .await
+        .expect("query");
+    let commits: &ListArray = batches[0].column(0).as_list();
+    let commit = commits.value(0);
+    let sha = commit.as_struct().column_by_name("sha").expect("sha");
+    assert_eq!(sha.as_string::<i32>().value(0), "abc123");
+}

@@ -18,6 +18,7 @@ use deltalake::{DeltaTable, DeltaTableBuilder};
 use nines_model::schema::TABLES;
 use nines_store::Store;
 
+use crate::run::{conform, wire_schema};
 use crate::sketch_udaf::{SketchCountUnder, SketchQuantile};
 use crate::{Error, Result};
 
@@ -55,10 +56,13 @@ impl LiveTable {
                     .build()
             })
             .map_err(|e| Error::Table(name.to_owned(), e.to_string()))?;
-        // Plain strings and partition values: results keep the types docs/tables.md gives.
+        // Strings are read as string views, which DataFusion filters and groups without
+        // copying them (BENCHMARKS.md: about a quarter off the raw questions); every result
+        // leaves as plain `Utf8`, the type docs/tables.md gives (`run::conform`). Partition
+        // values are plain.
         let config = DeltaScanConfig {
             wrap_partition_values: false,
-            schema_force_view_types: false,
+            schema_force_view_types: true,
             ..DeltaScanConfig::new()
         };
         let snapshot = Snapshot::try_new(table.log_store().as_ref(), None)
@@ -252,11 +256,17 @@ impl QueryEngine {
         self.tables.iter().map(|(n, _)| *n)
     }
 
-    /// Runs one statement of nines' own (every tenant, no limits) and collects its result.
+    /// Runs one statement of nines' own (every tenant, no limits) and collects its result,
+    /// in the types every door gives ([`wire_schema`]).
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let df = self.ctx.sql(sql).await.map_err(plan_error)?;
-        let schema: SchemaRef = df.schema().inner().clone();
-        let batches = df.collect().await?;
+        let schema = wire_schema(df.schema().as_arrow());
+        let batches = df
+            .collect()
+            .await?
+            .iter()
+            .map(|b| conform(b, &schema))
+            .collect::<Result<_>>()?;
         Ok((schema, batches))
     }
 }
