@@ -726,3 +726,14 @@ fn span_attributes_are_kept_as_text() {
         ]
     );
 }
+
+/// Trace ids are the lowercase hex of every byte, two digits each (the digits here by
+/// `format!`, not by the mapping's table).
+#[test]
+fn trace_ids_are_lowercase_hex_of_every_byte() {
+    let every: Vec<u8> = (0..=255).collect();
+    let want: String = every.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(crate::otlp::hex(&every), want);
+    assert_eq!(crate::otlp::hex(TRACE), TRACE_HEX);
+    assert_eq!(crate::otlp::hex(&[]), "");
+}
