@@ -112,16 +112,26 @@ async fn the_same_batch_id_with_other_content_is_another_batch() {
     // The retry is consumed after the rows it repeats are stored (seen in CI: a second
     // after the count matched it had not been read yet): wait for it to be counted (the
     // counter is on /metrics at 0 from the start).
+    // A /metrics answer that fails (seen once in CI: `None` at the deadline) does not hide
+    // the readings before it: the last one is kept, and the failure says what was read.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let duplicates = loop {
-        let n =
-            crate::support::metric(&up.metrics(), "nines_aggregate_duplicate_records_total", "");
-        if n.is_some_and(|n| n > 0.0) || std::time::Instant::now() > deadline {
-            break n;
+    let (mut duplicates, mut answers, mut failed) = (None, 0, 0);
+    loop {
+        let text = up.metrics();
+        match crate::support::metric(&text, "nines_aggregate_duplicate_records_total", "") {
+            Some(n) => (duplicates, answers) = (Some(n), answers + 1),
+            None => failed += 1,
+        }
+        if duplicates.is_some_and(|n| n > 0.0) || std::time::Instant::now() > deadline {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(duplicates, Some(1.0));
+    }
+    assert_eq!(
+        duplicates,
+        Some(1.0),
+        "{answers} /metrics answers with the counter, {failed} without"
+    );
     assert_eq!(env.sql_i64("SELECT count(*) AS n FROM requests"), expected);
 }
 
