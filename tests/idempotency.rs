@@ -111,9 +111,9 @@ async fn the_same_batch_id_with_other_content_is_another_batch() {
     );
     // The retry is consumed after the rows it repeats are stored (seen in CI: a second
     // after the count matched it had not been read yet): wait for it to be counted (the
-    // counter is on /metrics at 0 from the start).
-    // A /metrics answer that fails (seen once in CI: `None` at the deadline) does not hide
-    // the readings before it: the last one is kept, and the failure says what was read.
+    // counter is on /metrics at 0 from the start). A /metrics answer without it (seen once
+    // in CI at the deadline) does not hide the readings before it: the last one is kept,
+    // and a failure says how many answers had the counter.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let (mut duplicates, mut answers, mut failed) = (None, 0, 0);
     loop {

@@ -475,6 +475,11 @@ static EXEMPLAR: Shape = Shape {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use nines_proto::v1::{Attribute, IncidentEvent, PushRequest, RequestEvent};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+
     /// Varints of every length, as prost writes them, read back whole, with what follows
     /// left in place; a varint cut short or longer than 10 bytes is refused.
     #[test]
@@ -497,11 +502,6 @@ mod tests {
         let mut eleven = &[0xff_u8; 11][..];
         assert!(super::varint(&mut eleven).is_err());
     }
-
-    use super::*;
-    use nines_proto::v1::{Attribute, IncidentEvent, PushRequest, RequestEvent};
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    use prost::Message;
 
     #[test]
     fn counts_native_events_and_sizes_them() {

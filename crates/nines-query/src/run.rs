@@ -288,6 +288,84 @@ pub(crate) fn is_failure(e: &Error) -> bool {
 mod tests {
     use super::*;
 
+    /// Views inside lists, structs and maps leave as plain strings and bytes, and a batch
+    /// of them is cast to that schema with its values intact (the expected types written
+    /// here, the values read back through the plain arrays).
+    #[test]
+    fn nested_views_leave_as_plain_types() {
+        use arrow::array::{
+            Array, ArrayRef, AsArray, BinaryViewArray, ListArray, MapArray, StringViewArray,
+            StructArray,
+        };
+        use arrow::buffer::{OffsetBuffer, ScalarBuffer};
+        let view = |t: DataType| Arc::new(Field::new("item", t, true));
+        let texts: ArrayRef = Arc::new(StringViewArray::from(vec!["a", "bc", "def"]));
+        let list = ListArray::new(
+            view(DataType::Utf8View),
+            OffsetBuffer::new(ScalarBuffer::from(vec![0, 1, 3])),
+            texts.clone(),
+            None,
+        );
+        let inner = StructArray::from(vec![(
+            Arc::new(Field::new("sha", DataType::Utf8View, true)),
+            Arc::new(StringViewArray::from(vec!["x", "y"])) as ArrayRef,
+        )]);
+        let entries = StructArray::from(vec![
+            (
+                Arc::new(Field::new("key", DataType::Utf8View, false)),
+                Arc::new(StringViewArray::from(vec!["k1", "k2"])) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("value", DataType::BinaryView, true)),
+                Arc::new(BinaryViewArray::from(vec![&b"v1"[..], b"v2"])) as ArrayRef,
+            ),
+        ]);
+        let map = MapArray::new(
+            Arc::new(Field::new("key_value", entries.data_type().clone(), false)),
+            OffsetBuffer::new(ScalarBuffer::from(vec![0, 2, 2])),
+            entries,
+            None,
+            false,
+        );
+        let batch = RecordBatch::try_from_iter([
+            ("list", Arc::new(list) as ArrayRef),
+            ("commit", Arc::new(inner) as ArrayRef),
+            ("attributes", Arc::new(map) as ArrayRef),
+        ])
+        .unwrap();
+        let schema = wire_schema(&batch.schema());
+        let want = [
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            DataType::Struct(vec![Field::new("sha", DataType::Utf8, true)].into()),
+            DataType::Map(
+                Arc::new(Field::new(
+                    "key_value",
+                    DataType::Struct(
+                        vec![
+                            Field::new("key", DataType::Utf8, false),
+                            Field::new("value", DataType::Binary, true),
+                        ]
+                        .into(),
+                    ),
+                    false,
+                )),
+                false,
+            ),
+        ];
+        for (field, want) in schema.fields().iter().zip(&want) {
+            assert_eq!(field.data_type(), want, "{}", field.name());
+        }
+        let plain = conform(&batch, &schema).unwrap();
+        let list = plain.column(0).as_list::<i32>();
+        assert_eq!(list.value(1).as_string::<i32>().value(1), "def");
+        let commit = plain.column(1).as_struct();
+        assert_eq!(commit.column(0).as_string::<i32>().value(1), "y");
+        let map = plain.column(2).as_map();
+        assert_eq!(map.keys().as_string::<i32>().value(1), "k2");
+        assert_eq!(map.values().as_binary::<i32>().value(0), b"v1");
+        assert_eq!(map.value_length(1), 0);
+    }
+
     #[test]
     fn only_reading_statements_pass() {
         for ok in [
