@@ -1,6 +1,8 @@
 //! Hot paths per push of 512 request events, each next to the floor it cannot beat:
 //!
-//! - ingest: validate + cut into records (encode), against encoding the same push alone;
+//! - ingest: validate + cut into records (encode), against encoding the same push alone; and
+//!   the door's wire check of the push's bytes, the full scan against counting the events
+//!   only (what `scan_within` does for a body this short), beside prost decoding the bytes;
 //! - OTLP: read an export of 512 SERVER spans off the wire, map to request events, validate
 //!   and cut (the trace door), against prost decoding the same bytes alone, and beside the
 //!   path it replaced (prost decode, then map);
@@ -20,8 +22,9 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use nines_aggregate::PartitionBuffer;
 use nines_ingest::config::Limits;
 use nines_ingest::validate::validate;
+use nines_ingest::wire;
 use nines_model::clock::now_ns;
-use nines_proto::v1::EventBatch;
+use nines_proto::v1::{EventBatch, PushRequest};
 use nines_record::cut;
 use nines_testkit::{Generator, WorkloadSpec};
 use prost::Message;
@@ -49,6 +52,17 @@ fn ingest(c: &mut Criterion) {
             },
             BatchSize::SmallInput,
         )
+    });
+    let bytes = push.encode_to_vec();
+    let max_decoded = nines_ingest::IngestConfig::default().max_decoded_bytes;
+    g.bench_function("baseline_prost_decode", |b| {
+        b.iter(|| black_box(PushRequest::decode(bytes.as_slice()).expect("valid")))
+    });
+    g.bench_function("door_check_full_scan", |b| {
+        b.iter(|| black_box(wire::scan(&wire::PUSH, &bytes).expect("valid")))
+    });
+    g.bench_function("door_check_scan_within", |b| {
+        b.iter(|| black_box(wire::scan_within(&wire::PUSH, &bytes, max_decoded).expect("valid")))
     });
     g.finish();
 }

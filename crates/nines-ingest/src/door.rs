@@ -14,7 +14,8 @@
 //!    by reason), never tonic's message text. Tonic then gets one uncompressed message,
 //!    scanned on the wire ([`crate::wire`]): more events than `ingest.max_events_per_request`, or more than
 //!    `ingest.max_decoded_bytes` once decoded, is INVALID_ARGUMENT before anything is
-//!    decoded.
+//!    decoded. (A body too short to reach `max_decoded_bytes` whatever it holds has only its
+//!    events counted: [`wire::scan_within`].)
 //!
 //! So ingest's memory is bounded by the producer's queue plus
 //! `max_in_flight_requests × (2 × max_request_bytes + max_decoded_bytes)`, whatever clients
@@ -100,7 +101,8 @@ impl WireLimits {
 
 /// Checks a body against `limits` before it is decoded.
 pub fn check_wire<M: Method>(bytes: &[u8], limits: &WireLimits) -> Result<()> {
-    let sizing = wire::scan(M::shape(), bytes).map_err(Error::Wire)?;
+    let sizing =
+        wire::scan_within(M::shape(), bytes, limits.max_decoded_bytes).map_err(Error::Wire)?;
     if sizing.events > limits.max_events {
         return Err(Error::TooManyEvents {
             field: M::EVENTS_FIELD,

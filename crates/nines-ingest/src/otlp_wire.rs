@@ -16,8 +16,10 @@
 //! events, refusals and messages for every export prost decodes. On purpose it differs in one
 //! way: fields the mapping does not read (span ids, trace state, events, links, the scope,
 //! schema URLs, the status message) are skipped unread, so invalid UTF-8 in one of them no
-//! longer refuses the whole export. The door's wire scan (`wire::scan`) has checked the
-//! structure of the body before either decoder runs.
+//! longer refuses the whole export. The door's wire scan (`wire::scan_within`) has checked
+//! the structure of the body down to the spans before either decoder runs (and inside them
+//! too for a body long enough to need it); inside a span, what this decoder skips unread is
+//! not checked, as its text is not.
 
 use std::borrow::Cow;
 

@@ -5,7 +5,9 @@
 //! 16 KB. So every door scans the (decompressed) bytes against the shape of its request
 //! first, counting the events and estimating what decoding would allocate, and refuses a
 //! request over `ingest.max_events_per_request` or `ingest.max_decoded_bytes` before a single
-//! struct exists. The scan reads each byte once and allocates nothing.
+//! struct exists. The scan reads each byte once and allocates nothing; and where no body of
+//! that length could pass `ingest.max_decoded_bytes`' bound, it only counts the events
+//! ([`scan_within`]).
 //!
 //! A [`Shape`] lists the fields of a message that decode into allocations of their own
 //! (sub-messages, with their size in memory); other length-delimited fields (strings, bytes,
@@ -69,21 +71,74 @@ pub enum WireError {
     Malformed(String),
 }
 
-/// Scans `bytes` as a message of `shape`.
+/// Scans `bytes` as a message of `shape`, every byte of it.
 pub fn scan(shape: &'static Shape, bytes: &[u8]) -> Result<Sizing, WireError> {
     let mut sizing = Sizing {
         events: 0,
         decoded_bytes: shape.size,
     };
-    scan_message(shape, bytes, 0, &mut sizing)?;
+    scan_message(shape, bytes, 0, &mut sizing, true)?;
     Ok(sizing)
 }
 
+/// Scans `bytes` as a message of `shape` only as deep as a limit of `max_decoded_bytes`
+/// needs.
+///
+/// No body of `n` bytes can be estimated at more than `shape.size + n ×`
+/// [`expansion`]`(shape)`. When that bound is within `max_decoded_bytes` (every push of a
+/// few hundred kilobytes at the defaults), the events are only counted: the scan goes down
+/// to them but not into them, and `decoded_bytes` is the bound. Their insides are left to
+/// the decoder, which refuses what is malformed in what it reads (prost reads everything;
+/// `otlp_wire` what the mapping uses). Otherwise this is [`scan`]. The native door spent a
+/// third of its samples in the full scan, ahead of prost decoding the same bytes again.
+pub fn scan_within(
+    shape: &'static Shape,
+    bytes: &[u8],
+    max_decoded_bytes: usize,
+) -> Result<Sizing, WireError> {
+    let bound = shape
+        .size
+        .saturating_add(expansion(shape).saturating_mul(bytes.len()));
+    if bound > max_decoded_bytes {
+        return scan(shape, bytes);
+    }
+    let mut sizing = Sizing::default();
+    scan_message(shape, bytes, 0, &mut sizing, false)?;
+    sizing.decoded_bytes = bound;
+    Ok(sizing)
+}
+
+/// The most one byte of a body can add to [`scan`]'s estimate for `shape`.
+///
+/// Every field takes at least two bytes (a key, then a value or a length), so: a
+/// sub-message adds its struct per two bytes, a repeated string a `String` per two bytes
+/// plus one per byte of text, packed varints eight per byte, a scalar eight per two bytes,
+/// any other bytes one each. The largest of these over every shape reachable from `shape`.
+pub fn expansion(shape: &'static Shape) -> usize {
+    let mut seen: Vec<&'static Shape> = vec![shape];
+    let mut most = size_of::<String>().div_ceil(2).max(SCALAR_BYTES);
+    let mut i = 0;
+    while let Some(s) = seen.get(i).copied() {
+        i += 1;
+        most = most.max(s.size.div_ceil(2));
+        for (_, field) in s.fields {
+            if let Field::Message(inner) | Field::Event(inner) = field
+                && !seen.iter().any(|x| std::ptr::eq(*x, *inner))
+            {
+                seen.push(inner);
+            }
+        }
+    }
+    most
+}
+
+/// With `deep` false, events are counted but not entered (see [`scan_within`]).
 fn scan_message(
     shape: &'static Shape,
     mut bytes: &[u8],
     depth: usize,
     sizing: &mut Sizing,
+    deep: bool,
 ) -> Result<(), WireError> {
     if depth > MAX_DEPTH {
         return Err(WireError::Malformed(format!(
@@ -130,11 +185,14 @@ fn scan_message(
                 bytes = rest;
                 match field {
                     Some(Field::Message(s)) | Some(Field::Event(s)) => {
-                        if matches!(field, Some(Field::Event(_))) {
+                        let event = matches!(field, Some(Field::Event(_)));
+                        if event {
                             sizing.events += 1;
                         }
                         sizing.decoded_bytes = sizing.decoded_bytes.saturating_add(s.size);
-                        scan_message(s, inner, depth + 1, sizing)?;
+                        if deep || !event {
+                            scan_message(s, inner, depth + 1, sizing, deep)?;
+                        }
                     }
                     Some(Field::PackedVarint) => {
                         sizing.decoded_bytes = sizing
@@ -618,6 +676,109 @@ mod tests {
         let group = [0x7b, 0x08, 0x01, 0x7c];
         assert_eq!(scan(&PUSH, &group).unwrap().events, 0);
         assert!(PushRequest::decode(group.as_slice()).is_ok());
+    }
+
+    /// The bound `scan_within` trusts, computed here from the native types themselves, and
+    /// held against full scans of bodies that press it hardest: empty events, empty
+    /// attributes, empty strings in repeated fields, packed varints, nested values.
+    #[test]
+    fn no_scan_exceeds_the_bound() {
+        let native = [
+            size_of::<PushRequest>(),
+            size_of::<nines_proto::v1::Resource>(),
+            size_of::<RequestEvent>(),
+            size_of::<Attribute>(),
+            size_of::<nines_proto::v1::DeployEvent>(),
+            size_of::<nines_proto::v1::Commit>(),
+            size_of::<IncidentEvent>(),
+            size_of::<nines_proto::v1::GateDecisionEvent>(),
+        ];
+        let most = native.iter().max().unwrap().div_ceil(2).max(12);
+        assert_eq!(expansion(&PUSH), most);
+        let bound = |shape: &'static Shape, body: &[u8]| shape.size + expansion(shape) * body.len();
+        let mut bodies: Vec<(&'static Shape, Vec<u8>)> = vec![
+            (&PUSH, [0x1a, 0x00].repeat(1000)),
+            (&PUSH, [0x22, 0x00].repeat(1000)),
+            (&PUSH, [0x2a, 0x00].repeat(1000)),
+            (&PUSH, [0x32, 0x00].repeat(1000)),
+            // A gate decision of 500 empty strings in a repeated field.
+            (
+                &PUSH,
+                [[0x32, 0xe8, 0x07].as_slice(), &[0x32, 0x00].repeat(500)].concat(),
+            ),
+            // A request of 500 empty attributes.
+            (
+                &PUSH,
+                [[0x1a, 0xe8, 0x07].as_slice(), &[0x3a, 0x00].repeat(500)].concat(),
+            ),
+            // Buckets of 1000 one-byte varints, packed.
+            (
+                &BUCKETS,
+                [[0x12, 0xe8, 0x07].as_slice(), &[0x01; 1000]].concat(),
+            ),
+            // Scalars only.
+            (&PUSH, [0x10, 0x01].repeat(1000)),
+        ];
+        let span = Span {
+            attributes: vec![common::KeyValue::default(); 100],
+            ..Default::default()
+        };
+        let spans = trace::ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span; 10],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        bodies.push((&TRACES, spans.encode_to_vec()));
+        for (shape, body) in bodies {
+            let s = scan(shape, &body).unwrap();
+            assert!(s.decoded_bytes <= bound(shape, &body), "{s:?} {body:02x?}");
+        }
+    }
+
+    /// A body within the bound has its events counted, not entered; past the bound, or with
+    /// a limit below it, the full scan answers.
+    #[test]
+    fn short_bodies_have_their_events_counted() {
+        let req = PushRequest {
+            requests: vec![RequestEvent::default(); 3],
+            incidents: vec![IncidentEvent::default(); 2],
+            ..Default::default()
+        };
+        let body = req.encode_to_vec();
+        let full = scan(&PUSH, &body).unwrap();
+        let bound = PUSH.size + expansion(&PUSH) * body.len();
+        let short = scan_within(&PUSH, &body, bound).unwrap();
+        assert_eq!((short.events, short.decoded_bytes), (5, bound));
+        assert_eq!(scan_within(&PUSH, &body, bound - 1).unwrap(), full);
+        // Inside an event is the decoder's to check: prost refuses what the count passes.
+        let broken = [0x1a, 0x02, 0xff, 0xff];
+        assert!(scan(&PUSH, &broken).is_err());
+        assert_eq!(scan_within(&PUSH, &broken, usize::MAX).unwrap().events, 1);
+        assert!(PushRequest::decode(broken.as_slice()).is_err());
+        // What the count walks through is still checked.
+        for cut in [&body[..body.len() - 1], &[0x28, 0x01][..], &[0x0f][..]] {
+            assert!(scan_within(&PUSH, cut, usize::MAX).is_err(), "{cut:02x?}");
+        }
+        // Spans are counted through their containers without being entered.
+        let spans = trace::ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span::default(); 4],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        assert_eq!(
+            scan_within(&TRACES, &spans.encode_to_vec(), usize::MAX)
+                .unwrap()
+                .events,
+            4
+        );
     }
 
     #[test]
