@@ -160,16 +160,20 @@ pub async fn run(
     info!(group = %cfg.bus.consumer_group, %topic, "aggregator started");
 
     loop {
+        // The oldest buffer is flushed when it is `flush_interval` old, not at the next tick
+        // after (a quarter of the interval later, at worst).
+        let next_due = next_due(&open, cfg.aggregate.flush_interval);
         tokio::select! {
             () = stop.cancelled() => break,
+            () = sleep_until(next_due) => {
+                apply_changes(&consumer, &mut open, &mut state, &mut owned, &mut stalled);
+                for p in due(&open, cfg.aggregate.flush_interval, Instant::now()) {
+                    flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p).await?;
+                }
+            }
             _ = tick.tick() => {
                 apply_changes(&consumer, &mut open, &mut state, &mut owned, &mut stalled);
-                let due: Vec<i32> = open
-                    .iter()
-                    .filter(|(_, o)| o.since.elapsed() >= cfg.aggregate.flush_interval)
-                    .map(|(p, _)| *p)
-                    .collect();
-                for p in due {
+                for p in due(&open, cfg.aggregate.flush_interval, Instant::now()) {
                     flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p).await?;
                 }
                 report_lag(&consumer, &state, &owned, &mut lag_reported, &stalled);
@@ -311,6 +315,33 @@ pub async fn run(
     dead_letters.flush(cfg.bus.delivery_timeout)?;
     info!("aggregator stopped");
     Ok(())
+}
+
+/// When the oldest open buffer is `interval` old; `None` with none open.
+fn next_due(open: &HashMap<i32, Open>, interval: Duration) -> Option<Instant> {
+    open.values()
+        .map(|o| o.since)
+        .min()
+        .map(|since| since + interval)
+}
+
+/// The partitions whose buffers are `interval` old at `now`, oldest first.
+fn due(open: &HashMap<i32, Open>, interval: Duration, now: Instant) -> Vec<i32> {
+    let mut due: Vec<(Instant, i32)> = open
+        .iter()
+        .filter(|(_, o)| now.duration_since(o.since) >= interval)
+        .map(|(p, o)| (o.since, *p))
+        .collect();
+    due.sort_unstable();
+    due.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Sleeps until `at`; forever without it.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Keeps the tables compact and bounded while the aggregator runs: every `cfg.interval`,
@@ -635,4 +666,34 @@ async fn reread(
         warn!(partition, error = %e, "seek after fencing failed; waiting for the rebalance");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A buffer is due exactly `flush_interval` after its first record, oldest first;
+    /// buffers opened later wait their own turn.
+    #[test]
+    fn buffers_are_due_at_their_interval_oldest_first() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let open: HashMap<i32, Open> = [(3, t0 + s(1)), (1, t0), (2, t0 + s(5))]
+            .into_iter()
+            .map(|(p, since)| {
+                let buffer = PartitionBuffer::new(p);
+                (p, Open { buffer, since })
+            })
+            .collect();
+        let interval = s(2);
+        assert_eq!(next_due(&open, interval), Some(t0 + s(2)));
+        assert_eq!(
+            due(&open, interval, t0 + s(2) - Duration::from_nanos(1)),
+            Vec::<i32>::new()
+        );
+        assert_eq!(due(&open, interval, t0 + s(2)), vec![1]);
+        assert_eq!(due(&open, interval, t0 + s(3)), vec![1, 3]);
+        assert_eq!(due(&open, interval, t0 + s(9)), vec![1, 3, 2]);
+        assert_eq!(next_due(&HashMap::new(), interval), None);
+    }
 }
