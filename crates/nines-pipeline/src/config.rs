@@ -13,7 +13,8 @@ pub struct AggregateConfig {
     /// Flush a partition's buffer once its events take about this many bytes (strings and
     /// columns), whatever their number.
     pub flush_bytes: u64,
-    /// Flush a partition's buffer at the latest this long after its first record.
+    /// Flush a partition's buffer at the latest this long after its first record; buffers at
+    /// least half as old flush with it, in the same commits.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     /// A push retried with the same batch_id within this time (of the aggregator's clock)

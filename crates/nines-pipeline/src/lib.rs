@@ -5,7 +5,8 @@
 //! Per partition: records accumulate in a [`PartitionBuffer`] until it holds
 //! `flush_events` events or is `flush_interval` old; then the store commits the files to
 //! every table with the partition's offset in the same Delta commit (`txn`), and only then is
-//! the offset committed to Kafka. On assignment a partition resumes after the smallest
+//! the offset committed to Kafka. Buffers at least half that old go with a due one, in the
+//! same commits (one per table for them all), so partitions fed together flush together. On assignment a partition resumes after the smallest
 //! offset the tables hold; a replayed record is left out of the tables that hold it. Revoked
 //! or fenced partitions drop their buffers.
 
@@ -22,7 +23,7 @@ use nines_bus::consumer::Message as _;
 use nines_bus::consumer::{AssignmentChange, GroupConsumer, ResumeFn};
 use nines_bus::producer::AckProducer;
 use nines_store::faults::crash;
-use nines_store::{CommitOutcome, Positions, Store};
+use nines_store::{CommitOutcome, Pending, Positions, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -167,15 +168,13 @@ pub async fn run(
             () = stop.cancelled() => break,
             () = sleep_until(next_due) => {
                 apply_changes(&consumer, &mut open, &mut state, &mut owned, &mut stalled);
-                for p in due(&open, cfg.aggregate.flush_interval, Instant::now()) {
-                    flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p).await?;
-                }
+                let due = due(&open, cfg.aggregate.flush_interval, Instant::now());
+                flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, &due).await?;
             }
             _ = tick.tick() => {
                 apply_changes(&consumer, &mut open, &mut state, &mut owned, &mut stalled);
-                for p in due(&open, cfg.aggregate.flush_interval, Instant::now()) {
-                    flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p).await?;
-                }
+                let due = due(&open, cfg.aggregate.flush_interval, Instant::now());
+                flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, &due).await?;
                 report_lag(&consumer, &state, &owned, &mut lag_reported, &stalled);
                 (cfg.on_stall.0)(describe_stalls(&stalled));
                 if group_checked.elapsed() >= group_check_every {
@@ -301,7 +300,7 @@ pub async fn run(
                 if entry.buffer.events() >= cfg.aggregate.flush_events
                     || entry.buffer.bytes() >= cfg.aggregate.flush_bytes
                 {
-                    flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, partition).await?;
+                    flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, &[partition]).await?;
                 }
             }
         }
@@ -309,9 +308,16 @@ pub async fn run(
     // Graceful stop: everything buffered becomes durable and committed.
     apply_changes(&consumer, &mut open, &mut state, &mut owned, &mut stalled);
     let partitions: Vec<i32> = open.keys().copied().collect();
-    for p in partitions {
-        flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, p).await?;
-    }
+    flush(
+        &store,
+        &consumer,
+        &topic,
+        &cfg,
+        &mut open,
+        &mut state,
+        &partitions,
+    )
+    .await?;
     dead_letters.flush(cfg.bus.delivery_timeout)?;
     info!("aggregator stopped");
     Ok(())
@@ -325,11 +331,18 @@ fn next_due(open: &HashMap<i32, Open>, interval: Duration) -> Option<Instant> {
         .map(|since| since + interval)
 }
 
-/// The partitions whose buffers are `interval` old at `now`, oldest first.
+/// The partitions to flush at `now`, oldest first: none until a buffer is `interval` old,
+/// then with it every buffer at least half as old. They share one commit per table, and
+/// having flushed together they open and fall due together again: a steady stream flushes
+/// all its partitions in one round, not in one round each.
 fn due(open: &HashMap<i32, Open>, interval: Duration, now: Instant) -> Vec<i32> {
+    let age = |o: &Open| now.saturating_duration_since(o.since);
+    if !open.values().any(|o| age(o) >= interval) {
+        return Vec::new();
+    }
     let mut due: Vec<(Instant, i32)> = open
         .iter()
-        .filter(|(_, o)| now.duration_since(o.since) >= interval)
+        .filter(|(_, o)| age(o) >= interval / 2)
         .map(|(p, o)| (o.since, *p))
         .collect();
     due.sort_unstable();
@@ -573,9 +586,11 @@ fn report_lag(
     }
 }
 
-/// Commits a partition's buffer to the tables, then its offset to Kafka. A fenced commit
-/// (another writer moved the partition) or a failed Kafka commit drops the partition's state
-/// and re-reads its position from the tables: nothing this writer held is trusted any more.
+/// Commits the buffers of `partitions` to the tables, one commit per table for them all
+/// ([`Store::commit_group`]), then each partition's offset to Kafka. A fenced commit (another
+/// writer moved one of them) drops the state of every partition in it and re-reads their
+/// positions from the tables, as does a failed Kafka commit for its partition: nothing this
+/// writer held is trusted any more.
 async fn flush(
     store: &Store,
     consumer: &GroupConsumer,
@@ -583,63 +598,98 @@ async fn flush(
     cfg: &Settings,
     open: &mut HashMap<i32, Open>,
     state: &mut HashMap<i32, Owned>,
-    partition: i32,
+    partitions: &[i32],
 ) -> anyhow::Result<()> {
-    let Some(mut o) = open.remove(&partition) else {
-        return Ok(());
-    };
-    let Some(flush) = o.buffer.take().context("building batches")? else {
-        return Ok(());
-    };
-    let Some(part) = state.get_mut(&partition) else {
-        return Ok(());
-    };
     let started = Instant::now();
-    let committed_at = &part.committed_at;
-    let stale = |t: &str| {
-        committed_at
-            .get(t)
-            .is_none_or(|at| at.elapsed() >= TXN_REFRESH)
-    };
+    let mut flushes = Vec::with_capacity(partitions.len());
+    for p in partitions {
+        let Some(mut o) = open.remove(p) else {
+            continue;
+        };
+        let Some(flush) = o.buffer.take().context("building batches")? else {
+            continue;
+        };
+        if state.contains_key(p) {
+            flushes.push(flush);
+        }
+    }
+    if flushes.is_empty() {
+        return Ok(());
+    }
+    let stale: Vec<_> = flushes
+        .iter()
+        .map(|f| {
+            let committed_at = &state[&f.partition].committed_at;
+            move |t: &str| {
+                committed_at
+                    .get(t)
+                    .is_none_or(|at| at.elapsed() >= TXN_REFRESH)
+            }
+        })
+        .collect();
+    let group: Vec<Pending> = flushes
+        .iter()
+        .zip(&stale)
+        .map(|(flush, stale)| Pending {
+            flush,
+            expected: &state[&flush.partition].positions,
+            stale,
+        })
+        .collect();
     let outcome = store
-        .commit(topic, &flush, &part.positions, stale)
+        .commit_group(topic, &group)
         .await
         .context("committing to the tables")?;
     let positions = match outcome {
         CommitOutcome::Committed(p) => p,
         CommitOutcome::Fenced(f) => {
-            warn!(partition, table = f.table, expected = ?f.expected, stored = ?f.stored,
-                "fenced by another writer: dropping the partition's state");
-            counter!(metrics::FLUSHES_FENCED).increment(1);
-            return reread(store, consumer, topic, cfg, state, partition).await;
+            let partitions: Vec<i32> = flushes.iter().map(|f| f.partition).collect();
+            warn!(partition = f.partition, table = f.table, expected = ?f.expected,
+                stored = ?f.stored, flushed_with = ?partitions,
+                "fenced by another writer: dropping the state of the partitions flushed together");
+            counter!(metrics::FLUSHES_FENCED).increment(flushes.len() as u64);
+            for p in partitions {
+                reread(store, consumer, topic, cfg, state, p).await?;
+            }
+            return Ok(());
         }
     };
-    for (t, v) in &positions.by_table {
-        if part.positions.by_table.get(t) != Some(v) {
-            part.committed_at.insert(t, Instant::now());
+    for (flush, positions) in flushes.iter().zip(positions) {
+        let part = state
+            .get_mut(&flush.partition)
+            .expect("owned, checked above");
+        for (t, v) in &positions.by_table {
+            if part.positions.by_table.get(t) != Some(v) {
+                part.committed_at.insert(t, Instant::now());
+            }
         }
+        part.positions = positions;
     }
-    part.positions = positions;
     fail_point!("aggregate.before_commit", |_| crash(
         "aggregate.before_commit"
     ));
-    if let Err(e) = consumer.commit(partition, flush.last_offset + 1) {
-        // Not ignored: a member that cannot commit may have been expelled from the group.
-        warn!(partition, error = %e, "Kafka offset commit failed: re-reading the partition");
-        counter!(metrics::OFFSET_COMMIT_FAILURES).increment(1);
-        return reread(store, consumer, topic, cfg, state, partition).await;
+    for flush in &flushes {
+        let partition = flush.partition;
+        if let Err(e) = consumer.commit(partition, flush.last_offset + 1) {
+            // Not ignored: a member that cannot commit may have been expelled from the group.
+            warn!(partition, error = %e, "Kafka offset commit failed: re-reading the partition");
+            counter!(metrics::OFFSET_COMMIT_FAILURES).increment(1);
+            reread(store, consumer, topic, cfg, state, partition).await?;
+            continue;
+        }
+        counter!(metrics::FLUSHES).increment(1);
+        counter!(metrics::EVENTS).increment(flush.events);
+        info!(
+            partition,
+            first_offset = flush.first_offset,
+            last_offset = flush.last_offset,
+            events = flush.events,
+            flushed_with = flushes.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "flushed"
+        );
     }
     histogram!(metrics::FLUSH_DURATION).record(started.elapsed().as_secs_f64());
-    counter!(metrics::FLUSHES).increment(1);
-    counter!(metrics::EVENTS).increment(flush.events);
-    info!(
-        partition,
-        first_offset = flush.first_offset,
-        last_offset = flush.last_offset,
-        events = flush.events,
-        ms = started.elapsed().as_millis() as u64,
-        "flushed"
-    );
     Ok(())
 }
 
@@ -672,28 +722,33 @@ async fn reread(
 mod tests {
     use super::*;
 
-    /// A buffer is due exactly `flush_interval` after its first record, oldest first;
-    /// buffers opened later wait their own turn.
+    /// Nothing is due before the oldest buffer is `flush_interval` old; then it is, oldest
+    /// first, with every buffer at least half as old.
     #[test]
-    fn buffers_are_due_at_their_interval_oldest_first() {
+    fn buffers_are_due_at_their_interval_with_those_half_as_old() {
         let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let open: HashMap<i32, Open> = [(3, t0 + s(1)), (1, t0), (2, t0 + s(5))]
+        let ms = Duration::from_millis;
+        let open: HashMap<i32, Open> = [(3, t0 + ms(1000)), (1, t0), (2, t0 + ms(1500))]
             .into_iter()
             .map(|(p, since)| {
                 let buffer = PartitionBuffer::new(p);
                 (p, Open { buffer, since })
             })
             .collect();
-        let interval = s(2);
-        assert_eq!(next_due(&open, interval), Some(t0 + s(2)));
+        let interval = ms(2000);
+        assert_eq!(next_due(&open, interval), Some(t0 + ms(2000)));
+        // Partition 3 is 1 s old, half the interval, by then; partition 2 is not.
         assert_eq!(
-            due(&open, interval, t0 + s(2) - Duration::from_nanos(1)),
+            due(&open, interval, t0 + ms(2000) - Duration::from_nanos(1)),
             Vec::<i32>::new()
         );
-        assert_eq!(due(&open, interval, t0 + s(2)), vec![1]);
-        assert_eq!(due(&open, interval, t0 + s(3)), vec![1, 3]);
-        assert_eq!(due(&open, interval, t0 + s(9)), vec![1, 3, 2]);
+        assert_eq!(due(&open, interval, t0 + ms(2000)), vec![1, 3]);
+        assert_eq!(due(&open, interval, t0 + ms(2499)), vec![1, 3]);
+        assert_eq!(due(&open, interval, t0 + ms(2500)), vec![1, 3, 2]);
+        // Without the oldest, the others wait for their own interval.
+        let later: HashMap<i32, Open> = open.into_iter().filter(|(p, _)| *p != 1).collect();
+        assert_eq!(due(&later, interval, t0 + ms(2999)), Vec::<i32>::new());
+        assert_eq!(due(&later, interval, t0 + ms(3000)), vec![3, 2]);
         assert_eq!(next_due(&HashMap::new(), interval), None);
     }
 }

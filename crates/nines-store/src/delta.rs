@@ -53,6 +53,8 @@ impl std::fmt::Debug for Table {
 pub(crate) enum CommitFailure {
     /// Another writer moved the partition's `txn` since this one read it.
     Fenced {
+        /// The partition's app id (`<topic>-<partition>`) whose version moved.
+        app_id: String,
         stored: Option<i64>,
     },
     Other(Error),
@@ -171,37 +173,45 @@ impl Table {
         Ok(v)
     }
 
-    /// Commits `adds`. With `txn = (app_id, expected, version)` the commit carries
-    /// `txn(app_id, version)` and happens only if the partition's stored version is still
-    /// `expected` (fencing: a writer expelled from the group cannot commit over the owner).
-    /// Commits by other writers since this state was read are checked by delta-rs: one that
-    /// carries the same app id fails this commit with a concurrent-transaction conflict.
+    /// Commits `adds`. Each `(app_id, expected, version)` of `txns` puts `txn(app_id,
+    /// version)` in the commit, which happens only if every such partition's stored version
+    /// is still its `expected` (fencing: a writer expelled from the group cannot commit over
+    /// the owner). Commits by other writers since this state was read are checked by
+    /// delta-rs: one that carries any of the same app ids fails this commit with a
+    /// concurrent-transaction conflict. Several partitions in one commit are one atomic step
+    /// of each: all of them move, or none.
     pub(crate) async fn commit(
         &mut self,
         adds: Vec<Add>,
-        txn: Option<(&str, Option<i64>, i64)>,
+        txns: &[(&str, Option<i64>, i64)],
     ) -> Result<(), CommitFailure> {
         let mut properties = CommitProperties::default()
             .with_create_checkpoint(true)
             .with_cleanup_expired_logs(Some(false));
-        let (app_id, epoch, committed) = match txn {
-            Some((app_id, expected, version)) => {
-                let stored = self.txn_version(app_id).await?;
-                if stored != expected {
-                    return Err(CommitFailure::Fenced { stored });
-                }
-                let now_ms = nines_model::clock::now_ms();
-                properties = properties.with_application_transaction(
-                    Transaction::new_with_last_update(app_id, version, Some(now_ms)),
-                );
-                (app_id, version, Some(version))
+        let now_ms = nines_model::clock::now_ms();
+        for &(app_id, expected, version) in txns {
+            let stored = self.txn_version(app_id).await?;
+            if stored != expected {
+                return Err(CommitFailure::Fenced {
+                    app_id: app_id.to_owned(),
+                    stored,
+                });
             }
-            None => ("nines", 0, None),
+            properties = properties.with_application_transaction(
+                Transaction::new_with_last_update(app_id, version, Some(now_ms)),
+            );
+        }
+        // The streaming operation names one query: the app ids, joined, and the highest
+        // offset among them (commit info only; the `txn` actions are what fences).
+        let query_id = match txns {
+            [] => "nines".to_owned(),
+            _ => txns.iter().map(|t| t.0).collect::<Vec<_>>().join(","),
         };
+        let epoch = txns.iter().map(|t| t.2).max().unwrap_or(0);
         let actions = adds.into_iter().map(Action::Add).collect();
         let operation = DeltaOperation::StreamingUpdate {
             output_mode: OutputMode::Append,
-            query_id: app_id.to_owned(),
+            query_id,
             epoch_id: epoch,
         };
         // A blind append: compaction and retention, which read no file of it, never
@@ -212,20 +222,33 @@ impl Table {
             .await
         {
             Ok(()) => {
-                if let Some(v) = committed {
+                for &(app_id, _, version) in txns {
                     // delta-rs refuses a commit when one since `state` carries this app id,
                     // so after ours the stored version is the one just written.
-                    self.txns.insert(app_id.to_owned(), Some(v));
+                    self.txns.insert(app_id.to_owned(), Some(version));
                 }
                 Ok(())
             }
             Err(DeltaTableError::Transaction {
                 source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
             }) => {
-                // Learn what the other writer committed, for the caller's re-read.
+                // Learn what the other writer committed, for the caller's re-read: the
+                // first partition whose stored version moved.
                 let _ = self.refresh().await;
-                let stored = self.txn_version(app_id).await.ok().flatten();
-                Err(CommitFailure::Fenced { stored })
+                let mut first = None;
+                for &(app_id, expected, _) in txns {
+                    let stored = self.txn_version(app_id).await.ok().flatten();
+                    if stored != expected {
+                        return Err(CommitFailure::Fenced {
+                            app_id: app_id.to_owned(),
+                            stored,
+                        });
+                    }
+                    first.get_or_insert((app_id.to_owned(), stored));
+                }
+                // None seen moved (the refresh failed): name the first.
+                let (app_id, stored) = first.unwrap_or_default();
+                Err(CommitFailure::Fenced { app_id, stored })
             }
             Err(e) => Err(CommitFailure::Other(delta_error(
                 self.name,
@@ -488,34 +511,34 @@ mod tests {
             Field::new("date", DataType::Utf8, false),
         ]);
         let mut a = open(dir.path(), &schema).await.unwrap();
-        a.commit(vec![], Some(("events-0", None, 5))).await.unwrap();
+        a.commit(vec![], &[("events-0", None, 5)]).await.unwrap();
         assert_eq!(a.txn_version("events-0").await.unwrap(), Some(5));
         assert_eq!(a.txn_version("events-1").await.unwrap(), None);
 
         // Another writer takes the partition over and commits twice.
         let mut b = open(dir.path(), &schema).await.unwrap();
         assert_eq!(b.txn_version("events-0").await.unwrap(), Some(5));
-        b.commit(vec![], Some(("events-0", Some(5), 9)))
-            .await
-            .unwrap();
-        b.commit(vec![], Some(("events-1", None, 3))).await.unwrap();
+        b.commit(vec![], &[("events-0", Some(5), 9)]).await.unwrap();
+        b.commit(vec![], &[("events-1", None, 3)]).await.unwrap();
 
         // `a` still holds its old state (and its cached 5): its commit is refused, and
         // the refusal carries what `b` wrote.
-        match a.commit(vec![], Some(("events-0", Some(5), 7))).await {
-            Err(CommitFailure::Fenced { stored }) => assert_eq!(stored, Some(9)),
+        match a.commit(vec![], &[("events-0", Some(5), 7)]).await {
+            Err(CommitFailure::Fenced { app_id, stored }) => {
+                assert_eq!((app_id.as_str(), stored), ("events-0", Some(9)));
+            }
             other => panic!("expected a fenced commit, got {other:?}"),
         }
         assert_eq!(a.txn_version("events-1").await.unwrap(), Some(3));
 
         // A refresh that brings in other writers' commits forgets what was cached.
-        b.commit(vec![], Some(("events-0", Some(9), 12)))
+        b.commit(vec![], &[("events-0", Some(9), 12)])
             .await
             .unwrap();
         assert_eq!(a.txn_version("events-0").await.unwrap(), Some(9));
         a.refresh().await.unwrap();
         assert_eq!(a.txn_version("events-0").await.unwrap(), Some(12));
-        a.commit(vec![], Some(("events-0", Some(12), 15)))
+        a.commit(vec![], &[("events-0", Some(12), 15)])
             .await
             .unwrap();
         assert_eq!(a.txn_version("events-0").await.unwrap(), Some(15));

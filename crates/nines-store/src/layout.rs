@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::Add;
 use fail::fail_point;
-use nines_model::flush::{Flush, TableBatch};
+use nines_model::flush::Flush;
 use nines_model::idempotency::{self, Key, Kind, Remembered, Seen};
 use nines_model::schema::{self, PARTITION_COLUMN, TABLES};
 use nines_model::time::{day_number, day_string};
@@ -104,17 +104,38 @@ impl Positions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fenced {
     pub table: &'static str,
+    pub partition: i32,
     pub expected: Option<i64>,
     pub stored: Option<i64>,
 }
 
-/// What [`Store::commit`] answers.
+/// What [`Store::commit`] (one partition's new positions) and [`Store::commit_group`] (each
+/// partition's, in the group's order) answer.
 #[derive(Debug)]
-pub enum CommitOutcome {
-    /// Every table holds the flush; the partition's new positions.
-    Committed(Positions),
-    /// Another writer owns the partition now: drop its state and re-read its position.
+pub enum CommitOutcome<P = Positions> {
+    /// Every table holds the flush.
+    Committed(P),
+    /// Another writer owns a partition now: drop its state and re-read its position.
     Fenced(Fenced),
+}
+
+/// One partition's flush in a [`Store::commit_group`].
+pub struct Pending<'a> {
+    pub flush: &'a Flush,
+    /// Where this writer believes the partition stands.
+    pub expected: &'a Positions,
+    /// Whether a table's version of the partition should move even without rows in the flush.
+    pub stale: &'a (dyn Fn(&str) -> bool + Sync),
+}
+
+impl std::fmt::Debug for Pending<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("partition", &self.flush.partition)
+            .field("last_offset", &self.flush.last_offset)
+            .field("expected", self.expected)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the tables live: a local directory (the default) or an object store URL.
@@ -297,56 +318,99 @@ impl Store {
         topic: &str,
         flush: &Flush,
         expected: &Positions,
-        stale: impl Fn(&str) -> bool,
+        stale: impl Fn(&str) -> bool + Sync,
     ) -> Result<CommitOutcome> {
-        let app = app_id(topic, flush.partition);
-        let mut by_table: BTreeMap<&str, Vec<&TableBatch>> = BTreeMap::new();
-        for tb in &flush.batches {
-            by_table.entry(tb.table).or_default().push(tb);
-        }
-        let seen = idempotency::to_batches(flush.partition, &flush.seen, Kind::Batch)?;
-        let mut now = expected.clone();
+        let group = [Pending {
+            flush,
+            expected,
+            stale: &stale,
+        }];
+        Ok(match self.commit_group(topic, &group).await? {
+            CommitOutcome::Committed(mut each) => {
+                CommitOutcome::Committed(each.pop().expect("one position per flush"))
+            }
+            CommitOutcome::Fenced(f) => CommitOutcome::Fenced(f),
+        })
+    }
+
+    /// Commits the flushes of several partitions (at most one each) as [`Store::commit`]
+    /// does one, but with one commit per table for all of them: its files, and a `txn` per
+    /// partition not yet holding its flush there. Each table's commit moves every partition in
+    /// it or none, so a crash between tables leaves each partition where [`Store::commit`]
+    /// could have left it. A table with rows, or stale, for any partition gets a commit, which
+    /// then moves every partition's version in that table (the flush holds no rows of the
+    /// others for it). A fenced partition fences the whole group: the caller re-reads all.
+    pub async fn commit_group(
+        &self,
+        topic: &str,
+        group: &[Pending<'_>],
+    ) -> Result<CommitOutcome<Vec<Positions>>> {
+        let apps: Vec<String> = group
+            .iter()
+            .map(|p| app_id(topic, p.flush.partition))
+            .collect();
+        let seen = group
+            .iter()
+            .map(|p| idempotency::to_batches(p.flush.partition, &p.flush.seen, Kind::Batch))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut now: Vec<Positions> = group.iter().map(|p| p.expected.clone()).collect();
         fail_point!("store.before_write", |_| crash("store.before_write"));
         for (i, t) in all_tables().enumerate() {
-            let batches: Vec<(i64, &RecordBatch)> = if t == IDEMPOTENCY {
-                seen.iter().map(|(day, b)| (*day, b)).collect()
-            } else {
-                by_table
-                    .get(t)
-                    .map(|v| v.iter().map(|tb| (tb.day, &tb.batch)).collect())
-                    .unwrap_or_default()
+            let rows = |k: usize| -> Vec<(i64, &RecordBatch)> {
+                if t == IDEMPOTENCY {
+                    seen[k].iter().map(|(day, b)| (*day, b)).collect()
+                } else {
+                    group[k]
+                        .flush
+                        .batches
+                        .iter()
+                        .filter(|tb| tb.table == t)
+                        .map(|tb| (tb.day, &tb.batch))
+                        .collect()
+                }
             };
-            let current = expected.by_table.get(t).copied().flatten();
-            if current.is_some_and(|v| v >= flush.last_offset) {
-                // Replayed records this table already holds (they were skipped when added).
+            let current = |k: usize| group[k].expected.by_table.get(t).copied().flatten();
+            // Replayed records a table already holds were skipped when added.
+            let behind: Vec<usize> = (0..group.len())
+                .filter(|&k| current(k).is_none_or(|v| v < group[k].flush.last_offset))
+                .collect();
+            let wanted = behind
+                .iter()
+                .any(|&k| current(k).is_none() || (group[k].stale)(t) || !rows(k).is_empty());
+            if !wanted {
                 continue;
             }
-            if batches.is_empty() && current.is_some() && !stale(t) {
-                continue;
-            }
-            let mut adds = Vec::with_capacity(batches.len());
-            for (day, batch) in batches {
-                adds.push(self.put_file(t, topic, flush, day, batch).await?);
-                fail_point!("store.after_file", |_| crash("store.after_file"));
+            let mut adds = Vec::new();
+            let mut txns = Vec::with_capacity(behind.len());
+            for &k in &behind {
+                for (day, batch) in rows(k) {
+                    adds.push(self.put_file(t, topic, group[k].flush, day, batch).await?);
+                    fail_point!("store.after_file", |_| crash("store.after_file"));
+                }
+                txns.push((apps[k].as_str(), current(k), group[k].flush.last_offset));
             }
             let mut table = self.table_handle(t).lock().await;
-            match table
-                .commit(adds, Some((&app, current, flush.last_offset)))
-                .await
-            {
+            match table.commit(adds, &txns).await {
                 Ok(()) => {}
-                Err(CommitFailure::Fenced { stored }) => {
+                Err(CommitFailure::Fenced { app_id, stored }) => {
+                    let k = behind
+                        .iter()
+                        .copied()
+                        .find(|&k| apps[k] == app_id)
+                        .unwrap_or(behind[0]);
+                    let partition = group[k].flush.partition;
                     warn!(
                         table = t,
-                        partition = flush.partition,
-                        ?current,
+                        partition,
+                        expected = ?current(k),
                         ?stored,
                         "another writer committed this partition: fenced"
                     );
                     crate::metrics::count(crate::metrics::COMMITS_FENCED, t, 1);
                     return Ok(CommitOutcome::Fenced(Fenced {
                         table: t,
-                        expected: current,
+                        partition,
+                        expected: current(k),
                         stored,
                     }));
                 }
@@ -355,7 +419,9 @@ impl Store {
             drop(table);
             self.sync_log(t).await?;
             crate::metrics::count(crate::metrics::COMMITS, t, 1);
-            now.by_table.insert(t, Some(flush.last_offset));
+            for &k in &behind {
+                now[k].by_table.insert(t, Some(group[k].flush.last_offset));
+            }
             if i == 0 {
                 fail_point!("store.between_tables", |_| crash("store.between_tables"));
             }
@@ -379,11 +445,11 @@ impl Store {
             let current = before.by_table.get(t).copied().flatten();
             let mut table = self.table_handle(t).lock().await;
             table
-                .commit(Vec::new(), Some((&app, current, next - 1)))
+                .commit(Vec::new(), &[(&app, current, next - 1)])
                 .await
                 .map_err(|e| match e {
                     CommitFailure::Other(e) => e,
-                    CommitFailure::Fenced { stored } => Error::Conflict {
+                    CommitFailure::Fenced { stored, .. } => Error::Conflict {
                         table: t.to_owned(),
                         reason: format!(
                             "partition {partition} moved to {stored:?} during the reset: stop \
@@ -518,7 +584,7 @@ impl Store {
             );
         }
         let mut table = self.table_handle(IDEMPOTENCY).lock().await;
-        table.commit(adds, None).await.map_err(|e| match e {
+        table.commit(adds, &[]).await.map_err(|e| match e {
             CommitFailure::Other(e) => e,
             CommitFailure::Fenced { .. } => unreachable!("a commit without txn is never fenced"),
         })?;
@@ -750,5 +816,134 @@ mod tests {
         // Keys older than the window are not read.
         let seen = store.remembered(TOPIC, 0, T + 1, 2).await.unwrap().seen;
         assert!(seen.is_empty(), "{seen:?}");
+    }
+
+    /// The actions of a table's newest Delta log entry, read as plain JSON (not by
+    /// delta-rs): `(kind, app id or path, txn version)`.
+    fn last_log_entry(store: &Store, table: &str) -> (usize, Vec<(String, String, i64)>) {
+        let log = store
+            .table_url(table)
+            .to_file_path()
+            .unwrap()
+            .join("_delta_log");
+        let mut entries: Vec<_> = std::fs::read_dir(&log)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        entries.sort();
+        let text = std::fs::read_to_string(entries.last().unwrap()).unwrap();
+        let mut actions = Vec::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(t) = v.get("txn") {
+                let app = t["appId"].as_str().unwrap().to_owned();
+                actions.push(("txn".to_owned(), app, t["version"].as_i64().unwrap()));
+            } else if let Some(a) = v.get("add") {
+                let path = a["path"].as_str().unwrap().to_owned();
+                actions.push(("add".to_owned(), path, -1));
+            }
+        }
+        actions.sort();
+        (entries.len(), actions)
+    }
+
+    /// Partitions flushed together share one commit per table, each with its own `txn` and
+    /// files; a partition another writer moved fences the group, and the table that fenced
+    /// it moved none of the group.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_commit_moves_every_partition_in_one_commit_per_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_dir(dir.path()).await.unwrap();
+        let before: BTreeMap<&str, usize> = all_tables()
+            .map(|t| (t, last_log_entry(&store, t).0))
+            .collect();
+        let (f0, f1) = (flush_of(0, 10, 3, "g-0"), flush_of(1, 20, 2, "g-1"));
+        let none = all(None);
+        let never = |_: &str| false;
+        let group = [
+            Pending {
+                flush: &f0,
+                expected: &none,
+                stale: &never,
+            },
+            Pending {
+                flush: &f1,
+                expected: &none,
+                stale: &never,
+            },
+        ];
+        let CommitOutcome::Committed(after) = store.commit_group(TOPIC, &group).await.unwrap()
+        else {
+            panic!("first group commit fenced");
+        };
+        assert_eq!(after, vec![all(Some(10)), all(Some(20))]);
+        assert_eq!(store.positions(TOPIC, 0).await.unwrap(), all(Some(10)));
+        assert_eq!(store.positions(TOPIC, 1).await.unwrap(), all(Some(20)));
+        let (p0, p1) = (app_id(TOPIC, 0), app_id(TOPIC, 1));
+        for t in all_tables() {
+            let (entries, actions) = last_log_entry(&store, t);
+            assert_eq!(
+                entries,
+                before[t] + 1,
+                "{t}: one new log entry for both partitions"
+            );
+            let txns: Vec<(&str, i64)> = actions
+                .iter()
+                .filter(|a| a.0 == "txn")
+                .map(|a| (a.1.as_str(), a.2))
+                .collect();
+            assert_eq!(txns, [(p0.as_str(), 10), (p1.as_str(), 20)], "{t}");
+            // `requests` and the idempotency keys have rows of both partitions: a file each,
+            // named by its partition; the others carry the `txn`s alone (a first commit).
+            let files: Vec<Option<i32>> = actions
+                .iter()
+                .filter(|a| a.0 == "add")
+                .map(|a| FileName::parse(a.1.rsplit('/').next().unwrap()).map(|n| n.partition))
+                .collect();
+            match t {
+                "requests" | IDEMPOTENCY => assert_eq!(files, [Some(0), Some(1)], "{t}"),
+                "deploys" | "incidents" | "gate_decisions" => assert!(files.is_empty(), "{t}"),
+                _ => {}
+            }
+        }
+
+        // Another writer takes partition 1 over and commits offset 21.
+        let other = Store::open_dir(dir.path()).await.unwrap();
+        let theirs = flush_of(1, 21, 1, "o-1");
+        assert!(matches!(
+            other
+                .commit(TOPIC, &theirs, &after[1], |_| false)
+                .await
+                .unwrap(),
+            CommitOutcome::Committed(_)
+        ));
+        let (g0, g1) = (flush_of(0, 11, 1, "g-0b"), flush_of(1, 21, 1, "g-1b"));
+        let group = [
+            Pending {
+                flush: &g0,
+                expected: &after[0],
+                stale: &never,
+            },
+            Pending {
+                flush: &g1,
+                expected: &after[1],
+                stale: &never,
+            },
+        ];
+        match store.commit_group(TOPIC, &group).await.unwrap() {
+            CommitOutcome::Fenced(f) => assert_eq!(
+                f,
+                Fenced {
+                    table: "requests",
+                    partition: 1,
+                    expected: Some(20),
+                    stored: Some(21),
+                }
+            ),
+            CommitOutcome::Committed(_) => panic!("a group with a stale partition committed"),
+        }
+        // Partition 0 did not move with the refused commit.
+        assert_eq!(store.positions(TOPIC, 0).await.unwrap(), all(Some(10)));
     }
 }

@@ -20,6 +20,6 @@ pub mod writer;
 
 pub use error::{Error, Result};
 pub use layout::{
-    CommitOutcome, Fenced, FileName, IDEMPOTENCY, Location, Positions, Store, app_id,
+    CommitOutcome, Fenced, FileName, IDEMPOTENCY, Location, Pending, Positions, Store, app_id,
 };
 pub use maintenance::{CompactionReport, StorageConfig};
