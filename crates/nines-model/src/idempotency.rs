@@ -36,7 +36,9 @@ use std::time::Duration;
 use arrow::array::{
     ArrayRef, AsArray, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
+use arrow::datatypes::{
+    DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimestampMicrosecondType,
+};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
@@ -186,10 +188,12 @@ impl Remembered {
     }
 }
 
-/// Adds the rows of `batch` (of [`schema`]) to `out`: keys seen at or after `since_ns`, and
-/// dead-letter notes at or after `from_offset`. Anything else is not needed any more.
+/// Adds the rows of `partition` in `batch` (of [`schema`]) to `out`: keys seen at or after
+/// `since_ns`, and dead-letter notes at or after `from_offset`. Anything else is not needed
+/// any more. A batch may hold other partitions' rows (a compacted file holds them all).
 pub fn read(
     batch: &RecordBatch,
+    partition: i32,
     since_ns: i64,
     from_offset: i64,
     out: &mut Remembered,
@@ -200,6 +204,7 @@ pub fn read(
             .ok_or_else(|| ArrowError::SchemaError(format!("{TABLE}: no column {n}")))
     };
     let kind = col("kind")?.as_string::<i32>();
+    let partitions = col("kafka_partition")?.as_primitive::<Int32Type>();
     let offset = col("kafka_offset")?.as_primitive::<Int64Type>();
     let seen_at = col("seen_at")?.as_primitive::<TimestampMicrosecondType>();
     let tenant = col("tenant")?.as_string::<i32>();
@@ -207,6 +212,9 @@ pub fn read(
     let part = col("part")?.as_primitive::<Int64Type>();
     let fingerprint = col("fingerprint")?.as_string::<i32>();
     for i in 0..batch.num_rows() {
+        if partitions.value(i) != partition {
+            continue;
+        }
         let at_ns = seen_at.value(i).saturating_mul(1000);
         let k = kind.value(i);
         if k == Kind::DeadLetter.as_str() {
@@ -548,7 +556,11 @@ mod tests {
         let notes = to_batches(3, &[seen("", "", 0, late)], Kind::DeadLetter).unwrap();
         let mut got = Remembered::default();
         for (_, batch) in batches.iter().chain(&notes) {
-            read(batch, 0, 0, &mut got).unwrap();
+            read(batch, 3, 0, 0, &mut got).unwrap();
+            // Another partition's reader finds none of them.
+            let mut other = Remembered::default();
+            read(batch, 4, 0, 0, &mut other).unwrap();
+            assert!(other.seen.is_empty() && other.dead_lettered.is_empty());
         }
         let got = got.finish();
         assert_eq!(
@@ -560,7 +572,7 @@ mod tests {
         // Keys before `since` and notes before `from_offset` are not needed any more.
         let mut later = Remembered::default();
         for (_, batch) in batches.iter().chain(&notes) {
-            read(batch, late + 1, late + 1, &mut later).unwrap();
+            read(batch, 3, late + 1, late + 1, &mut later).unwrap();
         }
         let later = later.finish();
         assert_eq!(later.seen, vec![b]);
@@ -575,7 +587,7 @@ mod tests {
         let mut columns = batch.columns().to_vec();
         columns[7] = Arc::new(StringArray::from(vec!["not hex"]));
         let damaged = RecordBatch::try_new(schema(), columns).unwrap();
-        let err = read(&damaged, 0, 0, &mut Remembered::default()).unwrap_err();
+        let err = read(&damaged, 0, 0, 0, &mut Remembered::default()).unwrap_err();
         assert!(err.to_string().contains("fingerprint \"not hex\""), "{err}");
     }
 

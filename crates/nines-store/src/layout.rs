@@ -614,9 +614,11 @@ impl Store {
                 .filter(|p| {
                     let (dir, name) = p.rsplit_once('/').unwrap_or(("", p));
                     let date = dir.strip_prefix("date=").unwrap_or("");
+                    // A flush's file names its partition; a compacted file holds every
+                    // partition's rows, filtered when read.
                     date >= since_day.as_str()
                         && FileName::parse(name)
-                            .is_some_and(|n| n.topic == topic && n.partition == partition)
+                            .is_none_or(|n| n.topic == topic && n.partition == partition)
                 })
                 .collect();
             (files, table.log_store.object_store(None))
@@ -624,7 +626,7 @@ impl Store {
         let mut out = Remembered::default();
         for path in files {
             for batch in crate::maintenance::read_file(store.as_ref(), &path).await? {
-                idempotency::read(&batch, since_ns, from_offset, &mut out)?;
+                idempotency::read(&batch, partition, since_ns, from_offset, &mut out)?;
             }
         }
         let out = out.finish();
@@ -945,5 +947,44 @@ mod tests {
         }
         // Partition 0 did not move with the refused commit.
         assert_eq!(store.positions(TOPIC, 0).await.unwrap(), all(Some(10)));
+    }
+
+    /// Compaction merges the idempotency keys of every partition into one file: a
+    /// partition's new owner must still find its own keys there, and only its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idempotency_keys_are_remembered_after_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_dir(dir.path()).await.unwrap();
+        for (partition, offset, id) in [(0, 0, "p0-a"), (1, 0, "p1-a"), (0, 1, "p0-b")] {
+            let flush = flush_of(partition, offset, 1, id);
+            let expected = store.positions(TOPIC, partition).await.unwrap();
+            let outcome = store
+                .commit(TOPIC, &flush, &expected, |_| false)
+                .await
+                .unwrap();
+            assert!(matches!(outcome, CommitOutcome::Committed(_)));
+        }
+        store.note_dead_letter(TOPIC, 1, 3).await.unwrap();
+        let ids = |r: &Remembered| -> Vec<String> {
+            r.seen.iter().map(|s| s.key.batch_id.clone()).collect()
+        };
+        let before = (
+            store.remembered(TOPIC, 0, T - 1, 0).await.unwrap(),
+            store.remembered(TOPIC, 1, T - 1, 0).await.unwrap(),
+        );
+        assert_eq!(ids(&before.0), ["p0-a", "p0-b"]);
+        assert_eq!(ids(&before.1), ["p1-a"]);
+        assert_eq!(before.1.dead_lettered, BTreeSet::from([3]));
+
+        let report = store.compact(IDEMPOTENCY, 1 << 30).await.unwrap();
+        assert_eq!(report.files_added, 1, "{report:?}");
+        let after = (
+            store.remembered(TOPIC, 0, T - 1, 0).await.unwrap(),
+            store.remembered(TOPIC, 1, T - 1, 0).await.unwrap(),
+        );
+        assert_eq!(ids(&after.0), ["p0-a", "p0-b"]);
+        assert_eq!(ids(&after.1), ["p1-a"]);
+        assert!(after.0.dead_lettered.is_empty());
+        assert_eq!(after.1.dead_lettered, BTreeSet::from([3]));
     }
 }
