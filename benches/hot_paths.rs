@@ -191,6 +191,7 @@ fn parquet_write(c: &mut Criterion) {
         partition: 0,
         first_offset: 0,
         last_offset: 7,
+        partitions: "",
     };
     let mut g = c.benchmark_group("parquet_requests_4096_rows");
     g.throughput(Throughput::Elements(rows));

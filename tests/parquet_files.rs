@@ -104,22 +104,62 @@ async fn an_independent_reader_sees_the_documented_schema() {
             .iter()
             .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
             .collect();
-        // Name: the offset range, then a unique suffix (a name is never reused).
+        // Name: the offset range, then a unique suffix (a name is never reused); or, for
+        // partitions flushed together, `group-<unique>` with each partition's range in
+        // `nines.partitions`.
         let name = path.file_name().unwrap().to_str().unwrap();
-        let expected_prefix = format!(
-            "{}-p{:05}-o{:020}-{:020}-",
-            kv["nines.topic"],
-            kv["nines.partition"].parse::<i32>().unwrap(),
-            kv["nines.first_offset"].parse::<i64>().unwrap(),
-            kv["nines.last_offset"].parse::<i64>().unwrap()
-        );
-        assert!(name.starts_with(&expected_prefix), "{name}");
+        let ranges: BTreeMap<i32, (i64, i64)> = if let Some(unique) = name.strip_prefix("group-") {
+            assert_eq!(kv["nines.partition"], "-1", "{name}");
+            assert_eq!(
+                unique.len(),
+                "0123456789abcdef0123456789abcdef.parquet".len()
+            );
+            kv["nines.partitions"]
+                .split(',')
+                .map(|r| {
+                    let (p, range) = r.split_once(':').unwrap();
+                    let (first, last) = range.split_once('-').unwrap();
+                    (
+                        p.parse().unwrap(),
+                        (first.parse().unwrap(), last.parse().unwrap()),
+                    )
+                })
+                .collect()
+        } else {
+            let (partition, first, last) = (
+                kv["nines.partition"].parse::<i32>().unwrap(),
+                kv["nines.first_offset"].parse::<i64>().unwrap(),
+                kv["nines.last_offset"].parse::<i64>().unwrap(),
+            );
+            let expected_prefix = format!(
+                "{}-p{partition:05}-o{first:020}-{last:020}-",
+                kv["nines.topic"]
+            );
+            assert!(name.starts_with(&expected_prefix), "{name}");
+            BTreeMap::from([(partition, (first, last))])
+        };
         assert!(name.ends_with(".parquet"), "{name}");
         assert_eq!(kv["nines.schema_version"], "3");
         assert_eq!(kv["nines.table"], "requests");
         for batch in builder.build().unwrap() {
             let batch = batch.unwrap();
             rows += batch.num_rows();
+            // Every row is from a partition and offset range the file names.
+            let partitions = batch
+                .column_by_name("kafka_partition")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int32Type>();
+            let offsets = batch
+                .column_by_name("kafka_offset")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            for (p, o) in partitions.values().iter().zip(offsets.values()) {
+                let (first, last) = ranges[p];
+                assert!(
+                    (first..=last).contains(o),
+                    "{name}: partition {p} offset {o}"
+                );
+            }
             let time = batch
                 .column_by_name("time")
                 .unwrap()

@@ -1,6 +1,7 @@
 //! One Delta table: open or create it, commit a flush's files with the partition's `txn`,
 //! read a partition's committed version. Everything nines asks of delta-rs is here.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray};
@@ -364,7 +365,7 @@ pub(crate) fn add_action(
     path: &str,
     partition_values: &[(&str, String)],
     size: usize,
-    batch: &RecordBatch,
+    batches: &[&RecordBatch],
 ) -> Add {
     let now_ms = nines_model::clock::now_ms();
     Add {
@@ -376,7 +377,7 @@ pub(crate) fn add_action(
         size: size as i64,
         modification_time: now_ms,
         data_change: true,
-        stats: Some(stats_json(batch).to_string()),
+        stats: Some(stats_of(batches).to_string()),
         ..Default::default()
     }
 }
@@ -441,6 +442,51 @@ pub(crate) fn stats_json(batch: &RecordBatch) -> Value {
         "maxValues": max,
         "nullCount": nulls,
     })
+}
+
+/// Delta file statistics of a file holding `batches`: each batch's [`stats_json`], merged
+/// (counts summed, the lowest min and highest max; a column without bounds in one batch has
+/// none for the file).
+pub(crate) fn stats_of(batches: &[&RecordBatch]) -> Value {
+    let mut each = batches.iter().map(|b| stats_json(b));
+    let mut out = each.next().unwrap_or_else(|| json!({ "numRecords": 0 }));
+    for s in each {
+        let sum = |a: &Value, b: &Value| json!(a.as_u64().unwrap_or(0) + b.as_u64().unwrap_or(0));
+        out["numRecords"] = sum(&out["numRecords"], &s["numRecords"]);
+        if let Some(nulls) = out["nullCount"].as_object_mut() {
+            for (k, v) in nulls.iter_mut() {
+                *v = sum(v, &s["nullCount"][k]);
+            }
+        }
+        for (key, keep) in [
+            ("minValues", Ordering::Less),
+            ("maxValues", Ordering::Greater),
+        ] {
+            let Some(bounds) = out[key].as_object_mut() else {
+                continue;
+            };
+            bounds.retain(|k, v| match compare(&s[key][k], v) {
+                Some(o) => {
+                    if o == keep {
+                        *v = s[key][k].clone();
+                    }
+                    true
+                }
+                None => false,
+            });
+        }
+    }
+    out
+}
+
+/// Orders two bounds of [`stats_json`]: integers, or strings (timestamps are fixed-width
+/// text, so their text order is their time order). `None` when either is missing.
+fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => Some(x.as_i64()?.cmp(&y.as_i64()?)),
+        (Value::String(x), Value::String(y)) => Some(x.as_str().cmp(y.as_str())),
+        _ => None,
+    }
 }
 
 fn ceil_div(v: i64, d: i64) -> i64 {
@@ -560,7 +606,7 @@ mod tests {
         ]));
         let long = "x".repeat(40);
         let batch = RecordBatch::try_new(
-            schema,
+            schema.clone(),
             vec![
                 Arc::new(StringArray::from(vec!["cart", "auth", "checkout"])),
                 Arc::new(StringArray::from(vec![
@@ -593,5 +639,40 @@ mod tests {
         // A value too long to keep whole: no min/max, but its null count.
         assert!(s["minValues"].get("note").is_none());
         assert_eq!(s["nullCount"]["note"], 1);
+
+        // A file of two batches (partitions flushed together): bounds over both.
+        let other = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["api", "billing"])),
+                Arc::new(StringArray::from(vec![None, Some("b")])),
+                Arc::new(Int64Array::from(vec![12, 0])),
+                // 2026-11-26T00:00:09.5Z and 00:00:10.0005Z.
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![
+                        1_795_651_209_500_000,
+                        1_795_651_210_000_500,
+                    ])
+                    .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .unwrap();
+        let both = stats_of(&[&batch, &other]);
+        assert_eq!(both["numRecords"], 5);
+        assert_eq!(both["minValues"]["service"], "api");
+        assert_eq!(both["maxValues"]["service"], "checkout");
+        assert_eq!(both["minValues"]["n"], -3);
+        assert_eq!(both["maxValues"]["n"], 12);
+        assert_eq!(both["minValues"]["time"], "2026-11-26T00:00:09.500Z");
+        assert_eq!(both["maxValues"]["time"], "2026-11-26T00:00:10.001Z");
+        // No bounds in one batch: none for the file; null counts add up.
+        assert!(both["minValues"].get("note").is_none());
+        assert!(both["maxValues"].get("note").is_none());
+        assert_eq!(both["nullCount"]["note"], 2);
+        assert_eq!(both["nullCount"]["service"], 0);
+        // In the other order, the same.
+        assert_eq!(stats_of(&[&other, &batch]), both);
+        assert_eq!(stats_of(&[&batch]), s);
     }
 }

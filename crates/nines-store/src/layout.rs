@@ -1,7 +1,7 @@
 //! The store: where the Delta tables live, what their files are called, and the commit of a
 //! flush with its Kafka offset.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use url::Url;
 
 use crate::delta::{CommitFailure, Table, add_action};
 use crate::faults::crash;
-use crate::writer::{Provenance, encode};
+use crate::writer::{Provenance, encode_parts};
 use crate::{Error, Result};
 use nines_model::clock::now_ns;
 
@@ -380,14 +380,20 @@ impl Store {
             if !wanted {
                 continue;
             }
-            let mut adds = Vec::new();
+            // One file per day for all the partitions: flushing together does not multiply
+            // files.
+            let mut by_day: BTreeMap<i64, Vec<(&Flush, &RecordBatch)>> = BTreeMap::new();
             let mut txns = Vec::with_capacity(behind.len());
             for &k in &behind {
                 for (day, batch) in rows(k) {
-                    adds.push(self.put_file(t, topic, group[k].flush, day, batch).await?);
-                    fail_point!("store.after_file", |_| crash("store.after_file"));
+                    by_day.entry(day).or_default().push((group[k].flush, batch));
                 }
                 txns.push((apps[k].as_str(), current(k), group[k].flush.last_offset));
+            }
+            let mut adds = Vec::with_capacity(by_day.len());
+            for (day, parts) in by_day {
+                adds.push(self.put_file(t, topic, day, &parts).await?);
+                fail_point!("store.after_file", |_| crash("store.after_file"));
             }
             let mut table = self.table_handle(t).lock().await;
             match table.commit(adds, &txns).await {
@@ -464,37 +470,72 @@ impl Store {
         Ok((before, after))
     }
 
-    /// Writes one data file and answers its `add` action.
+    /// Writes one data file of `day` holding `parts` (rows of the flushes named) and answers
+    /// its `add` action. Rows of one partition are named by it and its offsets
+    /// ([`FileName`]); rows of several, flushed together, make one `group-<unique>.parquet`
+    /// whose metadata lists each partition's range (`nines.partitions`).
     async fn put_file(
         &self,
         table: &'static str,
         topic: &str,
-        flush: &Flush,
         day: i64,
-        batch: &RecordBatch,
+        parts: &[(&Flush, &RecordBatch)],
     ) -> Result<Add> {
-        let name = FileName {
-            topic: topic.to_owned(),
-            partition: flush.partition,
-            first_offset: flush.first_offset,
-            last_offset: flush.last_offset,
-            unique: uuid::Uuid::now_v7().simple().to_string(),
-        }
-        .render();
+        let (first, _) = parts.first().expect("a file of at least one batch");
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        let single = parts.iter().all(|(f, _)| f.partition == first.partition);
+        let mut ranges = String::new();
+        let (name, provenance_of) = if single {
+            let name = FileName {
+                topic: topic.to_owned(),
+                partition: first.partition,
+                first_offset: first.first_offset,
+                last_offset: first.last_offset,
+                unique,
+            }
+            .render();
+            (
+                name,
+                (first.partition, first.first_offset, first.last_offset),
+            )
+        } else {
+            let mut seen = BTreeSet::new();
+            for (f, _) in parts {
+                if seen.insert(f.partition) {
+                    if !ranges.is_empty() {
+                        ranges.push(',');
+                    }
+                    ranges.push_str(&format!(
+                        "{}:{}-{}",
+                        f.partition, f.first_offset, f.last_offset
+                    ));
+                }
+            }
+            let lowest = parts.iter().map(|(f, _)| f.first_offset).min().unwrap_or(0);
+            let highest = parts.iter().map(|(f, _)| f.last_offset).max().unwrap_or(0);
+            (format!("group-{unique}.parquet"), (-1, lowest, highest))
+        };
         let date = day_string(day);
         let rel = format!("{PARTITION_COLUMN}={date}/{name}");
         let provenance = Provenance {
             table,
             topic,
-            partition: flush.partition,
-            first_offset: flush.first_offset,
-            last_offset: flush.last_offset,
+            partition: provenance_of.0,
+            first_offset: provenance_of.1,
+            last_offset: provenance_of.2,
+            partitions: &ranges,
         };
-        let bytes = tokio::task::block_in_place(|| encode(batch, &provenance))?;
+        let batches: Vec<&RecordBatch> = parts.iter().map(|(_, b)| *b).collect();
+        let bytes = tokio::task::block_in_place(|| encode_parts(&batches, &provenance))?;
         let size = bytes.len();
         self.store_file(table, &rel, bytes).await?;
         crate::metrics::count(crate::metrics::FILES_WRITTEN, table, 1);
-        Ok(add_action(&rel, &[(PARTITION_COLUMN, date)], size, batch))
+        Ok(add_action(
+            &rel,
+            &[(PARTITION_COLUMN, date)],
+            size,
+            &batches,
+        ))
     }
 
     /// Local directory of a table, when the store is local.
@@ -579,7 +620,7 @@ impl Store {
         let mut adds = Vec::new();
         for (day, batch) in &batches {
             adds.push(
-                self.put_file(IDEMPOTENCY, topic, &flush, *day, batch)
+                self.put_file(IDEMPOTENCY, topic, *day, &[(&flush, batch)])
                     .await?,
             );
         }
@@ -645,7 +686,6 @@ mod tests {
     use super::*;
     use nines_aggregate::PartitionBuffer;
     use nines_proto::v1::{EventBatch, RequestEvent, Resource};
-    use std::collections::BTreeSet;
 
     const TOPIC: &str = "nines.events";
     /// 2026-11-26T00:00:10Z.
@@ -850,8 +890,32 @@ mod tests {
         (entries.len(), actions)
     }
 
-    /// Partitions flushed together share one commit per table, each with its own `txn` and
-    /// files; a partition another writer moved fences the group, and the table that fenced
+    /// A data file read with the parquet crate's own reader: its rows' `kafka_partition`,
+    /// in file order, and its `nines.partitions` metadata.
+    fn read_back(store: &Store, table: &str, rel: &str) -> (Vec<i32>, Option<String>) {
+        use arrow::array::AsArray;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let path = store.table_url(table).to_file_path().unwrap().join(rel);
+        let file = std::fs::File::open(path).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let ranges = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|e| e.key == "nines.partitions"))
+            .and_then(|e| e.value.clone());
+        let mut partitions = Vec::new();
+        for batch in builder.build().unwrap() {
+            let batch = batch.unwrap();
+            let column = batch.column_by_name("kafka_partition").unwrap();
+            let values = column.as_primitive::<arrow::datatypes::Int32Type>();
+            partitions.extend(values.values().iter().copied());
+        }
+        (partitions, ranges)
+    }
+
+    /// Partitions flushed together share one commit per table, each with its own `txn`, and
+    /// one file per table holding the rows of all; a partition another writer moved fences the group, and the table that fenced
     /// it moved none of the group.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_group_commit_moves_every_partition_in_one_commit_per_table() {
@@ -896,18 +960,39 @@ mod tests {
                 .map(|a| (a.1.as_str(), a.2))
                 .collect();
             assert_eq!(txns, [(p0.as_str(), 10), (p1.as_str(), 20)], "{t}");
-            // `requests` and the idempotency keys have rows of both partitions: a file each,
-            // named by its partition; the others carry the `txn`s alone (a first commit).
-            let files: Vec<Option<i32>> = actions
+            // `requests` and the idempotency keys have rows of both partitions: one file
+            // for both; the others carry the `txn`s alone (a first commit).
+            let files: Vec<&str> = actions
                 .iter()
                 .filter(|a| a.0 == "add")
-                .map(|a| FileName::parse(a.1.rsplit('/').next().unwrap()).map(|n| n.partition))
+                .map(|a| a.1.as_str())
                 .collect();
             match t {
-                "requests" | IDEMPOTENCY => assert_eq!(files, [Some(0), Some(1)], "{t}"),
+                "requests" | IDEMPOTENCY => {
+                    assert_eq!(files.len(), 1, "{t}: {files:?}");
+                    let name = files[0].rsplit('/').next().unwrap();
+                    assert!(name.starts_with("group-"), "{name}");
+                    assert_eq!(FileName::parse(name), None);
+                    let (partitions, ranges) = read_back(&store, t, files[0]);
+                    let want = if t == "requests" {
+                        vec![0, 0, 0, 1, 1]
+                    } else {
+                        vec![0, 1]
+                    };
+                    // Each partition's rows together (a row group each, sorted apart).
+                    assert_eq!(partitions, want, "{t}: rows of each partition");
+                    assert_eq!(ranges.as_deref(), Some("0:10-10,1:20-20"), "{t}");
+                }
                 "deploys" | "incidents" | "gate_decisions" => assert!(files.is_empty(), "{t}"),
                 _ => {}
             }
+        }
+
+        // Each partition's new owner finds its own idempotency keys in the shared file.
+        for (partition, id) in [(0, "g-0"), (1, "g-1")] {
+            let r = store.remembered(TOPIC, partition, T - 1, 0).await.unwrap();
+            let ids: Vec<&str> = r.seen.iter().map(|s| s.key.batch_id.as_str()).collect();
+            assert_eq!(ids, [id], "partition {partition}");
         }
 
         // Another writer takes partition 1 over and commits offset 21.

@@ -266,6 +266,7 @@ impl Store {
                     partition: -1,
                     first_offset: 0,
                     last_offset: 0,
+                    partitions: "",
                 };
                 let bytes = tokio::task::block_in_place(|| encode(&merged, &provenance))?;
                 let rel = format!(
@@ -274,8 +275,12 @@ impl Store {
                 );
                 let size = bytes.len();
                 self.store_file(table, &rel, bytes).await?;
-                let mut add =
-                    add_action(&rel, &[(PARTITION_COLUMN, date.to_owned())], size, &merged);
+                let mut add = add_action(
+                    &rel,
+                    &[(PARTITION_COLUMN, date.to_owned())],
+                    size,
+                    &[&merged],
+                );
                 add.data_change = false;
                 actions.push(Action::Add(add));
                 report.files_added += 1;

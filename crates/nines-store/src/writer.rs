@@ -34,6 +34,9 @@ pub struct Provenance<'a> {
     pub partition: i32,
     pub first_offset: i64,
     pub last_offset: i64,
+    /// A file of several partitions flushed together: each `partition:first-last`,
+    /// comma-separated (`partition` is then -1 and the offsets their extremes); else empty.
+    pub partitions: &'a str,
 }
 
 /// Every Parquet setting nines uses, in one place.
@@ -52,14 +55,19 @@ pub fn writer_properties(p: &Provenance<'_>) -> WriterProperties {
         ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_key_value_metadata(Some(vec![
-            kv("schema_version", SCHEMA_VERSION.to_string()),
-            kv("table", p.table.to_owned()),
-            kv("topic", p.topic.to_owned()),
-            kv("partition", p.partition.to_string()),
-            kv("first_offset", p.first_offset.to_string()),
-            kv("last_offset", p.last_offset.to_string()),
-        ]))
+        .set_key_value_metadata(Some(
+            vec![
+                kv("schema_version", SCHEMA_VERSION.to_string()),
+                kv("table", p.table.to_owned()),
+                kv("topic", p.topic.to_owned()),
+                kv("partition", p.partition.to_string()),
+                kv("first_offset", p.first_offset.to_string()),
+                kv("last_offset", p.last_offset.to_string()),
+            ]
+            .into_iter()
+            .chain((!p.partitions.is_empty()).then(|| kv("partitions", p.partitions.to_owned())))
+            .collect(),
+        ))
         .build()
 }
 
@@ -190,18 +198,29 @@ fn dense_ranks(a: &StringArray) -> (Vec<u32>, u32) {
 /// Encodes `batch`, sorted by its table's natural key, as one Parquet file in memory (the
 /// store puts it where the table lives, local or object storage).
 pub fn encode(batch: &RecordBatch, p: &Provenance<'_>) -> Result<Vec<u8>> {
-    let sorted = sort_batch(p.table, batch)?;
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
+    encode_parts(&[batch], p)
+}
+
+/// Encodes `parts` (one schema) as one Parquet file: each part sorted by the table's natural
+/// key and in row groups of its own, so a file of several partitions' rows costs no more
+/// memory than its largest part (no concatenation, no sort over all of them).
+pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Vec<u8>> {
+    let first = parts.first().expect("a file of at least one batch");
+    let bytes: usize = parts.iter().map(|b| b.get_array_memory_size()).sum();
+    let mut out = Vec::with_capacity(bytes / 4);
     let parquet_err = |source| Error::Parquet {
         path: PathBuf::from(p.table),
         source,
     };
-    let mut writer = ArrowWriter::try_new(&mut out, sorted.schema(), Some(writer_properties(p)))
+    let mut writer = ArrowWriter::try_new(&mut out, first.schema(), Some(writer_properties(p)))
         .map_err(parquet_err)?;
-    writer
-        .write(&sorted)
-        .and_then(|_| writer.flush())
-        .map_err(parquet_err)?;
+    for part in parts {
+        let sorted = sort_batch(p.table, part)?;
+        writer
+            .write(&sorted)
+            .and_then(|_| writer.flush())
+            .map_err(parquet_err)?;
+    }
     fail_point!("store.mid_file", |_| crash("store.mid_file"));
     writer.close().map_err(parquet_err)?;
     Ok(out)
@@ -346,6 +365,7 @@ mod tests {
                 partition: 0,
                 first_offset: 0,
                 last_offset: 0,
+                partitions: "",
             })
         };
         let level_of =
