@@ -479,7 +479,7 @@ mod tests {
             cfg.ingest.limits.max_event_age,
             d.ingest.limits.max_event_age
         );
-        assert_eq!(cfg.aggregate.flush_interval, Duration::from_secs(2));
+        assert_eq!(cfg.aggregate.flush_interval, Duration::from_millis(500));
         assert_eq!(
             cfg.aggregate.idempotency_window,
             d.aggregate.idempotency_window

@@ -38,7 +38,7 @@ impl Default for AggregateConfig {
         Self {
             flush_events: 200_000,
             flush_bytes: 64 * 1024 * 1024,
-            flush_interval: Duration::from_secs(2),
+            flush_interval: Duration::from_millis(500),
             idempotency_window: Duration::from_secs(15 * 60),
             idempotency_max_keys: 200_000,
             idempotency_max_bytes: 128 * 1024 * 1024,
