@@ -891,8 +891,8 @@ mod tests {
     }
 
     /// A data file read with the parquet crate's own reader: its rows' `kafka_partition`,
-    /// in file order, and its `nines.partitions` metadata.
-    fn read_back(store: &Store, table: &str, rel: &str) -> (Vec<i32>, Option<String>) {
+    /// sorted, its `nines.partitions` metadata and its number of row groups.
+    fn read_back(store: &Store, table: &str, rel: &str) -> (Vec<i32>, Option<String>, usize) {
         use arrow::array::AsArray;
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         let path = store.table_url(table).to_file_path().unwrap().join(rel);
@@ -904,6 +904,7 @@ mod tests {
             .key_value_metadata()
             .and_then(|kv| kv.iter().find(|e| e.key == "nines.partitions"))
             .and_then(|e| e.value.clone());
+        let row_groups = builder.metadata().num_row_groups();
         let mut partitions = Vec::new();
         for batch in builder.build().unwrap() {
             let batch = batch.unwrap();
@@ -911,7 +912,8 @@ mod tests {
             let values = column.as_primitive::<arrow::datatypes::Int32Type>();
             partitions.extend(values.values().iter().copied());
         }
-        (partitions, ranges)
+        partitions.sort_unstable();
+        (partitions, ranges, row_groups)
     }
 
     /// Partitions flushed together share one commit per table, each with its own `txn`, and
@@ -973,14 +975,15 @@ mod tests {
                     let name = files[0].rsplit('/').next().unwrap();
                     assert!(name.starts_with("group-"), "{name}");
                     assert_eq!(FileName::parse(name), None);
-                    let (partitions, ranges) = read_back(&store, t, files[0]);
+                    let (partitions, ranges, row_groups) = read_back(&store, t, files[0]);
                     let want = if t == "requests" {
                         vec![0, 0, 0, 1, 1]
                     } else {
                         vec![0, 1]
                     };
-                    // Each partition's rows together (a row group each, sorted apart).
                     assert_eq!(partitions, want, "{t}: rows of each partition");
+                    // Few rows: sorted together, in one row group.
+                    assert_eq!(row_groups, 1, "{t}");
                     assert_eq!(ranges.as_deref(), Some("0:10-10,1:20-20"), "{t}");
                 }
                 "deploys" | "incidents" | "gate_decisions" => assert!(files.is_empty(), "{t}"),
