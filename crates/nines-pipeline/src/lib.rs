@@ -6,9 +6,10 @@
 //! `flush_events` events or is `flush_interval` old; then the store commits the files to
 //! every table with the partition's offset in the same Delta commit (`txn`), and only then is
 //! the offset committed to Kafka. Buffers at least half that old go with a due one, in the
-//! same commits (one per table for them all), so partitions fed together flush together. On assignment a partition resumes after the smallest
-//! offset the tables hold; a replayed record is left out of the tables that hold it. Revoked
-//! or fenced partitions drop their buffers.
+//! same commits (one per table for them all), so partitions fed together flush together. On
+//! assignment a partition resumes after the smallest offset the tables hold; a replayed
+//! record is left out of the tables that hold it. Revoked or fenced partitions drop their
+//! buffers.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
