@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use nines_testkit::{Generator, Ledger, WorkloadSpec};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::support::{Env, assert_tables_equal_ledger, now_ns, push_ok};
 
@@ -74,6 +76,23 @@ async fn resume_comes_from_durable_files_not_committed_offsets() {
         720
     );
     assert!(first.terminate().success());
+    // The graceful stop flushed every partition together and committed their offsets in
+    // one request: each partition with records is committed at its log end, as the broker
+    // itself reports both.
+    let committed = committed_and_log_end(&env, "nines-aggregate");
+    assert!(
+        committed.iter().filter(|(_, _, end)| *end > 0).count() >= 2,
+        "the pushes of three services reach several partitions: {committed:?}"
+    );
+    for (partition, committed, end) in &committed {
+        if *end > 0 {
+            assert_eq!(
+                *committed,
+                Some(*end),
+                "partition {partition}: {committed:?}"
+            );
+        }
+    }
 
     // Same store, new group: Kafka would hand it every record from offset 0.
     let _second = env.aggregator(
@@ -150,4 +169,38 @@ async fn a_rebalance_with_open_buffers_loses_and_duplicates_nothing() {
     assert_eq!(env.sql_i64("SELECT sum(total) AS n FROM sli_1m"), expected);
     assert!(a.terminate().success());
     assert!(b.terminate().success());
+}
+
+/// Per partition of the events topic: the offset `group` committed (asked of the broker by
+/// a client outside the group) and the partition's log end.
+fn committed_and_log_end(env: &Env, group: &str) -> Vec<(i32, Option<i64>, i64)> {
+    const TOPIC: &str = "nines.events";
+    let timeout = Duration::from_secs(10);
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", env.kafka())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let metadata = client.fetch_metadata(Some(TOPIC), timeout).unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    for &p in &partitions {
+        tpl.add_partition(TOPIC, p);
+    }
+    let committed = client.committed_offsets(tpl, timeout).unwrap();
+    partitions
+        .into_iter()
+        .map(|p| {
+            let offset = match committed.find_partition(TOPIC, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            let (_, end) = client.fetch_watermarks(TOPIC, p, timeout).unwrap();
+            (p, offset, end)
+        })
+        .collect()
 }

@@ -271,11 +271,18 @@ impl GroupConsumer {
         self.inner.pause(&tpl).map_err(Error::from_kafka)
     }
 
-    /// Commits `next_offset` (last processed + 1) for a partition, synchronously.
-    pub fn commit(&self, partition: i32, next_offset: i64) -> Result<()> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next_offset))
-            .map_err(Error::from_kafka)?;
+    /// Commits each `(partition, next_offset)` (last processed + 1), synchronously, in one
+    /// OffsetCommit request: a round of partitions flushed together waits for one round trip,
+    /// not one per partition. An error fails them all (the caller re-reads each).
+    pub fn commit(&self, offsets: &[(i32, i64)]) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for &(partition, next_offset) in offsets {
+            tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next_offset))
+                .map_err(Error::from_kafka)?;
+        }
         self.inner
             .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
             .map_err(Error::from_kafka)

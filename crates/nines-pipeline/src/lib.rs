@@ -588,10 +588,10 @@ fn report_lag(
 }
 
 /// Commits the buffers of `partitions` to the tables, one commit per table for them all
-/// ([`Store::commit_group`]), then each partition's offset to Kafka. A fenced commit (another
-/// writer moved one of them) drops the state of every partition in it and re-reads their
-/// positions from the tables, as does a failed Kafka commit for its partition: nothing this
-/// writer held is trusted any more.
+/// ([`Store::commit_group`]), then their offsets to Kafka in one request. A fenced commit
+/// (another writer moved one of them) drops the state of every partition in it and re-reads
+/// their positions from the tables, as does a failed Kafka commit: nothing this writer held
+/// is trusted any more.
 async fn flush(
     store: &Store,
     consumer: &GroupConsumer,
@@ -669,19 +669,25 @@ async fn flush(
     fail_point!("aggregate.before_commit", |_| crash(
         "aggregate.before_commit"
     ));
-    for flush in &flushes {
-        let partition = flush.partition;
-        if let Err(e) = consumer.commit(partition, flush.last_offset + 1) {
-            // Not ignored: a member that cannot commit may have been expelled from the group.
-            warn!(partition, error = %e, "Kafka offset commit failed: re-reading the partition");
-            counter!(metrics::OFFSET_COMMIT_FAILURES).increment(1);
-            reread(store, consumer, topic, cfg, state, partition).await?;
-            continue;
+    let offsets: Vec<(i32, i64)> = flushes
+        .iter()
+        .map(|f| (f.partition, f.last_offset + 1))
+        .collect();
+    if let Err(e) = consumer.commit(&offsets) {
+        // Not ignored: a member that cannot commit may have been expelled from the group.
+        let partitions: Vec<i32> = offsets.iter().map(|o| o.0).collect();
+        warn!(?partitions, error = %e, "Kafka offset commit failed: re-reading the partitions");
+        counter!(metrics::OFFSET_COMMIT_FAILURES).increment(1);
+        for p in partitions {
+            reread(store, consumer, topic, cfg, state, p).await?;
         }
+        return Ok(());
+    }
+    for flush in &flushes {
         counter!(metrics::FLUSHES).increment(1);
         counter!(metrics::EVENTS).increment(flush.events);
         info!(
-            partition,
+            partition = flush.partition,
             first_offset = flush.first_offset,
             last_offset = flush.last_offset,
             events = flush.events,

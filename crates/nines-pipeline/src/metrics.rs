@@ -42,7 +42,7 @@ pub fn register() {
         ),
         (
             OFFSET_COMMIT_FAILURES,
-            "Kafka offset commits that failed after a flush.",
+            "Kafka offset commits (one per round of partitions flushed together) that failed.",
         ),
         (DEAD_LETTERS, "Records sent to the dead-letter topic."),
         (
