@@ -11,10 +11,10 @@ use arrow::datatypes::{
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{
-    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
+    CommitBuilder, CommitConflictError, CommitData, CommitProperties, TransactionError,
 };
-use deltalake::kernel::{Action, Add, StructField, StructType, Transaction};
-use deltalake::logstore::LogStoreRef;
+use deltalake::kernel::{Action, Add, StructField, StructType, Transaction, Version};
+use deltalake::logstore::{CommitOrBytes, LogStoreRef};
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
@@ -23,20 +23,31 @@ use url::Url;
 
 use crate::{Error, Result};
 
+/// Attempts at an append when other writers take the version it aimed at (delta-rs's
+/// default number of retries, plus the first attempt).
+const COMMIT_ATTEMPTS: usize = 16;
+
 /// Longest string kept in file statistics. Delta readers compare a truncated max as if it
 /// were the max, so longer values are left out of min/max rather than truncated.
 const MAX_STAT_STRING: usize = 32;
 
-/// A Delta table nines writes: its log store and the last state it read or committed.
+/// A Delta table nines writes: its log store, the last state it read, and the version it
+/// last read or committed.
 pub(crate) struct Table {
     pub(crate) name: &'static str,
     pub(crate) log_store: LogStoreRef,
+    /// The table as of the last [`Table::refresh`] (or exclusive commit): its file list
+    /// included. Appends do not move it (see [`Table::commit`]): whoever reads files
+    /// refreshes first.
     pub(crate) state: DeltaTableState,
-    /// `txn` versions of `state`, by app id, as far as they were read or committed here.
+    /// The newest version this writer knows: `state`'s, or a later one of its own appends.
+    /// Every commit between the two is this writer's own, so `txns` holds their `txn`s.
+    version: Version,
+    /// `txn` versions as of `version`, by app id, as far as they were read or committed here.
     /// delta-rs finds one by replaying the log since the last checkpoint (up to 100 commit
     /// files, each parsed); a flush asks for its partition's in every table, so without this
-    /// the aggregator spent its time re-reading its own commits. Valid for `state` only:
-    /// cleared whenever `state` takes in commits other than this table's own.
+    /// the aggregator spent its time re-reading its own commits. Cleared whenever a refresh
+    /// takes in commits other than this table's own.
     txns: HashMap<String, Option<i64>>,
 }
 
@@ -44,7 +55,7 @@ impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
             .field("name", &self.name)
-            .field("version", &self.state.version())
+            .field("version", &self.version)
             .finish_non_exhaustive()
     }
 }
@@ -141,22 +152,29 @@ impl Table {
         Ok(Self {
             name,
             log_store: table.log_store(),
+            version: state.version(),
             state,
             txns: HashMap::new(),
         })
     }
 
-    /// Reads the commits made since the last read or commit.
+    /// The newest version this writer has read or committed.
+    pub(crate) fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Reads the commits made since the last read, this writer's own appends included.
     pub(crate) async fn refresh(&mut self) -> Result<()> {
-        let before = self.state.version();
         let updated = self
             .state
             .update(self.log_store.as_ref(), None)
             .await
             .map_err(|e| delta_error(self.name, "refreshing", e));
-        if updated.is_err() || self.state.version() != before {
+        if updated.is_err() || self.state.version() != self.version {
+            // Commits by other writers (or none known): what was cached may be stale.
             self.txns.clear();
         }
+        self.version = self.version.max(self.state.version());
         updated
     }
 
@@ -174,22 +192,29 @@ impl Table {
         Ok(v)
     }
 
-    /// Commits `adds`. Each `(app_id, expected, version)` of `txns` puts `txn(app_id,
-    /// version)` in the commit, which happens only if every such partition's stored version
-    /// is still its `expected` (fencing: a writer expelled from the group cannot commit over
-    /// the owner). Commits by other writers since this state was read are checked by
-    /// delta-rs: one that carries any of the same app ids fails this commit with a
-    /// concurrent-transaction conflict. Several partitions in one commit are one atomic step
-    /// of each: all of them move, or none.
+    /// Commits `adds`, a blind append. Each `(app_id, expected, version)` of `txns` puts
+    /// `txn(app_id, version)` in the commit, which happens only if every such partition's
+    /// stored version is still its `expected` (fencing: a writer expelled from the group
+    /// cannot commit over the owner). Several partitions in one commit are one atomic step of
+    /// each: all of them move, or none.
+    ///
+    /// delta-rs's `CommitData` makes the log entry and its log store writes it (put if
+    /// absent), at the version after the newest this writer knows. delta-rs's own commit
+    /// path would then bring the table's whole file list up to the new version (a replay
+    /// that grows with every file left until compaction: a third of a flush round, delta-rs
+    /// issue 4584); an append needs none of it, so `state` stays where it was. If another
+    /// writer took that version, this one refreshes and checks what delta-rs's conflict
+    /// checker would for a blind append: a `txn` of one of these app ids fences it, a
+    /// protocol or metadata change fails it, anything else (compaction, retention, other
+    /// partitions) is committed past. Every `checkpointInterval` versions a checkpoint is
+    /// written in the background, as delta-rs's post-commit hook would.
     pub(crate) async fn commit(
         &mut self,
         adds: Vec<Add>,
         txns: &[(&str, Option<i64>, i64)],
     ) -> Result<(), CommitFailure> {
-        let mut properties = CommitProperties::default()
-            .with_create_checkpoint(true)
-            .with_cleanup_expired_logs(Some(false));
         let now_ms = nines_model::clock::now_ms();
+        let mut transactions = Vec::with_capacity(txns.len());
         for &(app_id, expected, version) in txns {
             let stored = self.txn_version(app_id).await?;
             if stored != expected {
@@ -198,9 +223,11 @@ impl Table {
                     stored,
                 });
             }
-            properties = properties.with_application_transaction(
-                Transaction::new_with_last_update(app_id, version, Some(now_ms)),
-            );
+            transactions.push(Transaction::new_with_last_update(
+                app_id,
+                version,
+                Some(now_ms),
+            ));
         }
         // The streaming operation names one query: the app ids, joined, and the highest
         // offset among them (commit info only; the `txn` actions are what fences).
@@ -218,8 +245,84 @@ impl Table {
         // A blind append: compaction and retention, which read no file of it, never
         // conflict with it.
         let blind = HashMap::from([("isBlindAppend".to_owned(), json!(true))]);
+        let data = CommitData::new(actions, operation, blind, transactions);
+        let other =
+            |e: DeltaTableError| CommitFailure::Other(delta_error(self.name, "committing to", e));
+        if !matches!(
+            self.log_store.name().as_str(),
+            "DefaultLogStore" | "LakeFSLogStore"
+        ) {
+            // A log store that commits by renaming a temporary file: delta-rs's own path.
+            return self.commit_data_with_delta_rs(data, txns).await;
+        }
+        let operation_id = uuid::Uuid::new_v4();
+        let (protocol, metadata) = (self.state.protocol().clone(), self.state.metadata().clone());
+        let bytes = data.get_bytes().map_err(|e| other(e.into()))?;
+        for _ in 0..COMMIT_ATTEMPTS {
+            let version = self.version + 1;
+            let entry = CommitOrBytes::LogBytes(bytes.clone());
+            match self
+                .log_store
+                .write_commit_entry(version, entry, operation_id)
+                .await
+            {
+                Ok(()) => {
+                    self.version = version;
+                    for &(app_id, _, v) in txns {
+                        self.txns.insert(app_id.to_owned(), Some(v));
+                    }
+                    self.checkpoint_if_due(version);
+                    return Ok(());
+                }
+                Err(TransactionError::VersionAlreadyExists(_)) => {
+                    self.refresh().await?;
+                    for &(app_id, expected, _) in txns {
+                        let stored = self.txn_version(app_id).await?;
+                        if stored != expected {
+                            return Err(CommitFailure::Fenced {
+                                app_id: app_id.to_owned(),
+                                stored,
+                            });
+                        }
+                    }
+                    if self.state.protocol() != &protocol || self.state.metadata() != &metadata {
+                        return Err(other(DeltaTableError::Generic(
+                            "another writer changed the table's protocol or metadata during \
+                             this commit; the next one starts from the new table"
+                                .into(),
+                        )));
+                    }
+                }
+                Err(e) => return Err(other(e.into())),
+            }
+        }
+        Err(other(DeltaTableError::Generic(format!(
+            "the table moved under {COMMIT_ATTEMPTS} attempts to commit"
+        ))))
+    }
+
+    /// Commits `data` through delta-rs's `CommitBuilder` (conflict checker, post-commit
+    /// snapshot update and checkpoint), for log stores that commit by rename. `state` is
+    /// then always at `version` (no append bypasses it), as the conflict checker needs: a
+    /// refresh here would let a commit over another writer's `txn` through.
+    async fn commit_data_with_delta_rs(
+        &mut self,
+        data: CommitData,
+        txns: &[(&str, Option<i64>, i64)],
+    ) -> Result<(), CommitFailure> {
+        let mut properties = CommitProperties::default()
+            .with_create_checkpoint(true)
+            .with_cleanup_expired_logs(Some(false));
+        for t in data.app_transactions {
+            properties = properties.with_application_transaction(t);
+        }
+        let actions = data
+            .actions
+            .into_iter()
+            .filter(|a| !matches!(a, Action::CommitInfo(_) | Action::Txn(_)))
+            .collect();
         match self
-            .commit_with(actions, operation, properties, blind)
+            .commit_with(actions, data.operation, properties, data.app_metadata)
             .await
         {
             Ok(()) => {
@@ -259,6 +362,36 @@ impl Table {
         }
     }
 
+    /// After an append at `version`: every `checkpointInterval` versions (100 on nines'
+    /// tables), a checkpoint of it, written by delta-rs in a task of its own so the flush
+    /// round does not wait (the checkpoint loads the table's file list). A failed checkpoint
+    /// loses nothing: readers replay more commit files until the next one.
+    fn checkpoint_if_due(&self, version: Version) {
+        let interval = self
+            .state
+            .table_config()
+            .checkpoint_interval
+            .map_or(100, |n| n.get());
+        if !(version + 1).is_multiple_of(interval) {
+            return;
+        }
+        let log_store = self.log_store.clone();
+        let name = self.name;
+        tokio::spawn(async move {
+            let mut table = DeltaTable::new(log_store);
+            let written = match table.load_version(version).await {
+                Ok(()) => deltalake::checkpoints::create_checkpoint(&table, None).await,
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(()) => tracing::debug!(table = name, version, "checkpoint written"),
+                Err(e) => {
+                    tracing::warn!(table = name, version, error = %e, "checkpoint failed; the next one is due in another interval")
+                }
+            }
+        });
+    }
+
     /// Commits `actions` on the snapshot held, without delta-rs's conflict resolution: if
     /// any commit landed since, returns `Ok(false)` and commits nothing (the caller
     /// refreshes and decides again). For rewrites (compaction, retention): delta-rs lets
@@ -295,7 +428,7 @@ impl Table {
         properties: CommitProperties,
         app_metadata: HashMap<String, Value>,
     ) -> std::result::Result<(), DeltaTableError> {
-        let before = self.state.version();
+        let before = self.version;
         let done = CommitBuilder::from(properties)
             .with_actions(actions)
             .with_app_metadata(app_metadata)
@@ -306,6 +439,7 @@ impl Table {
             // Other writers' commits came in with ours (delta-rs rebased it past them).
             self.txns.clear();
         }
+        self.version = self.state.version();
         Ok(())
     }
 }
@@ -590,6 +724,127 @@ mod tests {
         assert_eq!(a.txn_version("events-0").await.unwrap(), Some(15));
         b.refresh().await.unwrap();
         assert_eq!(b.txn_version("events-0").await.unwrap(), Some(15));
+    }
+
+    /// Appends go past other writers' commits that do not touch their partitions, and stop
+    /// at a change of the table's metadata; each is read back by a fresh delta-rs load.
+    #[tokio::test]
+    async fn appends_commit_past_other_writers_and_stop_at_a_metadata_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("date", DataType::Utf8, false),
+        ]);
+        let mut a = open(dir.path(), &schema).await.unwrap();
+        let mut b = open(dir.path(), &schema).await.unwrap();
+        a.commit(vec![], &[("events-0", None, 4)]).await.unwrap();
+        b.commit(vec![], &[("events-1", None, 8)]).await.unwrap();
+        // `a` aims at version 2, which `b` took: it commits at 3.
+        a.commit(vec![], &[("events-0", Some(4), 6)]).await.unwrap();
+        assert_eq!((a.version(), b.version()), (3, 2));
+
+        // A third writer opening with a new column changes the metadata (version 4).
+        let mut wider = fields(&schema);
+        wider.push(Field::new("version", DataType::Utf8, true));
+        let c = open(dir.path(), &Schema::new(wider)).await.unwrap();
+        assert_eq!(c.version(), 4);
+        match a.commit(vec![], &[("events-0", Some(6), 9)]).await {
+            Err(CommitFailure::Other(e)) => {
+                assert!(e.to_string().contains("protocol or metadata"), "{e}");
+            }
+            other => panic!("expected a refused commit, got {other:?}"),
+        }
+        // The refusal read the new table: the next append goes through.
+        a.commit(vec![], &[("events-0", Some(6), 9)]).await.unwrap();
+        assert_eq!(a.version(), 5);
+
+        let mut fresh = DeltaTable::new(a.log_store.clone());
+        fresh.load().await.unwrap();
+        let state = fresh.snapshot().unwrap();
+        assert_eq!(state.version(), 5);
+        let store = a.log_store.as_ref();
+        assert_eq!(
+            state.transaction_version(store, "events-0").await.unwrap(),
+            Some(9)
+        );
+        assert_eq!(
+            state.transaction_version(store, "events-1").await.unwrap(),
+            Some(8)
+        );
+    }
+
+    /// Appends leave the file list alone (no replay per commit), and a checkpoint is written
+    /// every 100 versions all the same, which a fresh load of the table starts from.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_write_a_checkpoint_every_hundred_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("date", DataType::Utf8, false),
+        ]);
+        let mut t = open(dir.path(), &schema).await.unwrap();
+        let mut expected = None;
+        for v in 1..=120 {
+            let add = Add {
+                path: format!("date=2026-12-05/f-{v}.parquet"),
+                partition_values: [("date".to_owned(), Some("2026-12-05".to_owned()))].into(),
+                size: 100,
+                modification_time: 0,
+                data_change: true,
+                ..Default::default()
+            };
+            t.commit(vec![add], &[("events-0", expected, v * 10)])
+                .await
+                .unwrap();
+            expected = Some(v * 10);
+        }
+        assert_eq!(t.version(), 120);
+        assert_eq!(t.state.version(), 0, "appends do not move the file list");
+
+        let log = dir.path().join("_delta_log");
+        let checkpoint = log.join(format!("{:020}.checkpoint.parquet", 99));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !checkpoint.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint at version 99"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let last: Value =
+            serde_json::from_slice(&std::fs::read(log.join("_last_checkpoint")).unwrap()).unwrap();
+        assert_eq!(last["version"], 99);
+        // Only the one: 199 is not reached.
+        let checkpoints = std::fs::read_dir(&log)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".checkpoint.")
+            })
+            .count();
+        assert_eq!(checkpoints, 1);
+
+        // A fresh load (from the checkpoint, then 21 commit files) sees every file and txn.
+        let mut fresh = DeltaTable::new(t.log_store.clone());
+        fresh.load().await.unwrap();
+        let state = fresh.snapshot().unwrap();
+        assert_eq!(state.version(), 120);
+        assert_eq!(state.log_data().into_iter().count(), 120);
+        assert_eq!(
+            state
+                .transaction_version(t.log_store.as_ref(), "events-0")
+                .await
+                .unwrap(),
+            Some(1200)
+        );
+        // A refresh brings the writer's own file list up to date in one step.
+        t.refresh().await.unwrap();
+        assert_eq!(t.state.version(), 120);
+        assert_eq!(t.state.log_data().into_iter().count(), 120);
+        assert_eq!(t.txn_version("events-0").await.unwrap(), Some(1200));
     }
 
     #[test]

@@ -587,7 +587,7 @@ impl Store {
         let Some(dir) = self.table_dir(table) else {
             return Ok(());
         };
-        let version = self.table_handle(table).lock().await.state.version();
+        let version = self.table_handle(table).lock().await.version();
         let log = dir.join("_delta_log");
         let commit = log.join(format!("{version:020}.json"));
         tokio::task::block_in_place(|| crate::writer::sync_file_and_dir(&commit))
