@@ -647,6 +647,14 @@ mod tests {
         schema.fields().iter().map(|f| f.as_ref().clone()).collect()
     }
 
+    /// A table of one string column and the `date` partition column.
+    fn a_and_date() -> Schema {
+        Schema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("date", DataType::Utf8, false),
+        ])
+    }
+
     async fn open(dir: &std::path::Path, schema: &Schema) -> Result<Table> {
         let url = Url::from_directory_path(dir).expect("an absolute path");
         Table::open_or_create("t", url, schema, &["date"], &HashMap::new()).await
@@ -655,10 +663,7 @@ mod tests {
     #[tokio::test]
     async fn a_table_of_an_older_schema_gains_the_new_nullable_columns() {
         let dir = tempfile::tempdir().unwrap();
-        let old = Schema::new(vec![
-            Field::new("a", DataType::Utf8, false),
-            Field::new("date", DataType::Utf8, false),
-        ]);
+        let old = a_and_date();
         let t = open(dir.path(), &old).await.unwrap();
         assert_eq!(t.state.schema().fields().count(), 2);
         let mut new = fields(&old);
@@ -686,10 +691,7 @@ mod tests {
     #[tokio::test]
     async fn txn_versions_follow_the_commits_of_every_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let schema = Schema::new(vec![
-            Field::new("a", DataType::Utf8, false),
-            Field::new("date", DataType::Utf8, false),
-        ]);
+        let schema = a_and_date();
         let mut a = open(dir.path(), &schema).await.unwrap();
         a.commit(vec![], &[("events-0", None, 5)]).await.unwrap();
         assert_eq!(a.txn_version("events-0").await.unwrap(), Some(5));
@@ -731,10 +733,7 @@ mod tests {
     #[tokio::test]
     async fn appends_commit_past_other_writers_and_stop_at_a_metadata_change() {
         let dir = tempfile::tempdir().unwrap();
-        let schema = Schema::new(vec![
-            Field::new("a", DataType::Utf8, false),
-            Field::new("date", DataType::Utf8, false),
-        ]);
+        let schema = a_and_date();
         let mut a = open(dir.path(), &schema).await.unwrap();
         let mut b = open(dir.path(), &schema).await.unwrap();
         a.commit(vec![], &[("events-0", None, 4)]).await.unwrap();
@@ -778,10 +777,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn appends_write_a_checkpoint_every_hundred_versions() {
         let dir = tempfile::tempdir().unwrap();
-        let schema = Schema::new(vec![
-            Field::new("a", DataType::Utf8, false),
-            Field::new("date", DataType::Utf8, false),
-        ]);
+        let schema = a_and_date();
         let mut t = open(dir.path(), &schema).await.unwrap();
         let mut expected = None;
         for v in 1..=120 {
