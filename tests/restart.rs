@@ -7,7 +7,7 @@ use nines_testkit::{Generator, Ledger, WorkloadSpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::support::{Env, assert_tables_equal_ledger, now_ns, push_ok};
+use crate::support::{Env, assert_tables_equal_ledger, delta_reader, now_ns, push_ok};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregator_killed_mid_stream_loses_and_duplicates_nothing() {
@@ -117,6 +117,62 @@ async fn resume_comes_from_durable_files_not_committed_offsets() {
     assert_eq!(env.sql_i64("SELECT count(*) AS n FROM requests"), 870);
     assert_eq!(env.sql_i64("SELECT sum(total) AS n FROM sli_1m"), 870);
     assert_eq!(ledger.events(), 870);
+}
+
+/// A graceful stop leaves every table of every partition at the partition's newest offset,
+/// so the next reader resumes where the stop left off. The second round of pushes has no
+/// deploys or incidents: without the stop's `txn`-only commits those two tables would stay
+/// at the first round's offsets (for up to a minute of rounds), and a restart would read the
+/// second round again only to drop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_moves_every_table_to_where_its_partition_stands() {
+    let env = Env::new();
+    let _roles = env.broker_and_ingest();
+    let mut aggregate = env.aggregator("aggregate", &[]);
+    let mut client = env.client().await;
+    let mut generator = Generator::new(WorkloadSpec {
+        seed: 31,
+        ..WorkloadSpec::default()
+    });
+    for round in 1..=2 {
+        for i in 0..3 {
+            push_ok(&mut client, &generator.push(i, 50, now_ns())).await;
+        }
+        assert_eq!(
+            env.wait_for(
+                "SELECT count(*) AS n FROM requests",
+                round * 150,
+                Duration::from_secs(60)
+            ),
+            round * 150
+        );
+    }
+    assert!(aggregate.terminate().success(), "{}", aggregate.log_text());
+
+    let ends: Vec<(i32, i64)> = committed_and_log_end(&env, "nines-aggregate")
+        .into_iter()
+        .filter(|(_, _, end)| *end > 0)
+        .map(|(p, _, end)| (p, end))
+        .collect();
+    assert!(
+        ends.len() >= 2,
+        "three services reach several partitions: {ends:?}"
+    );
+    let apps: Vec<String> = ends
+        .iter()
+        .map(|(p, _)| format!("nines.events-{p}"))
+        .collect();
+    let read = delta_reader(&env, &apps.iter().map(String::as_str).collect::<Vec<_>>());
+    for ((_, end), app) in ends.iter().zip(&apps) {
+        for table in ["requests", "sli_1m", "deploys", "incidents"] {
+            assert_eq!(
+                read["txn"][app][table],
+                serde_json::json!(end - 1),
+                "{table}, {app}: {}",
+                read["txn"]
+            );
+        }
+    }
 }
 
 /// A second aggregator joins the group while the first holds unflushed buffers; partitions

@@ -30,6 +30,7 @@ use tracing::{debug, error, info, warn};
 
 pub use config::AggregateConfig;
 use nines_model::clock::now_ns;
+use nines_model::flush::Flush;
 use nines_model::idempotency::{self, Key, Seen};
 
 mod config;
@@ -319,9 +320,60 @@ pub async fn run(
         &partitions,
     )
     .await?;
+    settle(&store, &topic, &state).await;
     dead_letters.flush(cfg.bus.delivery_timeout)?;
     info!("aggregator stopped");
     Ok(())
+}
+
+/// At a graceful stop, after the last flush: moves every table of every partition held up to
+/// the partition's newest position, by commits of the `txn` alone. A table with no rows since
+/// its last commit (`deploys` and `incidents` between deploys) is otherwise left behind by up
+/// to [`TXN_REFRESH`], and the partition's next reader, which resumes after the lowest table,
+/// would read those records again only to drop them as stored: the restart's first seconds
+/// spent decoding old records while fresh ones wait. A partition another member has taken
+/// meanwhile is fenced and left to it.
+async fn settle(store: &Store, topic: &str, state: &HashMap<i32, Owned>) {
+    let mut partitions: Vec<_> = state.iter().collect();
+    partitions.sort_by_key(|(p, _)| **p);
+    for (&partition, part) in partitions {
+        let Some(high) = part.positions.high() else {
+            continue;
+        };
+        if part.positions.resume() > high {
+            continue;
+        }
+        let txn_only = Flush {
+            partition,
+            first_offset: high + 1,
+            last_offset: high,
+            events: 0,
+            batches: Vec::new(),
+            seen: Vec::new(),
+        };
+        match store
+            .commit(topic, &txn_only, &part.positions, |_| true)
+            .await
+        {
+            Ok(CommitOutcome::Committed(_)) => {
+                debug!(
+                    partition,
+                    offset = high,
+                    "every table moved to the partition's newest offset"
+                );
+            }
+            Ok(CommitOutcome::Fenced(f)) => {
+                warn!(
+                    partition,
+                    table = f.table,
+                    "fenced while settling at stop: another member holds it"
+                );
+            }
+            Err(e) => {
+                warn!(partition, error = %e, "could not settle the partition's tables at stop")
+            }
+        }
+    }
 }
 
 /// When the oldest open buffer is `interval` old; `None` with none open.
