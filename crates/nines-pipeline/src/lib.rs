@@ -97,6 +97,9 @@ struct Owned {
     /// Set after a seek (fencing): records fetched before it, below the new position, are
     /// dropped instead of being taken for a log that went backwards.
     after_seek: bool,
+    /// The last offset this writer has flushed for the partition: every record from the
+    /// resume point up to it has been read here and is in every table that needs it.
+    flushed_to: Option<i64>,
 }
 
 /// A table without data in a flush still gets a `txn`-only commit once its version is this
@@ -327,22 +330,19 @@ pub async fn run(
 }
 
 /// At a graceful stop, after the last flush: moves every table of every partition held up to
-/// the partition's newest position, by commits of the `txn` alone. A table with no rows since
-/// its last commit (`deploys` and `incidents` between deploys) is otherwise left behind by up
-/// to [`TXN_REFRESH`], and the partition's next reader, which resumes after the lowest table,
-/// would read those records again only to drop them as stored: the restart's first seconds
-/// spent decoding old records while fresh ones wait. A partition another member has taken
-/// meanwhile is fenced and left to it.
+/// the last offset this writer flushed for it ([`settle_to`]), by commits of the `txn` alone.
+/// A table with no rows since its last commit (`deploys` and `incidents` between deploys) is
+/// otherwise left behind by up to [`TXN_REFRESH`], and the partition's next reader, which
+/// resumes after the lowest table, would read those records again only to drop them as
+/// stored: the restart's first seconds spent decoding old records while fresh ones wait. A
+/// partition another member has taken meanwhile is fenced and left to it.
 async fn settle(store: &Store, topic: &str, state: &HashMap<i32, Owned>) {
     let mut partitions: Vec<_> = state.iter().collect();
     partitions.sort_by_key(|(p, _)| **p);
     for (&partition, part) in partitions {
-        let Some(high) = part.positions.high() else {
+        let Some(high) = settle_to(&part.positions, part.flushed_to) else {
             continue;
         };
-        if part.positions.resume() > high {
-            continue;
-        }
         let txn_only = Flush {
             partition,
             first_offset: high + 1,
@@ -374,6 +374,15 @@ async fn settle(store: &Store, topic: &str, state: &HashMap<i32, Owned>) {
             }
         }
     }
+}
+
+/// The offset a stop may move every table of a partition to: the last one this writer
+/// flushed, if a table is behind it. Never a table's higher version: a table ahead of the
+/// others (a crash between two tables' commits) does not vouch for the records the others
+/// still lack, which only reading them again adds.
+fn settle_to(positions: &Positions, flushed_to: Option<i64>) -> Option<i64> {
+    let to = flushed_to?;
+    (positions.resume() <= to).then_some(to)
 }
 
 /// When the oldest open buffer is `interval` old; `None` with none open.
@@ -486,6 +495,7 @@ async fn load_window(
         positions,
         committed_at: HashMap::new(),
         after_seek: false,
+        flushed_to: None,
     })
 }
 
@@ -717,6 +727,7 @@ async fn flush(
             }
         }
         part.positions = positions;
+        part.flushed_to = Some(flush.last_offset);
     }
     fail_point!("aggregate.before_commit", |_| crash(
         "aggregate.before_commit"
@@ -780,6 +791,24 @@ async fn reread(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stop moves the tables up to what this writer flushed, never to a table that is
+    /// ahead of the others: after a crash between tables, `requests` at 100 and `deploys`
+    /// at 50 mean `deploys` lacks 51..100 until they are read again.
+    #[test]
+    fn a_stop_settles_tables_only_up_to_what_this_writer_flushed() {
+        let at = |requests: i64, deploys: Option<i64>| Positions {
+            by_table: [("requests", Some(requests)), ("deploys", deploys)].into(),
+        };
+        // Read 51..60 again and flushed them: up to 60, not to requests' 100.
+        assert_eq!(settle_to(&at(100, Some(50)), Some(60)), Some(60));
+        // Flushed nothing here: nothing to vouch for.
+        assert_eq!(settle_to(&at(100, Some(50)), None), None);
+        // Every table at or past what was flushed: nothing to move.
+        assert_eq!(settle_to(&at(100, Some(100)), Some(100)), None);
+        // deploys never committed: it moves to what was flushed (every record from 0 read).
+        assert_eq!(settle_to(&at(70, None), Some(70)), Some(70));
+    }
 
     /// Nothing is due before the oldest buffer is `flush_interval` old; then it is, oldest
     /// first, with every buffer at least half as old.
