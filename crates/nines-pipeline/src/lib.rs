@@ -359,7 +359,7 @@ async fn settle(store: &Store, topic: &str, state: &HashMap<i32, Owned>) {
                 debug!(
                     partition,
                     offset = high,
-                    "every table moved to the partition's newest offset"
+                    "every table moved to the last offset flushed"
                 );
             }
             Ok(CommitOutcome::Fenced(f)) => {
