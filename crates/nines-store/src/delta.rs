@@ -213,22 +213,14 @@ impl Table {
         adds: Vec<Add>,
         txns: &[(&str, Option<i64>, i64)],
     ) -> Result<(), CommitFailure> {
+        self.check_expected(txns).await?;
         let now_ms = nines_model::clock::now_ms();
-        let mut transactions = Vec::with_capacity(txns.len());
-        for &(app_id, expected, version) in txns {
-            let stored = self.txn_version(app_id).await?;
-            if stored != expected {
-                return Err(CommitFailure::Fenced {
-                    app_id: app_id.to_owned(),
-                    stored,
-                });
-            }
-            transactions.push(Transaction::new_with_last_update(
-                app_id,
-                version,
-                Some(now_ms),
-            ));
-        }
+        let transactions = txns
+            .iter()
+            .map(|&(app_id, _, version)| {
+                Transaction::new_with_last_update(app_id, version, Some(now_ms))
+            })
+            .collect();
         // The streaming operation names one query: the app ids, joined, and the highest
         // offset among them (commit info only; the `txn` actions are what fences).
         let query_id = match txns {
@@ -276,15 +268,7 @@ impl Table {
                 }
                 Err(TransactionError::VersionAlreadyExists(_)) => {
                     self.refresh().await?;
-                    for &(app_id, expected, _) in txns {
-                        let stored = self.txn_version(app_id).await?;
-                        if stored != expected {
-                            return Err(CommitFailure::Fenced {
-                                app_id: app_id.to_owned(),
-                                stored,
-                            });
-                        }
-                    }
+                    self.check_expected(txns).await?;
                     if self.state.protocol() != &protocol || self.state.metadata() != &metadata {
                         return Err(other(DeltaTableError::Generic(
                             "another writer changed the table's protocol or metadata during \
@@ -299,6 +283,23 @@ impl Table {
         Err(other(DeltaTableError::Generic(format!(
             "the table moved under {COMMIT_ATTEMPTS} attempts to commit"
         ))))
+    }
+
+    /// `Fenced` for the first of `txns` whose stored version is not the one expected.
+    async fn check_expected(
+        &mut self,
+        txns: &[(&str, Option<i64>, i64)],
+    ) -> Result<(), CommitFailure> {
+        for &(app_id, expected, _) in txns {
+            let stored = self.txn_version(app_id).await?;
+            if stored != expected {
+                return Err(CommitFailure::Fenced {
+                    app_id: app_id.to_owned(),
+                    stored,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Commits `data` through delta-rs's `CommitBuilder` (conflict checker, post-commit
