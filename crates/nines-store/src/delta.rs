@@ -11,7 +11,7 @@ use arrow::datatypes::{
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{
-    CommitBuilder, CommitConflictError, CommitData, CommitProperties, TransactionError,
+    CommitBuilder, CommitData, CommitProperties, TransactionError,
 };
 use deltalake::kernel::{Action, Add, StructField, StructType, Transaction, Version};
 use deltalake::logstore::{CommitOrBytes, LogStoreRef};
@@ -207,7 +207,8 @@ impl Table {
     /// checker would for a blind append: a `txn` of one of these app ids fences it, a
     /// protocol or metadata change fails it, anything else (compaction, retention, other
     /// partitions) is committed past. Every `checkpointInterval` versions a checkpoint is
-    /// written in the background, as delta-rs's post-commit hook would.
+    /// written in the background, as delta-rs's post-commit hook would. Both of nines'
+    /// stores (local, S3) use delta-rs's default log store, which puts the entry if absent.
     pub(crate) async fn commit(
         &mut self,
         adds: Vec<Add>,
@@ -240,13 +241,6 @@ impl Table {
         let data = CommitData::new(actions, operation, blind, transactions);
         let other =
             |e: DeltaTableError| CommitFailure::Other(delta_error(self.name, "committing to", e));
-        if !matches!(
-            self.log_store.name().as_str(),
-            "DefaultLogStore" | "LakeFSLogStore"
-        ) {
-            // A log store that commits by renaming a temporary file: delta-rs's own path.
-            return self.commit_data_with_delta_rs(data, txns).await;
-        }
         let operation_id = uuid::Uuid::new_v4();
         let (protocol, metadata) = (self.state.protocol().clone(), self.state.metadata().clone());
         let bytes = data.get_bytes().map_err(|e| other(e.into()))?;
@@ -300,67 +294,6 @@ impl Table {
             }
         }
         Ok(())
-    }
-
-    /// Commits `data` through delta-rs's `CommitBuilder` (conflict checker, post-commit
-    /// snapshot update and checkpoint), for log stores that commit by rename. `state` is
-    /// then always at `version` (no append bypasses it), as the conflict checker needs: a
-    /// refresh here would let a commit over another writer's `txn` through.
-    async fn commit_data_with_delta_rs(
-        &mut self,
-        data: CommitData,
-        txns: &[(&str, Option<i64>, i64)],
-    ) -> Result<(), CommitFailure> {
-        let mut properties = CommitProperties::default()
-            .with_create_checkpoint(true)
-            .with_cleanup_expired_logs(Some(false));
-        for t in data.app_transactions {
-            properties = properties.with_application_transaction(t);
-        }
-        let actions = data
-            .actions
-            .into_iter()
-            .filter(|a| !matches!(a, Action::CommitInfo(_) | Action::Txn(_)))
-            .collect();
-        match self
-            .commit_with(actions, data.operation, properties, data.app_metadata)
-            .await
-        {
-            Ok(()) => {
-                for &(app_id, _, version) in txns {
-                    // delta-rs refuses a commit when one since `state` carries this app id,
-                    // so after ours the stored version is the one just written.
-                    self.txns.insert(app_id.to_owned(), Some(version));
-                }
-                Ok(())
-            }
-            Err(DeltaTableError::Transaction {
-                source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
-            }) => {
-                // Learn what the other writer committed, for the caller's re-read: the
-                // first partition whose stored version moved.
-                let _ = self.refresh().await;
-                let mut first = None;
-                for &(app_id, expected, _) in txns {
-                    let stored = self.txn_version(app_id).await.ok().flatten();
-                    if stored != expected {
-                        return Err(CommitFailure::Fenced {
-                            app_id: app_id.to_owned(),
-                            stored,
-                        });
-                    }
-                    first.get_or_insert((app_id.to_owned(), stored));
-                }
-                // None seen moved (the refresh failed): name the first.
-                let (app_id, stored) = first.unwrap_or_default();
-                Err(CommitFailure::Fenced { app_id, stored })
-            }
-            Err(e) => Err(CommitFailure::Other(delta_error(
-                self.name,
-                "committing to",
-                e,
-            ))),
-        }
     }
 
     /// After an append at `version`: every `checkpointInterval` versions (100 on nines'
