@@ -85,12 +85,15 @@ fn aggregate(c: &mut Criterion) {
     g.bench_function("baseline_decode_only", |b| {
         b.iter(|| black_box(EventBatch::decode(record.as_slice()).expect("decodes")))
     });
+    g.bench_function("read_only", |b| {
+        b.iter(|| black_box(nines_record::read(record.as_slice()).expect("reads")))
+    });
     g.bench_function("decode_and_add", |b| {
         b.iter_batched(
             || PartitionBuffer::new(0),
             |mut buffer| {
-                let batch = EventBatch::decode(record.as_slice()).expect("decodes");
-                buffer.add(&batch, 1);
+                let record = nines_record::read(record.as_slice()).expect("reads");
+                buffer.add_to(&record, 1, |_| true);
                 black_box(buffer)
             },
             BatchSize::SmallInput,
@@ -112,8 +115,8 @@ fn aggregate(c: &mut Criterion) {
         b.iter(|| {
             let mut buffer = PartitionBuffer::new(0);
             for (offset, r) in many.iter().enumerate() {
-                let batch = EventBatch::decode(r.as_slice()).expect("decodes");
-                buffer.add(&batch, offset as i64);
+                let record = nines_record::read(r.as_slice()).expect("reads");
+                buffer.add_to(&record, offset as i64, |_| true);
             }
             black_box(buffer.take().expect("arrow batches"))
         })

@@ -14,6 +14,8 @@ use arrow::record_batch::RecordBatch;
 use nines_model::schema::{self, DEPLOYS, GATE_DECISIONS, INCIDENTS, REQUESTS, SLI_1M};
 use nines_model::time::{day_number, micros, minute_start};
 use nines_proto::v1::{DeployOutcome, DeploySource, EventBatch, Resource};
+use nines_record::Record;
+use prost::Message;
 
 use nines_model::flush::{Flush, TableBatch};
 
@@ -475,14 +477,23 @@ impl PartitionBuffer {
         self.last_offset = offset;
     }
 
-    /// Adds every event of one decoded record at `offset`.
+    /// Adds every event of one record at `offset`, given as prost's struct (tests, the
+    /// bench's report stage): encoded as this build writes a record (its version set) and
+    /// read as the aggregator reads one.
     pub fn add(&mut self, batch: &EventBatch, offset: i64) {
-        self.add_to(batch, offset, |_| true);
+        let bytes = EventBatch {
+            schema_version: nines_record::VERSION,
+            ..batch.clone()
+        }
+        .encode_to_vec();
+        let record = nines_record::read(&bytes).expect("an encoded record reads back");
+        self.add_to(&record, offset, |_| true);
     }
 
     /// Adds the events of one decoded record at `offset` to the tables `wanted` names: a
     /// replayed record is left out of the tables that hold it already.
-    pub fn add_to(&mut self, batch: &EventBatch, offset: i64, wanted: impl Fn(&str) -> bool) {
+    pub fn add_to(&mut self, record: &Record<'_>, offset: i64, wanted: impl Fn(&str) -> bool) {
+        let batch = &record.batch;
         self.skip(offset);
         let (to_requests, to_rollups) = (wanted(REQUESTS), wanted(SLI_1M));
         let (to_deploys, to_incidents) = (wanted(DEPLOYS), wanted(INCIDENTS));
@@ -495,13 +506,12 @@ impl PartitionBuffer {
             (res.tenant.len() + res.service.len() + res.environment.len() + res.version.len())
                 as u64;
 
-        for e in batch.requests.iter().filter(|_| to_requests) {
+        for e in record.requests.iter().filter(|_| to_requests) {
             self.bytes += FIXED_EVENT_BYTES
                 + resource_bytes
                 + (e.operation.len() + e.trace_id.len()) as u64
-                + e.attributes
-                    .iter()
-                    .map(|a| (a.key.len() + a.value.len() + 8) as u64)
+                + e.attributes()
+                    .map(|(key, value)| (key.len() + value.len() + 8) as u64)
                     .sum::<u64>();
             let day = day_number(e.time_unix_nano);
             let c = self.requests.entry(day).or_insert_with(RequestCols::new);
@@ -509,7 +519,7 @@ impl PartitionBuffer {
             c.service.append_value(&res.service);
             c.environment.append_value(&res.environment);
             c.version.append_value(&res.version);
-            c.operation.append_value(&e.operation);
+            c.operation.append_value(e.operation);
             c.time.append_value(e.time_unix_nano);
             c.status_code.append_value(e.status_code);
             c.error.append_value(e.error);
@@ -517,11 +527,11 @@ impl PartitionBuffer {
             if e.trace_id.is_empty() {
                 c.trace_id.append_null();
             } else {
-                c.trace_id.append_value(&e.trace_id);
+                c.trace_id.append_value(e.trace_id);
             }
-            for a in &e.attributes {
-                c.attributes.keys().append_value(&a.key);
-                c.attributes.values().append_value(&a.value);
+            for (key, value) in e.attributes() {
+                c.attributes.keys().append_value(key);
+                c.attributes.values().append_value(value);
             }
             c.attributes
                 .append(true)
@@ -530,13 +540,13 @@ impl PartitionBuffer {
             c.kafka_partition.append_value(p);
             c.kafka_offset.append_value(offset);
         }
-        if to_rollups && !batch.requests.is_empty() {
+        if to_rollups && !record.requests.is_empty() {
             let cells = self.rollups.cells(res);
-            for e in &batch.requests {
+            for e in &record.requests {
                 let ops = cells.entry(minute_start(e.time_unix_nano)).or_default();
-                let cell = match ops.get_mut(e.operation.as_str()) {
+                let cell = match ops.get_mut(e.operation) {
                     Some(c) => c,
-                    None => ops.entry(e.operation.clone()).or_default(),
+                    None => ops.entry(e.operation.to_owned()).or_default(),
                 };
                 cell.add(e.error, e.status_code, e.duration_nano);
             }
@@ -647,7 +657,7 @@ impl PartitionBuffer {
             c.kafka_offset.append_value(offset);
         }
         let rare = batch.deploys.len() + batch.incidents.len() + batch.gate_decisions.len();
-        self.events += (batch.requests.len() + rare) as u64;
+        self.events += (record.requests.len() + rare) as u64;
         // Deploys, incidents and gate decisions are rare and small: counted at a generous
         // fixed size.
         self.bytes += (rare as u64) * (4 * FIXED_EVENT_BYTES + resource_bytes);

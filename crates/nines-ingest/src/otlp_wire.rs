@@ -33,124 +33,12 @@ use prost::Message;
 use crate::Result;
 use crate::config::Limits;
 use crate::otlp::{AttrRef, Mapped, SpanFields, TraceMapping, value_string};
-use crate::wire::{WireError, advance, skip_group, varint};
+use nines_record::wire::{Payload, WireError, fixed64, int, len, next_field, text, within};
 
 /// An `ExportTraceServiceRequest` as the door received it (decompressed, scanned), mapped by
 /// [`map_trace_export`] in the handler.
 #[derive(Debug, Clone, Default)]
 pub struct TraceExportBytes(pub Bytes);
-
-/// A field's payload.
-#[derive(Debug, Clone, Copy)]
-enum Payload<'a> {
-    Varint(u64),
-    Fixed64(u64),
-    Fixed32,
-    Len(&'a [u8]),
-    Group,
-}
-
-impl<'a> Payload<'a> {
-    fn wire_type(self) -> &'static str {
-        match self {
-            Payload::Varint(_) => "varint",
-            Payload::Fixed64(_) => "64-bit",
-            Payload::Fixed32 => "32-bit",
-            Payload::Len(_) => "length-delimited",
-            Payload::Group => "group",
-        }
-    }
-}
-
-fn wrong_type(field: &str, payload: Payload<'_>, expected: &str) -> WireError {
-    WireError::Malformed(format!(
-        "{field}: {} where {expected} is due",
-        payload.wire_type()
-    ))
-}
-
-/// Puts the path of the message an error happened in before it, e.g.
-/// `resource_spans[0].scope_spans[1].spans[7]` + `name: invalid UTF-8`.
-fn within(path: impl FnOnce() -> String) -> impl FnOnce(WireError) -> WireError {
-    move |WireError::Malformed(m)| WireError::Malformed(format!("{}.{m}", path()))
-}
-
-/// The next field of a message, or `None` at its end.
-fn next_field<'a>(
-    bytes: &mut &'a [u8],
-) -> std::result::Result<Option<(u32, Payload<'a>)>, WireError> {
-    if bytes.is_empty() {
-        return Ok(None);
-    }
-    let key = varint(bytes)?;
-    let number = u32::try_from(key >> 3)
-        .ok()
-        .filter(|n| *n != 0)
-        .ok_or_else(|| WireError::Malformed(format!("field {}: invalid number", key >> 3)))?;
-    let payload = match key & 7 {
-        0 => Payload::Varint(varint(bytes)?),
-        1 => {
-            let (head, rest) = bytes.split_first_chunk::<8>().ok_or_else(|| {
-                WireError::Malformed(format!("field {number}: runs past the end"))
-            })?;
-            *bytes = rest;
-            Payload::Fixed64(u64::from_le_bytes(*head))
-        }
-        2 => {
-            let len = usize::try_from(varint(bytes)?).unwrap_or(usize::MAX);
-            if len > bytes.len() {
-                return Err(WireError::Malformed(format!(
-                    "field {number}: length {len} runs past the end of its message"
-                )));
-            }
-            let (inner, rest) = bytes.split_at(len);
-            *bytes = rest;
-            Payload::Len(inner)
-        }
-        3 => {
-            skip_group(bytes, number, 0)?;
-            Payload::Group
-        }
-        5 => {
-            advance(bytes, 4)?;
-            Payload::Fixed32
-        }
-        other => {
-            return Err(WireError::Malformed(format!(
-                "field {number}: invalid wire type {other}"
-            )));
-        }
-    };
-    Ok(Some((number, payload)))
-}
-
-// Each reads one field named `field` (its name in the .proto) of the type it says.
-
-fn len<'a>(field: &str, payload: Payload<'a>) -> std::result::Result<&'a [u8], WireError> {
-    match payload {
-        Payload::Len(b) => Ok(b),
-        other => Err(wrong_type(field, other, "length-delimited")),
-    }
-}
-
-fn text<'a>(field: &str, payload: Payload<'a>) -> std::result::Result<&'a str, WireError> {
-    std::str::from_utf8(len(field, payload)?)
-        .map_err(|_| WireError::Malformed(format!("{field}: invalid UTF-8")))
-}
-
-fn int(field: &str, payload: Payload<'_>) -> std::result::Result<u64, WireError> {
-    match payload {
-        Payload::Varint(v) => Ok(v),
-        other => Err(wrong_type(field, other, "varint")),
-    }
-}
-
-fn fixed64(field: &str, payload: Payload<'_>) -> std::result::Result<u64, WireError> {
-    match payload {
-        Payload::Fixed64(v) => Ok(v),
-        other => Err(wrong_type(field, other, "64-bit")),
-    }
-}
 
 /// Occurrences of a message field, merged as protobuf merges them (the concatenation of
 /// their bytes decodes as their merge): borrowed while there is one.

@@ -17,6 +17,9 @@
 
 use std::mem::size_of;
 
+pub use nines_record::wire::WireError;
+use nines_record::wire::{MAX_DEPTH, advance, key, skip_group, varint};
+
 use nines_proto::v1 as native;
 use opentelemetry_proto::tonic::collector::{
     logs::v1 as logs, metrics::v1 as metrics, trace::v1 as trace,
@@ -26,9 +29,6 @@ use opentelemetry_proto::tonic::logs::v1 as log_model;
 use opentelemetry_proto::tonic::metrics::v1 as metric_model;
 use opentelemetry_proto::tonic::resource::v1 as resource;
 use opentelemetry_proto::tonic::trace::v1 as trace_model;
-
-/// Deepest nesting scanned; prost refuses deeper messages too (its recursion limit is 100).
-const MAX_DEPTH: usize = 100;
 
 /// What one scalar (varint, fixed32, fixed64) is counted as, whatever its width.
 const SCALAR_BYTES: usize = size_of::<u64>();
@@ -62,13 +62,6 @@ pub struct Sizing {
     pub events: usize,
     /// Estimated bytes decoding would allocate: structs, strings, vectors' elements.
     pub decoded_bytes: usize,
-}
-
-/// Why a body was refused by the scan.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
-    #[error("request body is not valid protobuf: {0}")]
-    Malformed(String),
 }
 
 /// Scans `bytes` as a message of `shape`, every byte of it.
@@ -147,11 +140,7 @@ fn scan_message(
         )));
     }
     while !bytes.is_empty() {
-        let key = varint(&mut bytes)?;
-        let (number, wire_type) = ((key >> 3) as u32, (key & 7) as u8);
-        if number == 0 {
-            return Err(WireError::Malformed("field number 0".into()));
-        }
+        let (number, wire_type) = key(&mut bytes)?;
         let field = shape
             .fields
             .iter()
@@ -217,81 +206,6 @@ fn scan_message(
         }
     }
     Ok(())
-}
-
-/// Skips a (deprecated) group up to its matching end tag, as prost does for unknown fields.
-pub(crate) fn skip_group(bytes: &mut &[u8], number: u32, depth: usize) -> Result<(), WireError> {
-    if depth > MAX_DEPTH {
-        return Err(WireError::Malformed(format!(
-            "nested deeper than {MAX_DEPTH} groups"
-        )));
-    }
-    loop {
-        if bytes.is_empty() {
-            return Err(WireError::Malformed(format!(
-                "group {number} is not closed"
-            )));
-        }
-        let key = varint(bytes)?;
-        let (inner, wire_type) = ((key >> 3) as u32, (key & 7) as u8);
-        match wire_type {
-            0 => {
-                varint(bytes)?;
-            }
-            1 => advance(bytes, 8)?,
-            5 => advance(bytes, 4)?,
-            2 => {
-                let len = varint(bytes)?;
-                let len = usize::try_from(len).unwrap_or(usize::MAX);
-                advance(bytes, len)?;
-            }
-            3 => skip_group(bytes, inner, depth + 1)?,
-            4 if inner == number => return Ok(()),
-            _ => {
-                return Err(WireError::Malformed(format!(
-                    "group {number}: unexpected wire type {wire_type} in field {inner}"
-                )));
-            }
-        }
-    }
-}
-
-pub(crate) fn advance(bytes: &mut &[u8], n: usize) -> Result<(), WireError> {
-    if bytes.len() < n {
-        return Err(WireError::Malformed("a field runs past the end".into()));
-    }
-    *bytes = &bytes[n..];
-    Ok(())
-}
-
-/// Reads a varint off the front of `bytes`. Most are one byte (field keys, small lengths):
-/// that case is inlined at every caller, the rest is not (the profile of native ingest had
-/// this function at 15 % of its samples, out of line for every key).
-#[inline]
-pub(crate) fn varint(bytes: &mut &[u8]) -> Result<u64, WireError> {
-    match bytes.split_first() {
-        Some((&b, rest)) if b < 0x80 => {
-            *bytes = rest;
-            Ok(u64::from(b))
-        }
-        _ => long_varint(bytes),
-    }
-}
-
-#[inline(never)]
-fn long_varint(bytes: &mut &[u8]) -> Result<u64, WireError> {
-    let mut value = 0_u64;
-    for i in 0..10 {
-        let Some((&b, rest)) = bytes.split_first() else {
-            return Err(WireError::Malformed("a varint runs past the end".into()));
-        };
-        *bytes = rest;
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(WireError::Malformed("a varint longer than 10 bytes".into()))
 }
 
 // ---- nines.v1 -------------------------------------------------------------------------
@@ -667,7 +581,10 @@ mod tests {
             (vec![0x2a], "runs past the end"),
             (vec![0x28, 0x01], "invalid wire type 0 for a message field"),
             (vec![0x0f], "invalid wire type 7"),
-            (vec![0x00, 0x01], "field number 0"),
+            (vec![0x00, 0x01], "field 0: invalid number"),
+            // A key beyond 32 bits, and field 0 inside an unknown group.
+            (vec![0x80, 0x80, 0x80, 0x80, 0x10, 0x01], "invalid number"),
+            (vec![0x7b, 0x00, 0x01, 0x7c], "field 0: invalid number"),
         ] {
             let err = scan(&PUSH, &body).unwrap_err().to_string();
             assert!(err.contains(why), "{body:02x?}: {err}");

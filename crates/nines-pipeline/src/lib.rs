@@ -254,8 +254,9 @@ pub async fn run(
                 }
                 let held = part.positions.clone();
                 let payload = m.payload().unwrap_or_default();
-                match nines_record::decode(payload).map_err(|e| e.to_string()) {
-                    Ok(batch) if !batch.batch_id.is_empty() => {
+                match nines_record::read(payload).map_err(|e| e.to_string()) {
+                    Ok(record) if !record.batch.batch_id.is_empty() => {
+                        let batch = &record.batch;
                         let seen = Seen {
                             key: Key {
                                 tenant: batch
@@ -277,7 +278,7 @@ pub async fn run(
                                 .increment(part.window.evicted_early() - early);
                         }
                         if new {
-                            entry.buffer.add_to(&batch, offset, |t| !held.holds(t, offset));
+                            entry.buffer.add_to(&record, offset, |t| !held.holds(t, offset));
                             entry.buffer.note_seen(seen);
                         } else {
                             counter!(metrics::DUPLICATE_RECORDS).increment(1);
@@ -285,7 +286,7 @@ pub async fn run(
                             entry.buffer.skip(offset);
                         }
                     }
-                    Ok(batch) => entry.buffer.add_to(&batch, offset, |t| !held.holds(t, offset)),
+                    Ok(record) => entry.buffer.add_to(&record, offset, |t| !held.holds(t, offset)),
                     Err(reason) => {
                         if part.dead_lettered.contains(&offset) {
                             // A replay after a crash before this record's flush: sent already.

@@ -1,7 +1,8 @@
 //! The record on the events topic (`nines.v1.EventBatch`, `proto/nines/v1/bus.proto`): the
 //! contract between ingest, which writes it, and the aggregator, which reads it, two roles
 //! deployed apart. Everything about it lives here: its [`VERSION`], its Kafka [`key`], how a
-//! push is cut into records ([`cut`]), how a record is read back ([`decode`]), and a
+//! push is cut into records ([`cut`]), how a record is read back ([`read`], in place, as the
+//! aggregator does; [`decode`], prost's, the reference it is tested against), and a
 //! compatibility test over a checked-in record of every version (`tests/compat.rs`).
 //!
 //! Cutting encodes a validated push as records below the byte limit. Events are moved, not
@@ -12,7 +13,12 @@
 //! is taken over the events as sent too.
 
 use nines_proto::v1::{EventBatch, PushRequest, RequestEvent};
+
+mod read;
+pub mod wire;
+
 use prost::Message;
+pub use read::{Record, Request, read};
 use sha2::{Digest, Sha256};
 
 /// Version of the records this build writes and reads. Bump it on any change an older
@@ -39,12 +45,16 @@ pub enum DecodeError {
     /// The bytes are not a `nines.v1.EventBatch` at all.
     #[error("not a nines.v1.EventBatch: {0}")]
     NotARecord(#[from] prost::DecodeError),
+    /// The bytes are not a `nines.v1.EventBatch`, as [`read`] found (it names the field).
+    #[error("not a nines.v1.EventBatch: {0}")]
+    Malformed(String),
     /// A record of a version this build does not know (a newer ingest, or a corrupt field).
     #[error("unknown schema_version {found} (this aggregator reads {VERSION})")]
     UnknownVersion { found: u32 },
 }
 
-/// Reads a record from the events topic, refusing any version but [`VERSION`].
+/// Reads a record from the events topic with prost, refusing any version but [`VERSION`]: the
+/// reference for [`read`].
 pub fn decode(payload: &[u8]) -> Result<EventBatch, DecodeError> {
     let batch = EventBatch::decode(payload)?;
     if batch.schema_version != VERSION {

@@ -13,7 +13,7 @@ use nines_proto::v1::{
     Attribute, Commit, DeployEvent, DeployOutcome, EventBatch, GateDecisionEvent, IncidentEvent,
     PushRequest, RequestEvent, Resource,
 };
-use nines_record::{DecodeError, VERSION, cut, decode};
+use nines_record::{DecodeError, VERSION, cut, decode, read};
 use prost::Message as _;
 
 /// The instant every time below is taken from: 2026-11-02T10:00:00Z.
@@ -136,6 +136,10 @@ fn version_1_records_read_back_as_the_push_that_was_sent() {
         .map(|r| decode(r).expect("version 1 is read"))
         .collect();
     assert_eq!(parts.len(), 2);
+    // The aggregator's reader reads each part as prost does.
+    for (r, part) in checked_in(1).iter().zip(&parts) {
+        assert_eq!(&read(r).expect("version 1 is read").to_event_batch(), part);
+    }
     let sent = push();
     for (i, b) in parts.iter().enumerate() {
         assert_eq!((b.schema_version, b.part, b.parts), (1, i as u32, 2));
@@ -184,6 +188,11 @@ fn other_versions_and_other_bytes_are_refused_by_name() {
     );
     let err = decode(&[0xff; 40]).unwrap_err();
     assert!(matches!(err, DecodeError::NotARecord(_)));
+    assert!(err.to_string().starts_with("not a nines.v1.EventBatch: "));
+    // The aggregator's reader refuses the same, by the same names.
+    let err = read(&b.encode_to_vec()).unwrap_err();
+    assert!(matches!(err, DecodeError::UnknownVersion { found } if found == VERSION + 1));
+    let err = read(&[0xff; 40]).unwrap_err();
     assert!(err.to_string().starts_with("not a nines.v1.EventBatch: "));
 }
 

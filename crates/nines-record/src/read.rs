@@ -1,0 +1,470 @@
+//! A record read in place: the aggregator's decoder.
+//!
+//! Prost would build every request event of a record with a `String` for its operation, one
+//! for its trace id and one per attribute key and value, only for the aggregator to copy each
+//! into an Arrow column and drop it: a third of the aggregator's allocations and about half
+//! of what it spends on a record before Parquet (BENCHMARKS.md). Here the request events are
+//! read off the record's bytes, their text borrowed; everything else in the record (the
+//! resource, its key, deploys, incidents, gate decisions, fields this build does not know) is
+//! small, and prost decodes it as before.
+//!
+//! Equivalence with [`crate::decode`] (the comparison tests below): the same record, field
+//! for field, and a refusal of every payload prost refuses, whatever the message says.
+
+use nines_proto::v1::{EventBatch, RequestEvent};
+use prost::Message;
+
+use crate::DecodeError;
+use crate::wire::{WireError, int, len, next_field, text, within};
+
+/// A record on the events topic with its request events borrowed from the payload.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Record<'a> {
+    /// Every field of the record but `requests`, as prost decodes it (`requests` is empty).
+    pub batch: EventBatch,
+    /// The request events, in the record's order.
+    pub requests: Vec<Request<'a>>,
+}
+
+impl Record<'_> {
+    /// The record as prost decodes it ([`crate::decode`]).
+    pub fn to_event_batch(&self) -> EventBatch {
+        EventBatch {
+            requests: self.requests.iter().map(Request::to_owned_event).collect(),
+            ..self.batch.clone()
+        }
+    }
+}
+
+/// A request event (`nines.v1.RequestEvent`) borrowed from a record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub time_unix_nano: i64,
+    pub operation: &'a str,
+    pub status_code: i32,
+    pub error: bool,
+    pub duration_nano: i64,
+    pub trace_id: &'a str,
+    /// The `attributes` field's occurrences, each a `nines.v1.Attribute`, checked when read.
+    attributes: Attributes<'a>,
+}
+
+impl<'a> Request<'a> {
+    /// The event's attributes as (key, value), in order.
+    pub fn attributes(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.attributes.iter()
+    }
+
+    /// How many attributes the event has.
+    pub fn attribute_count(&self) -> usize {
+        self.attributes.count
+    }
+
+    /// The event as prost would have decoded it (tests, and callers that keep one).
+    pub fn to_owned_event(&self) -> RequestEvent {
+        RequestEvent {
+            time_unix_nano: self.time_unix_nano,
+            operation: self.operation.to_owned(),
+            status_code: self.status_code,
+            error: self.error,
+            duration_nano: self.duration_nano,
+            trace_id: self.trace_id.to_owned(),
+            attributes: self
+                .attributes()
+                .map(|(key, value)| nines_proto::v1::Attribute {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The attributes of a request event: the event's bytes and how many there are, read again
+/// when iterated (they were checked when the event was read, so that cannot fail).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Attributes<'a> {
+    event: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Attributes<'a> {
+    fn iter(self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let mut bytes = if self.count == 0 { &[][..] } else { self.event };
+        std::iter::from_fn(move || {
+            while let Ok(Some((number, payload))) = next_field(&mut bytes) {
+                if number == 7 {
+                    return attribute(len("attributes", payload).ok()?).ok();
+                }
+            }
+            None
+        })
+    }
+}
+
+fn malformed(WireError::Malformed(m): WireError) -> DecodeError {
+    DecodeError::Malformed(m)
+}
+
+/// Reads a record from the events topic, refusing any version but [`crate::VERSION`] and
+/// any payload prost refuses ([`crate::decode`] is the reference).
+pub fn read(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
+    let mut bytes = payload;
+    let mut rest = Vec::new();
+    let mut requests = Vec::new();
+    loop {
+        let before = bytes;
+        let field = next_field(&mut bytes).map_err(malformed)?;
+        let Some((number, payload)) = field else {
+            break;
+        };
+        if number == 7 {
+            let i = requests.len();
+            let event = len("requests", payload).map_err(malformed)?;
+            requests.push(
+                request(event)
+                    .map_err(within(|| format!("requests[{i}]")))
+                    .map_err(malformed)?,
+            );
+        } else {
+            // Every other field as it came, key and all, for prost.
+            rest.extend_from_slice(&before[..before.len() - bytes.len()]);
+        }
+    }
+    let batch = EventBatch::decode(rest.as_slice())?;
+    if batch.schema_version != crate::VERSION {
+        return Err(DecodeError::UnknownVersion {
+            found: batch.schema_version,
+        });
+    }
+    Ok(Record { batch, requests })
+}
+
+/// One `nines.v1.RequestEvent`. As prost: a later occurrence of a field replaces an earlier
+/// one, `attributes` accumulate, unknown fields are skipped.
+fn request(event: &[u8]) -> Result<Request<'_>, WireError> {
+    let mut r = Request {
+        attributes: Attributes { event, count: 0 },
+        ..Request::default()
+    };
+    let mut bytes = event;
+    while let Some((number, payload)) = next_field(&mut bytes)? {
+        match number {
+            1 => r.time_unix_nano = int("time_unix_nano", payload)? as i64,
+            2 => r.operation = text("operation", payload)?,
+            3 => r.status_code = int("status_code", payload)? as i32,
+            4 => r.error = int("error", payload)? != 0,
+            5 => r.duration_nano = int("duration_nano", payload)? as i64,
+            6 => r.trace_id = text("trace_id", payload)?,
+            7 => {
+                let i = r.attributes.count;
+                let bytes = len("attributes", payload)?;
+                attribute(bytes).map_err(within(|| format!("attributes[{i}]")))?;
+                r.attributes.count += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(r)
+}
+
+/// One `nines.v1.Attribute`: its key and value.
+fn attribute(mut bytes: &[u8]) -> Result<(&str, &str), WireError> {
+    let (mut key, mut value) = ("", "");
+    while let Some((number, payload)) = next_field(&mut bytes)? {
+        match number {
+            1 => key = text("key", payload)?,
+            2 => value = text("value", payload)?,
+            _ => {}
+        }
+    }
+    Ok((key, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use nines_proto::v1::{
+        Attribute, Commit, DeployEvent, EventBatch, IncidentEvent, RequestEvent, Resource,
+    };
+    use prost::Message;
+    use prost::encoding::{WireType, encode_key, encode_varint};
+
+    use super::read;
+    use crate::{DecodeError, decode};
+
+    /// Reads `payload` with both decoders and checks they agree: the same record, or both
+    /// refuse. True when it was read.
+    fn agree(payload: &[u8]) -> bool {
+        match (decode(payload), read(payload)) {
+            (Ok(want), Ok(got)) => {
+                assert_eq!(got.to_event_batch(), want, "payload {payload:02x?}");
+                true
+            }
+            (Err(_), Err(_)) => false,
+            (want, got) => panic!(
+                "prost: {want:?}\nread: {:?}\npayload {payload:02x?}",
+                got.map(|r| r.to_event_batch())
+            ),
+        }
+    }
+
+    fn request(i: i64, attributes: &[(&str, &str)]) -> RequestEvent {
+        RequestEvent {
+            time_unix_nano: 1_793_613_600_000_000_000 + i,
+            operation: format!("GET /items/{i}"),
+            status_code: if i % 2 == 0 { 200 } else { -1 },
+            error: i % 2 == 1,
+            duration_nano: i * 1_000,
+            trace_id: if i == 0 {
+                String::new()
+            } else {
+                format!("{i:032x}")
+            },
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| Attribute {
+                    key: (*k).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn record() -> EventBatch {
+        EventBatch {
+            schema_version: crate::VERSION,
+            resource: Some(Resource {
+                tenant: "acme".into(),
+                service: "checkout".into(),
+                environment: "prod".into(),
+                version: "v1".into(),
+            }),
+            batch_id: "b-1".into(),
+            part: 1,
+            parts: 2,
+            received_at_unix_nano: 7,
+            requests: vec![
+                request(0, &[]),
+                request(1, &[("region", "eu-west-1")]),
+                request(2, &[("", ""), ("région", "é🚀"), ("k", "v")]),
+            ],
+            deploys: vec![DeployEvent {
+                time_unix_nano: 5,
+                version: "v2".into(),
+                commits: vec![Commit {
+                    sha: "abc".into(),
+                    time_unix_nano: 4,
+                }],
+                ..Default::default()
+            }],
+            incidents: vec![IncidentEvent {
+                id: "INC-1".into(),
+                ..Default::default()
+            }],
+            content_fingerprint: vec![9; 16],
+            gate_decisions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_record_reads_as_prost_decodes_it_with_its_text_borrowed() {
+        let bytes = record().encode_to_vec();
+        assert!(agree(&bytes));
+        let r = read(&bytes).unwrap();
+        assert!(r.batch.requests.is_empty());
+        assert_eq!(r.requests.len(), 3);
+        let attrs: Vec<_> = r.requests[2].attributes().collect();
+        assert_eq!(attrs, [("", ""), ("région", "é🚀"), ("k", "v")]);
+        assert_eq!(r.requests[2].attribute_count(), 3);
+        assert_eq!(r.requests[1].operation, "GET /items/1");
+        assert_eq!(r.requests[1].status_code, -1);
+        assert!(r.requests[1].error);
+        assert_eq!(r.requests[0].trace_id, "");
+        assert_eq!(r.requests[0].attributes().count(), 0);
+        // Borrowed: the operation lies inside the payload.
+        let range = bytes.as_ptr_range();
+        assert!(range.contains(&r.requests[1].operation.as_ptr()));
+        assert_eq!(r.batch.deploys[0].commits[0].sha, "abc");
+        assert_eq!(r.batch.batch_id, "b-1");
+    }
+
+    /// A field's key.
+    fn key(number: u32, wire: WireType, out: &mut Vec<u8>) {
+        encode_key(number, wire, out);
+    }
+
+    fn text(number: u32, value: &str, out: &mut Vec<u8>) {
+        key(number, WireType::LengthDelimited, out);
+        encode_varint(value.len() as u64, out);
+        out.extend_from_slice(value.as_bytes());
+    }
+
+    fn message(number: u32, body: &[u8], out: &mut Vec<u8>) {
+        key(number, WireType::LengthDelimited, out);
+        encode_varint(body.len() as u64, out);
+        out.extend_from_slice(body);
+    }
+
+    fn int(number: u32, value: u64, out: &mut Vec<u8>) {
+        key(number, WireType::Varint, out);
+        encode_varint(value, out);
+    }
+
+    /// Unknown fields of every wire type, a group with a group inside included.
+    fn unknown(out: &mut Vec<u8>) {
+        int(90, 300, out);
+        key(91, WireType::SixtyFourBit, out);
+        out.extend_from_slice(&[1; 8]);
+        key(92, WireType::ThirtyTwoBit, out);
+        out.extend_from_slice(&[2; 4]);
+        text(93, "not read", out);
+        key(94, WireType::StartGroup, out);
+        int(1, 5, out);
+        key(95, WireType::StartGroup, out);
+        text(2, "deep", out);
+        key(95, WireType::EndGroup, out);
+        key(94, WireType::EndGroup, out);
+    }
+
+    /// A record written by hand the way no encoder of ours writes one: unknown fields at every
+    /// level, fields repeated (the last of a scalar or string wins, messages merge, repeated
+    /// fields accumulate), requests between the other fields.
+    fn odd_record() -> Vec<u8> {
+        let mut attribute = Vec::new();
+        text(1, "first key", &mut attribute);
+        unknown(&mut attribute);
+        text(1, "key", &mut attribute);
+        text(2, "value", &mut attribute);
+        let mut event = Vec::new();
+        unknown(&mut event);
+        text(2, "first operation", &mut event);
+        int(1, 11, &mut event);
+        message(7, &attribute, &mut event);
+        int(3, u64::MAX, &mut event); // -1 as an int32, ten bytes
+        int(4, 2, &mut event); // any non-zero is true
+        text(2, "POST /orders", &mut event);
+        message(7, &[], &mut event); // an attribute with nothing set
+        int(5, (-5_i64) as u64, &mut event);
+        text(6, "trace", &mut event);
+        int(1, 12, &mut event);
+        let mut resource_a = Vec::new();
+        text(1, "acme", &mut resource_a);
+        text(2, "cart", &mut resource_a);
+        let mut resource_b = Vec::new();
+        text(2, "checkout", &mut resource_b);
+        unknown(&mut resource_b);
+        let mut out = Vec::new();
+        unknown(&mut out);
+        message(7, &event, &mut out);
+        int(1, 7, &mut out);
+        message(2, &resource_a, &mut out);
+        message(7, &[], &mut out); // a request with nothing set
+        text(3, "batch", &mut out);
+        int(1, u64::from(crate::VERSION), &mut out);
+        message(2, &resource_b, &mut out);
+        message(7, &event, &mut out);
+        unknown(&mut out);
+        out
+    }
+
+    #[test]
+    fn unknown_repeated_and_interleaved_fields_read_as_prost_decodes_them() {
+        let bytes = odd_record();
+        assert!(agree(&bytes));
+        let r = read(&bytes).unwrap();
+        let e = r.requests[0];
+        assert_eq!(
+            (
+                e.time_unix_nano,
+                e.operation,
+                e.status_code,
+                e.error,
+                e.duration_nano,
+                e.trace_id
+            ),
+            (12, "POST /orders", -1, true, -5, "trace")
+        );
+        assert_eq!(
+            e.attributes().collect::<Vec<_>>(),
+            [("key", "value"), ("", "")]
+        );
+        assert_eq!(r.requests[1], super::Request::default());
+        let resource = r.batch.resource.as_ref().unwrap();
+        assert_eq!(
+            (resource.tenant.as_str(), resource.service.as_str()),
+            ("acme", "checkout")
+        );
+        assert_eq!(r.requests.len(), 3);
+    }
+
+    /// Every prefix of a record, and every byte of it replaced by values that change a wire
+    /// type, a length, a varint's continuation or a character: prost and [`read`] agree on
+    /// each, record or refusal.
+    #[test]
+    fn every_cut_and_every_corrupted_byte_is_read_or_refused_as_prost_does() {
+        for bytes in [record().encode_to_vec(), odd_record()] {
+            let (mut read_, mut refused) = (0, 0);
+            let mut tally = |ok: bool| if ok { read_ += 1 } else { refused += 1 };
+            for n in 0..=bytes.len() {
+                tally(agree(&bytes[..n]));
+            }
+            for i in 0..bytes.len() {
+                let b = bytes[i];
+                for v in [
+                    0x00,
+                    0x01,
+                    0x02,
+                    0x05,
+                    0x07,
+                    0x0a,
+                    0x7f,
+                    0x80,
+                    0xc3,
+                    0xff,
+                    b ^ 1,
+                    b ^ 0x80,
+                    b.wrapping_add(1),
+                ] {
+                    let mut changed = bytes.clone();
+                    changed[i] = v;
+                    tally(agree(&changed));
+                }
+            }
+            // Both outcomes were exercised many times over.
+            assert!(
+                read_ > 100 && refused > 100,
+                "read {read_}, refused {refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let mut event = Vec::new();
+        text(2, "ok", &mut event);
+        key(6, WireType::LengthDelimited, &mut event);
+        event.extend_from_slice(&[2, 0xff, 0xfe]);
+        let mut out = Vec::new();
+        message(7, &record().requests[0].encode_to_vec(), &mut out);
+        message(7, &event, &mut out);
+        assert!(!agree(&out));
+        let err = read(&out).unwrap_err();
+        assert!(matches!(err, DecodeError::Malformed(_)));
+        assert_eq!(
+            err.to_string(),
+            "not a nines.v1.EventBatch: requests[1].trace_id: invalid UTF-8"
+        );
+        // A varint of ten bytes whose last carries more than the 64th bit.
+        let mut big = Vec::new();
+        key(1, WireType::Varint, &mut big);
+        big.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]);
+        assert!(!agree(&big));
+        // Another version.
+        let mut other = record();
+        other.schema_version = crate::VERSION + 1;
+        let err = read(&other.encode_to_vec()).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::UnknownVersion { found } if found == crate::VERSION + 1)
+        );
+    }
+}
