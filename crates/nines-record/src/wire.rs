@@ -5,14 +5,15 @@
 /// Deepest nesting scanned; prost refuses deeper messages too (its recursion limit is 100).
 pub const MAX_DEPTH: usize = 100;
 
-/// Why a body was refused by the scan.
+/// Why bytes were refused: what is malformed, naming the field. Its text is how ingest's
+/// doors answer (a request body); [`crate::read`] takes the message alone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     #[error("request body is not valid protobuf: {0}")]
     Malformed(String),
 }
 
-/// A field's payload.
+/// A field's payload, as [`next_field`] read it.
 #[derive(Debug, Clone, Copy)]
 pub enum Payload<'a> {
     Varint(u64),
@@ -23,6 +24,7 @@ pub enum Payload<'a> {
 }
 
 impl<'a> Payload<'a> {
+    /// The wire type's name, for messages.
     pub fn wire_type(self) -> &'static str {
         match self {
             Payload::Varint(_) => "varint",
@@ -34,6 +36,7 @@ impl<'a> Payload<'a> {
     }
 }
 
+/// A field of the wrong wire type: `field` is its name in the .proto.
 pub fn wrong_type(field: &str, payload: Payload<'_>, expected: &str) -> WireError {
     WireError::Malformed(format!(
         "{field}: {} where {expected} is due",
@@ -94,6 +97,7 @@ pub fn next_field<'a>(
 
 // Each reads one field named `field` (its name in the .proto) of the type it says.
 
+/// A length-delimited field's bytes.
 pub fn len<'a>(field: &str, payload: Payload<'a>) -> std::result::Result<&'a [u8], WireError> {
     match payload {
         Payload::Len(b) => Ok(b),
@@ -101,11 +105,13 @@ pub fn len<'a>(field: &str, payload: Payload<'a>) -> std::result::Result<&'a [u8
     }
 }
 
+/// A string field's text, refused unless UTF-8 (as prost refuses it).
 pub fn text<'a>(field: &str, payload: Payload<'a>) -> std::result::Result<&'a str, WireError> {
     std::str::from_utf8(len(field, payload)?)
         .map_err(|_| WireError::Malformed(format!("{field}: invalid UTF-8")))
 }
 
+/// A varint field's value, whatever the width of its type.
 pub fn int(field: &str, payload: Payload<'_>) -> std::result::Result<u64, WireError> {
     match payload {
         Payload::Varint(v) => Ok(v),
@@ -113,6 +119,7 @@ pub fn int(field: &str, payload: Payload<'_>) -> std::result::Result<u64, WireEr
     }
 }
 
+/// A 64-bit field's value.
 pub fn fixed64(field: &str, payload: Payload<'_>) -> std::result::Result<u64, WireError> {
     match payload {
         Payload::Fixed64(v) => Ok(v),
@@ -169,6 +176,7 @@ pub fn key(bytes: &mut &[u8]) -> Result<(u32, u8), WireError> {
     Ok((number, (key & 7) as u8))
 }
 
+/// Skips `n` bytes, refusing a field that runs past the end.
 pub fn advance(bytes: &mut &[u8], n: usize) -> Result<(), WireError> {
     if bytes.len() < n {
         return Err(WireError::Malformed("a field runs past the end".into()));
