@@ -490,8 +490,9 @@ impl PartitionBuffer {
         self.add_to(&record, offset, |_| true);
     }
 
-    /// Adds the events of one decoded record at `offset` to the tables `wanted` names: a
-    /// replayed record is left out of the tables that hold it already.
+    /// Adds the events of one record (as `nines_record::read` reads it) at `offset` to the
+    /// tables `wanted` names: a replayed record is left out of the tables that hold it
+    /// already.
     pub fn add_to(&mut self, record: &Record<'_>, offset: i64, wanted: impl Fn(&str) -> bool) {
         let batch = &record.batch;
         self.skip(offset);

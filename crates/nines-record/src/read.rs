@@ -2,14 +2,15 @@
 //!
 //! Prost would build every request event of a record with a `String` for its operation, one
 //! for its trace id and one per attribute key and value, only for the aggregator to copy each
-//! into an Arrow column and drop it: a third of the aggregator's allocations and about half
-//! of what it spends on a record before Parquet (BENCHMARKS.md). Here the request events are
+//! into an Arrow column and drop it; decoding was about half of what the aggregator spent on
+//! a record before Parquet (BENCHMARKS.md, "Hot paths"). Here the request events are
 //! read off the record's bytes, their text borrowed; everything else in the record (the
 //! resource, its key, deploys, incidents, gate decisions, fields this build does not know) is
 //! small, and prost decodes it as before.
 //!
-//! Equivalence with [`crate::decode`] (the comparison tests below): the same record, field
-//! for field, and a refusal of every payload prost refuses, whatever the message says.
+//! Equivalence with [`crate::decode`] (the comparison tests below, and the `record` fuzz
+//! target): the same record, field for field, and a refusal of every payload prost refuses,
+//! whatever the message says.
 
 use nines_proto::v1::{EventBatch, RequestEvent};
 use prost::Message;
