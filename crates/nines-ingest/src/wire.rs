@@ -453,29 +453,6 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;
 
-    /// Varints of every length, as prost writes them, read back whole, with what follows
-    /// left in place; a varint cut short or longer than 10 bytes is refused.
-    #[test]
-    fn varints_of_every_length_read_as_prost_writes_them() {
-        let mut values = vec![0, 1, 0x7f, 0x80, 300, 0x3fff, 0x4000, u64::from(u32::MAX)];
-        values.extend((1..64).map(|shift| 1_u64 << shift));
-        values.extend((1..64).map(|shift| (1_u64 << shift) - 1));
-        values.push(u64::MAX);
-        for v in values {
-            let mut buf = Vec::new();
-            prost::encoding::encode_varint(v, &mut buf);
-            let len = buf.len();
-            buf.push(0xaa);
-            let mut bytes = &buf[..];
-            assert_eq!(super::varint(&mut bytes).unwrap(), v, "{v}");
-            assert_eq!(bytes, &[0xaa], "{v}: {len} bytes read");
-            let mut cut = &buf[..len - 1];
-            assert!(super::varint(&mut cut).is_err(), "{v} cut short");
-        }
-        let mut eleven = &[0xff_u8; 11][..];
-        assert!(super::varint(&mut eleven).is_err());
-    }
-
     #[test]
     fn counts_native_events_and_sizes_them() {
         let req = PushRequest {

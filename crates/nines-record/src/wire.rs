@@ -218,3 +218,48 @@ fn long_varint(bytes: &mut &[u8]) -> Result<u64, WireError> {
     }
     Err(WireError::Malformed("a varint longer than 10 bytes".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::varint;
+
+    /// Varints of every length, as prost writes them, read back whole, with what follows
+    /// left in place; a varint cut short or longer than 10 bytes is refused.
+    #[test]
+    fn varints_of_every_length_read_as_prost_writes_them() {
+        let mut values = vec![0, 1, 0x7f, 0x80, 300, 0x3fff, 0x4000, u64::from(u32::MAX)];
+        values.extend((1..64).map(|shift| 1_u64 << shift));
+        values.extend((1..64).map(|shift| (1_u64 << shift) - 1));
+        values.push(u64::MAX);
+        for v in values {
+            let mut buf = Vec::new();
+            prost::encoding::encode_varint(v, &mut buf);
+            let len = buf.len();
+            buf.push(0xaa);
+            let mut bytes = &buf[..];
+            assert_eq!(varint(&mut bytes).unwrap(), v, "{v}");
+            assert_eq!(bytes, &[0xaa], "{v}: {len} bytes read");
+            let mut cut = &buf[..len - 1];
+            assert!(varint(&mut cut).is_err(), "{v} cut short");
+        }
+        let mut eleven = &[0xff_u8; 11][..];
+        assert!(varint(&mut eleven).is_err());
+    }
+
+    #[test]
+    fn a_tenth_byte_carries_only_the_64th_bit() {
+        // As prost: u64::MAX ends in 0x01; a larger tenth byte overflows.
+        let mut max = &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01][..];
+        assert_eq!(varint(&mut max).unwrap(), u64::MAX);
+        let mut over = &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02][..];
+        assert!(varint(&mut over).is_err());
+        assert!(
+            prost::encoding::decode_varint(
+                &mut &[
+                    0xff_u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02
+                ][..]
+            )
+            .is_err()
+        );
+    }
+}
