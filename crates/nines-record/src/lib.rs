@@ -13,13 +13,13 @@
 //! is taken over the events as sent too.
 
 use nines_proto::v1::{EventBatch, PushRequest, RequestEvent};
+use prost::Message;
+use sha2::{Digest, Sha256};
 
 mod read;
 pub mod wire;
 
-use prost::Message;
 pub use read::{Record, Request, read};
-use sha2::{Digest, Sha256};
 
 /// Version of the records this build writes and reads. Bump it on any change an older
 /// aggregator would misread; aggregators send records of another version to the dead-letter
