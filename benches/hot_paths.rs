@@ -1,6 +1,8 @@
 //! Hot paths per push of 512 request events, each next to the floor it cannot beat:
 //!
-//! - ingest: validate + cut into records (encode), against encoding the same push alone; and
+//! - ingest: validate + cut into records (encode), against encoding the same push alone; the
+//!   native door from the push's bytes, prost's decode + validate + cut against reading the
+//!   events in place + validate + cut (copying them into the records as they came); and
 //!   the door's wire check of the push's bytes, the full scan against counting the events
 //!   only (what `scan_within` does for a body this short), beside prost decoding the bytes;
 //! - OTLP: read an export of 512 SERVER spans off the wire, map to request events, validate
@@ -21,11 +23,11 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use nines_aggregate::PartitionBuffer;
 use nines_ingest::config::Limits;
-use nines_ingest::validate::validate;
+use nines_ingest::validate::{validate, validate_push};
 use nines_ingest::wire;
 use nines_model::clock::now_ns;
 use nines_proto::v1::{EventBatch, PushRequest};
-use nines_record::cut;
+use nines_record::{cut, cut_guarded};
 use nines_testkit::{Generator, WorkloadSpec};
 use prost::Message;
 
@@ -54,6 +56,26 @@ fn ingest(c: &mut Criterion) {
         )
     });
     let bytes = push.encode_to_vec();
+    // The native door from the push's bytes: prost's decode, then validate and cut, against
+    // reading the request events in place and copying them into the records as they came.
+    g.bench_function("door_prost_decode_validate_cut", |b| {
+        b.iter(|| {
+            let mut p = PushRequest::decode(bytes.as_slice()).expect("valid");
+            validate(&mut p, &limits, now_ns()).expect("valid");
+            black_box(cut(p, 0, 900 * 1024).expect("fits"))
+        })
+    });
+    g.bench_function("door_read_validate_cut", |b| {
+        b.iter(|| {
+            let p = nines_record::read_push(&bytes).expect("valid");
+            let mut head = p.head;
+            validate_push(&mut head, &p.requests, &limits, now_ns()).expect("valid");
+            black_box(
+                cut_guarded(head, &p.requests, 0, 900 * 1024, &mut |_| Vec::new(), None)
+                    .expect("fits"),
+            )
+        })
+    });
     let max_decoded = nines_ingest::IngestConfig::default().max_decoded_bytes;
     g.bench_function("baseline_prost_decode", |b| {
         b.iter(|| black_box(PushRequest::decode(bytes.as_slice()).expect("valid")))

@@ -12,7 +12,8 @@ use std::hash::Hash;
 use std::sync::Mutex;
 
 use ::metrics::counter;
-use nines_proto::v1::{DeployEvent, DeployOutcome, DeploySource, PushRequest, RequestEvent};
+use nines_proto::v1::{DeployEvent, DeployOutcome, DeploySource, Resource};
+use nines_record::RequestLike;
 
 use crate::metrics;
 
@@ -132,15 +133,10 @@ impl OperationGuard {
         }
     }
 
-    /// Renames operations of `tenant`'s `service` beyond the cap to [`OVERFLOW_OPERATION`];
-    /// returns the original names of those it renamed, by index.
-    pub fn apply(
-        &self,
-        tenant: &str,
-        service: &str,
-        requests: &mut [RequestEvent],
-    ) -> Vec<(usize, String)> {
-        if requests.is_empty() {
+    /// Picks the operations of `tenant`'s `service` beyond the cap, to be renamed to
+    /// [`OVERFLOW_OPERATION`]: their indices in `operations`, ascending.
+    pub fn apply(&self, tenant: &str, service: &str, operations: &[&str]) -> Vec<usize> {
+        if operations.is_empty() {
             return Vec::new();
         }
         let key = (tenant.to_owned(), service.to_owned());
@@ -148,17 +144,15 @@ impl OperationGuard {
         let renamed = seen.with(&key, |ops| {
             let mut renamed = Vec::new();
             let mut added = 0;
-            for (i, e) in requests.iter_mut().enumerate() {
-                if ops.contains(e.operation.as_str()) {
+            for (i, operation) in operations.iter().enumerate() {
+                if ops.contains(*operation) {
                     continue;
                 }
                 if ops.len() < self.max {
-                    added += e.operation.len() + ENTRY_OVERHEAD;
-                    ops.insert(e.operation.clone());
+                    added += operation.len() + ENTRY_OVERHEAD;
+                    ops.insert((*operation).to_owned());
                 } else {
-                    let original =
-                        std::mem::replace(&mut e.operation, OVERFLOW_OPERATION.to_owned());
-                    renamed.push((i, original));
+                    renamed.push(i);
                 }
             }
             (renamed, added)
@@ -187,10 +181,15 @@ impl VersionTracker {
 }
 
 impl VersionTracker {
-    /// The telemetry deploy `req` reveals, if any: time = its earliest request.
-    pub fn observe(&self, req: &PushRequest) -> Option<DeployEvent> {
-        let r = req.resource.as_ref()?;
-        if r.version.is_empty() || req.requests.is_empty() {
+    /// The telemetry deploy a push of `requests` from `resource` reveals, if any: time = its
+    /// earliest request.
+    pub fn observe(
+        &self,
+        resource: Option<&Resource>,
+        requests: &[impl RequestLike],
+    ) -> Option<DeployEvent> {
+        let r = resource?;
+        if r.version.is_empty() || requests.is_empty() {
             return None;
         }
         let key = (r.tenant.clone(), r.service.clone(), r.environment.clone());
@@ -213,7 +212,7 @@ impl VersionTracker {
         }
         counter!(metrics::TELEMETRY_DEPLOYS).increment(1);
         Some(DeployEvent {
-            time_unix_nano: req.requests.iter().map(|e| e.time_unix_nano).min()?,
+            time_unix_nano: requests.iter().map(|e| e.time_unix_nano()).min()?,
             service: r.service.clone(),
             environment: r.environment.clone(),
             version: r.version.clone(),
@@ -280,7 +279,7 @@ impl VersionTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nines_proto::v1::{RequestEvent, Resource};
+    use nines_proto::v1::{PushRequest, RequestEvent};
 
     fn push(service: &str, version: &str, ops: &[&str]) -> PushRequest {
         PushRequest {
@@ -303,33 +302,32 @@ mod tests {
         }
     }
 
+    fn observe(t: &VersionTracker, p: &PushRequest) -> Option<DeployEvent> {
+        t.observe(p.resource.as_ref(), &p.requests)
+    }
+
     #[test]
     fn operations_beyond_the_cap_overflow() {
         let guard = OperationGuard::new(2, 1 << 20);
-        let mut p = push("a", "", &["x", "y", "z", "x", "w"]);
-        let renamed = guard.apply("t", "a", &mut p.requests);
-        assert_eq!(renamed, [(2, "z".to_owned()), (4, "w".to_owned())]);
-        let ops: Vec<&str> = p.requests.iter().map(|e| e.operation.as_str()).collect();
-        assert_eq!(ops, ["x", "y", "__overflow__", "x", "__overflow__"]);
+        let renamed = guard.apply("t", "a", &["x", "y", "z", "x", "w"]);
+        assert_eq!(renamed, [2, 4]);
         // Another service has its own budget.
-        assert!(
-            guard
-                .apply("t", "b", &mut push("b", "", &["z", "w"]).requests)
-                .is_empty()
-        );
+        assert!(guard.apply("t", "b", &["z", "w"]).is_empty());
+        // The first two stay admitted; the third is over the cap again.
+        assert_eq!(guard.apply("t", "a", &["y", "w", "x"]), [1]);
     }
 
     #[test]
     fn a_new_version_after_the_baseline_is_one_deploy() {
         let t = VersionTracker::new(1 << 20);
-        assert!(t.observe(&push("a", "1.0", &["x"])).is_none(), "baseline");
-        assert!(t.observe(&push("a", "1.0", &["x"])).is_none());
-        let d = t.observe(&push("a", "1.1", &["x", "y"])).expect("deploy");
+        assert!(observe(&t, &push("a", "1.0", &["x"])).is_none(), "baseline");
+        assert!(observe(&t, &push("a", "1.0", &["x"])).is_none());
+        let d = observe(&t, &push("a", "1.1", &["x", "y"])).expect("deploy");
         assert_eq!((d.version.as_str(), d.time_unix_nano), ("1.1", 1_000));
         assert_eq!(d.source, DeploySource::Telemetry as i32);
         // Interleaved old and new versions (a rolling deploy) reveal nothing more.
-        assert!(t.observe(&push("a", "1.0", &["x"])).is_none());
-        assert!(t.observe(&push("a", "1.1", &["x"])).is_none());
+        assert!(observe(&t, &push("a", "1.0", &["x"])).is_none());
+        assert!(observe(&t, &push("a", "1.1", &["x"])).is_none());
     }
 
     #[test]
@@ -338,10 +336,9 @@ mod tests {
         let guard = OperationGuard::new(10, 20_000);
         let op = "x".repeat(1_000);
         for i in 0..100 {
-            let mut p = push(&format!("s{i}"), "", &[op.as_str()]);
             assert!(
                 guard
-                    .apply("t", &format!("s{i}"), &mut p.requests)
+                    .apply("t", &format!("s{i}"), &[op.as_str()])
                     .is_empty()
             );
         }
@@ -356,31 +353,29 @@ mod tests {
     #[test]
     fn a_forgotten_service_starts_again_from_a_baseline() {
         let t = VersionTracker::new(300);
-        assert!(t.observe(&push("a", "1.0", &["x"])).is_none(), "baseline");
+        assert!(observe(&t, &push("a", "1.0", &["x"])).is_none(), "baseline");
         // Two other services push the first out of the 300-byte budget.
-        assert!(t.observe(&push("b", "1.0", &["x"])).is_none());
-        assert!(t.observe(&push("c", "1.0", &["x"])).is_none());
+        assert!(observe(&t, &push("b", "1.0", &["x"])).is_none());
+        assert!(observe(&t, &push("c", "1.0", &["x"])).is_none());
         assert!(
-            t.observe(&push("a", "1.1", &["x"])).is_none(),
+            observe(&t, &push("a", "1.1", &["x"])).is_none(),
             "a new baseline"
         );
-        assert!(t.observe(&push("a", "1.2", &["x"])).is_some());
+        assert!(observe(&t, &push("a", "1.2", &["x"])).is_some());
     }
 
     #[test]
     fn a_deploy_whose_push_is_not_stored_is_revealed_again() {
         let t = VersionTracker::new(1 << 20);
-        assert!(t.observe(&push("a", "1.0", &["x"])).is_none(), "baseline");
+        assert!(observe(&t, &push("a", "1.0", &["x"])).is_none(), "baseline");
         // The push's future is dropped (a timeout) before it is stored.
-        let d = t.observe(&push("a", "1.1", &["x"])).expect("deploy");
+        let d = observe(&t, &push("a", "1.1", &["x"])).expect("deploy");
         drop(t.pending("t", d));
-        let d = t
-            .observe(&push("a", "1.1", &["x"]))
-            .expect("revealed again");
+        let d = observe(&t, &push("a", "1.1", &["x"])).expect("revealed again");
         // This time it is stored.
         t.pending("t", d).keep();
         assert!(
-            t.observe(&push("a", "1.1", &["x"])).is_none(),
+            observe(&t, &push("a", "1.1", &["x"])).is_none(),
             "seen for good"
         );
     }

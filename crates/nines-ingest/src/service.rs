@@ -8,21 +8,20 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::future::join_all;
 use nines_bus::producer::AckProducer;
-use nines_proto::v1::ingest_service_server::IngestService;
-use nines_proto::v1::{DeployEvent, PushRequest, PushResponse};
+use nines_proto::v1::{DeployEvent, PushRequest, PushResponse, RequestEvent};
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use crate::auth::Auth;
 use crate::config::Limits;
-use crate::door::{Method, prost_decode};
+use crate::door::Method;
 use crate::guard::{OperationGuard, VersionTracker};
 use crate::metrics;
-use crate::validate::validate;
+use crate::validate::validate_push;
 use crate::wire::{self, Shape, WireError};
 use crate::{Error, Result};
 use nines_model::clock::now_ns;
-use nines_record::{cut_guarded, identity_fingerprint};
+use nines_record::{RequestLike, cut_guarded, identity_fingerprint, read_push};
 
 /// Validates and publishes pushes. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -78,22 +77,51 @@ impl Pipeline {
         tenant: &str,
         now: i64,
     ) -> Result<PushResponse> {
-        req.resource.get_or_insert_with(Default::default).tenant = tenant.to_owned();
-        validate(&mut req, &self.inner.limits, now)?;
+        let requests = std::mem::take(&mut req.requests);
+        self.publish_push(req, &requests, tenant, now).await
+    }
+
+    /// [`Pipeline::publish`] for the bytes of a push (the native door): its request events
+    /// are read in place and copied into the records as they came ([`nines_record::read_push`]).
+    pub async fn publish_bytes(&self, body: Bytes, tenant: &str, now: i64) -> Result<PushResponse> {
+        let push = read_push(&body).map_err(Error::Wire)?;
+        self.publish_push(push.head, &push.requests, tenant, now)
+            .await
+    }
+
+    /// Publishes the push `head` with `requests` (`head.requests` is not looked at).
+    async fn publish_push(
+        &self,
+        mut head: PushRequest,
+        requests: &[impl RequestLike + Sync],
+        tenant: &str,
+        now: i64,
+    ) -> Result<PushResponse> {
+        head.resource.get_or_insert_with(Default::default).tenant = tenant.to_owned();
+        validate_push(&mut head, requests, &self.inner.limits, now)?;
         let mut response = PushResponse {
-            accepted_requests: req.requests.len() as u64,
-            accepted_deploys: req.deploys.len() as u64,
-            accepted_incidents: req.incidents.len() as u64,
-            accepted_gate_decisions: req.gate_decisions.len() as u64,
+            accepted_requests: requests.len() as u64,
+            accepted_deploys: head.deploys.len() as u64,
+            accepted_incidents: head.incidents.len() as u64,
+            accepted_gate_decisions: head.gate_decisions.len() as u64,
             records: 0,
         };
-        let derived = self.inner.versions.observe(&req);
+        let derived = self
+            .inner
+            .versions
+            .observe(head.resource.as_ref(), requests);
         // Unless the push is stored, the version is forgotten so the retry reveals the deploy
         // again: on an error, and also when this future is dropped (the request timed out).
         let reveal = derived
             .as_ref()
             .map(|d| self.inner.versions.pending(tenant, d.clone()));
-        let result = self.produce(req, derived.as_ref(), now).await;
+        let resource = head.resource.as_ref().expect("validate sets a resource");
+        // One service's events land in one partition.
+        let key = nines_record::key(&resource.tenant, &resource.service);
+        let result = match self.cut(head, requests, derived.as_ref(), now) {
+            Ok(records) => self.produce(&key, records).await,
+            Err(e) => Err(e),
+        };
         if let (Ok(_), Some(r)) = (&result, reveal) {
             r.keep();
         }
@@ -101,28 +129,29 @@ impl Pipeline {
         Ok(response)
     }
 
-    async fn produce(
+    /// The records of a validated push, and of the deploy it revealed.
+    fn cut(
         &self,
-        mut req: PushRequest,
+        mut head: PushRequest,
+        requests: &[impl RequestLike],
         derived: Option<&DeployEvent>,
         now: i64,
-    ) -> Result<u32> {
-        if req.batch_id.is_empty() {
+    ) -> Result<Vec<Vec<u8>>> {
+        if head.batch_id.is_empty() {
             // Every record carries an idempotency key, so a record the producer sent twice
             // is still counted once by the aggregator. (A client that retries without its own
             // batch_id gets a new key per attempt: only its own batch_id makes retries safe.)
-            req.batch_id = format!("ingest-{}", uuid::Uuid::now_v7());
+            head.batch_id = format!("ingest-{}", uuid::Uuid::now_v7());
         }
-        let resource = req.resource.clone().expect("validate sets a resource");
-        // One service's events land in one partition.
-        let key = nines_record::key(&resource.tenant, &resource.service);
+        let resource = head.resource.clone().expect("validate sets a resource");
         let max = self.inner.max_record_bytes;
         let guard = &self.inner.operations;
         let mut records = cut_guarded(
-            req,
+            head,
+            requests,
             now,
             max,
-            &mut |events| guard.apply(&resource.tenant, &resource.service, events),
+            &mut |operations| guard.apply(&resource.tenant, &resource.service, operations),
             None,
         )?;
         if let Some(d) = derived {
@@ -143,17 +172,24 @@ impl Pipeline {
                 deploys: vec![d.clone()],
                 ..Default::default()
             };
-            records.extend(cut_guarded(
+            records.extend(cut_guarded::<RequestEvent>(
                 deploy,
+                &[],
                 now,
                 max,
                 &mut |_| Vec::new(),
                 Some(identity_fingerprint(&identity)),
             )?);
         }
+        Ok(records)
+    }
+
+    /// Sends the records of one push (one service's: one key, one partition) and waits for
+    /// the broker's acknowledgement of each.
+    async fn produce(&self, key: &[u8], records: Vec<Vec<u8>>) -> Result<u32> {
         let sends = records
             .iter()
-            .map(|r| self.inner.producer.send(&self.inner.topic, &key, r));
+            .map(|r| self.inner.producer.send(&self.inner.topic, key, r));
         let results = tokio::time::timeout(self.inner.ack_timeout, join_all(sends))
             .await
             .map_err(|_| Error::Timeout(self.inner.ack_timeout))?;
@@ -195,7 +231,8 @@ impl NativeIngest {
 }
 
 impl Method for NativeIngest {
-    type Req = PushRequest;
+    /// The push's bytes: read in place by [`Pipeline::publish_bytes`].
+    type Req = Bytes;
     type Resp = PushResponse;
     const SERVICE: &'static str = "nines.v1.IngestService";
     const PATH: &'static str = "/nines.v1.IngestService/Push";
@@ -206,32 +243,27 @@ impl Method for NativeIngest {
         &wire::PUSH
     }
 
-    fn decode(message: Bytes) -> std::result::Result<PushRequest, WireError> {
-        prost_decode(message)
+    fn decode(message: Bytes) -> std::result::Result<Bytes, WireError> {
+        Ok(message)
     }
 
     fn call(
         &self,
-        request: Request<PushRequest>,
+        request: Request<Bytes>,
     ) -> BoxFuture<'static, Result<Response<PushResponse>, Status>> {
         let this = self.clone();
-        Box::pin(async move { this.push(request).await })
-    }
-}
-
-#[tonic::async_trait]
-impl IngestService for NativeIngest {
-    async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let started = Instant::now();
-        let result = match self.auth.tenant_of(&request) {
-            Ok(tenant) => {
-                self.pipeline
-                    .publish(request.into_inner(), &tenant, now_ns())
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        account(&result, started);
-        result.map(Response::new).map_err(Status::from)
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = match this.auth.tenant_of(&request) {
+                Ok(tenant) => {
+                    this.pipeline
+                        .publish_bytes(request.into_inner(), &tenant, now_ns())
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            account(&result, started);
+            result.map(Response::new).map_err(Status::from)
+        })
     }
 }

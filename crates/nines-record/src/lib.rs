@@ -5,8 +5,9 @@
 //! aggregator does; [`decode`], prost's, the reference it is tested against), and a
 //! compatibility test over a checked-in record of every version (`tests/compat.rs`).
 //!
-//! Cutting encodes a validated push as records below the byte limit. Events are moved, not
-//! copied, and every record is encoded exactly once. The cut is a function of the push alone,
+//! Cutting encodes a validated push as records below the byte limit, every record exactly
+//! once: deploys, incidents and gate decisions are moved into it, request events are encoded
+//! into it or, read in place from a push ([`read_push`]), copied into it as they came. The cut is a function of the push alone,
 //! so a retry maps to the same parts on any ingest replica, whatever that replica's operation
 //! guard renames: part boundaries are planned on the events as sent, with room for an
 //! operation renamed to [`OVERFLOW_OPERATION`], and the content fingerprint every part carries
@@ -19,7 +20,7 @@ use sha2::{Digest, Sha256};
 mod read;
 pub mod wire;
 
-pub use read::{Record, Request, read};
+pub use read::{Push, Record, Request, read, read_push};
 
 /// Version of the records this build writes and reads. Bump it on any change an older
 /// aggregator would misread; aggregators send records of another version to the dead-letter
@@ -93,20 +94,103 @@ pub const FINGERPRINT_BYTES: usize = 16;
 /// Encoded size of the fingerprint field: tag, length, bytes.
 const FINGERPRINT_OVERHEAD: usize = 1 + 1 + FINGERPRINT_BYTES;
 
-/// Renames request operations of one part in place (the operation guard) and returns the
-/// original names of those it renamed, by index.
-pub type Rename<'a> = dyn FnMut(&mut [RequestEvent]) -> Vec<(usize, String)> + 'a;
+/// Picks the request operations of one part to rename (ingest's operation guard): given the
+/// part's operations as sent, the indices (within the part, ascending) that become
+/// [`OVERFLOW_OPERATION`].
+pub type Rename<'a> = dyn FnMut(&[&str]) -> Vec<usize> + 'a;
 
-/// Encodes `req` as one or more `EventBatch` records of at most `max_bytes` each.
-pub fn cut(req: PushRequest, received_at: i64, max_bytes: usize) -> Result<Vec<Vec<u8>>, TooLarge> {
-    cut_guarded(req, received_at, max_bytes, &mut |_| Vec::new(), None)
+/// Field number of `EventBatch.requests`.
+const REQUESTS_FIELD: u32 = 7;
+
+/// A request event as the cut and ingest's checks take it: prost's [`RequestEvent`] (OTLP's
+/// mapping builds those) or a [`Request`] borrowed from the push's bytes (the native door),
+/// which the cut copies into the record as it came instead of encoding it again.
+pub trait RequestLike {
+    fn time_unix_nano(&self) -> i64;
+    fn operation(&self) -> &str;
+    fn status_code(&self) -> i32;
+    fn duration_nano(&self) -> i64;
+    fn trace_id(&self) -> &str;
+    fn attribute_count(&self) -> usize;
+    /// (key, value) of every attribute, in order.
+    fn attributes(&self) -> impl Iterator<Item = (&str, &str)>;
+    /// Bytes of the event's encoding as sent (its body, without key and length).
+    fn body_len(&self) -> usize;
+    /// Appends the event as field `number` (key, length, body) as sent, or with its
+    /// operation replaced by `operation`.
+    fn encode_field(&self, number: u32, operation: Option<&str>, out: &mut Vec<u8>);
 }
 
-/// [`cut`], with `rename` applied to each part's requests before it is encoded. The
-/// fingerprint is of the content as sent, unless `identity` gives one (a derived record whose
-/// content differs between replicas but whose identity does not, like a telemetry deploy).
-pub fn cut_guarded(
-    req: PushRequest,
+impl RequestLike for RequestEvent {
+    fn time_unix_nano(&self) -> i64 {
+        self.time_unix_nano
+    }
+    fn operation(&self) -> &str {
+        &self.operation
+    }
+    fn status_code(&self) -> i32 {
+        self.status_code
+    }
+    fn duration_nano(&self) -> i64 {
+        self.duration_nano
+    }
+    fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+    fn attribute_count(&self) -> usize {
+        self.attributes.len()
+    }
+    fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.attributes
+            .iter()
+            .map(|a| (a.key.as_str(), a.value.as_str()))
+    }
+    fn body_len(&self) -> usize {
+        self.encoded_len()
+    }
+    fn encode_field(&self, number: u32, operation: Option<&str>, out: &mut Vec<u8>) {
+        match operation {
+            None => prost::encoding::message::encode(number, self, out),
+            Some(operation) => {
+                let renamed = RequestEvent {
+                    operation: operation.to_owned(),
+                    ..self.clone()
+                };
+                prost::encoding::message::encode(number, &renamed, out)
+            }
+        }
+    }
+}
+
+/// Encodes `req` as one or more `EventBatch` records of at most `max_bytes` each.
+pub fn cut(
+    mut req: PushRequest,
+    received_at: i64,
+    max_bytes: usize,
+) -> Result<Vec<Vec<u8>>, TooLarge> {
+    let requests = std::mem::take(&mut req.requests);
+    cut_guarded(
+        req,
+        &requests,
+        received_at,
+        max_bytes,
+        &mut |_| Vec::new(),
+        None,
+    )
+}
+
+/// Encodes the push `head` (whose own `requests` are ignored) with `requests` as records of
+/// at most `max_bytes` each, `rename` applied to each part's operations. The fingerprint is
+/// of the content as sent, unless `identity` gives one (a derived record whose content
+/// differs between replicas but whose identity does not, like a telemetry deploy).
+///
+/// The records are the bytes prost would write for the same `EventBatch`: the header, the
+/// requests, the other events, the fingerprint, each field in prost's order; a request
+/// event borrowed from the push is copied as it came (with whatever fields this build does
+/// not know, which the aggregator skips).
+pub fn cut_guarded<E: RequestLike>(
+    head: PushRequest,
+    requests: &[E],
     received_at: i64,
     max_bytes: usize,
     rename: &mut Rename<'_>,
@@ -114,14 +198,14 @@ pub fn cut_guarded(
 ) -> Result<Vec<Vec<u8>>, TooLarge> {
     let mut hasher = Sha256::new();
     hasher.update(b"nines.v1.EventBatch content\0");
-    if let Some(r) = &req.resource {
+    if let Some(r) = &head.resource {
         hasher.update(r.encode_to_vec());
     }
-    hasher.update(req.batch_id.as_bytes());
+    hasher.update(head.batch_id.as_bytes());
     let header = EventBatch {
         schema_version: VERSION,
-        resource: req.resource,
-        batch_id: req.batch_id,
+        resource: head.resource,
+        batch_id: head.batch_id,
         part: u32::MAX,
         parts: u32::MAX,
         received_at_unix_nano: received_at,
@@ -129,76 +213,84 @@ pub fn cut_guarded(
     };
     let budget = max_bytes.saturating_sub(header.encoded_len() + FINGERPRINT_OVERHEAD);
 
-    let mut batches = vec![header.clone()];
+    // A part: a range of `requests`, and the other events moved into an otherwise empty
+    // batch (which encodes as those fields alone).
+    let mut parts = vec![(0..0, EventBatch::default())];
     let mut used = 0_usize;
-    // One closure per event kind would need four copies of this loop; a macro keeps it one.
+    let mut room = |len: usize, field: &dyn Fn() -> String| {
+        if len > budget {
+            return Err(TooLarge {
+                field: field(),
+                bytes: len,
+                limit: budget,
+            });
+        }
+        let new_part = used + len > budget;
+        if new_part {
+            used = 0;
+        }
+        used += len;
+        Ok(new_part)
+    };
+    for (i, ev) in requests.iter().enumerate() {
+        if room(planned_len(ev) + FIELD_OVERHEAD, &|| {
+            format!("requests[{i}]")
+        })? {
+            parts.push((i..i, EventBatch::default()));
+        }
+        parts.last_mut().expect("one part").0.end = i + 1;
+    }
+    // One closure per event kind would need three copies of this loop; a macro keeps it one.
     macro_rules! place {
-        ($events:expr, $field:ident, $name:literal, $planned:expr) => {
+        ($events:expr, $field:ident, $name:literal) => {
             for (i, ev) in $events.into_iter().enumerate() {
-                let len = $planned(&ev) + FIELD_OVERHEAD;
-                if len > budget {
-                    return Err(TooLarge {
-                        field: format!("{}[{i}]", $name),
-                        bytes: len,
-                        limit: budget,
-                    });
+                if room(ev.encoded_len() + FIELD_OVERHEAD, &|| {
+                    format!("{}[{i}]", $name)
+                })? {
+                    parts.push((requests.len()..requests.len(), EventBatch::default()));
                 }
-                if used + len > budget {
-                    batches.push(header.clone());
-                    used = 0;
-                }
-                used += len;
-                batches.last_mut().expect("one batch").$field.push(ev);
+                parts.last_mut().expect("one part").1.$field.push(ev);
             }
         };
     }
-    place!(req.requests, requests, "requests", planned_len);
-    place!(
-        req.deploys,
-        deploys,
-        "deploys",
-        |e: &nines_proto::v1::DeployEvent| e.encoded_len()
-    );
-    place!(
-        req.incidents,
-        incidents,
-        "incidents",
-        |e: &nines_proto::v1::IncidentEvent| e.encoded_len()
-    );
-    place!(
-        req.gate_decisions,
-        gate_decisions,
-        "gate_decisions",
-        |e: &nines_proto::v1::GateDecisionEvent| e.encoded_len()
-    );
+    place!(head.deploys, deploys, "deploys");
+    place!(head.incidents, incidents, "incidents");
+    place!(head.gate_decisions, gate_decisions, "gate_decisions");
 
-    let parts = batches.len() as u32;
-    let mut records = Vec::with_capacity(batches.len());
+    let count = parts.len() as u32;
+    let mut records = Vec::with_capacity(parts.len());
     let mut scratch = Vec::new();
-    for (i, mut b) in batches.into_iter().enumerate() {
-        b.part = i as u32;
-        b.parts = parts;
-        let mut renamed = rename(&mut b.requests);
-        let record = b.encode_to_vec();
-        // Where the events start: the encoded length of this part's header alone.
-        let events = (
-            std::mem::take(&mut b.requests),
-            std::mem::take(&mut b.deploys),
-            std::mem::take(&mut b.incidents),
-            std::mem::take(&mut b.gate_decisions),
+    for (i, (range, others)) in parts.into_iter().enumerate() {
+        let header = EventBatch {
+            part: i as u32,
+            parts: count,
+            ..header.clone()
+        };
+        let part = &requests[range];
+        let operations: Vec<&str> = part.iter().map(RequestLike::operation).collect();
+        let renamed = rename(&operations);
+        let body: usize = part.iter().map(|e| e.body_len() + FIELD_OVERHEAD).sum();
+        let mut record = Vec::with_capacity(
+            header.encoded_len() + body + others.encoded_len() + FINGERPRINT_OVERHEAD,
         );
-        let events_at = b.encoded_len();
-        (b.requests, b.deploys, b.incidents, b.gate_decisions) = events;
+        header.encode(&mut record).expect("a Vec grows");
+        let events_at = record.len();
+        let mut next = renamed.iter().copied().peekable();
+        for (k, ev) in part.iter().enumerate() {
+            let overflow = next.next_if_eq(&k).map(|_| OVERFLOW_OPERATION);
+            ev.encode_field(REQUESTS_FIELD, overflow, &mut record);
+        }
+        others.encode(&mut record).expect("a Vec grows");
         if renamed.is_empty() {
             hasher.update(&record[events_at..]);
         } else {
             // Hash what was sent, not what this replica's guard made of it.
-            for (at, name) in &mut renamed {
-                std::mem::swap(&mut b.requests[*at].operation, name);
-            }
             scratch.clear();
-            b.encode(&mut scratch).expect("a Vec grows");
-            hasher.update(&scratch[events_at..]);
+            for ev in part {
+                ev.encode_field(REQUESTS_FIELD, None, &mut scratch);
+            }
+            others.encode(&mut scratch).expect("a Vec grows");
+            hasher.update(&scratch);
         }
         records.push(record);
     }
@@ -230,8 +322,8 @@ pub fn identity_fingerprint(parts: &[&str]) -> [u8; FINGERPRINT_BYTES] {
 
 /// Encoded size of a request event with room for its operation to become
 /// [`OVERFLOW_OPERATION`], so the plan does not depend on what a guard renames.
-fn planned_len(e: &RequestEvent) -> usize {
-    e.encoded_len() + OVERFLOW_OPERATION.len().saturating_sub(e.operation.len())
+fn planned_len(e: &impl RequestLike) -> usize {
+    e.body_len() + OVERFLOW_OPERATION.len().saturating_sub(e.operation().len())
 }
 
 #[cfg(test)]
@@ -317,17 +409,10 @@ mod tests {
         let limit = 1_500;
         let plain = cut(short_ops(500), 7, limit).unwrap();
         // Another replica, at another time, whose guard renames every operation.
-        let mut rename_all = |events: &mut [RequestEvent]| {
-            events
-                .iter_mut()
-                .enumerate()
-                .map(|(i, e)| {
-                    let old = std::mem::replace(&mut e.operation, OVERFLOW_OPERATION.into());
-                    (i, old)
-                })
-                .collect()
-        };
-        let renamed = cut_guarded(short_ops(500), 99, limit, &mut rename_all, None).unwrap();
+        let mut rename_all = |ops: &[&str]| (0..ops.len()).collect();
+        let mut p = short_ops(500);
+        let requests = std::mem::take(&mut p.requests);
+        let renamed = cut_guarded(p, &requests, 99, limit, &mut rename_all, None).unwrap();
         assert!(plain.len() > 5, "{} parts", plain.len());
         assert_eq!(layout(&plain), layout(&renamed));
         for r in plain.iter().chain(&renamed) {
@@ -357,7 +442,9 @@ mod tests {
         // A fingerprint given as identity wins over the content.
         let id = identity_fingerprint(&["t", "s", "prod", "v2"]);
         assert_ne!(id, identity_fingerprint(&["t", "s", "prodv2", ""]));
-        let with_id = cut_guarded(push(10), 7, 1 << 20, &mut |_| Vec::new(), Some(id)).unwrap();
+        let mut p = push(10);
+        let requests = std::mem::take(&mut p.requests);
+        let with_id = cut_guarded(p, &requests, 7, 1 << 20, &mut |_| Vec::new(), Some(id)).unwrap();
         assert_eq!(layout(&with_id)[0].2, id.to_vec());
     }
 }

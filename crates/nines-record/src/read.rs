@@ -12,11 +12,12 @@
 //! target): the same record, field for field, and a refusal of every payload prost refuses,
 //! whatever the message says.
 
-use nines_proto::v1::{EventBatch, RequestEvent};
+use nines_proto::v1::{EventBatch, PushRequest, RequestEvent};
 use prost::Message;
+use prost::encoding::{WireType, encode_key, encode_varint};
 
-use crate::DecodeError;
 use crate::wire::{WireError, int, len, next_field, text, within};
+use crate::{DecodeError, RequestLike};
 
 /// A record on the events topic with its request events borrowed from the payload.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -61,6 +62,11 @@ impl<'a> Request<'a> {
         self.attributes.count
     }
 
+    /// The event's bytes as they came (its body: no key, no length).
+    pub fn bytes(&self) -> &'a [u8] {
+        self.attributes.event
+    }
+
     /// The event as prost would have decoded it (tests, and callers that keep one).
     pub fn to_owned_event(&self) -> RequestEvent {
         RequestEvent {
@@ -77,6 +83,50 @@ impl<'a> Request<'a> {
                     value: value.to_owned(),
                 })
                 .collect(),
+        }
+    }
+}
+
+impl RequestLike for Request<'_> {
+    fn time_unix_nano(&self) -> i64 {
+        self.time_unix_nano
+    }
+    fn operation(&self) -> &str {
+        self.operation
+    }
+    fn status_code(&self) -> i32 {
+        self.status_code
+    }
+    fn duration_nano(&self) -> i64 {
+        self.duration_nano
+    }
+    fn trace_id(&self) -> &str {
+        self.trace_id
+    }
+    fn attribute_count(&self) -> usize {
+        self.attributes.count
+    }
+    fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.attributes.iter()
+    }
+    fn body_len(&self) -> usize {
+        self.bytes().len()
+    }
+    fn encode_field(&self, number: u32, operation: Option<&str>, out: &mut Vec<u8>) {
+        match operation {
+            None => {
+                encode_key(number, WireType::LengthDelimited, out);
+                encode_varint(self.bytes().len() as u64, out);
+                out.extend_from_slice(self.bytes());
+            }
+            // Rare (an operation over the guard's cap): prost writes the renamed event.
+            Some(operation) => {
+                let renamed = RequestEvent {
+                    operation: operation.to_owned(),
+                    ..self.to_owned_event()
+                };
+                prost::encoding::message::encode(number, &renamed, out)
+            }
         }
     }
 }
@@ -110,28 +160,7 @@ fn malformed(WireError::Malformed(m): WireError) -> DecodeError {
 /// Reads a record from the events topic, refusing any version but [`crate::VERSION`] and
 /// any payload prost refuses ([`crate::decode`] is the reference).
 pub fn read(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
-    let mut bytes = payload;
-    let mut rest = Vec::new();
-    let mut requests = Vec::new();
-    loop {
-        let before = bytes;
-        let field = next_field(&mut bytes).map_err(malformed)?;
-        let Some((number, payload)) = field else {
-            break;
-        };
-        if number == 7 {
-            let i = requests.len();
-            let event = len("requests", payload).map_err(malformed)?;
-            requests.push(
-                request(event)
-                    .map_err(within(|| format!("requests[{i}]")))
-                    .map_err(malformed)?,
-            );
-        } else {
-            // Every other field as it came, key and all, for prost.
-            rest.extend_from_slice(&before[..before.len() - bytes.len()]);
-        }
-    }
+    let (rest, requests) = split(payload, RECORD_REQUESTS).map_err(malformed)?;
     let batch = EventBatch::decode(rest.as_slice())?;
     if batch.schema_version != crate::VERSION {
         return Err(DecodeError::UnknownVersion {
@@ -139,6 +168,51 @@ pub fn read(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
         });
     }
     Ok(Record { batch, requests })
+}
+
+/// A push (`nines.v1.PushRequest`) with its request events borrowed from the bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Push<'a> {
+    /// Every field of the push but `requests`, as prost decodes it (`requests` is empty).
+    pub head: PushRequest,
+    /// The request events, in the push's order.
+    pub requests: Vec<Request<'a>>,
+}
+
+/// Reads a push as the native door takes it: what prost refuses is refused (naming the
+/// field), and the request events are not decoded into strings but borrowed, for ingest's
+/// checks and for the cut, which copies each into its record as it came.
+pub fn read_push(body: &[u8]) -> Result<Push<'_>, WireError> {
+    let (rest, requests) = split(body, PUSH_REQUESTS)?;
+    let head =
+        PushRequest::decode(rest.as_slice()).map_err(|e| WireError::Malformed(e.to_string()))?;
+    Ok(Push { head, requests })
+}
+
+/// Field number of `requests` in `EventBatch` and in `PushRequest`.
+const RECORD_REQUESTS: u32 = 7;
+const PUSH_REQUESTS: u32 = 3;
+
+/// Reads the request events (field `requests`) of a message in place; every other field is
+/// copied as it came, key and all, for prost.
+fn split(message: &[u8], requests: u32) -> Result<(Vec<u8>, Vec<Request<'_>>), WireError> {
+    let mut bytes = message;
+    let mut rest = Vec::new();
+    let mut events = Vec::new();
+    loop {
+        let before = bytes;
+        let Some((number, payload)) = next_field(&mut bytes)? else {
+            break;
+        };
+        if number == requests {
+            let i = events.len();
+            let event = len("requests", payload)?;
+            events.push(request(event).map_err(within(|| format!("requests[{i}]")))?);
+        } else {
+            rest.extend_from_slice(&before[..before.len() - bytes.len()]);
+        }
+    }
+    Ok((rest, events))
 }
 
 /// One `nines.v1.RequestEvent`. As prost: a later occurrence of a field replaces an earlier
@@ -185,12 +259,13 @@ fn attribute(mut bytes: &[u8]) -> Result<(&str, &str), WireError> {
 #[cfg(test)]
 mod tests {
     use nines_proto::v1::{
-        Attribute, Commit, DeployEvent, EventBatch, IncidentEvent, RequestEvent, Resource,
+        Attribute, Commit, DeployEvent, EventBatch, IncidentEvent, PushRequest, RequestEvent,
+        Resource,
     };
     use prost::Message;
     use prost::encoding::{WireType, encode_key, encode_varint};
 
-    use super::read;
+    use super::{read, read_push};
     use crate::{DecodeError, decode};
 
     /// Reads `payload` with both decoders and checks they agree: the same record, or both
@@ -467,5 +542,189 @@ mod tests {
         assert!(
             matches!(err, DecodeError::UnknownVersion { found } if found == crate::VERSION + 1)
         );
+    }
+
+    // ---- the push, as the native door reads it ----------------------------------------
+
+    fn to_push_request(p: &super::Push<'_>) -> PushRequest {
+        PushRequest {
+            requests: p.requests.iter().map(|r| r.to_owned_event()).collect(),
+            ..p.head.clone()
+        }
+    }
+
+    /// Reads `body` with prost and with [`read_push`]: the same push, or both refuse.
+    fn agree_push(body: &[u8]) -> bool {
+        match (PushRequest::decode(body), read_push(body)) {
+            (Ok(want), Ok(got)) => {
+                assert_eq!(to_push_request(&got), want, "body {body:02x?}");
+                assert!(got.head.requests.is_empty());
+                true
+            }
+            (Err(_), Err(_)) => false,
+            (want, got) => panic!(
+                "prost: {want:?}\nread_push: {:?}\nbody {body:02x?}",
+                got.map(|p| to_push_request(&p))
+            ),
+        }
+    }
+
+    /// A push with every kind of event, as a client's protobuf library writes it.
+    fn push() -> PushRequest {
+        let r = record();
+        PushRequest {
+            resource: r.resource,
+            batch_id: r.batch_id,
+            requests: r.requests,
+            deploys: r.deploys,
+            incidents: r.incidents,
+            gate_decisions: vec![nines_proto::v1::GateDecisionEvent {
+                time_unix_nano: 3,
+                labels: vec!["hotfix".into()],
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// A push no encoder of ours writes: unknown fields everywhere, requests (3) interleaved
+    /// with the resource (1, twice: prost merges them), the batch id (2) and a deploy (4).
+    fn odd_push() -> Vec<u8> {
+        let mut event = Vec::new();
+        int(1, 12, &mut event);
+        unknown(&mut event);
+        text(2, "GET /a", &mut event);
+        let mut attribute = Vec::new();
+        text(1, "key", &mut attribute);
+        unknown(&mut attribute);
+        text(2, "value", &mut attribute);
+        message(7, &attribute, &mut event);
+        text(2, "GET /b", &mut event);
+        let mut resource_a = Vec::new();
+        text(3, "prod", &mut resource_a);
+        let mut resource_b = Vec::new();
+        text(2, "checkout", &mut resource_b);
+        unknown(&mut resource_b);
+        let mut deploy = Vec::new();
+        text(3, "v9", &mut deploy);
+        let mut out = Vec::new();
+        unknown(&mut out);
+        message(3, &event, &mut out);
+        message(1, &resource_a, &mut out);
+        message(3, &[], &mut out);
+        text(2, "batch", &mut out);
+        message(4, &deploy, &mut out);
+        message(1, &resource_b, &mut out);
+        message(3, &event, &mut out);
+        unknown(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_push_reads_as_prost_decodes_it_odd_or_plain() {
+        assert!(agree_push(&push().encode_to_vec()));
+        assert!(agree_push(&odd_push()));
+        let odd = odd_push();
+        let p = read_push(&odd).unwrap();
+        assert_eq!(p.requests.len(), 3);
+        assert_eq!(p.requests[0].operation, "GET /b");
+        let resource = p.head.resource.as_ref().unwrap();
+        assert_eq!(
+            (resource.environment.as_str(), resource.service.as_str()),
+            ("prod", "checkout")
+        );
+        // The event's bytes are the body as it came, unknown fields and all.
+        assert_eq!(p.requests[0].bytes(), p.requests[2].bytes());
+        assert!(p.requests[0].bytes().len() > p.requests[0].to_owned_event().encoded_len());
+    }
+
+    #[test]
+    fn every_cut_and_every_corrupted_byte_of_a_push_is_read_or_refused_as_prost_does() {
+        for bytes in [push().encode_to_vec(), odd_push()] {
+            let (mut read_, mut refused) = (0, 0);
+            let mut tally = |ok: bool| if ok { read_ += 1 } else { refused += 1 };
+            for n in 0..=bytes.len() {
+                tally(agree_push(&bytes[..n]));
+            }
+            for i in 0..bytes.len() {
+                for v in [0x00, 0x01, 0x02, 0x07, 0x0a, 0x7f, 0x80, 0xc3, 0xff] {
+                    let mut changed = bytes.clone();
+                    changed[i] = v;
+                    tally(agree_push(&changed));
+                }
+            }
+            assert!(
+                read_ > 100 && refused > 100,
+                "read {read_}, refused {refused}"
+            );
+        }
+    }
+
+    /// Cuts `body` twice: decoded by prost (OTLP's path: events encoded again) and read in
+    /// place (the native door's: events copied as they came).
+    fn cut_both(
+        body: &[u8],
+        max_bytes: usize,
+        rename: &mut dyn FnMut(&[&str]) -> Vec<usize>,
+    ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let mut decoded = PushRequest::decode(body).unwrap();
+        let requests = std::mem::take(&mut decoded.requests);
+        let owned = crate::cut_guarded(decoded, &requests, 7, max_bytes, rename, None).unwrap();
+        let read = read_push(body).unwrap();
+        let borrowed =
+            crate::cut_guarded(read.head, &read.requests, 7, max_bytes, rename, None).unwrap();
+        (owned, borrowed)
+    }
+
+    #[test]
+    fn a_push_read_in_place_is_cut_into_the_same_records_byte_for_byte() {
+        let mut big = push();
+        for i in 3..300 {
+            big.requests
+                .push(request(i, &[("region", "eu-west-1"), ("i", "x")]));
+        }
+        let body = big.encode_to_vec();
+        for max_bytes in [1 << 20, 4_000, 1_000] {
+            let (owned, borrowed) = cut_both(&body, max_bytes, &mut |_| Vec::new());
+            assert_eq!(owned, borrowed, "max_bytes {max_bytes}");
+            let want = if max_bytes == 1 << 20 { 1 } else { 2 };
+            assert!(owned.len() >= want, "{} records", owned.len());
+            // Every operation whose name ends in 7 renamed by the guard: the same records,
+            // the renamed ones written as `__overflow__`, the fingerprint of what was sent.
+            let mut sevens = |ops: &[&str]| {
+                (0..ops.len())
+                    .filter(|&k| ops[k].ends_with('7'))
+                    .collect::<Vec<_>>()
+            };
+            let (owned_renamed, borrowed_renamed) = cut_both(&body, max_bytes, &mut sevens);
+            assert_eq!(owned_renamed, borrowed_renamed, "max_bytes {max_bytes}");
+            let batches: Vec<EventBatch> =
+                owned_renamed.iter().map(|r| decode(r).unwrap()).collect();
+            let plain: Vec<EventBatch> = owned.iter().map(|r| decode(r).unwrap()).collect();
+            let overflowed = batches
+                .iter()
+                .flat_map(|b| &b.requests)
+                .filter(|e| e.operation == crate::OVERFLOW_OPERATION)
+                .count();
+            assert_eq!(overflowed, (3..300).filter(|i| i % 10 == 7).count());
+            for (b, p) in batches.iter().zip(&plain) {
+                assert_eq!(b.content_fingerprint, p.content_fingerprint);
+                assert_eq!(b.requests.len(), p.requests.len());
+            }
+        }
+    }
+
+    #[test]
+    fn an_odd_push_read_in_place_is_cut_into_records_that_decode_to_the_same_events() {
+        let body = odd_push();
+        let (owned, borrowed) = cut_both(&body, 1 << 20, &mut |_| Vec::new());
+        assert_eq!(owned.len(), 1);
+        assert_ne!(owned, borrowed, "the events' unknown fields are kept");
+        let (mut want, mut got) = (decode(&owned[0]).unwrap(), decode(&borrowed[0]).unwrap());
+        assert_eq!(read(&borrowed[0]).unwrap().to_event_batch(), got);
+        // The fingerprint is of the push as sent, and that includes its unknown fields.
+        assert_ne!(want.content_fingerprint, got.content_fingerprint);
+        want.content_fingerprint.clear();
+        got.content_fingerprint.clear();
+        assert_eq!(got, want);
     }
 }
