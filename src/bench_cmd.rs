@@ -539,7 +539,10 @@ const SPANS_PER_EXPORT: usize = 512;
 /// CPU s per M spans, against native ingest of the same number of events in this run.
 async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Result<Row> {
     use nines_testkit::otlp::trace_export;
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use nines_testkit::retry::RawCodec;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    use prost::Message;
+    use tonic::codegen::http::uri::PathAndQuery;
 
     let bus = BusConfig {
         events_topic: "nines.bench-otlp".into(),
@@ -557,18 +560,23 @@ async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Resu
             ("bus.dead_letter_topic", &bus.dead_letter_topic),
         ],
     )?;
-    let client = TraceServiceClient::connect(format!("http://127.0.0.1:{port}")).await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+        .connect()
+        .await?;
+    let grpc = tonic::client::Grpc::new(channel);
     let end = now_ns() as u64 - 1_000_000_000;
-    // A few distinct exports, reused: the sender's CPU stays small next to ingest's.
-    let exports: Vec<_> = (0..16_u128)
+    // A few distinct exports, encoded once and reused, as the native stage's pushes are: the
+    // sender's CPU stays small next to ingest's.
+    let exports: Vec<bytes::Bytes> = (0..16_u128)
         .map(|i| {
             let service = format!("otlp-{}", i % SERVICES as u128);
-            trace_export(
+            let export = trace_export(
                 &service,
                 SPANS_PER_EXPORT,
                 end - i as u64 * 1_000_000,
                 i << 32,
-            )
+            );
+            export.encode_to_vec().into()
         })
         .collect();
     let n = args.events.div_ceil(SPANS_PER_EXPORT as u64) as usize;
@@ -576,13 +584,23 @@ async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Resu
     let cpu0 = cpu_seconds(&ingest);
     let t = Instant::now();
     let mut calls = futures::stream::iter((0..n).map(|i| {
-        let mut client = client.clone();
-        let request = exports[i % exports.len()].clone();
-        async move { client.export(request).await }
+        let mut grpc = grpc.clone();
+        let request = tonic::Request::new(exports[i % exports.len()].clone());
+        async move {
+            grpc.ready()
+                .await
+                .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+            let path = PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            );
+            grpc.unary(request, path, RawCodec).await
+        }
     }))
     .buffer_unordered(args.concurrency.max(1));
     while let Some(answer) = calls.next().await {
-        let answer = answer.context("OTLP export")?.into_inner();
+        let answer =
+            ExportTraceServiceResponse::decode(answer.context("OTLP export")?.into_inner())
+                .context("OTLP export: the answer")?;
         if let Some(p) = answer.partial_success.filter(|p| p.rejected_spans > 0) {
             bail!(
                 "ingest rejected {} spans: {}",

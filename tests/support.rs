@@ -381,53 +381,6 @@ pub async fn push_ok_with_key(
     }
 }
 
-/// A gRPC codec that sends the request bytes as they are (for malformed-input tests) and
-/// returns the response bytes undecoded.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        bytes::BufMut::put_slice(dst, &item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let n = bytes::Buf::remaining(src);
-        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
-    }
-}
-
 /// Calls gRPC method `path` (e.g. `/nines.v1.IngestService/Push`) with `body` as the
 /// message bytes, exactly as given, and `headers` as metadata.
 pub async fn raw_call(
@@ -457,17 +410,17 @@ pub async fn raw_call_with(
         grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
     }
     grpc.ready().await.unwrap();
-    let mut request = tonic::Request::new(body);
+    let mut request = tonic::Request::new(bytes::Bytes::from(body));
     for (k, v) in headers {
         request.metadata_mut().insert(*k, v.parse().unwrap());
     }
     grpc.unary(
         request,
         tonic::codegen::http::uri::PathAndQuery::from_static(path),
-        RawCodec,
+        nines_testkit::retry::RawCodec,
     )
     .await
-    .map(tonic::Response::into_inner)
+    .map(|answer| answer.into_inner().to_vec())
 }
 
 /// Sends one gRPC frame exactly as given (compressed flag, length, `payload`) over HTTP/2,

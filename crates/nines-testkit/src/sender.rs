@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use nines_proto::v1::PushRequest;
-use nines_proto::v1::ingest_service_client::IngestServiceClient;
+use prost::Message;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tonic::metadata::MetadataMap;
@@ -37,9 +38,10 @@ pub struct SendPlan {
     pub give_up_after: Duration,
     /// Event times spread over this much past, oldest first (zero: all "now").
     pub history: Duration,
-    /// Generate every push before the clock starts (as a baseline's records are), so the
-    /// sender's own generating is not in what is timed. With a `rate`, pushes are generated
-    /// as they go whatever this says (their times follow the clock).
+    /// Generate (and encode) every push before the clock starts (as a baseline's records
+    /// are), so the sender's own generating is not in what is timed. With a `rate`, pushes
+    /// are generated as they go whatever this says (their times follow the clock). Either
+    /// way a push is encoded once, and every attempt sends the same bytes.
     pub pregenerate: bool,
 }
 
@@ -126,7 +128,6 @@ pub async fn send(
         .expect("valid endpoint")
         .connect_timeout(Duration::from_secs(2))
         .connect_lazy();
-    let client = IngestServiceClient::new(channel).max_decoding_message_size(64 << 20);
     let limit = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let mut report = SendReport::default();
@@ -141,9 +142,10 @@ pub async fn send(
         let n = batch.min((events - sent) as usize);
         let back = history.mul_f64(1.0 - sent as f64 / events.max(1) as f64);
         let push = generator.push(service % services, n, now_ns() - back.as_nanos() as i64);
+        let body = Bytes::from(push.encode_to_vec());
         service += 1;
         sent += n as u64;
-        Some((push, sent))
+        Some((push, body, sent))
     };
     let mut ready: std::collections::VecDeque<_> = if plan.pregenerate && plan.rate.is_none() {
         std::iter::from_fn(&mut next_push).collect()
@@ -151,12 +153,12 @@ pub async fn send(
         Default::default()
     };
     let start = Instant::now();
-    while let Some((push, sent)) = ready.pop_front().or_else(&mut next_push) {
+    while let Some((push, body, sent)) = ready.pop_front().or_else(&mut next_push) {
         let permit = limit.clone().acquire_owned().await.expect("semaphore open");
-        let client = client.clone();
+        let channel = channel.clone();
         let give_up = plan.give_up_after;
         tasks.spawn(async move {
-            let outcome = push_until_acked(client, push, give_up).await;
+            let outcome = push_until_acked(&channel, push, body, give_up).await;
             drop(permit);
             outcome
         });
@@ -200,15 +202,16 @@ fn absorb(report: &mut SendReport, o: Outcome, progress: &Progress) {
 /// Retries one push (unchanged, so ingest and the aggregator can recognise it) until it is
 /// acknowledged or `give_up` passes. A non-retryable answer is a bug in the test or in nines.
 async fn push_until_acked(
-    mut client: IngestServiceClient<Channel>,
+    channel: &Channel,
     push: PushRequest,
+    body: Bytes,
     give_up: Duration,
 ) -> Outcome {
     let policy = Retry {
         give_up_after: give_up,
         ..Retry::default()
     };
-    let tried = retry::push(&mut client, &push, &MetadataMap::new(), policy).await;
+    let tried = retry::push_encoded(channel, &body, &MetadataMap::new(), policy).await;
     let acked = match tried.answer {
         Ok(_) => Some(tried.elapsed),
         Err(status) if retry::is_retryable(&status) => None,
