@@ -192,7 +192,7 @@ fn otlp(c: &mut Criterion) {
 /// (sorted by the natural key, ZSTD, page statistics), against arrow-rs's default writer
 /// (no compression, no sort) on the same batch. In memory: no fsync in either.
 fn parquet_write(c: &mut Criterion) {
-    use nines_store::writer::{Provenance, sort_batch, writer_properties};
+    use nines_store::writer::{Provenance, encode};
     use parquet::arrow::ArrowWriter;
     let mut buffer = PartitionBuffer::new(0);
     for (offset, r) in records(8).iter().enumerate() {
@@ -230,19 +230,7 @@ fn parquet_write(c: &mut Criterion) {
         })
     });
     g.bench_function("sorted_zstd_as_nines_writes", |b| {
-        b.iter(|| {
-            let sorted = sort_batch("requests", &batch).expect("sort");
-            let mut out = Vec::with_capacity(1 << 20);
-            let mut w = ArrowWriter::try_new(
-                &mut out,
-                sorted.schema(),
-                Some(writer_properties(&provenance)),
-            )
-            .expect("writer");
-            w.write(&sorted).expect("write");
-            w.close().expect("close");
-            black_box(out)
-        })
+        b.iter(|| black_box(encode(&batch, &provenance).expect("encoded")))
     });
     g.finish();
 }
