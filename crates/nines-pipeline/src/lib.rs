@@ -139,7 +139,7 @@ pub async fn run(
             }
         }
     });
-    let consumer = GroupConsumer::new(&cfg.bus, &bootstrap, resume)?;
+    let mut consumer = GroupConsumer::new(&cfg.bus, &bootstrap, resume.clone())?;
     let dead_letters = AckProducer::new(&cfg.bus, &bootstrap)?;
     let topic = cfg.bus.events_topic.clone();
     let mut open: HashMap<i32, Open> = HashMap::new();
@@ -163,6 +163,13 @@ pub async fn run(
         .max(Duration::from_secs(15));
     let mut group_checked = Instant::now();
     let mut unowned_progress: HashMap<i32, (i64, Instant)> = HashMap::new();
+    // Rejoins in a row that found this member owning nothing: after one that brought no
+    // partitions, the next joins as a new member (a new client). tansu 0.6 can also leave
+    // the group unsettled after a member dies mid-rebalance, the survivor revoked and never
+    // assigned again however often it unsubscribes and subscribes (the crash-loop test, two
+    // full runs of the suite in a row).
+    let mut empty_rejoins = 0_u32;
+    let mut new_member = false;
     info!(group = %cfg.bus.consumer_group, %topic, "aggregator started");
 
     loop {
@@ -189,11 +196,18 @@ pub async fn run(
                     )
                     .await;
                     if !orphaned.is_empty() {
-                        warn!(?orphaned, "partitions with records nobody has read for a while: rejoining the group");
                         counter!(metrics::GROUP_REJOINS).increment(1);
                         unowned_progress.clear();
-                        if let Err(e) = consumer.rejoin() {
-                            warn!(error = %e, "rejoining the group failed");
+                        empty_rejoins = if owned.is_empty() { empty_rejoins + 1 } else { 0 };
+                        if empty_rejoins >= 2 {
+                            warn!(?orphaned, "partitions with records nobody has read for a while, and rejoining brought none: joining as a new member");
+                            empty_rejoins = 0;
+                            new_member = true;
+                        } else {
+                            warn!(?orphaned, "partitions with records nobody has read for a while: rejoining the group");
+                            if let Err(e) = consumer.rejoin() {
+                                warn!(error = %e, "rejoining the group failed");
+                            }
                         }
                     }
                 }
@@ -309,6 +323,13 @@ pub async fn run(
                     flush(&store, &consumer, &topic, &cfg, &mut open, &mut state, &[partition]).await?;
                 }
             }
+        }
+        if std::mem::take(&mut new_member) && owned.is_empty() {
+            // Nothing is owned, so nothing buffered is lost. The old client leaves the group
+            // as it closes (bounded by the session timeout).
+            let fresh = GroupConsumer::new(&cfg.bus, &bootstrap, resume.clone())?;
+            let old = std::mem::replace(&mut consumer, fresh);
+            tokio::task::block_in_place(|| drop(old));
         }
     }
     // Graceful stop: everything buffered becomes durable and committed.
