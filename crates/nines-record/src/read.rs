@@ -479,39 +479,45 @@ mod tests {
     #[test]
     fn every_cut_and_every_corrupted_byte_is_read_or_refused_as_prost_does() {
         for bytes in [record().encode_to_vec(), odd_record()] {
-            let (mut read_, mut refused) = (0, 0);
-            let mut tally = |ok: bool| if ok { read_ += 1 } else { refused += 1 };
-            for n in 0..=bytes.len() {
-                tally(agree(&bytes[..n]));
-            }
-            for i in 0..bytes.len() {
-                let b = bytes[i];
-                for v in [
-                    0x00,
-                    0x01,
-                    0x02,
-                    0x05,
-                    0x07,
-                    0x0a,
-                    0x7f,
-                    0x80,
-                    0xc3,
-                    0xff,
-                    b ^ 1,
-                    b ^ 0x80,
-                    b.wrapping_add(1),
-                ] {
-                    let mut changed = bytes.clone();
-                    changed[i] = v;
-                    tally(agree(&changed));
-                }
-            }
-            // Both outcomes were exercised many times over.
-            assert!(
-                read_ > 100 && refused > 100,
-                "read {read_}, refused {refused}"
-            );
+            every_cut_and_corruption(&bytes, agree);
         }
+    }
+
+    /// Checks every prefix of `bytes`, and `bytes` with each byte replaced by values that
+    /// change a wire type, a length, a varint's continuation or a character, with `agree`
+    /// (true: read, false: refused by both); both outcomes must occur many times over.
+    fn every_cut_and_corruption(bytes: &[u8], agree: fn(&[u8]) -> bool) {
+        let (mut read_, mut refused) = (0, 0);
+        let mut tally = |ok: bool| if ok { read_ += 1 } else { refused += 1 };
+        for n in 0..=bytes.len() {
+            tally(agree(&bytes[..n]));
+        }
+        for i in 0..bytes.len() {
+            let b = bytes[i];
+            for v in [
+                0x00,
+                0x01,
+                0x02,
+                0x05,
+                0x07,
+                0x0a,
+                0x7f,
+                0x80,
+                0xc3,
+                0xff,
+                b ^ 1,
+                b ^ 0x80,
+                b.wrapping_add(1),
+            ] {
+                let mut changed = bytes.to_vec();
+                changed[i] = v;
+                tally(agree(&changed));
+            }
+        }
+        assert!(
+            read_ > 100 && refused > 100,
+            "read {read_}, refused {refused}"
+        );
     }
 
     #[test]
@@ -640,22 +646,7 @@ mod tests {
     #[test]
     fn every_cut_and_every_corrupted_byte_of_a_push_is_read_or_refused_as_prost_does() {
         for bytes in [push().encode_to_vec(), odd_push()] {
-            let (mut read_, mut refused) = (0, 0);
-            let mut tally = |ok: bool| if ok { read_ += 1 } else { refused += 1 };
-            for n in 0..=bytes.len() {
-                tally(agree_push(&bytes[..n]));
-            }
-            for i in 0..bytes.len() {
-                for v in [0x00, 0x01, 0x02, 0x07, 0x0a, 0x7f, 0x80, 0xc3, 0xff] {
-                    let mut changed = bytes.clone();
-                    changed[i] = v;
-                    tally(agree_push(&changed));
-                }
-            }
-            assert!(
-                read_ > 100 && refused > 100,
-                "read {read_}, refused {refused}"
-            );
+            every_cut_and_corruption(&bytes, agree_push);
         }
     }
 
