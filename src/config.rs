@@ -236,6 +236,14 @@ impl Config {
         if self.bus.max_record_bytes < 1024 {
             bail!("bus.max_record_bytes must be at least 1024");
         }
+        // librdkafka's range for `queued.max.messages.kbytes` ends at 2097151; below a
+        // record's size a fetch overshoots the bound anyway.
+        if !(1024..=2_097_151).contains(&self.bus.consumer_queue_kbytes) {
+            bail!(
+                "bus.consumer_queue_kbytes must be between 1024 and 2097151 (KiB), got {}",
+                self.bus.consumer_queue_kbytes
+            );
+        }
         if self.aggregate.flush_events == 0 {
             bail!("aggregate.flush_events must be at least 1");
         }
@@ -474,6 +482,7 @@ mod tests {
         assert_eq!(cfg.bus.events_topic, d.bus.events_topic);
         assert_eq!(cfg.bus.delivery_timeout, d.bus.delivery_timeout);
         assert_eq!(cfg.bus.compression, d.bus.compression);
+        assert_eq!(cfg.bus.consumer_queue_kbytes, 16_384);
         assert_eq!(cfg.ingest.listen, d.ingest.listen);
         assert_eq!(
             cfg.ingest.limits.max_event_age,
@@ -569,6 +578,21 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_consumer_queue_outside_librdkafkas_range_is_refused() {
+        for kbytes in [0, 1023, 2_097_152] {
+            let err = refusal(&format!("[bus]\nconsumer_queue_kbytes = {kbytes}\n"));
+            assert!(
+                err.contains(&format!(
+                    "bus.consumer_queue_kbytes must be between 1024 and 2097151 (KiB), got {kbytes}"
+                )),
+                "{err}"
+            );
+        }
+        let cfg = load("[bus]\nconsumer_queue_kbytes = 8192\n").unwrap();
+        assert_eq!(cfg.bus.consumer_queue_kbytes, 8192);
     }
 
     #[test]

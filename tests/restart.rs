@@ -48,6 +48,41 @@ async fn aggregator_killed_mid_stream_loses_and_duplicates_nothing() {
     assert!(broker.terminate().success(), "{}", broker.log_text());
 }
 
+/// An aggregator whose prefetch queue (`bus.consumer_queue_kbytes`, at its least) is a
+/// fraction of the backlog waiting for it reads the whole backlog, once: librdkafka fetches
+/// again as the queue drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_larger_than_the_consumer_queue_is_read_whole() {
+    let env = Env::new();
+    let (_broker, _ingest) = env.broker_and_ingest();
+    let mut client = env.client().await;
+    let mut generator = Generator::new(WorkloadSpec {
+        seed: 4242,
+        ..WorkloadSpec::default()
+    });
+    let mut ledger = Ledger::default();
+    for i in 0..60 {
+        let push = generator.push(i % 5, 1_000, now_ns());
+        push_ok(&mut client, &push).await;
+        ledger.record(&push);
+    }
+    assert_eq!(ledger.events(), 60_000);
+    let drained =
+        nines_bus::drain::drain(&env.kafka(), "nines.events", 4, Duration::from_secs(30)).unwrap();
+    assert!(
+        drained.bytes > 3 * 1024 * 1024,
+        "the backlog is several times the 1 MiB queue: {} bytes",
+        drained.bytes
+    );
+
+    let mut aggregate = env.aggregator(
+        "aggregate-small-queue",
+        &[("NINES__BUS__CONSUMER_QUEUE_KBYTES", "1024")],
+    );
+    assert_tables_equal_ledger(&env, &ledger, Duration::from_secs(90));
+    assert!(aggregate.terminate().success(), "{}", aggregate.log_text());
+}
+
 /// The resume position comes from durable files, not from Kafka's committed offsets: an
 /// aggregator in a fresh consumer group (no committed offsets, `auto.offset.reset=earliest`)
 /// re-reading the same topic into the same store adds nothing twice.

@@ -46,6 +46,10 @@ pub struct BusConfig {
     /// Consumer group session timeout (keep small on the embedded broker: it delays joins).
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// Bound on the records an aggregator has fetched ahead of its work, in KiB (librdkafka
+    /// `queued.max.messages.kbytes`): most of its memory while it works off a backlog. Less
+    /// saves memory and costs speed (BENCHMARKS.md, ninth part).
+    pub consumer_queue_kbytes: u32,
 }
 
 /// `bus.compression`: `auto` or one of librdkafka's codecs. Anything else is refused when the
@@ -137,6 +141,7 @@ impl Default for BusConfig {
             idempotent_producer: false,
             consumer_group: "nines-aggregate".into(),
             session_timeout: Duration::from_secs(6),
+            consumer_queue_kbytes: 16 * 1024,
         }
     }
 }

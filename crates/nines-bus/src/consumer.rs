@@ -154,31 +154,49 @@ impl std::fmt::Debug for GroupConsumer {
     }
 }
 
+/// How long librdkafka waits before fetching again for a partition whose prefetch queue
+/// was full (`fetch.queue.backoff.ms`). Its default, 1 s, is what made a small
+/// `bus.consumer_queue_kbytes` slow: the aggregator emptied a 4 MiB queue in a fraction of
+/// that and then waited (BENCHMARKS.md, ninth part).
+const FETCH_QUEUE_BACKOFF_MS: u32 = 10;
+
+/// The librdkafka settings of an aggregator's consumer.
+fn client_config(cfg: &BusConfig, brokers: &str) -> ClientConfig {
+    let session_ms = cfg.session_timeout.as_millis().max(1000);
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &cfg.consumer_group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", session_ms.to_string())
+        .set("heartbeat.interval.ms", (session_ms / 3).to_string())
+        .set("allow.auto.create.topics", "false")
+        .set("fetch.wait.max.ms", "100")
+        .set(
+            "queued.max.messages.kbytes",
+            cfg.consumer_queue_kbytes.to_string(),
+        )
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string())
+        // Feeds `high_watermark` (consumer lag) once a second.
+        .set("statistics.interval.ms", "1000")
+        // Eager protocols only: the aggregator relies on every assignment following a
+        // full revocation, with each assigned partition restarting from durable state.
+        .set("partition.assignment.strategy", "range,roundrobin");
+    config
+}
+
 impl GroupConsumer {
     /// Joins the group and subscribes to the events topic.
     pub fn new(cfg: &BusConfig, brokers: &str, resume: ResumeFn) -> Result<Self> {
-        let session_ms = cfg.session_timeout.as_millis().max(1000);
         let ctx = GroupContext {
             resume,
             changes: Mutex::new(Vec::new()),
             topic: cfg.events_topic.clone(),
             high_watermarks: Mutex::new(HashMap::new()),
         };
-        let inner: StreamConsumer<GroupContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", &cfg.consumer_group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", session_ms.to_string())
-            .set("heartbeat.interval.ms", (session_ms / 3).to_string())
-            .set("allow.auto.create.topics", "false")
-            .set("fetch.wait.max.ms", "100")
-            // Feeds `high_watermark` (consumer lag) once a second.
-            .set("statistics.interval.ms", "1000")
-            // Eager protocols only: the aggregator relies on every assignment following a
-            // full revocation, with each assigned partition restarting from durable state.
-            .set("partition.assignment.strategy", "range,roundrobin")
+        let inner: StreamConsumer<GroupContext> = client_config(cfg, brokers)
             .create_with_context(ctx)
             .map_err(Error::from_kafka)?;
         inner
