@@ -355,12 +355,18 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
     let agg_cpu0 = cpu_seconds(&backlog);
     let ready_after = t.elapsed();
     let mut first_record: Option<Instant> = None;
+    // When the last of the backlog's records was read: what is left after it is the last
+    // buffers waiting out `flush_interval` and their flush, which the bare consumer does not
+    // have.
+    let mut last_record: Option<Instant> = None;
     loop {
         let text = backlog.metrics();
-        if first_record.is_none()
-            && metric(&text, "nines_aggregate_records_total", "").unwrap_or(0.0) > 0.0
-        {
+        let records = metric(&text, "nines_aggregate_records_total", "").unwrap_or(0.0);
+        if first_record.is_none() && records > 0.0 {
             first_record = Some(Instant::now());
+        }
+        if last_record.is_none() && records >= drained.records as f64 {
+            last_record = Some(Instant::now());
         }
         let done = metric(&text, "nines_aggregate_events_total", "").unwrap_or(0.0);
         if done >= args.events as f64 {
@@ -374,8 +380,11 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let durable = Instant::now();
     let first_record = first_record.unwrap_or(t);
-    let agg_s = first_record.elapsed().as_secs_f64();
+    let last_record = last_record.unwrap_or(durable);
+    let agg_s = (durable - first_record).as_secs_f64();
+    let read_s = (last_record - first_record).as_secs_f64().max(1e-3);
     let agg_cpu = cpu_seconds(&backlog) - agg_cpu0;
     rows.push(Row {
         stage: "aggregate (Kafka → durable Parquet)",
@@ -383,9 +392,12 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
         cpu_per_m: Some(agg_cpu / args.events as f64 * 1e6),
         baseline: Some(("bare consumer", bare_consume)),
         note: format!(
-            "ready in {:.1} s, first record {:.1} s later (neither counted); flush_interval {} s; peak RSS {:.0} MiB",
+            "ready in {:.1} s, first record {:.1} s later (neither counted); last record read {:.2} s after the first ({:.2}× the bare consumer's reading), durable {:.2} s after it; flush_interval {} s; peak RSS {:.0} MiB",
             ready_after.as_secs_f64(),
             (first_record - t).as_secs_f64() - ready_after.as_secs_f64(),
+            read_s,
+            drained.elapsed.as_secs_f64() / read_s,
+            (durable - last_record).as_secs_f64(),
             roles.flush_interval_s("aggregate-backlog")?,
             peak_mib(&backlog)
         ),
