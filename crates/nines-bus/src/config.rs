@@ -47,8 +47,8 @@ pub struct BusConfig {
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
     /// Bound on the records an aggregator has fetched ahead of its work, in KiB (librdkafka
-    /// `queued.max.messages.kbytes`): most of its memory while it works off a backlog. Less
-    /// saves memory and costs speed (BENCHMARKS.md, ninth part).
+    /// `queued.max.messages.kbytes`), part of its memory while it works off a backlog. Much
+    /// less saves memory and costs speed (BENCHMARKS.md, ninth part; docs/reliability.md).
     pub consumer_queue_kbytes: u32,
 }
 
