@@ -306,3 +306,38 @@ impl GroupConsumer {
             .map_err(Error::from_kafka)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The queue bound reaches librdkafka, with the short wait, and `nines`' accepted range
+    /// for it (src/config.rs) is librdkafka's own: both ends make a client, one past the top
+    /// is refused by librdkafka. No broker is needed to make a client.
+    #[test]
+    fn the_consumer_queue_reaches_librdkafka_within_its_range() {
+        let client = |kbytes: u32| {
+            let cfg = BusConfig {
+                consumer_queue_kbytes: kbytes,
+                ..BusConfig::default()
+            };
+            client_config(&cfg, "127.0.0.1:1")
+        };
+        let config = client(4096);
+        assert_eq!(config.get("queued.max.messages.kbytes"), Some("4096"));
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
+        for kbytes in [1024, 2_097_151] {
+            assert!(
+                client(kbytes).create::<BaseConsumer>().is_ok(),
+                "librdkafka refused {kbytes} KiB"
+            );
+        }
+        let Err(err) = client(2_097_152).create::<BaseConsumer>() else {
+            panic!("librdkafka's range ends at 2097151");
+        };
+        assert!(
+            err.to_string().contains("queued.max.messages.kbytes"),
+            "{err}"
+        );
+    }
+}
