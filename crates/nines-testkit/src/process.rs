@@ -1,5 +1,6 @@
 //! Roles of the real binary as OS processes, for tests that kill and restart them.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::ExitStatusExt;
@@ -7,12 +8,22 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (released before use; tests tolerate the small race).
+/// A free TCP port on 127.0.0.1, never one this process was handed before (released
+/// before use; tests tolerate the small race with other processes). The kernel readily
+/// gives a just-released port to the next bind, so two roles of one test could get the same
+/// port without the record of those handed out.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port on 127.0.0.1")
+    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("binding an ephemeral port on 127.0.0.1");
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A running role: its child process, its admin port and its log file. SIGKILLed on drop.
@@ -212,6 +223,15 @@ pub fn http_status(port: u16, path: &str) -> Option<(u16, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        // The kernel may give the same ephemeral port to two binds in a row once the first
+        // is released: a role's admin and ingest ports once came out equal.
+        let ports: Vec<u16> = (0..3000).map(|_| free_port()).collect();
+        let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
 
     #[test]
     fn metric_lines_are_found_by_name_and_labels() {
