@@ -15,9 +15,14 @@ use nines_store::{CommitOutcome, Store};
 
 const TOPIC: &str = "nines.events";
 
-/// `n` requests of service `orders`, distinct trace ids from `first`.
+/// `n` requests of service `orders`, distinct trace ids from `first`, the last a moment ago
+/// and each a millisecond before the next.
 fn batch(first: usize, n: usize) -> EventBatch {
-    let now = now_ns();
+    batch_at(first, n, now_ns())
+}
+
+/// [`batch`], the last at `newest` (ns since the epoch).
+fn batch_at(first: usize, n: usize, newest: i64) -> EventBatch {
     EventBatch {
         resource: Some(Resource {
             tenant: "t".into(),
@@ -27,7 +32,7 @@ fn batch(first: usize, n: usize) -> EventBatch {
         }),
         requests: (first..first + n)
             .map(|i| RequestEvent {
-                time_unix_nano: now - i as i64 * 1_000_000,
+                time_unix_nano: newest - (i - first) as i64 * 1_000_000,
                 operation: "GET /orders".into(),
                 status_code: 200,
                 duration_nano: 1_000_000,
@@ -53,6 +58,16 @@ async fn commit(store: &Store, offset: i64, batch: &EventBatch) {
         matches!(outcome, CommitOutcome::Committed(_)),
         "{outcome:?}"
     );
+}
+
+/// The one integer of `sql`'s one-row answer.
+async fn scalar(engine: &QueryEngine, sql: &str) -> i64 {
+    let (_, batches) = engine.sql(sql).await.expect("query");
+    let c = batches[0].column(0);
+    c.as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("int64")
+        .value(0)
 }
 
 /// `count(*)` and `count(DISTINCT trace_id)` of `requests`, through `engine`.
@@ -196,4 +211,74 @@ async fn results_keep_the_tables_types() {
     let commit = commits.value(0);
     let sha = commit.as_struct().column_by_name("sha").expect("sha");
     assert_eq!(sha.as_string::<i32>().value(0), "abc123");
+}
+
+/// A time window is the scan's to apply (`nines_query::proven`): it is dropped, and its
+/// column not read, when every live file lies inside it, and applied when one does not;
+/// a file committed after the engine was made is judged by its own bounds. 100 requests of
+/// the last 100 ms, then 40 of two days ago, each counted by the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_every_file_lies_inside_is_dropped_and_any_other_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_dir(dir.path()).await.expect("store");
+    commit(&store, 0, &batch(0, 100)).await;
+    let engine = QueryEngine::new(&store).await.expect("engine");
+    let month = "time >= now() - INTERVAL '30 days'";
+    let day = "time >= now() - INTERVAL '1 day'";
+    let count = |filter: &str| format!("SELECT count(*) FROM requests WHERE {filter}");
+    assert_eq!(scalar(&engine, &count(month)).await, 100);
+    assert_eq!(scalar(&engine, &count(day)).await, 100);
+    // The plan reads no `time` and has no predicate left: the statistics proved it.
+    let plan = |sql: String| {
+        let engine = &engine;
+        async move {
+            let (schema, batches) = engine
+                .sql(&format!("EXPLAIN {sql}"))
+                .await
+                .expect("explain");
+            nines_query::format::render(schema, &batches, nines_query::OutputFormat::Csv)
+                .expect("render")
+        }
+    };
+    let proven = plan(format!("SELECT trace_id FROM requests WHERE {month}")).await;
+    let physical = &proven[proven.find("physical_plan").expect("physical plan")..];
+    assert!(!physical.contains("time"), "{proven}");
+
+    // Late events: two days old, in a file of their own (another date partition).
+    let two_days = 2 * 86_400 * 1_000_000_000;
+    commit(&store, 1, &batch_at(100, 40, now_ns() - two_days)).await;
+    assert_eq!(scalar(&engine, &count(month)).await, 140);
+    assert_eq!(scalar(&engine, &count(day)).await, 100);
+    assert_eq!(
+        scalar(&engine, &count("time < now() - INTERVAL '1 day'")).await,
+        40
+    );
+    assert_eq!(
+        scalar(
+            &engine,
+            &count("time BETWEEN now() - INTERVAL '3 days' AND now() - INTERVAL '1 day'")
+        )
+        .await,
+        40
+    );
+    let applied = plan(format!("SELECT trace_id FROM requests WHERE {day}")).await;
+    assert!(applied.contains("predicate=time"), "{applied}");
+    // The filter's column read for it and not returned; a limit counted after the filter.
+    let (schema, batches) = engine
+        .sql(&format!(
+            "SELECT trace_id FROM requests WHERE time < now() - INTERVAL '1 day' LIMIT 7"
+        ))
+        .await
+        .expect("query");
+    assert_eq!(schema.fields().len(), 1);
+    let late: Vec<String> = (100..140).map(|i| format!("{i:032x}")).collect();
+    let mut seen = 0;
+    for b in &batches {
+        let ids = arrow::array::AsArray::as_string::<i32>(b.column(0));
+        for id in ids.iter().flatten() {
+            assert!(late.iter().any(|l| l == id), "{id} is not a late request");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 7);
 }

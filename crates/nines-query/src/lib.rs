@@ -13,6 +13,7 @@ pub mod flight;
 pub mod format;
 pub mod http;
 pub mod metrics;
+mod proven;
 pub mod release_source;
 pub mod run;
 pub mod session;

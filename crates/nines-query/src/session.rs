@@ -6,11 +6,14 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{AggregateUDF, Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::{DeltaScanConfig, DeltaScanNext};
 use deltalake::kernel::Snapshot;
@@ -18,6 +21,7 @@ use deltalake::{DeltaTable, DeltaTableBuilder};
 use nines_model::schema::TABLES;
 use nines_store::Store;
 
+use crate::proven;
 use crate::run::{conform, wire_schema};
 use crate::sketch_udaf::{SketchCountUnder, SketchQuantile};
 use crate::{Error, Result};
@@ -93,8 +97,19 @@ impl TableProvider for LiveTable {
         &self,
         filters: &[&Expr],
     ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        // Used to skip partitions, files and row groups; the filter itself still runs.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // A range filter is the scan's own (`proven`): dropped when the files' statistics
+        // prove it true for every row, evaluated by the scan otherwise. Any other filter
+        // skips partitions, files and row groups, and still runs above the scan.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if proven::is_range(f) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -105,17 +120,63 @@ impl TableProvider for LiveTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let external = |e| datafusion::error::DataFusionError::External(Box::new(e));
-        let snapshot = {
+        let (snapshot, proven) = {
             let mut latest = self.latest.lock().await;
             latest.update_incremental(None).await.map_err(external)?;
-            latest.snapshot().map_err(external)?.snapshot().clone()
+            let files = latest.snapshot().map_err(external)?.snapshot();
+            let proven: Vec<bool> = filters
+                .iter()
+                .map(|f| proven::proven_true(f, &self.schema, files))
+                .collect();
+            (files.clone(), proven)
         };
         self.table
             .update_datafusion_session(state)
             .map_err(external)?;
-        DeltaScanNext::new(snapshot, self.config.clone())?
-            .scan(state, projection, filters, limit)
-            .await
+        // What is left to prune by, and the range filters this scan must still apply.
+        let (mut left, mut own) = (Vec::new(), Vec::new());
+        for (f, proven) in filters.iter().zip(proven) {
+            if !proven {
+                left.push(f.clone());
+                if proven::is_range(f) {
+                    own.push(f.clone());
+                }
+            }
+        }
+        let scan = DeltaScanNext::new(snapshot, self.config.clone())?;
+        let Some(predicate) = datafusion::logical_expr::utils::conjunction(own) else {
+            return scan.scan(state, projection, &left, limit).await;
+        };
+        // Read the predicate's columns too, filter, and give back only those asked for.
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let mut read = wanted.clone();
+        for c in predicate.column_refs() {
+            let i = self.schema.index_of(&c.name)?;
+            if !read.contains(&i) {
+                read.push(i);
+            }
+        }
+        let input = scan.scan(state, Some(&read), &left, None).await?;
+        let unqualified = predicate
+            .transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) => {
+                        Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+                    }
+                    e => Transformed::no(e),
+                })
+            })?
+            .data;
+        let predicate =
+            state.create_physical_expr(unqualified, &DFSchema::try_from(input.schema())?)?;
+        let filter = FilterExecBuilder::new(predicate, input)
+            .apply_projection(Some((0..wanted.len()).collect()))?
+            .with_fetch(limit)
+            .build()?;
+        Ok(Arc::new(filter))
     }
 }
 
