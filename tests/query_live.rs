@@ -216,7 +216,8 @@ async fn results_keep_the_tables_types() {
 /// A time window is the scan's to apply (`nines_query::proven`): it is dropped, and its
 /// column not read, when every live file lies inside it, and applied when one does not;
 /// a file committed after the engine was made is judged by its own bounds. 100 requests of
-/// the last 100 ms, then 40 of two days ago, each counted by the test.
+/// the last 100 ms, then 40 of two days ago, then 30 of another tenant, each counted by the
+/// test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_every_file_lies_inside_is_dropped_and_any_other_applied() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -281,4 +282,24 @@ async fn a_window_every_file_lies_inside_is_dropped_and_any_other_applied() {
         }
     }
     assert_eq!(seen, 7);
+
+    // A tenant's session: the window dropped, the tenant's restriction kept.
+    let mut other = batch_at(200, 30, now_ns());
+    other.resource.as_mut().expect("resource").tenant = "u".into();
+    commit(&store, 2, &other).await;
+    assert_eq!(scalar(&engine, &count(month)).await, 170);
+    for (tenant, n) in [("t", 140), ("u", 30)] {
+        let ctx = engine
+            .session(&nines_query::Scope::Tenant(tenant.into()), 64 << 20)
+            .expect("session");
+        let batches = ctx
+            .sql(&count(month))
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        let got = batches[0].column(0).as_any().downcast_ref::<Int64Array>();
+        assert_eq!(got.expect("int64").value(0), n, "tenant {tenant}");
+    }
 }
