@@ -331,6 +331,14 @@ impl QueryEngine {
             .collect::<Result<_>>()?;
         Ok((schema, batches))
     }
+
+    /// [`QueryEngine::sql`] in the session's own types (strings as string views), for nines'
+    /// own readers that go through every row and need no copy of its strings in the
+    /// tables' types: an SLO's series over a month is millions of rows.
+    pub(crate) async fn sql_as_scanned(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let df = self.ctx.sql(sql).await.map_err(plan_error)?;
+        Ok(df.collect().await?)
+    }
 }
 
 /// A planning failure is the SQL's; anything else is the engine's.

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, Float64Array, StringArray};
+use arrow::array::{Array, AsArray, Float64Array, StringViewArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use nines_slo::budget::Series;
@@ -488,10 +488,10 @@ async fn read_group(
             vec![None; usize::try_from((w.to - w.from).max(0) / 60).unwrap_or(0)]
         })
         .collect();
-    let (_, batches) = engine.sql(&sql).await?;
+    let batches = engine.sql_as_scanned(&sql).await?;
     let mut key = String::new();
     // Rows come in runs of one combination (files are sorted by it): look a key up once
-    // per run.
+    // per run, when a row's strings differ from the row's before.
     let mut last_key = String::from("\u{0}none");
     let mut last: Option<&Vec<(usize, usize)>> = None;
     for b in batches {
@@ -501,16 +501,9 @@ async fn read_group(
             .downcast_ref::<Float64Array>()
             .expect("cast to Float64");
         let keys = (0..columns.len())
-            .map(|c| cast(b.column(1 + c), &DataType::Utf8))
+            .map(|c| cast(b.column(1 + c), &DataType::Utf8View))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let keys: Vec<&StringArray> = keys
-            .iter()
-            .map(|k| {
-                k.as_any()
-                    .downcast_ref::<StringArray>()
-                    .expect("cast to Utf8")
-            })
-            .collect();
+        let keys: Vec<&StringViewArray> = keys.iter().map(|k| k.as_string_view()).collect();
         let values = (0..value_exprs.len())
             .map(|v| cast(b.column(1 + columns.len() + v), &DataType::Float64))
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -522,23 +515,36 @@ async fn read_group(
                     .expect("cast to Float64")
             })
             .collect();
-        'rows: for r in 0..b.num_rows() {
+        // Whether rows `r` and `p` of this batch have the same strings (nulls included).
+        let same = |r: usize, p: usize| {
+            keys.iter()
+                .all(|k| k.is_null(r) == k.is_null(p) && (k.is_null(r) || k.value(r) == k.value(p)))
+        };
+        // The row whose strings `last` was looked up by.
+        let mut looked_up: Option<usize> = None;
+        for r in 0..b.num_rows() {
             if s.is_null(r) {
                 continue;
             }
-            key.clear();
-            for (c, k) in keys.iter().enumerate() {
-                if k.is_null(r) {
-                    continue 'rows;
+            if !looked_up.is_some_and(|p| same(r, p)) {
+                looked_up = Some(r);
+                if keys.iter().any(|k| k.is_null(r)) {
+                    last = None;
+                    last_key.clear();
+                    last_key.push_str("\u{0}null");
+                } else {
+                    key.clear();
+                    for (c, k) in keys.iter().enumerate() {
+                        if c > 0 {
+                            key.push('\u{1f}');
+                        }
+                        key.push_str(k.value(r));
+                    }
+                    if key != last_key {
+                        last = by_key.get(key.as_str());
+                        std::mem::swap(&mut key, &mut last_key);
+                    }
                 }
-                if c > 0 {
-                    key.push('\u{1f}');
-                }
-                key.push_str(k.value(r));
-            }
-            if key != last_key {
-                last = by_key.get(key.as_str());
-                std::mem::swap(&mut key, &mut last_key);
             }
             let Some(targets) = last else {
                 continue;
