@@ -145,7 +145,7 @@ impl TableProvider for LiveTable {
         }
         let scan = DeltaScanNext::new(snapshot, self.config.clone())?;
         let Some(predicate) = datafusion::logical_expr::utils::conjunction(own) else {
-            return scan.scan(state, projection, &left, limit).await;
+            return without_row_filters(scan.scan(state, projection, &left, limit).await?);
         };
         // Read the predicate's columns too, filter, and give back only those asked for.
         let wanted: Vec<usize> = match projection {
@@ -159,7 +159,7 @@ impl TableProvider for LiveTable {
                 read.push(i);
             }
         }
-        let input = scan.scan(state, Some(&read), &left, None).await?;
+        let input = without_row_filters(scan.scan(state, Some(&read), &left, None).await?)?;
         let unqualified = predicate
             .transform(|e| {
                 Ok(match e {
@@ -178,6 +178,35 @@ impl TableProvider for LiveTable {
             .build()?;
         Ok(Arc::new(filter))
     }
+}
+
+/// `plan` with its Parquet reads skipping files, row groups and pages by the predicate but
+/// not filtering rows while they decode, which is DataFusion's default and not delta-rs's
+/// (its scan turns row filters on whenever there is a predicate). Filters then run once,
+/// above the scan. A row filter reads the predicate's columns first and the others through
+/// the selection it makes: a loss when the filter keeps most rows, as an SLO's `IN` lists
+/// of the services and operations it reads do (a quarter of the evaluation's time in
+/// `nines bench --slo`, BENCHMARKS.md).
+fn without_row_filters(
+    plan: Arc<dyn ExecutionPlan>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::datasource::physical_plan::ParquetSource;
+    use datafusion::datasource::source::DataSourceExec;
+    Ok(plan
+        .transform_down(|node| {
+            let Some(exec) = node.downcast_ref::<DataSourceExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            let Some((config, parquet)) = exec.downcast_to_file_source::<ParquetSource>() else {
+                return Ok(Transformed::no(node));
+            };
+            let mut config = config.clone();
+            config.file_source = Arc::new(parquet.clone().with_pushdown_filters(false));
+            Ok(Transformed::yes(
+                DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
+            ))
+        })?
+        .data)
 }
 
 /// Whose rows a session sees.
