@@ -262,8 +262,13 @@ async fn a_window_every_file_lies_inside_is_dropped_and_any_other_applied() {
         .await,
         40
     );
+    // Applied above the scan: the Parquet reader skips by it and does not filter rows.
     let applied = plan(format!("SELECT trace_id FROM requests WHERE {day}")).await;
+    assert!(applied.contains("FilterExec: time@"), "{applied}");
     assert!(applied.contains("predicate=time"), "{applied}");
+    let listed =
+        plan("SELECT trace_id FROM requests WHERE service IN ('orders', 'x')".into()).await;
+    assert!(listed.contains("FilterExec: service@"), "{listed}");
     // The filter's column read for it and not returned; a limit counted after the filter.
     let (schema, batches) = engine
         .sql(&format!(
