@@ -271,9 +271,7 @@ async fn a_window_every_file_lies_inside_is_dropped_and_any_other_applied() {
     assert!(listed.contains("FilterExec: service@"), "{listed}");
     // The filter's column read for it and not returned; a limit counted after the filter.
     let (schema, batches) = engine
-        .sql(&format!(
-            "SELECT trace_id FROM requests WHERE time < now() - INTERVAL '1 day' LIMIT 7"
-        ))
+        .sql("SELECT trace_id FROM requests WHERE time < now() - INTERVAL '1 day' LIMIT 7")
         .await
         .expect("query");
     assert_eq!(schema.fields().len(), 1);
