@@ -269,6 +269,18 @@ async fn a_window_every_file_lies_inside_is_dropped_and_any_other_applied() {
     let listed =
         plan("SELECT trace_id FROM requests WHERE service IN ('orders', 'x')".into()).await;
     assert!(listed.contains("FilterExec: service@"), "{listed}");
+    // The partition column asked for before the others, the filter's column after them.
+    let (_, batches) = engine
+        .sql(
+            "SELECT date, count(*) AS n FROM requests WHERE time < now() - INTERVAL '1 day' \
+             GROUP BY date",
+        )
+        .await
+        .expect("query");
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 1, "the late events' one day");
+    let n = batches[0].column(1).as_any().downcast_ref::<Int64Array>();
+    assert_eq!(n.expect("int64").value(0), 40);
     // The filter's column read for it and not returned; a limit counted after the filter.
     let (schema, batches) = engine
         .sql("SELECT trace_id FROM requests WHERE time < now() - INTERVAL '1 day' LIMIT 7")

@@ -172,8 +172,13 @@ impl TableProvider for LiveTable {
             .data;
         let predicate =
             state.create_physical_expr(unqualified, &DFSchema::try_from(input.schema())?)?;
+        // The columns asked for, by name, wherever the scan put them.
+        let out = wanted
+            .iter()
+            .map(|&i| input.schema().index_of(self.schema.field(i).name()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let filter = FilterExecBuilder::new(predicate, input)
-            .apply_projection(Some((0..wanted.len()).collect()))?
+            .apply_projection(Some(out))?
             .with_fetch(limit)
             .build()?;
         Ok(Arc::new(filter))
