@@ -12,9 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray, Float64Array, StringViewArray};
+use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringViewArray};
 use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMicrosecondType};
 use nines_slo::budget::Series;
 use nines_slo::model::{
     Indicator, IndicatorMetric, MetricSource, Objective, RatioMetric, RawKind, SpecValue,
@@ -431,13 +431,17 @@ async fn read_group(
     };
     let quote = crate::sql_string;
     let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut select = vec![format!(
-        "date_part('epoch', date_bin(INTERVAL '1 minute', {time}, TIMESTAMP '1970-01-01T00:00:00')) AS s"
-    )];
-    select.extend(columns.iter().map(|c| ident(c)));
     // Plain sums are read row by row and summed here (no hash aggregation over every
-    // minute and combination); any other aggregate makes the query group.
+    // minute and combination; each row's minute is worked out here too); any other
+    // aggregate makes the query group by the minute.
     let inner: Option<Vec<String>> = value_exprs.iter().map(|v| summed(v)).collect();
+    let mut select = vec![match inner {
+        Some(_) => format!("{time} AS s"),
+        None => format!(
+            "date_part('epoch', date_bin(INTERVAL '1 minute', {time}, TIMESTAMP '1970-01-01T00:00:00')) AS s"
+        ),
+    }];
+    select.extend(columns.iter().map(|c| ident(c)));
     match &inner {
         Some(inner) => select.extend(
             inner
@@ -495,11 +499,17 @@ async fn read_group(
     let mut last_key = String::from("\u{0}none");
     let mut last: Option<&Vec<(usize, usize)>> = None;
     for b in batches {
-        let s = cast(b.column(0), &DataType::Float64)?;
-        let s = s
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .expect("cast to Float64");
+        // Each row's minute, in seconds since the epoch: from the row's time (the tables'
+        // microseconds), or as the grouping query gave it.
+        let s: Int64Array = match b.column(0).data_type() {
+            DataType::Timestamp(TimeUnit::Microsecond, _) => b
+                .column(0)
+                .as_primitive::<TimestampMicrosecondType>()
+                .unary(|us| us.div_euclid(60_000_000) * 60),
+            _ => cast(b.column(0), &DataType::Float64)?
+                .as_primitive::<Float64Type>()
+                .unary(|secs| secs as i64),
+        };
         let keys = (0..columns.len())
             .map(|c| cast(b.column(1 + c), &DataType::Utf8View))
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -515,10 +525,14 @@ async fn read_group(
                     .expect("cast to Float64")
             })
             .collect();
-        // Whether rows `r` and `p` of this batch have the same strings (nulls included).
+        // Whether rows `r` and `p` of this batch have the same strings (nulls included): the
+        // same view (length, bytes or prefix and place) is the same string, and in a run of
+        // short strings that is all it takes.
         let same = |r: usize, p: usize| {
-            keys.iter()
-                .all(|k| k.is_null(r) == k.is_null(p) && (k.is_null(r) || k.value(r) == k.value(p)))
+            keys.iter().all(|k| match (k.is_null(r), k.is_null(p)) {
+                (false, false) => k.views()[r] == k.views()[p] || k.value(r) == k.value(p),
+                (nr, np) => nr == np,
+            })
         };
         // The row whose strings `last` was looked up by.
         let mut looked_up: Option<usize> = None;
@@ -549,7 +563,7 @@ async fn read_group(
             let Some(targets) = last else {
                 continue;
             };
-            let at = s.value(r) as i64;
+            let at = s.value(r);
             for &(m, v) in targets {
                 if values[v].is_null(r) {
                     continue;
