@@ -189,9 +189,9 @@ impl TableProvider for LiveTable {
 /// not filtering rows while they decode, which is DataFusion's default and not delta-rs's
 /// (its scan turns row filters on whenever there is a predicate). Filters then run once,
 /// above the scan. A row filter reads the predicate's columns first and the others through
-/// the selection it makes: a loss when the filter keeps most rows, as an SLO's `IN` lists
-/// of the services and operations it reads do (a quarter of the evaluation's time in
-/// `nines bench --slo`, BENCHMARKS.md).
+/// the selection it makes: a loss when the filter keeps many rows, as an SLO's `IN` lists
+/// of the services and operations it reads do (half the rows, and a quarter of the
+/// evaluation's time in `nines bench --slo`, BENCHMARKS.md).
 fn without_row_filters(
     plan: Arc<dyn ExecutionPlan>,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
