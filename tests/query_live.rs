@@ -70,6 +70,23 @@ async fn scalar(engine: &QueryEngine, sql: &str) -> i64 {
         .value(0)
 }
 
+/// [`scalar`] through a caller's session of `scope`, as the doors run a statement.
+async fn scoped_scalar(engine: &QueryEngine, scope: &nines_query::Scope, sql: &str) -> i64 {
+    let ctx = engine.session(scope, 64 << 20).expect("session");
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run");
+    let c = batches[0].column(0);
+    c.as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("int64")
+        .value(0)
+}
+
 /// `count(*)` and `count(DISTINCT trace_id)` of `requests`, through `engine`.
 async fn counts(engine: &QueryEngine) -> (i64, i64) {
     let (_, batches) = engine
@@ -128,20 +145,12 @@ async fn every_session_reads_footers_through_the_engines_one_cache() {
     let engine = QueryEngine::new(&store).await.expect("engine");
     assert_eq!(engine.metadata_cache().len(), 0);
     for (i, scope) in [Scope::All, Scope::Tenant("t".into())].iter().enumerate() {
-        let ctx = engine.session(scope, 64 << 20).expect("session");
-        let batches = ctx
-            .sql("SELECT count(DISTINCT trace_id) AS n FROM requests")
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("run");
-        let n = batches[0]
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .expect("int64")
-            .value(0);
+        let n = scoped_scalar(
+            &engine,
+            scope,
+            "SELECT count(DISTINCT trace_id) AS n FROM requests",
+        )
+        .await;
         assert_eq!(n, 30, "session {i}");
         // One entry per data file of `requests`, whichever session read it first.
         assert_eq!(engine.metadata_cache().len(), 3, "after session {i}");
@@ -304,17 +313,11 @@ async fn a_window_every_file_lies_inside_is_dropped_and_any_other_applied() {
     commit(&store, 2, &other).await;
     assert_eq!(scalar(&engine, &count(month)).await, 170);
     for (tenant, n) in [("t", 140), ("u", 30)] {
-        let ctx = engine
-            .session(&nines_query::Scope::Tenant(tenant.into()), 64 << 20)
-            .expect("session");
-        let batches = ctx
-            .sql(&count(month))
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("run");
-        let got = batches[0].column(0).as_any().downcast_ref::<Int64Array>();
-        assert_eq!(got.expect("int64").value(0), n, "tenant {tenant}");
+        let scope = nines_query::Scope::Tenant(tenant.into());
+        assert_eq!(
+            scoped_scalar(&engine, &scope, &count(month)).await,
+            n,
+            "tenant {tenant}"
+        );
     }
 }
