@@ -733,8 +733,10 @@ mod tests {
 
         let log = dir.path().join("_delta_log");
         let checkpoint = log.join(format!("{:020}.checkpoint.parquet", 99));
+        // delta-rs writes the checkpoint, then `_last_checkpoint`, each whole (object_store
+        // renames a staged file into place); the test waits for the second.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !checkpoint.exists() {
+        while !(checkpoint.exists() && log.join("_last_checkpoint").exists()) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no checkpoint at version 99"
