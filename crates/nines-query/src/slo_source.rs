@@ -127,8 +127,46 @@ pub async fn series(
         .expect("one answer per want")
 }
 
-/// Per-minute values of one source over its want's range: `None` for a minute without rows.
-type Dense = Vec<Option<f64>>;
+/// Per-minute sums of one source over its want's range, and which minutes had rows: a
+/// minute without rows is not a minute whose sum is 0 (a ratio's total decides whether a
+/// minute has data at all). Zeroed storage, allocated without a fill: a month of minutes
+/// for each of hundreds of sources costs nothing before rows land.
+#[derive(Debug, Clone)]
+struct Minutes {
+    sums: Vec<f64>,
+    /// Bit `k % 64` of word `k / 64`: minute `k` had a row.
+    seen: Vec<u64>,
+}
+
+impl Minutes {
+    /// `[from, to)` by the minute, no minute with rows yet.
+    fn new(from: i64, to: i64) -> Self {
+        let len = usize::try_from((to - from).max(0) / 60).unwrap_or(0);
+        Self {
+            sums: vec![0.0; len],
+            seen: vec![0; len.div_ceil(64)],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.sums.len()
+    }
+
+    /// Adds a row's value to minute `k` (`k < len`).
+    fn add(&mut self, k: usize, value: f64) {
+        self.sums[k] += value;
+        self.seen[k / 64] |= 1 << (k % 64);
+    }
+
+    /// Minute `k`'s sum, `None` without rows (or past the end).
+    fn get(&self, k: usize) -> Option<f64> {
+        let seen = self
+            .seen
+            .get(k / 64)
+            .is_some_and(|w| w >> (k % 64) & 1 == 1);
+        seen.then(|| self.sums[k])
+    }
+}
 
 /// The series of many objectives, in order. Short-form sources of the same table whose
 /// filters are conjunctions of `column = 'literal'` over the same columns (the common case:
@@ -137,7 +175,7 @@ type Dense = Vec<Option<f64>>;
 pub async fn series_many(engine: &QueryEngine, wants: &[Want<'_>]) -> Vec<Result<Series>> {
     // Every source of every want, and where its values go.
     let sources: Vec<Vec<&MetricSource>> = wants.iter().map(|w| sources_of(w.indicator)).collect();
-    let mut dense: Vec<Vec<Option<Result<Dense>>>> = sources
+    let mut dense: Vec<Vec<Option<Result<Minutes>>>> = sources
         .iter()
         .map(|s| s.iter().map(|_| None).collect())
         .collect();
@@ -208,33 +246,37 @@ fn sources_of(indicator: &Indicator) -> Vec<&MetricSource> {
 }
 
 /// The want's good/total series from its sources' per-minute values.
-fn combine(want: &Want<'_>, values: &[Dense]) -> Result<Series> {
+fn combine(want: &Want<'_>, values: &[Minutes]) -> Result<Series> {
     let len = usize::try_from((want.to - want.from).max(0) / 60).unwrap_or(0);
     let mut out = Series::zeros(want.from, 60, len);
-    let at = |k: usize| want.from + k as i64 * 60;
+    // Minute `k` of the want is slice `k` of the series (same origin, one-minute steps).
+    let mut put = |k: usize, good: f64, total: f64| {
+        out.good[k] += good;
+        out.total[k] += total;
+    };
     match &want.indicator.metric {
         IndicatorMetric::Ratio(RatioMetric::Good { .. }) => {
-            for (k, t) in values[1].iter().enumerate() {
-                if let Some(t) = t {
-                    out.add(at(k), values[0][k].unwrap_or(0.0), *t);
+            for k in 0..len {
+                if let Some(t) = values[1].get(k) {
+                    put(k, values[0].get(k).unwrap_or(0.0), t);
                 }
             }
         }
         IndicatorMetric::Ratio(RatioMetric::Bad { .. }) => {
-            for (k, t) in values[1].iter().enumerate() {
-                if let Some(t) = t {
-                    out.add(at(k), t - values[0][k].unwrap_or(0.0), *t);
+            for k in 0..len {
+                if let Some(t) = values[1].get(k) {
+                    put(k, t - values[0].get(k).unwrap_or(0.0), t);
                 }
             }
         }
         IndicatorMetric::Ratio(RatioMetric::Raw { kind, .. }) => {
-            for (k, r) in values[0].iter().enumerate() {
-                if let Some(r) = r {
+            for k in 0..len {
+                if let Some(r) = values[0].get(k) {
                     let good = match kind {
-                        RawKind::Success => *r,
+                        RawKind::Success => r,
                         RawKind::Failure => 1.0 - r,
                     };
-                    out.add(at(k), good, 1.0);
+                    put(k, good, 1.0);
                 }
             }
         }
@@ -245,9 +287,9 @@ fn combine(want: &Want<'_>, values: &[Dense]) -> Result<Series> {
                     want.objective.name
                 )));
             };
-            for (k, v) in values[0].iter().enumerate() {
-                if let Some(v) = v {
-                    out.add(at(k), if op.holds(*v, threshold) { 1.0 } else { 0.0 }, 1.0);
+            for k in 0..len {
+                if let Some(v) = values[0].get(k) {
+                    put(k, if op.holds(v, threshold) { 1.0 } else { 0.0 }, 1.0);
                 }
             }
         }
@@ -261,11 +303,11 @@ async fn read_one(
     source: &MetricSource,
     from: i64,
     to: i64,
-) -> Result<Dense> {
-    let mut d = vec![None; usize::try_from((to - from).max(0) / 60).unwrap_or(0)];
+) -> Result<Minutes> {
+    let mut d = Minutes::new(from, to);
     for (at, v) in minute_values(engine, source, from, to).await? {
         if let Some(slot) = minute_index(at, from, d.len()) {
-            *d[slot].get_or_insert(0.0) += v;
+            d.add(slot, v);
         }
     }
     Ok(d)
@@ -414,7 +456,7 @@ async fn read_group(
     table: &str,
     columns: &[String],
     members: &[Member],
-) -> Result<Vec<Dense>> {
+) -> Result<Vec<Minutes>> {
     let from = members
         .iter()
         .map(|m| wants[m.want].from)
@@ -485,12 +527,9 @@ async fn read_group(
             .or_default()
             .push((i, v));
     }
-    let mut out: Vec<Dense> = members
+    let mut out: Vec<Minutes> = members
         .iter()
-        .map(|m| {
-            let w = &wants[m.want];
-            vec![None; usize::try_from((w.to - w.from).max(0) / 60).unwrap_or(0)]
-        })
+        .map(|m| Minutes::new(wants[m.want].from, wants[m.want].to))
         .collect();
     let batches = engine.sql_as_scanned(&sql).await?;
     let mut key = String::new();
@@ -534,45 +573,50 @@ async fn read_group(
                 (nr, np) => nr == np,
             })
         };
-        // The row whose strings `last` was looked up by.
-        let mut looked_up: Option<usize> = None;
-        for r in 0..b.num_rows() {
-            if s.is_null(r) {
-                continue;
+        // Run by run: rows `r..e` have row `r`'s strings, looked up once.
+        let n = b.num_rows();
+        let mut r = 0;
+        while r < n {
+            let mut e = r + 1;
+            while e < n && same(e, r) {
+                e += 1;
             }
-            if !looked_up.is_some_and(|p| same(r, p)) {
-                looked_up = Some(r);
-                if keys.iter().any(|k| k.is_null(r)) {
-                    last = None;
-                    last_key.clear();
-                    last_key.push_str("\u{0}null");
-                } else {
-                    key.clear();
-                    for (c, k) in keys.iter().enumerate() {
-                        if c > 0 {
-                            key.push('\u{1f}');
+            if keys.iter().any(|k| k.is_null(r)) {
+                last = None;
+                last_key.clear();
+                last_key.push_str("\u{0}null");
+            } else {
+                key.clear();
+                for (c, k) in keys.iter().enumerate() {
+                    if c > 0 {
+                        key.push('\u{1f}');
+                    }
+                    key.push_str(k.value(r));
+                }
+                if key != last_key {
+                    last = by_key.get(key.as_str());
+                    std::mem::swap(&mut key, &mut last_key);
+                }
+            }
+            for &(m, v) in last.into_iter().flatten() {
+                let from = wants[members[m].want].from;
+                let (dst, x) = (&mut out[m], values[v]);
+                if s.null_count() == 0 && x.null_count() == 0 {
+                    let (secs, x) = (&s.values()[r..e], &x.values()[r..e]);
+                    for (&at, &x) in secs.iter().zip(x) {
+                        if let Some(slot) = minute_index(at, from, dst.len()) {
+                            dst.add(slot, x);
                         }
-                        key.push_str(k.value(r));
                     }
-                    if key != last_key {
-                        last = by_key.get(key.as_str());
-                        std::mem::swap(&mut key, &mut last_key);
+                } else {
+                    for i in (r..e).filter(|&i| s.is_valid(i) && x.is_valid(i)) {
+                        if let Some(slot) = minute_index(s.value(i), from, dst.len()) {
+                            dst.add(slot, x.value(i));
+                        }
                     }
                 }
             }
-            let Some(targets) = last else {
-                continue;
-            };
-            let at = s.value(r);
-            for &(m, v) in targets {
-                if values[v].is_null(r) {
-                    continue;
-                }
-                let w = &wants[members[m].want];
-                if let Some(slot) = minute_index(at, w.from, out[m].len()) {
-                    *out[m][slot].get_or_insert(0.0) += values[v].value(r);
-                }
-            }
+            r = e;
         }
     }
     Ok(out)
@@ -656,6 +700,85 @@ mod tests {
         ] {
             assert_eq!(summed(other), None, "{other}");
         }
+    }
+
+    /// Per-minute sums of `len` minutes from `(minute, value)` rows.
+    fn minutes(len: i64, rows: &[(usize, f64)]) -> Minutes {
+        let mut m = Minutes::new(600, 600 + len * 60);
+        for &(k, v) in rows {
+            m.add(k, v);
+        }
+        m
+    }
+
+    /// A minute is data when the total (or the one source) had rows, even rows summing to
+    /// 0; good rows without total rows are no data; a source without rows counts as 0.
+    #[test]
+    fn minutes_with_rows_make_the_series_and_minutes_without_none() {
+        let nines = || source("nines", &[]);
+        let objective = Objective {
+            name: "o".into(),
+            target: 0.99,
+            threshold: Some((nines_slo::model::Op::Lte, 0.5)),
+            time_slice_target: None,
+            time_slice_window: None,
+        };
+        let want = |metric| {
+            let indicator = Indicator {
+                name: "i".into(),
+                metric,
+            };
+            let values = match &indicator.metric {
+                IndicatorMetric::Ratio(RatioMetric::Raw { .. }) | IndicatorMetric::Threshold(_) => {
+                    vec![minutes(70, &[(0, 0.25), (0, 0.5), (69, 0.0)])]
+                }
+                // Minute 0: 3 good of 5 + 4 (two rows); 1: good rows only; 2: total rows of 0;
+                // 69, the last: 0 good of 2.
+                _ => vec![
+                    minutes(70, &[(0, 3.0), (1, 7.0)]),
+                    minutes(70, &[(0, 5.0), (0, 4.0), (2, 0.0), (69, 2.0)]),
+                ],
+            };
+            let w = Want {
+                indicator: &indicator,
+                objective: &objective,
+                from: 600,
+                to: 600 + 70 * 60,
+            };
+            combine(&w, &values).unwrap()
+        };
+        let at = |s: &Series, k: usize| (s.good[k], s.total[k]);
+        let good = want(IndicatorMetric::Ratio(RatioMetric::Good {
+            good: nines(),
+            total: nines(),
+        }));
+        assert_eq!((good.origin, good.step, good.len()), (600, 60, 70));
+        assert_eq!(at(&good, 0), (3.0, 9.0));
+        assert_eq!(at(&good, 1), (0.0, 0.0), "good rows without a total");
+        assert_eq!(at(&good, 2), (0.0, 0.0));
+        assert_eq!(at(&good, 69), (0.0, 2.0));
+        assert_eq!(good.total.iter().sum::<f64>(), 11.0);
+
+        let bad = want(IndicatorMetric::Ratio(RatioMetric::Bad {
+            bad: nines(),
+            total: nines(),
+        }));
+        assert_eq!(at(&bad, 0), (6.0, 9.0));
+        assert_eq!(at(&bad, 1), (0.0, 0.0));
+        assert_eq!(at(&bad, 69), (2.0, 2.0));
+
+        let failure = want(IndicatorMetric::Ratio(RatioMetric::Raw {
+            raw: nines(),
+            kind: RawKind::Failure,
+        }));
+        assert_eq!(at(&failure, 0), (0.25, 1.0), "1 - (0.25 + 0.5)");
+        assert_eq!(at(&failure, 1), (0.0, 0.0));
+        assert_eq!(at(&failure, 69), (1.0, 1.0));
+
+        let threshold = want(IndicatorMetric::Threshold(nines()));
+        assert_eq!(at(&threshold, 0), (0.0, 1.0), "0.75 is over 0.5");
+        assert_eq!(at(&threshold, 69), (1.0, 1.0));
+        assert_eq!(threshold.total.iter().sum::<f64>(), 2.0);
     }
 
     #[test]
