@@ -10,6 +10,7 @@ use std::time::Duration;
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Encoding;
 
 use nines_testkit::{Generator, WorkloadSpec};
 
@@ -139,6 +140,26 @@ async fn an_independent_reader_sees_the_documented_schema() {
             BTreeMap::from([(partition, (first, last))])
         };
         assert!(name.ends_with(".parquet"), "{name}");
+        // The encodings docs/tables.md gives: the columns that grow within a run of the sort
+        // key delta-packed; these, the durations and trace ids without a dictionary; the
+        // other strings and integers with one (booleans never have one).
+        for rg in builder.metadata().row_groups() {
+            for c in rg.columns() {
+                let column = c.column_path().string();
+                let encodings: Vec<Encoding> = c.encodings().collect();
+                let delta = encodings.contains(&Encoding::DELTA_BINARY_PACKED);
+                let grows = ["time", "received_at", "kafka_offset"].contains(&column.as_str());
+                assert_eq!(delta, grows, "{name}: {column} {encodings:?}");
+                let plain = grows || ["duration_ns", "trace_id"].contains(&column.as_str());
+                if column != "error" {
+                    assert_eq!(
+                        c.dictionary_page_offset().is_none(),
+                        plain,
+                        "{name}: {column} {encodings:?}"
+                    );
+                }
+            }
+        }
         assert_eq!(kv["nines.schema_version"], "3");
         assert_eq!(kv["nines.table"], "requests");
         for batch in builder.build().unwrap() {

@@ -214,6 +214,11 @@ pub struct TableDef {
     /// they are written plain. The profile of the aggregator had the dictionary interner of
     /// these columns at a tenth of its time (BENCHMARKS.md).
     pub without_dictionary: &'static [&'static str],
+    /// Integer and timestamp columns that grow within the sort key's runs (a run's times, a
+    /// record's arrival time and offsets): written `DELTA_BINARY_PACKED`, a few bits per
+    /// value where plain takes eight for ZSTD to search, and read back with less to
+    /// decompress (BENCHMARKS.md, issue 16). Also without a dictionary.
+    pub delta_encoded: &'static [&'static str],
     /// ZSTD level of its Parquet files. `requests` takes 1: over the bench's 2 M events it
     /// wrote smaller files than 3 (61.7–62.0 against 64.4–64.8 bytes per event: its random
     /// trace ids and times gain nothing from level 3's longer search) at no measurable CPU
@@ -232,13 +237,8 @@ pub static TABLE_DEFS: [TableDef; 5] = [
         name: REQUESTS,
         schema: requests,
         sort_key: &["tenant", "service", "environment", "operation", "time"],
-        without_dictionary: &[
-            "time",
-            "duration_ns",
-            "trace_id",
-            "received_at",
-            "kafka_offset",
-        ],
+        without_dictionary: &["duration_ns", "trace_id"],
+        delta_encoded: &["time", "received_at", "kafka_offset"],
         zstd_level: 1,
     },
     TableDef {
@@ -252,6 +252,7 @@ pub static TABLE_DEFS: [TableDef; 5] = [
             "window_start",
         ],
         without_dictionary: &["duration_sum_ns", "duration_max_ns", "latency_sketch"],
+        delta_encoded: &[],
         zstd_level: DEFAULT_ZSTD_LEVEL,
     },
     TableDef {
@@ -259,6 +260,7 @@ pub static TABLE_DEFS: [TableDef; 5] = [
         schema: deploys,
         sort_key: &["tenant", "service", "environment", "time"],
         without_dictionary: &[],
+        delta_encoded: &[],
         zstd_level: DEFAULT_ZSTD_LEVEL,
     },
     TableDef {
@@ -266,6 +268,7 @@ pub static TABLE_DEFS: [TableDef; 5] = [
         schema: incidents,
         sort_key: &["tenant", "service", "id", "received_at"],
         without_dictionary: &[],
+        delta_encoded: &[],
         zstd_level: DEFAULT_ZSTD_LEVEL,
     },
     TableDef {
@@ -273,6 +276,7 @@ pub static TABLE_DEFS: [TableDef; 5] = [
         schema: gate_decisions,
         sort_key: &["tenant", "service", "environment", "time"],
         without_dictionary: &[],
+        delta_encoded: &[],
         zstd_level: DEFAULT_ZSTD_LEVEL,
     },
 ];
@@ -386,7 +390,8 @@ mod tests {
     fn every_column_a_definition_names_exists() {
         for t in &TABLE_DEFS {
             let schema = (t.schema)();
-            for c in t.sort_key.iter().chain(t.without_dictionary) {
+            let listed = t.without_dictionary.iter().chain(t.delta_encoded);
+            for c in t.sort_key.iter().chain(listed) {
                 assert!(schema.field_with_name(c).is_ok(), "{}.{c}", t.name);
             }
         }

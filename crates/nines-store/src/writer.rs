@@ -14,7 +14,7 @@ use arrow::record_batch::RecordBatch;
 use fail::fail_point;
 use nines_model::schema::{SCHEMA_VERSION, sort_key};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -45,9 +45,14 @@ pub fn writer_properties(p: &Provenance<'_>) -> WriterProperties {
     let mut builder = WriterProperties::builder();
     let def = nines_model::schema::table(p.table);
     let plain = def.map_or(&[][..], |t| t.without_dictionary);
+    let delta = def.map_or(&[][..], |t| t.delta_encoded);
     let level = def.map_or(nines_model::schema::DEFAULT_ZSTD_LEVEL, |t| t.zstd_level);
-    for column in plain {
+    for column in plain.iter().chain(delta) {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    }
+    for column in delta {
+        builder =
+            builder.set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_BINARY_PACKED);
     }
     builder
         .set_compression(Compression::ZSTD(
