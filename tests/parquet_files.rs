@@ -141,8 +141,8 @@ async fn an_independent_reader_sees_the_documented_schema() {
         };
         assert!(name.ends_with(".parquet"), "{name}");
         // The encodings docs/tables.md gives: the columns that grow within a run of the sort
-        // key delta-packed and not compressed; these, the durations and trace ids without a
-        // dictionary; the other strings and integers with one (booleans never have one).
+        // key delta-packed; these, the durations and trace ids without a dictionary; the
+        // other strings and integers with one (booleans never have one).
         for rg in builder.metadata().row_groups() {
             for c in rg.columns() {
                 let column = c.column_path().string();
@@ -150,8 +150,6 @@ async fn an_independent_reader_sees_the_documented_schema() {
                 let delta = encodings.contains(&Encoding::DELTA_BINARY_PACKED);
                 let grows = ["time", "received_at", "kafka_offset"].contains(&column.as_str());
                 assert_eq!(delta, grows, "{name}: {column} {encodings:?}");
-                let compressed = c.compression() != parquet::basic::Compression::UNCOMPRESSED;
-                assert_eq!(compressed, !grows, "{name}: {column} {:?}", c.compression());
                 let plain = grows || ["duration_ns", "trace_id"].contains(&column.as_str());
                 if column != "error" {
                     assert_eq!(

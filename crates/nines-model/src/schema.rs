@@ -216,9 +216,8 @@ pub struct TableDef {
     pub without_dictionary: &'static [&'static str],
     /// Integer and timestamp columns that grow within the sort key's runs (a run's times, a
     /// record's arrival time and offsets): written `DELTA_BINARY_PACKED`, a few bits per
-    /// value where plain takes eight for ZSTD to search, without a dictionary and not
-    /// compressed (ZSTD took 5–7 % off them and cost every reader its decompression;
-    /// BENCHMARKS.md, issue 16).
+    /// value where plain takes eight for ZSTD to search, and read back with less to
+    /// decompress (BENCHMARKS.md, issue 16). Also without a dictionary.
     pub delta_encoded: &'static [&'static str],
     /// ZSTD level of its Parquet files. `requests` takes 1: over the bench's 2 M events it
     /// wrote smaller files than 3 (61.7–62.0 against 64.4–64.8 bytes per event: its random

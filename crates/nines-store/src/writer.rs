@@ -51,9 +51,8 @@ pub fn writer_properties(p: &Provenance<'_>) -> WriterProperties {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     for column in delta {
-        builder = builder
-            .set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_BINARY_PACKED)
-            .set_column_compression(ColumnPath::from(*column), Compression::UNCOMPRESSED);
+        builder =
+            builder.set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_BINARY_PACKED);
     }
     builder
         .set_compression(Compression::ZSTD(
@@ -398,8 +397,7 @@ mod tests {
     }
 
     /// Each table's files get the ZSTD level its definition names (a level ZSTD accepts),
-    /// on every column but the delta-packed ones (not compressed); the store's own table
-    /// gets the default.
+    /// on every column; the store's own table gets the default.
     #[test]
     fn each_table_is_compressed_at_its_defined_level() {
         let props = |table: &str| {
@@ -412,25 +410,16 @@ mod tests {
                 partitions: "",
             })
         };
-        let compression =
-            |table: &str, column: &str| props(table).compression(&ColumnPath::from(column));
-        let level_of = |table: &str, column: &str| match compression(table, column) {
-            Compression::ZSTD(l) => l.compression_level(),
-            other => panic!("{table}.{column}: {other:?}"),
-        };
+        let level_of =
+            |table: &str, column: &str| match props(table).compression(&ColumnPath::from(column)) {
+                Compression::ZSTD(l) => l.compression_level(),
+                other => panic!("{table}.{column}: {other:?}"),
+            };
         for def in &nines_model::schema::TABLE_DEFS {
             for field in (def.schema)().fields() {
-                if def.delta_encoded.contains(&field.name().as_str()) {
-                    assert_eq!(
-                        compression(def.name, field.name()),
-                        Compression::UNCOMPRESSED
-                    );
-                } else {
-                    assert_eq!(level_of(def.name, field.name()), def.zstd_level);
-                }
+                assert_eq!(level_of(def.name, field.name()), def.zstd_level);
             }
         }
-        assert_eq!(compression("requests", "time"), Compression::UNCOMPRESSED);
         // The decision of issue 16 (BENCHMARKS.md): raw requests at 1, the rest at 3.
         assert_eq!(level_of("requests", "trace_id"), 1);
         assert_eq!(level_of("sli_1m", "latency_sketch"), 3);
