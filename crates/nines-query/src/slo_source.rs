@@ -711,8 +711,9 @@ mod tests {
         m
     }
 
-    /// A minute is data when the total (or the one source) had rows, even rows summing to
-    /// 0; good rows without total rows are no data; a source without rows counts as 0.
+    /// A minute is data when the total (or the one source) had rows: good rows without total
+    /// rows add nothing; a good source without rows in a minute of data counts as 0; a
+    /// threshold's or a raw ratio's minute with rows summing to 0 is still a slice.
     #[test]
     fn minutes_with_rows_make_the_series_and_minutes_without_none() {
         let nines = || source("nines", &[]);
@@ -733,7 +734,7 @@ mod tests {
                     vec![minutes(70, &[(0, 0.25), (0, 0.5), (69, 0.0)])]
                 }
                 // Minute 0: 3 good of 5 + 4 (two rows); 1: good rows only; 2: total rows of 0;
-                // 69, the last: 0 good of 2.
+                // 69, the last: no good rows, a total of 2.
                 _ => vec![
                     minutes(70, &[(0, 3.0), (1, 7.0)]),
                     minutes(70, &[(0, 5.0), (0, 4.0), (2, 0.0), (69, 2.0)]),
