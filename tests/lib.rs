@@ -31,4 +31,5 @@ mod release;
 mod report;
 mod restart;
 mod slo;
+mod slo_series;
 mod unavailable;

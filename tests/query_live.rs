@@ -45,7 +45,7 @@ fn batch_at(first: usize, n: usize, newest: i64) -> EventBatch {
 }
 
 /// Commits `batch` as the record at `offset` of partition 0, as an aggregator would.
-async fn commit(store: &Store, offset: i64, batch: &EventBatch) {
+pub(crate) async fn commit(store: &Store, offset: i64, batch: &EventBatch) {
     let mut buffer = PartitionBuffer::new(0);
     buffer.add(batch, offset);
     let flush = buffer.take().expect("arrow").expect("events");
