@@ -12,7 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringViewArray};
+use arrow::array::{
+    Array, AsArray, BooleanBufferBuilder, Float64Array, Int64Array, StringViewArray,
+};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMicrosecondType};
 use nines_slo::budget::Series;
@@ -131,20 +133,22 @@ pub async fn series(
 /// minute without rows is not a minute whose sum is 0 (a ratio's total decides whether a
 /// minute has data at all). Zeroed storage, allocated without a fill: a month of minutes
 /// for each of hundreds of sources costs nothing before rows land.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Minutes {
     sums: Vec<f64>,
-    /// Bit `k % 64` of word `k / 64`: minute `k` had a row.
-    seen: Vec<u64>,
+    /// Bit `k`: minute `k` had a row.
+    seen: BooleanBufferBuilder,
 }
 
 impl Minutes {
     /// `[from, to)` by the minute, no minute with rows yet.
     fn new(from: i64, to: i64) -> Self {
         let len = usize::try_from((to - from).max(0) / 60).unwrap_or(0);
+        let mut seen = BooleanBufferBuilder::new(len);
+        seen.append_n(len, false);
         Self {
             sums: vec![0.0; len],
-            seen: vec![0; len.div_ceil(64)],
+            seen,
         }
     }
 
@@ -155,16 +159,12 @@ impl Minutes {
     /// Adds a row's value to minute `k` (`k < len`).
     fn add(&mut self, k: usize, value: f64) {
         self.sums[k] += value;
-        self.seen[k / 64] |= 1 << (k % 64);
+        self.seen.set_bit(k, true);
     }
 
     /// Minute `k`'s sum, `None` without rows (or past the end).
     fn get(&self, k: usize) -> Option<f64> {
-        let seen = self
-            .seen
-            .get(k / 64)
-            .is_some_and(|w| w >> (k % 64) & 1 == 1);
-        seen.then(|| self.sums[k])
+        (k < self.len() && self.seen.get_bit(k)).then(|| self.sums[k])
     }
 }
 
