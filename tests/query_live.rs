@@ -321,3 +321,47 @@ async fn a_window_every_file_lies_inside_is_dropped_and_any_other_applied() {
         );
     }
 }
+
+/// A file larger than a morsel (4 MiB at least) is read in byte ranges that the partitions
+/// share as they run out of work (`nines_query::session`'s `in_morsels`): every row once,
+/// whichever range its row group's first page falls in. One commit of 700,000 requests with
+/// trace ids ZSTD cannot shrink much (one file of several row groups, over 12 MB), counted
+/// and summed by the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_is_read_in_morsels_every_row_once() {
+    // splitmix64: distinct, evenly spread 64-bit values.
+    fn mix(i: u64) -> u64 {
+        let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_dir(dir.path()).await.expect("store");
+    let n = 700_000_usize;
+    let mut events = batch(0, n);
+    let mut duration_sum = 0_i64;
+    for (i, r) in events.requests.iter_mut().enumerate() {
+        r.trace_id = format!("{:016x}{:016x}", mix(i as u64), mix(!(i as u64)));
+        r.duration_nano = 1_000 + (mix(i as u64) % 1_000_000) as i64;
+        duration_sum += r.duration_nano;
+    }
+    commit(&store, 0, &events).await;
+    let files = store.data_files("requests").await.expect("files");
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].1 > 12 << 20, "a file of {} bytes", files[0].1);
+
+    let engine = QueryEngine::new(&store).await.expect("engine");
+    let (_, plan) = engine
+        .sql("EXPLAIN SELECT sum(duration_ns) AS s FROM requests")
+        .await
+        .expect("explain");
+    let plan = nines_query::format::render(plan[0].schema(), &plan, nines_query::OutputFormat::Csv)
+        .expect("render");
+    let ranges = plan.matches(".parquet:").count();
+    assert!(ranges >= 3, "the file read in {ranges} ranges:\n{plan}");
+
+    assert_eq!(counts(&engine).await, (n as i64, n as i64));
+    let sum = scalar(&engine, "SELECT sum(duration_ns) AS s FROM requests").await;
+    assert_eq!(sum, duration_sum);
+}

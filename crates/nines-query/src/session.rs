@@ -147,7 +147,10 @@ impl TableProvider for LiveTable {
         }
         let scan = DeltaScanNext::new(snapshot, self.config.clone())?;
         let Some(predicate) = datafusion::logical_expr::utils::conjunction(own) else {
-            return without_row_filters(scan.scan(state, projection, &left, limit).await?);
+            return without_row_filters(
+                scan.scan(state, projection, &left, limit).await?,
+                state.config().target_partitions(),
+            );
         };
         // Read the predicate's columns too, filter, and give back only those asked for.
         let wanted: Vec<usize> = match projection {
@@ -161,7 +164,10 @@ impl TableProvider for LiveTable {
                 read.push(i);
             }
         }
-        let input = without_row_filters(scan.scan(state, Some(&read), &left, None).await?)?;
+        let input = without_row_filters(
+            scan.scan(state, Some(&read), &left, None).await?,
+            state.config().target_partitions(),
+        )?;
         let unqualified = predicate
             .transform(|e| {
                 Ok(match e {
@@ -216,6 +222,7 @@ async fn has_newer_commit(table: &DeltaTable) -> bool {
 /// evaluation's time in `nines bench --slo`, BENCHMARKS.md).
 fn without_row_filters(
     plan: Arc<dyn ExecutionPlan>,
+    target_partitions: usize,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     use datafusion::datasource::physical_plan::ParquetSource;
     use datafusion::datasource::source::DataSourceExec;
@@ -229,11 +236,70 @@ fn without_row_filters(
             };
             let mut config = config.clone();
             config.file_source = Arc::new(parquet.clone().with_pushdown_filters(false));
+            in_morsels(&mut config, target_partitions);
             Ok(Transformed::yes(
                 DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
             ))
         })?
         .data)
+}
+
+/// The smallest byte range [`in_morsels`] cuts a file into.
+const MIN_MORSEL: u64 = 4 << 20;
+
+/// How many byte ranges [`in_morsels`] makes of each partition's share of the bytes.
+const MORSELS_PER_PARTITION: u64 = 4;
+
+/// `config`'s files cut into byte ranges ("morsels") of a quarter of a partition's share of
+/// the bytes ([`MORSELS_PER_PARTITION`]), at least [`MIN_MORSEL`]. DataFusion splits the files
+/// into one range per partition, and a partition that runs out of work takes the next range
+/// left in any sibling's queue; with ranges that large the last one taken decides the wall
+/// time. The bench's compacted `requests` (a 17 MB file and a 108 MB one) was read 3.16 M
+/// rows against 1.84 M by the two partitions (`EXPLAIN ANALYZE`): the partition done with
+/// the small file took the other half of the large one. One to eight ranges per partition
+/// were measured (BENCHMARKS.md): four read the four analyst questions fastest; more cost
+/// more in opening ranges than they saved. A row group belongs to the range holding its
+/// first page, so no row is read twice or missed however the ranges fall. Nothing is cut
+/// when the order of the files matters.
+fn in_morsels(
+    config: &mut datafusion::datasource::physical_plan::FileScanConfig,
+    target_partitions: usize,
+) {
+    use datafusion::datasource::physical_plan::FileGroup;
+    if config.preserve_order || !config.output_ordering.is_empty() {
+        return;
+    }
+    let total: u64 = config
+        .file_groups
+        .iter()
+        .flat_map(FileGroup::iter)
+        .map(|f| f.effective_size())
+        .sum();
+    let morsel =
+        (total / (MORSELS_PER_PARTITION * target_partitions.max(1) as u64)).max(MIN_MORSEL);
+    config.file_groups = config
+        .file_groups
+        .iter()
+        .map(|group| {
+            let mut files = Vec::new();
+            for file in group.iter() {
+                let (mut start, end) = file.range();
+                while end - start > morsel + morsel / 2 {
+                    files.push(
+                        file.clone()
+                            .with_range(start as i64, (start + morsel) as i64),
+                    );
+                    start += morsel;
+                }
+                files.push(file.clone().with_range(start as i64, end as i64));
+            }
+            let cut = FileGroup::new(files);
+            match group.file_statistics(None) {
+                Some(s) => cut.with_statistics(Arc::new(s.clone())),
+                None => cut,
+            }
+        })
+        .collect();
 }
 
 /// Whose rows a session sees.
