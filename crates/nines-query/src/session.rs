@@ -147,7 +147,7 @@ impl TableProvider for LiveTable {
         }
         let scan = DeltaScanNext::new(snapshot, self.config.clone())?;
         let Some(predicate) = datafusion::logical_expr::utils::conjunction(own) else {
-            return without_row_filters(
+            return parquet_reads(
                 scan.scan(state, projection, &left, limit).await?,
                 state.config().target_partitions(),
             );
@@ -164,7 +164,7 @@ impl TableProvider for LiveTable {
                 read.push(i);
             }
         }
-        let input = without_row_filters(
+        let input = parquet_reads(
             scan.scan(state, Some(&read), &left, None).await?,
             state.config().target_partitions(),
         )?;
@@ -198,8 +198,8 @@ impl TableProvider for LiveTable {
 /// name is free; so when the next number's file is absent the loaded state is the latest.
 /// One look-up by name, where `update_incremental` lists `_delta_log` and looks at every entry
 /// (~220 on a table between compactions, each through delta-kernel's background executor:
-/// 8 ms of each query over the bench's tables, BENCHMARKS.md). A failed look-up answers
-/// yes, and the listing decides.
+/// ~5 ms of each statement's planning over the bench's tables, BENCHMARKS.md). A failed
+/// look-up answers yes, and the listing decides.
 async fn has_newer_commit(table: &DeltaTable) -> bool {
     use deltalake::logstore::commit_uri_from_version;
     use deltalake::logstore::object_store::{Error, ObjectStoreExt};
@@ -219,8 +219,9 @@ async fn has_newer_commit(table: &DeltaTable) -> bool {
 /// above the scan. A row filter reads the predicate's columns first and the others through
 /// the selection it makes: a loss when the filter keeps many rows, as an SLO's `IN` lists
 /// of the services and operations it reads do (half the rows, and a quarter of the
-/// evaluation's time in `nines bench --slo`, BENCHMARKS.md).
-fn without_row_filters(
+/// evaluation's time in `nines bench --slo`, BENCHMARKS.md). And its files cut into
+/// byte ranges the partitions share ([`in_morsels`]).
+fn parquet_reads(
     plan: Arc<dyn ExecutionPlan>,
     target_partitions: usize,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
@@ -256,7 +257,7 @@ const MORSELS_PER_PARTITION: u64 = 4;
 /// left in any sibling's queue; with ranges that large the last one taken decides the wall
 /// time. The bench's compacted `requests` (a 17 MB file and a 108 MB one) was read 3.16 M
 /// rows against 1.84 M by the two partitions (`EXPLAIN ANALYZE`): the partition done with
-/// the small file took the other half of the large one. One to eight ranges per partition
+/// the small file took the other half of the large one. Two to sixteen ranges per partition
 /// were measured (BENCHMARKS.md): four read the four analyst questions fastest; more cost
 /// more in opening ranges than they saved. A row group belongs to the range holding its
 /// first page, so no row is read twice or missed however the ranges fall. Nothing is cut
