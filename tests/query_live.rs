@@ -325,7 +325,7 @@ async fn a_window_every_file_lies_inside_is_dropped_and_any_other_applied() {
 /// A file larger than a morsel (4 MiB at least) is read in byte ranges that the partitions
 /// share as they run out of work (`nines_query::session`'s `in_morsels`): every row once,
 /// whichever range its row group's first page falls in. One commit of 700,000 requests with
-/// trace ids ZSTD cannot shrink much (one file of several row groups, over 12 MB), counted
+/// trace ids ZSTD cannot shrink much (one file of several row groups, over 12 MiB), counted
 /// and summed by the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_file_is_read_in_morsels_every_row_once() {
