@@ -526,15 +526,16 @@ impl Store {
             partitions: &ranges,
         };
         let batches: Vec<&RecordBatch> = parts.iter().map(|(_, b)| *b).collect();
-        let bytes = tokio::task::block_in_place(|| encode_parts(&batches, &provenance))?;
-        let size = bytes.len();
-        self.store_file(table, &rel, bytes).await?;
+        let encoded = tokio::task::block_in_place(|| encode_parts(&batches, &provenance))?;
+        let size = encoded.bytes.len();
+        self.store_file(table, &rel, encoded.bytes).await?;
         crate::metrics::count(crate::metrics::FILES_WRITTEN, table, 1);
         Ok(add_action(
             &rel,
             &[(PARTITION_COLUMN, date)],
             size,
-            &batches,
+            &batches[0].schema(),
+            &encoded.metadata,
         ))
     }
 

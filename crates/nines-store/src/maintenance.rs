@@ -268,18 +268,19 @@ impl Store {
                     last_offset: 0,
                     partitions: "",
                 };
-                let bytes = tokio::task::block_in_place(|| encode(&merged, &provenance))?;
+                let encoded = tokio::task::block_in_place(|| encode(&merged, &provenance))?;
                 let rel = format!(
                     "{PARTITION_COLUMN}={date}/compacted-{}.parquet",
                     uuid::Uuid::now_v7().simple()
                 );
-                let size = bytes.len();
-                self.store_file(table, &rel, bytes).await?;
+                let size = encoded.bytes.len();
+                self.store_file(table, &rel, encoded.bytes).await?;
                 let mut add = add_action(
                     &rel,
                     &[(PARTITION_COLUMN, date.to_owned())],
                     size,
-                    &[&merged],
+                    &merged.schema(),
+                    &encoded.metadata,
                 );
                 add.data_change = false;
                 actions.push(Action::Add(add));

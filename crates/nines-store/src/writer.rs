@@ -15,7 +15,7 @@ use fail::fail_point;
 use nines_model::schema::{SCHEMA_VERSION, sort_key};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -206,9 +206,17 @@ fn dense_ranks(a: &StringArray) -> (Vec<u32>, u32) {
     (out, distinct.len() as u32)
 }
 
+/// A Parquet file encoded in memory, and the footer its writer wrote: the row groups and
+/// each column chunk's statistics (the Delta `add` action's statistics are read from it).
+#[derive(Debug)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    pub metadata: ParquetMetaData,
+}
+
 /// Encodes `batch`, sorted by its table's natural key, as one Parquet file in memory (the
 /// store puts it where the table lives, local or object storage).
-pub fn encode(batch: &RecordBatch, p: &Provenance<'_>) -> Result<Vec<u8>> {
+pub fn encode(batch: &RecordBatch, p: &Provenance<'_>) -> Result<Encoded> {
     encode_parts(&[batch], p)
 }
 
@@ -217,7 +225,7 @@ pub fn encode(batch: &RecordBatch, p: &Provenance<'_>) -> Result<Vec<u8>> {
 /// than one); larger parts are each sorted apart, in row groups of their own, so a file of
 /// several partitions' rows never holds a sorted copy of more than one part (a backlog's
 /// group of full buffers, concatenated, took the aggregator's peak RSS from ~210 to ~300+ MiB).
-pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Vec<u8>> {
+pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Encoded> {
     let first = parts.first().expect("a file of at least one batch");
     let rows: usize = parts.iter().map(|b| b.num_rows()).sum();
     let together;
@@ -251,8 +259,11 @@ pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Vec<u8
         writer.flush().map_err(parquet_err)?;
     }
     fail_point!("store.mid_file", |_| crash("store.mid_file"));
-    writer.close().map_err(parquet_err)?;
-    Ok(out)
+    let metadata = writer.close().map_err(parquet_err)?;
+    Ok(Encoded {
+        bytes: out,
+        metadata,
+    })
 }
 
 /// Fsyncs the file at `path` and its directory, so a file written through the local object
@@ -440,7 +451,8 @@ mod tests {
             partitions: "0:0-0,1:0-0",
         };
         // Each row group's sort keys, read back by the parquet crate's reader.
-        let row_groups = |bytes: Vec<u8>| -> Vec<Vec<String>> {
+        let row_groups = |encoded: Encoded| -> Vec<Vec<String>> {
+            let bytes = encoded.bytes;
             let mut file = tempfile::tempfile().unwrap();
             std::io::Write::write_all(&mut file, &bytes).unwrap();
             let n = ParquetRecordBatchReaderBuilder::try_new(file.try_clone().unwrap())
