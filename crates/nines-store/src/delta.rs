@@ -451,7 +451,7 @@ pub(crate) fn add_action(
 
 /// Delta file statistics of a Parquet file nines wrote, read from the footer its writer
 /// wrote (the column chunks' statistics, which the writer computes as it encodes; working
-/// them out again from the batches cost the aggregator ~8 % of its CPU): `numRecords`, and
+/// them out again from the batches was ~8 % of the aggregator's profile): `numRecords`, and
 /// for every top-level column of a type readers skip files by (integers, strings,
 /// timestamps) its min, max and null count. Timestamps are written in milliseconds, as the
 /// protocol says, the max rounded up so it still bounds the microsecond values. A column
@@ -464,7 +464,9 @@ pub(crate) fn stats_of(schema: &Schema, metadata: &ParquetMetaData) -> Value {
     let mut nulls = Map::new();
     for field in schema.fields() {
         let name = field.name();
-        let timestamp = match field.data_type() {
+        // Bounds for these, timestamps among them written in milliseconds; null counts only
+        // for booleans and bytes.
+        let millis = match field.data_type() {
             DataType::Int32 | DataType::Int64 | DataType::Utf8 => Some(false),
             DataType::Timestamp(TimeUnit::Microsecond, _) => Some(true),
             DataType::Boolean | DataType::Binary => None,
@@ -477,7 +479,7 @@ pub(crate) fn stats_of(schema: &Schema, metadata: &ParquetMetaData) -> Value {
             continue;
         };
         let mut null_count = Some(0u64);
-        let mut trusted = timestamp.is_some();
+        let mut trusted = millis.is_some();
         let mut bounds: Option<(Bound, Bound)> = None;
         for rg in metadata.row_groups() {
             let stats = rg.column(leaf).statistics();
@@ -498,10 +500,10 @@ pub(crate) fn stats_of(schema: &Schema, metadata: &ParquetMetaData) -> Value {
                 }
             }
         }
-        if let (true, Some(timestamp), Some((lo, hi))) = (trusted, timestamp, bounds) {
+        if let (true, Some(millis), Some((lo, hi))) = (trusted, millis, bounds) {
             let json_of = |b: Bound, up: bool| match b {
-                Bound::Int(us) if timestamp && up => json!(millis_text(ceil_div(us, 1000))),
-                Bound::Int(us) if timestamp => json!(millis_text(us.div_euclid(1000))),
+                Bound::Int(us) if millis && up => json!(millis_text(ceil_div(us, 1000))),
+                Bound::Int(us) if millis => json!(millis_text(us.div_euclid(1000))),
                 Bound::Int(v) => json!(v),
                 Bound::Text(t) => json!(t),
             };
