@@ -794,6 +794,11 @@ mod tests {
     /// The statistics of `parts` written as one file by the store's Parquet writer (a table
     /// without a sort key: the rows stay in their order), read from its footer.
     fn file_stats(parts: &[&RecordBatch]) -> Value {
+        stats_of(&parts[0].schema(), &encode_file(parts).metadata)
+    }
+
+    /// `parts` written as one file of table `t` by the store's Parquet writer.
+    fn encode_file(parts: &[&RecordBatch]) -> crate::writer::Encoded {
         let p = crate::writer::Provenance {
             table: "t",
             topic: "t",
@@ -802,8 +807,7 @@ mod tests {
             last_offset: 0,
             partitions: "",
         };
-        let encoded = crate::writer::encode_parts(parts, &p).unwrap();
-        stats_of(&parts[0].schema(), &encoded.metadata)
+        crate::writer::encode_parts(parts, &p).unwrap()
     }
 
     #[test]
@@ -927,7 +931,9 @@ mod tests {
             vec![Some("a"), Some(&wide), None, None],
             vec![-5, 7, 3, 1],
         );
-        let s = file_stats(&[&first, &second]);
+        let encoded = encode_file(&[&first, &second]);
+        assert_eq!(encoded.metadata.num_row_groups(), 2, "a row group per part");
+        let s = stats_of(&schema, &encoded.metadata);
         assert_eq!(s["numRecords"], rows + 4);
         // Bounds over both row groups.
         assert_eq!(s["minValues"]["n"], -5);
