@@ -8,8 +8,8 @@ use libfuzzer_sys::fuzz_target;
 use nines_ingest::config::Limits;
 use nines_ingest::otlp::map_traces;
 use nines_ingest::otlp_wire::map_trace_export;
-use nines_record::cut;
-use nines_ingest::validate::validate;
+use nines_ingest::validate::validate_push;
+use nines_record::cut_guarded;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
@@ -26,9 +26,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert_eq!(wire.as_ref().ok(), Some(&mapped), "the decoders disagree");
-    for mut push in mapped.pushes {
-        push.resource.get_or_insert_with(Default::default).tenant = "fuzz".into();
-        validate(&mut push, &limits, NOW).expect("mapped spans are valid");
-        let _ = cut(push, NOW, 64 * 1024);
+    for push in mapped.pushes {
+        let mut head = push.head;
+        head.resource.get_or_insert_with(Default::default).tenant = "fuzz".into();
+        validate_push(&mut head, &push.requests, &limits, NOW).expect("mapped spans are valid");
+        let _ = cut_guarded(head, &push.requests, NOW, 64 * 1024, &mut |_| Vec::new(), None);
     }
 });

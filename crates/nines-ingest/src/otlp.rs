@@ -10,8 +10,7 @@
 use std::borrow::Cow;
 
 use nines_proto::v1::{
-    Attribute, Commit, DeployEvent, DeployOutcome, IncidentEvent, PushRequest, RequestEvent,
-    Resource,
+    Commit, DeployEvent, DeployOutcome, IncidentEvent, PushRequest, RequestEvent, Resource,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -23,6 +22,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
+use nines_record::MappedRequest;
+
 use crate::config::Limits;
 use crate::validate::{TimeWindow, check_request, check_resource, validate};
 use crate::{Error, Result};
@@ -31,17 +32,56 @@ use crate::{Error, Result};
 const REASONS_QUOTED: usize = 5;
 
 /// What a mapping kept and what it refused.
-#[derive(Debug, Default, PartialEq)]
-pub struct Mapped {
+#[derive(Debug, PartialEq)]
+pub struct Mapped<P = PushRequest> {
     /// One push per OTLP resource with anything valid in it.
-    pub pushes: Vec<PushRequest>,
+    pub pushes: Vec<P>,
     /// Items refused (spans, log records or data points).
     pub rejected: u64,
     /// Why, item by item (`path: reason`), as many as fit in a message.
     pub reasons: Vec<String>,
 }
 
-impl Mapped {
+impl<P> Default for Mapped<P> {
+    fn default() -> Self {
+        Self {
+            pushes: Vec::new(),
+            rejected: 0,
+            reasons: Vec::new(),
+        }
+    }
+}
+
+/// The push of one OTLP resource's spans: the push (its resource) and its request events,
+/// kept apart so that the events can borrow the export's bytes.
+#[derive(Debug, Default, PartialEq)]
+pub struct SpanPush<'a> {
+    pub head: PushRequest,
+    pub requests: Vec<MappedRequest<'a>>,
+}
+
+impl SpanPush<'_> {
+    /// The push as prost's type, its request events in it.
+    pub fn to_push(&self) -> PushRequest {
+        PushRequest {
+            requests: self.requests.iter().map(MappedRequest::to_event).collect(),
+            ..self.head.clone()
+        }
+    }
+}
+
+impl Mapped<SpanPush<'_>> {
+    /// The same answer in prost's types (the tests' comparisons, the fuzz target's).
+    pub fn to_pushes(&self) -> Mapped {
+        Mapped {
+            pushes: self.pushes.iter().map(SpanPush::to_push).collect(),
+            rejected: self.rejected,
+            reasons: self.reasons.clone(),
+        }
+    }
+}
+
+impl<P> Mapped<P> {
     fn reject(&mut self, signal: &'static str, label: &'static str, why: impl FnOnce() -> String) {
         self.rejected += 1;
         crate::metrics::otlp_item_rejected(signal, label);
@@ -200,8 +240,9 @@ fn checked_resource(
 }
 
 /// A span as the mapping reads it: prost's [`Span`], or one read off the wire
-/// ([`crate::otlp_wire`]). The rules of docs/otlp.md live in [`map_span_fields`], once.
-pub(crate) trait SpanFields {
+/// ([`crate::otlp_wire`]), whose text lives for `'a`. The rules of docs/otlp.md live in
+/// [`map_span_fields`], once.
+pub(crate) trait SpanFields<'a> {
     /// `kind` as sent (any int32).
     fn kind(&self) -> i32;
     fn start_time_unix_nano(&self) -> u64;
@@ -211,12 +252,15 @@ pub(crate) trait SpanFields {
     /// The value of the first attribute named `key`, if it has a value.
     fn attr(&self, key: &str) -> Option<AttrRef<'_>>;
     fn trace_id(&self) -> &[u8];
-    /// The span's name (empty unless `name_needed`) and its attributes as text, in order
-    /// (moved where they can be).
-    fn into_name_and_attributes(self, name_needed: bool) -> (String, Vec<Attribute>);
+    /// The span's name and its attributes as text, in order (moved or borrowed where they
+    /// can be).
+    fn into_name_and_attributes(self) -> (Cow<'a, str>, Vec<TextAttr<'a>>);
 }
 
-impl SpanFields for Span {
+/// An attribute of a mapped event: (key, value) as text.
+pub(crate) type TextAttr<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+impl<'a> SpanFields<'a> for Span {
     fn kind(&self) -> i32 {
         self.kind
     }
@@ -237,33 +281,33 @@ impl SpanFields for Span {
     fn trace_id(&self) -> &[u8] {
         &self.trace_id
     }
-    fn into_name_and_attributes(self, _: bool) -> (String, Vec<Attribute>) {
+    fn into_name_and_attributes(self) -> (Cow<'a, str>, Vec<TextAttr<'a>>) {
         let attributes = self
             .attributes
             .into_iter()
-            .map(|kv| Attribute {
-                key: kv.key,
-                value: match kv.value.and_then(|v| v.value) {
+            .map(|kv| {
+                let value = match kv.value.and_then(|v| v.value) {
                     Some(any_value::Value::StringValue(s)) => s,
                     Some(v) => value_string(&v),
                     None => String::new(),
-                },
+                };
+                (Cow::Owned(kv.key), Cow::Owned(value))
             })
             .collect();
-        (self.name, attributes)
+        (Cow::Owned(self.name), attributes)
     }
 }
 
 /// A request event from a span, or why not (field within the span, reason).
 /// Takes the span by value: its name and attributes move into the event without a copy.
 pub fn map_span(span: Span) -> std::result::Result<RequestEvent, (String, String)> {
-    map_span_fields(span)
+    map_span_fields(span).map(|e| e.to_event())
 }
 
 /// The span → request event rules of docs/otlp.md, whichever decoder read the span.
-pub(crate) fn map_span_fields(
-    span: impl SpanFields,
-) -> std::result::Result<RequestEvent, (String, String)> {
+pub(crate) fn map_span_fields<'a>(
+    span: impl SpanFields<'a>,
+) -> std::result::Result<MappedRequest<'a>, (String, String)> {
     let kind = SpanKind::try_from(span.kind()).unwrap_or(SpanKind::Unspecified);
     if !matches!(kind, SpanKind::Server | SpanKind::Consumer) {
         return Err((
@@ -309,11 +353,11 @@ pub(crate) fn map_span_fields(
     let status_code = i32::try_from(status_code).unwrap_or(-1);
     let grpc_failed = int("rpc.grpc.status_code").is_some_and(|c| c != 0);
     let error = status_code >= 500 || grpc_failed || span.status_is_error();
-    let trace_id = hex(span.trace_id());
-    let (name, attributes) = span.into_name_and_attributes(operation.is_none());
-    Ok(RequestEvent {
+    let trace_id = Cow::Owned(hex(span.trace_id()));
+    let (name, attributes) = span.into_name_and_attributes();
+    Ok(MappedRequest {
         time_unix_nano: start,
-        operation: operation.unwrap_or(name),
+        operation: operation.map_or(name, Cow::Owned),
         status_code,
         error,
         duration_nano: end - start,
@@ -335,16 +379,16 @@ fn span_field(event_field: &str) -> String {
 
 /// What both trace decoders share once a span is read: the resource's check, each span's
 /// mapping and checks, and the accounting of what is refused, in the export's order.
-pub(crate) struct TraceMapping<'l> {
+pub(crate) struct TraceMapping<'l, 'a> {
     limits: &'l Limits,
     window: TimeWindow,
-    out: Mapped,
+    out: Mapped<SpanPush<'a>>,
     /// The push of the current resource, or why all of its spans are refused.
-    current: std::result::Result<PushRequest, (&'static str, String)>,
+    current: std::result::Result<SpanPush<'a>, (&'static str, String)>,
     resource_index: usize,
 }
 
-impl<'l> TraceMapping<'l> {
+impl<'l, 'a> TraceMapping<'l, 'a> {
     /// A mapping of an export of `spans` spans, refused whole if they are more than
     /// `max_events_per_request`.
     pub(crate) fn new(limits: &'l Limits, now: i64, spans: usize) -> Result<Self> {
@@ -358,7 +402,7 @@ impl<'l> TraceMapping<'l> {
             limits,
             window: TimeWindow::new(limits, now),
             out: Mapped::default(),
-            current: Ok(PushRequest::default()),
+            current: Ok(SpanPush::default()),
             resource_index: 0,
         })
     }
@@ -367,15 +411,18 @@ impl<'l> TraceMapping<'l> {
     pub(crate) fn resource(&mut self, r: usize, attrs: &[KeyValue]) {
         self.finish_resource();
         self.resource_index = r;
-        self.current = checked_resource(attrs, self.limits).map(|resource| PushRequest {
-            resource: Some(resource),
-            ..Default::default()
+        self.current = checked_resource(attrs, self.limits).map(|resource| SpanPush {
+            head: PushRequest {
+                resource: Some(resource),
+                ..Default::default()
+            },
+            requests: Vec::new(),
         });
     }
 
     /// `scope_spans[s].spans[k]` of the current resource; `span` is read only if the
     /// resource is taken.
-    pub(crate) fn span(&mut self, s: usize, k: usize, span: impl SpanFields) {
+    pub(crate) fn span(&mut self, s: usize, k: usize, span: impl SpanFields<'a>) {
         let r = self.resource_index;
         let path = || format!("resource_spans[{r}].scope_spans[{s}].spans[{k}]");
         let push = match &mut self.current {
@@ -410,7 +457,7 @@ impl<'l> TraceMapping<'l> {
     }
 
     /// What was kept and what was refused.
-    pub(crate) fn finish(mut self) -> Mapped {
+    pub(crate) fn finish(mut self) -> Mapped<SpanPush<'a>> {
         self.finish_resource();
         self.out
     }
@@ -419,7 +466,11 @@ impl<'l> TraceMapping<'l> {
 /// Maps and validates an OTLP trace export prost has decoded, span by span. The trace door
 /// reads the wire itself ([`crate::otlp_wire::map_trace_export`]); this is the reference it
 /// is compared with (`otlp_tests`) and the baseline of the hot-path bench.
-pub fn map_traces(req: ExportTraceServiceRequest, limits: &Limits, now: i64) -> Result<Mapped> {
+pub fn map_traces(
+    req: ExportTraceServiceRequest,
+    limits: &Limits,
+    now: i64,
+) -> Result<Mapped<SpanPush<'static>>> {
     let total: usize = req
         .resource_spans
         .iter()
@@ -676,17 +727,25 @@ mod server {
     use crate::service::{Pipeline, account};
     use crate::wire::{self, Shape, WireError};
     use nines_model::clock::now_ns;
+    use nines_record::RequestLike;
 
-    /// Publishes every push of `mapped` as `tenant`; fails if any fails (the sender retries).
-    async fn publish_all(
+    /// Publishes every push (its head and request events) as `tenant`; fails if any fails
+    /// (the sender retries).
+    async fn publish_all<E: RequestLike + Sync>(
         pipeline: &Pipeline,
-        mapped: &mut Mapped,
+        pushes: Vec<(PushRequest, Vec<E>)>,
         tenant: &str,
         now: i64,
     ) -> Result<()> {
-        let pushes = std::mem::take(&mut mapped.pushes);
         let started = Instant::now();
-        let results = join_all(pushes.into_iter().map(|p| pipeline.publish(p, tenant, now))).await;
+        let (heads, events): (Vec<_>, Vec<_>) = pushes.into_iter().unzip();
+        let results = join_all(
+            heads
+                .into_iter()
+                .zip(&events)
+                .map(|(head, requests)| pipeline.publish_events(head, requests, tenant, now)),
+        )
+        .await;
         for r in results {
             account(&r, started);
             r?;
@@ -807,7 +866,11 @@ mod server {
             let now = now_ns();
             let mut mapped = map_trace_export(&request.get_ref().0, self.pipeline.limits(), now)
                 .map_err(otlp_error)?;
-            publish_all(&self.pipeline, &mut mapped, &tenant, now)
+            let pushes = std::mem::take(&mut mapped.pushes)
+                .into_iter()
+                .map(|p| (p.head, p.requests))
+                .collect();
+            publish_all(&self.pipeline, pushes, &tenant, now)
                 .await
                 .map_err(Status::from)?;
             Ok(Response::new(ExportTraceServiceResponse {
@@ -827,7 +890,14 @@ mod server {
             let now = now_ns();
             let mut mapped =
                 map_logs(request.into_inner(), self.pipeline.limits(), now).map_err(otlp_error)?;
-            publish_all(&self.pipeline, &mut mapped, &tenant, now)
+            let pushes = std::mem::take(&mut mapped.pushes)
+                .into_iter()
+                .map(|mut p| {
+                    let requests: Vec<RequestEvent> = std::mem::take(&mut p.requests);
+                    (p, requests)
+                })
+                .collect();
+            publish_all(&self.pipeline, pushes, &tenant, now)
                 .await
                 .map_err(Status::from)?;
             Ok(Response::new(ExportLogsServiceResponse {

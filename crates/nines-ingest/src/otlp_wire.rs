@@ -24,7 +24,6 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use nines_proto::v1::Attribute;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -32,7 +31,7 @@ use prost::Message;
 
 use crate::Result;
 use crate::config::Limits;
-use crate::otlp::{AttrRef, Mapped, SpanFields, TraceMapping, value_string};
+use crate::otlp::{AttrRef, Mapped, SpanFields, SpanPush, TextAttr, TraceMapping, value_string};
 use nines_record::wire::{Payload, WireError, fixed64, int, len, next_field, text, within};
 
 /// An `ExportTraceServiceRequest` as the door received it (decompressed, scanned), mapped by
@@ -62,7 +61,11 @@ impl<'a> Merged<'a> {
 /// `TraceService/Export`, with the same answer as prost + [`crate::otlp::map_traces`].
 /// The whole export is read before anything is mapped, so a malformed one is refused
 /// before a single span is counted as taken or refused (as with prost).
-pub fn map_trace_export(bytes: &[u8], limits: &Limits, now: i64) -> Result<Mapped> {
+pub fn map_trace_export<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    now: i64,
+) -> Result<Mapped<SpanPush<'a>>> {
     let resources = read_export(bytes)?;
     let total = resources.iter().map(|r| r.spans.len()).sum();
     let mut mapping = TraceMapping::new(limits, now, total)?;
@@ -234,7 +237,7 @@ fn decoded(bytes: &[u8]) -> std::result::Result<WireValue<'static>, WireError> {
     Ok(value.value.map_or(WireValue::Absent, WireValue::Decoded))
 }
 
-impl SpanFields for WireSpan<'_> {
+impl<'a> SpanFields<'a> for WireSpan<'a> {
     fn kind(&self) -> i32 {
         self.kind
     }
@@ -257,25 +260,20 @@ impl SpanFields for WireSpan<'_> {
     fn trace_id(&self) -> &[u8] {
         self.trace_id
     }
-    fn into_name_and_attributes(self, name_needed: bool) -> (String, Vec<Attribute>) {
-        let name = if name_needed {
-            self.name.to_owned()
-        } else {
-            String::new()
-        };
+    fn into_name_and_attributes(self) -> (Cow<'a, str>, Vec<TextAttr<'a>>) {
         let attributes = self
             .attributes
             .into_iter()
-            .map(|a| Attribute {
-                key: a.key.to_owned(),
-                value: match a.value {
-                    WireValue::Absent => String::new(),
-                    WireValue::Str(s) => s.to_owned(),
-                    WireValue::Decoded(any_value::Value::StringValue(s)) => s,
-                    WireValue::Decoded(v) => value_string(&v),
-                },
+            .map(|a| {
+                let value = match a.value {
+                    WireValue::Absent => Cow::Borrowed(""),
+                    WireValue::Str(s) => Cow::Borrowed(s),
+                    WireValue::Decoded(any_value::Value::StringValue(s)) => Cow::Owned(s),
+                    WireValue::Decoded(v) => Cow::Owned(value_string(&v)),
+                };
+                (Cow::Borrowed(a.key), value)
             })
             .collect();
-        (name, attributes)
+        (Cow::Borrowed(self.name), attributes)
     }
 }

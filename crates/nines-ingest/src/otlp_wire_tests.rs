@@ -33,7 +33,7 @@ const NOW: i64 = START as i64 + 60_000_000_000;
 
 /// Maps `bytes` with both decoders and asserts they agree: equal `Mapped` (pushes, refusal
 /// count, messages), or both refusing (the same text unless both found the bytes malformed).
-/// Returns the wire decoder's answer.
+/// Returns the wire decoder's answer, in prost's types.
 fn agree(bytes: &[u8], limits: &Limits, now: i64) -> Result<Mapped> {
     let old = ExportTraceServiceRequest::decode(bytes)
         .map_err(|e| Error::Wire(WireError::Malformed(e.to_string())))
@@ -45,7 +45,7 @@ fn agree(bytes: &[u8], limits: &Limits, now: i64) -> Result<Mapped> {
         (Err(o), Err(n)) => assert_eq!(o.to_string(), n.to_string()),
         _ => panic!("the decoders disagree on {bytes:02x?}: prost {old:?}, wire {new:?}"),
     }
-    new
+    new.map(|m| m.to_pushes())
 }
 
 /// [`agree`] on `req` as an exporter encodes it.

@@ -78,19 +78,21 @@ impl Pipeline {
         now: i64,
     ) -> Result<PushResponse> {
         let requests = std::mem::take(&mut req.requests);
-        self.publish_push(req, &requests, tenant, now).await
+        self.publish_events(req, &requests, tenant, now).await
     }
 
     /// [`Pipeline::publish`] for the bytes of a push (the native door): its request events
     /// are read in place and copied into the records as they came ([`nines_record::read_push`]).
     pub async fn publish_bytes(&self, body: Bytes, tenant: &str, now: i64) -> Result<PushResponse> {
         let push = read_push(&body).map_err(Error::Wire)?;
-        self.publish_push(push.head, &push.requests, tenant, now)
+        self.publish_events(push.head, &push.requests, tenant, now)
             .await
     }
 
-    /// Publishes the push `head` with `requests` (`head.requests` is not looked at).
-    async fn publish_push(
+    /// Publishes the push `head` with `requests` (`head.requests` is not looked at): what
+    /// [`Pipeline::publish`] does, for request events that come apart from their push (read
+    /// in place, or mapped from OTLP).
+    pub async fn publish_events(
         &self,
         mut head: PushRequest,
         requests: &[impl RequestLike + Sync],

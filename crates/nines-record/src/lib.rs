@@ -13,8 +13,11 @@
 //! operation renamed to [`OVERFLOW_OPERATION`], and the content fingerprint every part carries
 //! is taken over the events as sent too.
 
-use nines_proto::v1::{EventBatch, PushRequest, RequestEvent};
+use std::borrow::Cow;
+
+use nines_proto::v1::{Attribute, EventBatch, PushRequest, RequestEvent};
 use prost::Message;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use sha2::{Digest, Sha256};
 
 mod read;
@@ -102,9 +105,10 @@ pub type Rename<'a> = dyn FnMut(&[&str]) -> Vec<usize> + 'a;
 /// Field number of `EventBatch.requests`.
 const REQUESTS_FIELD: u32 = 7;
 
-/// A request event as the cut and ingest's checks take it: prost's [`RequestEvent`] (OTLP's
-/// mapping builds those) or a [`Request`] borrowed from the push's bytes (the native door),
-/// which the cut copies into the record as it came instead of encoding it again.
+/// A request event as the cut and ingest's checks take it: prost's [`RequestEvent`], a
+/// [`MappedRequest`] (OTLP's mapping builds those) or a [`Request`] borrowed from the push's
+/// bytes (the native door), which the cut copies into the record as it came instead of
+/// encoding it again.
 pub trait RequestLike {
     fn time_unix_nano(&self) -> i64;
     fn operation(&self) -> &str;
@@ -159,6 +163,148 @@ impl RequestLike for RequestEvent {
                 prost::encoding::message::encode(number, &renamed, out)
             }
         }
+    }
+}
+
+/// A request event a mapping made (OTLP's span → request event), its text borrowed from
+/// what was mapped where it can be: [`RequestEvent`]'s fields without a `String` each. The
+/// cut writes it as prost writes the same [`RequestEvent`] ([`MappedRequest::to_event`];
+/// the tests compare the bytes), so a record does not show which door an event came through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MappedRequest<'a> {
+    pub time_unix_nano: i64,
+    pub operation: Cow<'a, str>,
+    pub status_code: i32,
+    pub error: bool,
+    pub duration_nano: i64,
+    pub trace_id: Cow<'a, str>,
+    /// (key, value), in order.
+    pub attributes: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl MappedRequest<'_> {
+    /// The same event as prost's type.
+    pub fn to_event(&self) -> RequestEvent {
+        RequestEvent {
+            time_unix_nano: self.time_unix_nano,
+            operation: self.operation.clone().into_owned(),
+            status_code: self.status_code,
+            error: self.error,
+            duration_nano: self.duration_nano,
+            trace_id: self.trace_id.clone().into_owned(),
+            attributes: self
+                .attributes
+                .iter()
+                .map(|(key, value)| Attribute {
+                    key: key.clone().into_owned(),
+                    value: value.clone().into_owned(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Bytes of the event's body with `operation` as its operation.
+    fn len_with(&self, operation: &str) -> usize {
+        use prost::encoding::{bool, int32, int64};
+        let mut n = 0;
+        if self.time_unix_nano != 0 {
+            n += int64::encoded_len(1, &self.time_unix_nano);
+        }
+        n += text_len(2, operation);
+        if self.status_code != 0 {
+            n += int32::encoded_len(3, &self.status_code);
+        }
+        if self.error {
+            n += bool::encoded_len(4, &self.error);
+        }
+        if self.duration_nano != 0 {
+            n += int64::encoded_len(5, &self.duration_nano);
+        }
+        n += text_len(6, &self.trace_id);
+        for (key, value) in &self.attributes {
+            let body = text_len(1, key) + text_len(2, value);
+            n += key_len(7) + encoded_len_varint(body as u64) + body;
+        }
+        n
+    }
+
+    /// Appends the body with `operation` as its operation, fields in prost's order, defaults
+    /// left out as prost leaves them out.
+    fn encode_with(&self, operation: &str, out: &mut Vec<u8>) {
+        use prost::encoding::{bool, int32, int64};
+        if self.time_unix_nano != 0 {
+            int64::encode(1, &self.time_unix_nano, out);
+        }
+        put_text(2, operation, out);
+        if self.status_code != 0 {
+            int32::encode(3, &self.status_code, out);
+        }
+        if self.error {
+            bool::encode(4, &self.error, out);
+        }
+        if self.duration_nano != 0 {
+            int64::encode(5, &self.duration_nano, out);
+        }
+        put_text(6, &self.trace_id, out);
+        for (key, value) in &self.attributes {
+            encode_key(7, WireType::LengthDelimited, out);
+            encode_varint((text_len(1, key) + text_len(2, value)) as u64, out);
+            put_text(1, key, out);
+            put_text(2, value, out);
+        }
+    }
+}
+
+/// Encoded bytes of a proto3 `string` field holding `s` (none when empty).
+fn text_len(tag: u32, s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        key_len(tag) + encoded_len_varint(s.len() as u64) + s.len()
+    }
+}
+
+/// Appends a proto3 `string` field holding `s`, unless it is empty (as prost does).
+fn put_text(tag: u32, s: &str, out: &mut Vec<u8>) {
+    if !s.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(s.len() as u64, out);
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+impl RequestLike for MappedRequest<'_> {
+    fn time_unix_nano(&self) -> i64 {
+        self.time_unix_nano
+    }
+    fn operation(&self) -> &str {
+        &self.operation
+    }
+    fn status_code(&self) -> i32 {
+        self.status_code
+    }
+    fn duration_nano(&self) -> i64 {
+        self.duration_nano
+    }
+    fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+    fn attribute_count(&self) -> usize {
+        self.attributes.len()
+    }
+    fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.attributes
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+    fn body_len(&self) -> usize {
+        self.len_with(&self.operation)
+    }
+    fn encode_field(&self, number: u32, operation: Option<&str>, out: &mut Vec<u8>) {
+        let operation = operation.unwrap_or(&self.operation);
+        encode_key(number, WireType::LengthDelimited, out);
+        encode_varint(self.len_with(operation) as u64, out);
+        self.encode_with(operation, out);
     }
 }
 
@@ -446,5 +592,66 @@ mod tests {
         let requests = std::mem::take(&mut p.requests);
         let with_id = cut_guarded(p, &requests, 7, 1 << 20, &mut |_| Vec::new(), Some(id)).unwrap();
         assert_eq!(layout(&with_id)[0].2, id.to_vec());
+    }
+
+    /// Mapped events at the edges of prost's encoding: every field at its default (left
+    /// out), negative numbers (ten-byte varints), text of 127 and 128 bytes (one- and two-byte
+    /// lengths), an attribute with an empty key or value (an empty message still written).
+    fn mapped_events() -> Vec<MappedRequest<'static>> {
+        let long = "é".repeat(64);
+        vec![
+            MappedRequest::default(),
+            MappedRequest {
+                time_unix_nano: 1_764_900_000_000_000_000,
+                operation: "GET /api/orders/{id}".into(),
+                status_code: 503,
+                error: true,
+                duration_nano: 20_000_000,
+                trace_id: "0123456789abcdef0123456789abcdef".into(),
+                attributes: vec![
+                    ("http.request.method".into(), "GET".into()),
+                    ("http.response.status_code".into(), "503".to_owned().into()),
+                    ("".into(), "".into()),
+                    ("url.scheme".into(), "".into()),
+                    ("".into(), "v".into()),
+                ],
+            },
+            MappedRequest {
+                time_unix_nano: -1,
+                operation: "x".repeat(127).into(),
+                status_code: -1,
+                error: false,
+                duration_nano: i64::MIN,
+                trace_id: long[..128].to_owned().into(),
+                attributes: vec![(long.clone().into(), "y".repeat(300).into())],
+            },
+        ]
+    }
+
+    #[test]
+    fn a_mapped_event_is_written_as_prost_writes_the_same_event() {
+        for (i, e) in mapped_events().iter().enumerate() {
+            let prost = e.to_event();
+            assert_eq!(e.body_len(), prost.encoded_len(), "event {i}");
+            for operation in [None, Some(OVERFLOW_OPERATION), Some("")] {
+                let mut ours = Vec::new();
+                e.encode_field(REQUESTS_FIELD, operation, &mut ours);
+                let mut theirs = Vec::new();
+                prost.encode_field(REQUESTS_FIELD, operation, &mut theirs);
+                assert_eq!(ours, theirs, "event {i}, operation {operation:?}");
+            }
+        }
+        // And whole records: a push of them cut both ways, renames included.
+        let mut p = push(0);
+        p.requests = mapped_events()
+            .iter()
+            .map(MappedRequest::to_event)
+            .collect();
+        let prost = std::mem::take(&mut p.requests);
+        let mut rename = |ops: &[&str]| (0..ops.len()).step_by(2).collect();
+        let theirs = cut_guarded(p.clone(), &prost, 7, 900, &mut rename, None).unwrap();
+        let ours = cut_guarded(p, &mapped_events(), 7, 900, &mut rename, None).unwrap();
+        assert!(theirs.len() > 1, "{} records", theirs.len());
+        assert_eq!(ours, theirs);
     }
 }
