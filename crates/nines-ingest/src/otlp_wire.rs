@@ -22,6 +22,7 @@
 //! not checked, as its text is not.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -66,13 +67,15 @@ pub fn map_trace_export<'a>(
     limits: &Limits,
     now: i64,
 ) -> Result<Mapped<SpanPush<'a>>> {
-    let resources = read_export(bytes)?;
+    let mut attributes = Vec::new();
+    let resources = read_export(bytes, &mut attributes)?;
     let total = resources.iter().map(|r| r.spans.len()).sum();
     let mut mapping = TraceMapping::new(limits, now, total)?;
     for (r, resource) in resources.into_iter().enumerate() {
         mapping.resource(r, &resource.attributes);
         for (s, k, span) in resource.spans {
-            mapping.span(s, k, span);
+            let attributes = &mut attributes[span.attributes.clone()];
+            mapping.span(s, k, SpanRead { span, attributes });
         }
     }
     Ok(mapping.finish())
@@ -86,21 +89,33 @@ struct ResourceRead<'a> {
     spans: Vec<(usize, usize, WireSpan<'a>)>,
 }
 
-/// Reads an `ExportTraceServiceRequest`; a refusal names the path of what is malformed,
-/// e.g. `resource_spans[0].scope_spans[1].spans[7].name: invalid UTF-8`.
-fn read_export(mut bytes: &[u8]) -> std::result::Result<Vec<ResourceRead<'_>>, WireError> {
+/// Reads an `ExportTraceServiceRequest`, every span's attributes into `attributes` (one
+/// vector for the export, not one per span); a refusal names the path of what is
+/// malformed, e.g. `resource_spans[0].scope_spans[1].spans[7].name: invalid UTF-8`.
+fn read_export<'a>(
+    mut bytes: &'a [u8],
+    attributes: &mut Vec<WireAttr<'a>>,
+) -> std::result::Result<Vec<ResourceRead<'a>>, WireError> {
     let mut resources = Vec::with_capacity(1);
     while let Some((number, payload)) = next_field(&mut bytes)? {
         if number == 1 {
             let r = resources.len();
-            resources.push(resource_spans(len("resource_spans", payload)?, r)?);
+            resources.push(resource_spans(
+                len("resource_spans", payload)?,
+                r,
+                attributes,
+            )?);
         }
     }
     Ok(resources)
 }
 
 /// Reads `resource_spans[r]`.
-fn resource_spans(mut bytes: &[u8], r: usize) -> std::result::Result<ResourceRead<'_>, WireError> {
+fn resource_spans<'a>(
+    mut bytes: &'a [u8],
+    r: usize,
+    span_attributes: &mut Vec<WireAttr<'a>>,
+) -> std::result::Result<ResourceRead<'a>, WireError> {
     let path = || format!("resource_spans[{r}]");
     let mut resource = Merged::default();
     let mut scopes: Vec<&[u8]> = Vec::with_capacity(1);
@@ -126,7 +141,7 @@ fn resource_spans(mut bytes: &[u8], r: usize) -> std::result::Result<ResourceRea
         while let Some((number, payload)) = next_field(&mut scope).map_err(within(path))? {
             if number == 2 {
                 let span = len("spans", payload)
-                    .and_then(WireSpan::read)
+                    .and_then(|b| WireSpan::read(b, span_attributes))
                     .map_err(within(|| format!("{}.spans[{k}]", path())))?;
                 spans.push((s, k, span));
                 k += 1;
@@ -150,23 +165,31 @@ struct WireAttr<'a> {
     value: WireValue<'a>,
 }
 
-/// The fields of a span the mapping reads, borrowed from the message.
+/// The fields of a span the mapping reads, borrowed from the message; its attributes are
+/// the range `attributes` of the export's.
 #[derive(Debug, Default)]
-pub(crate) struct WireSpan<'a> {
+struct WireSpan<'a> {
     trace_id: &'a [u8],
     name: &'a str,
     kind: i32,
     start: u64,
     end: u64,
     status_code: i32,
-    attributes: Vec<WireAttr<'a>>,
+    attributes: Range<usize>,
 }
 
 impl<'a> WireSpan<'a> {
     /// Reads a `Span` (opentelemetry/proto/trace/v1/trace.proto), skipping what the mapping
-    /// does not use.
-    fn read(mut bytes: &'a [u8]) -> std::result::Result<Self, WireError> {
-        let mut span = WireSpan::default();
+    /// does not use; appends its attributes to `attributes`.
+    fn read(
+        mut bytes: &'a [u8],
+        attributes: &mut Vec<WireAttr<'a>>,
+    ) -> std::result::Result<Self, WireError> {
+        let start = attributes.len();
+        let mut span = WireSpan {
+            attributes: start..start,
+            ..WireSpan::default()
+        };
         while let Some((number, payload)) = next_field(&mut bytes)? {
             match number {
                 1 => span.trace_id = len("trace_id", payload)?,
@@ -176,11 +199,11 @@ impl<'a> WireSpan<'a> {
                 7 => span.start = fixed64("start_time_unix_nano", payload)?,
                 8 => span.end = fixed64("end_time_unix_nano", payload)?,
                 9 => {
-                    let i = span.attributes.len();
+                    let i = attributes.len() - start;
                     let attribute = len("attributes", payload)
                         .and_then(attribute)
                         .map_err(within(|| format!("attributes[{i}]")))?;
-                    span.attributes.push(attribute);
+                    attributes.push(attribute);
                 }
                 15 => {
                     let mut status = len("status", payload)?;
@@ -195,8 +218,15 @@ impl<'a> WireSpan<'a> {
                 _ => {}
             }
         }
+        span.attributes.end = attributes.len();
         Ok(span)
     }
+}
+
+/// A span as the mapping takes it: its fields and its attributes.
+struct SpanRead<'x, 'a> {
+    span: WireSpan<'a>,
+    attributes: &'x mut [WireAttr<'a>],
 }
 
 /// A `KeyValue`: its key, and its value borrowed when it is text alone.
@@ -237,18 +267,18 @@ fn decoded(bytes: &[u8]) -> std::result::Result<WireValue<'static>, WireError> {
     Ok(value.value.map_or(WireValue::Absent, WireValue::Decoded))
 }
 
-impl<'a> SpanFields<'a> for WireSpan<'a> {
+impl<'a> SpanFields<'a> for SpanRead<'_, 'a> {
     fn kind(&self) -> i32 {
-        self.kind
+        self.span.kind
     }
     fn start_time_unix_nano(&self) -> u64 {
-        self.start
+        self.span.start
     }
     fn end_time_unix_nano(&self) -> u64 {
-        self.end
+        self.span.end
     }
     fn status_is_error(&self) -> bool {
-        self.status_code == StatusCode::Error as i32
+        self.span.status_code == StatusCode::Error as i32
     }
     fn attr(&self, key: &str) -> Option<AttrRef<'_>> {
         match &self.attributes.iter().find(|a| a.key == key)?.value {
@@ -258,14 +288,14 @@ impl<'a> SpanFields<'a> for WireSpan<'a> {
         }
     }
     fn trace_id(&self) -> &[u8] {
-        self.trace_id
+        self.span.trace_id
     }
     fn into_name_and_attributes(self) -> (Cow<'a, str>, Vec<TextAttr<'a>>) {
         let attributes = self
             .attributes
-            .into_iter()
+            .iter_mut()
             .map(|a| {
-                let value = match a.value {
+                let value = match std::mem::replace(&mut a.value, WireValue::Absent) {
                     WireValue::Absent => Cow::Borrowed(""),
                     WireValue::Str(s) => Cow::Borrowed(s),
                     WireValue::Decoded(any_value::Value::StringValue(s)) => Cow::Owned(s),
@@ -274,6 +304,6 @@ impl<'a> SpanFields<'a> for WireSpan<'a> {
                 (Cow::Borrowed(a.key), value)
             })
             .collect();
-        (Cow::Borrowed(self.name), attributes)
+        (Cow::Borrowed(self.span.name), attributes)
     }
 }
