@@ -193,11 +193,15 @@ pub(crate) fn value_string(v: &any_value::Value) -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     // Not `format!("{b:02x}")` per byte (an eighth of OTLP ingest's CPU), nor `hex::encode`,
-    // which builds its string a `char` at a time (a tenth, BENCHMARKS.md): a table look-up
-    // per byte into a buffer.
-    let mut out = vec![0; bytes.len() * 2];
-    hex::encode_to_slice(bytes, &mut out).expect("a buffer twice the input's length");
-    String::from_utf8(out).expect("hex digits are ASCII")
+    // which builds its string a `char` at a time (a tenth, BENCHMARKS.md), nor a zeroed
+    // buffer (`calloc`, 1 % of it): a table look-up per byte, pushed.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// service.name, service.version and the environment of an OTLP resource.
@@ -252,6 +256,7 @@ pub(crate) trait SpanFields<'a> {
     /// The value of the first attribute named `key`, if it has a value.
     fn attr(&self, key: &str) -> Option<AttrRef<'_>>;
     fn trace_id(&self) -> &[u8];
+    fn name(&self) -> &str;
     /// The span's name and its attributes as text, in order (moved or borrowed where they
     /// can be).
     fn into_name_and_attributes(self) -> (Cow<'a, str>, Vec<TextAttr<'a>>);
@@ -280,6 +285,9 @@ impl<'a> SpanFields<'a> for Span {
     }
     fn trace_id(&self) -> &[u8] {
         &self.trace_id
+    }
+    fn name(&self) -> &str {
+        &self.name
     }
     fn into_name_and_attributes(self) -> (Cow<'a, str>, Vec<TextAttr<'a>>) {
         let attributes = self
@@ -341,11 +349,13 @@ pub(crate) fn map_span_fields<'a>(
     let int = |key| span.attr(key).and_then(AttrRef::int);
     let method = text("http.request.method").or_else(|| text("http.method"));
     let route = text("http.route");
-    let rpc = text("rpc.service").zip(text("rpc.method"));
-    let operation = match (method, route, rpc) {
-        (Some(m), Some(r), _) => Some(format!("{m} {r}")),
-        (_, _, Some((s, m))) => Some(format!("{s}/{m}")),
-        _ => None,
+    // (first, joiner, second): "{method} {route}", else "{rpc.service}/{rpc.method}" (read
+    // only when the HTTP names are not both there).
+    let parts = match (method, route) {
+        (Some(m), Some(r)) => Some((m, ' ', r)),
+        _ => text("rpc.service")
+            .zip(text("rpc.method"))
+            .map(|(s, m)| (s, '/', m)),
     };
     let status_code = int("http.response.status_code")
         .or_else(|| int("http.status_code"))
@@ -354,6 +364,16 @@ pub(crate) fn map_span_fields<'a>(
     let grpc_failed = int("rpc.grpc.status_code").is_some_and(|c| c != 0);
     let error = status_code >= 500 || grpc_failed || span.status_is_error();
     let trace_id = Cow::Owned(hex(span.trace_id()));
+    // A span named as the semantic conventions name it ("GET /orders/{id}") lends its name.
+    let operation = parts
+        .filter(|(a, joiner, b)| !is_joined(span.name(), a, *joiner, b))
+        .map(|(a, joiner, b)| {
+            let mut op = String::with_capacity(a.len() + 1 + b.len());
+            op.push_str(&a);
+            op.push(joiner);
+            op.push_str(&b);
+            op
+        });
     let (name, attributes) = span.into_name_and_attributes();
     Ok(MappedRequest {
         time_unix_nano: start,
@@ -364,6 +384,14 @@ pub(crate) fn map_span_fields<'a>(
         trace_id,
         attributes,
     })
+}
+
+/// Whether `name` is `a`, `joiner` and `b` put together.
+fn is_joined(name: &str, a: &str, joiner: char, b: &str) -> bool {
+    name.len() == a.len() + joiner.len_utf8() + b.len()
+        && name.starts_with(a)
+        && name[a.len()..].starts_with(joiner)
+        && name.ends_with(b)
 }
 
 /// The span field a request-event field came from (for messages).

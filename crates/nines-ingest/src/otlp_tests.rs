@@ -338,6 +338,45 @@ static SPANS: &[Row] = &[
         expect: taken("POST /shop.Cart/Add", 0, false),
         ..BASE
     },
+    // A span named as the semantic conventions name it lends its name to the operation (no
+    // copy); one that only looks like it does not.
+    Row {
+        name: "a span named \"{method} {route}\": that name",
+        span_name: "GET /orders/{id}",
+        attrs: &[
+            ("http.request.method", S("GET")),
+            ("http.route", S("/orders/{id}")),
+        ],
+        expect: taken("GET /orders/{id}", 0, false),
+        ..BASE
+    },
+    Row {
+        name: "a name of the same length with another joiner: method and route",
+        span_name: "GET_/orders/{id}",
+        attrs: &[
+            ("http.request.method", S("GET")),
+            ("http.route", S("/orders/{id}")),
+        ],
+        expect: taken("GET /orders/{id}", 0, false),
+        ..BASE
+    },
+    Row {
+        name: "a name of the route's length but another route: method and route",
+        span_name: "GET /orders/{ID}",
+        attrs: &[
+            ("http.request.method", S("GET")),
+            ("http.route", S("/orders/{id}")),
+        ],
+        expect: taken("GET /orders/{id}", 0, false),
+        ..BASE
+    },
+    Row {
+        name: "a span named \"{rpc.service}/{rpc.method}\": that name",
+        span_name: "shop.Cart/Add",
+        attrs: &[("rpc.service", S("shop.Cart")), ("rpc.method", S("Add"))],
+        expect: taken("shop.Cart/Add", 0, false),
+        ..BASE
+    },
     Row {
         name: "HTTP method without route, with rpc: service/method",
         attrs: &[

@@ -290,6 +290,9 @@ impl<'a> SpanFields<'a> for SpanRead<'_, 'a> {
     fn trace_id(&self) -> &[u8] {
         self.span.trace_id
     }
+    fn name(&self) -> &str {
+        self.span.name
+    }
     fn into_name_and_attributes(self) -> (Cow<'a, str>, Vec<TextAttr<'a>>) {
         let attributes = self
             .attributes

@@ -17,6 +17,8 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use std::borrow::Cow;
+
 use proptest::prelude::*;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint};
@@ -699,4 +701,38 @@ proptest! {
         let limits = Limits { max_events_per_request: limit, ..Limits::default() };
         let _ = both_decoders(&req, &limits, NOW);
     }
+}
+
+#[test]
+fn the_wire_decoder_borrows_the_text_it_can() {
+    let mut span = server_span(vec![
+        kv("http.request.method", s("GET")),
+        kv("http.route", s("/orders/{id}")),
+        kv("url.scheme", s("https")),
+        kv("http.response.status_code", Some(V::IntValue(200))),
+    ]);
+    span.name = "GET /orders/{id}".into();
+    let bytes = export(vec![(orders(), vec![vec![span.clone()]])]).encode_to_vec();
+    let mapped = map_trace_export(&bytes, &Limits::default(), NOW).expect("taken");
+    let event = &mapped.pushes[0].requests[0];
+    assert_eq!(event.operation, "GET /orders/{id}");
+    assert!(
+        matches!(event.operation, Cow::Borrowed(_)),
+        "the span's name"
+    );
+    let borrowed: Vec<bool> = event
+        .attributes
+        .iter()
+        .map(|(k, v)| matches!((k, v), (Cow::Borrowed(_), Cow::Borrowed(_))))
+        .collect();
+    // Text values are the export's; an int's text is made.
+    assert_eq!(borrowed, [true, true, true, false]);
+    assert_eq!(event.attributes[3].1, "200");
+    // Named otherwise, the operation is made from method and route.
+    span.name = "handler".into();
+    let bytes = export(vec![(orders(), vec![vec![span]])]).encode_to_vec();
+    let mapped = map_trace_export(&bytes, &Limits::default(), NOW).expect("taken");
+    let event = &mapped.pushes[0].requests[0];
+    assert_eq!(event.operation, "GET /orders/{id}");
+    assert!(matches!(event.operation, Cow::Owned(_)));
 }

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use nines_proto::v1::{Attribute, EventBatch, PushRequest, RequestEvent};
 use prost::Message;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+use prost::encoding::{WireType, encode_key, encoded_len_varint, key_len};
 use sha2::{Digest, Sha256};
 
 mod read;
@@ -205,70 +205,80 @@ impl MappedRequest<'_> {
 
     /// Bytes of the event's body with `operation` as its operation.
     fn len_with(&self, operation: &str) -> usize {
-        use prost::encoding::{bool, int32, int64};
-        let mut n = 0;
-        if self.time_unix_nano != 0 {
-            n += int64::encoded_len(1, &self.time_unix_nano);
-        }
-        n += text_len(2, operation);
-        if self.status_code != 0 {
-            n += int32::encoded_len(3, &self.status_code);
-        }
-        if self.error {
-            n += bool::encoded_len(4, &self.error);
-        }
-        if self.duration_nano != 0 {
-            n += int64::encoded_len(5, &self.duration_nano);
-        }
-        n += text_len(6, &self.trace_id);
+        // int32 is written as the int64 of the same value (ten bytes when negative).
+        let int = |v: i64| if v == 0 { 0 } else { 1 + varint_len(v as u64) };
+        let mut n = int(self.time_unix_nano)
+            + text_len(operation)
+            + int(i64::from(self.status_code))
+            + 2 * usize::from(self.error)
+            + int(self.duration_nano)
+            + text_len(&self.trace_id);
         for (key, value) in &self.attributes {
-            let body = text_len(1, key) + text_len(2, value);
-            n += key_len(7) + encoded_len_varint(body as u64) + body;
+            let body = text_len(key) + text_len(value);
+            n += 1 + varint_len(body as u64) + body;
         }
         n
     }
 
     /// Appends the body with `operation` as its operation, fields in prost's order, defaults
-    /// left out as prost leaves them out.
+    /// left out as prost leaves them out. Every field number here is below 16, so each key
+    /// is one byte: `number << 3 | wire type`.
     fn encode_with(&self, operation: &str, out: &mut Vec<u8>) {
-        use prost::encoding::{bool, int32, int64};
-        if self.time_unix_nano != 0 {
-            int64::encode(1, &self.time_unix_nano, out);
-        }
-        put_text(2, operation, out);
-        if self.status_code != 0 {
-            int32::encode(3, &self.status_code, out);
-        }
+        const VARINT: u8 = 0;
+        const LEN: u8 = 2;
+        let int = |number: u8, v: i64, out: &mut Vec<u8>| {
+            if v != 0 {
+                out.push(number << 3 | VARINT);
+                put_varint(v as u64, out);
+            }
+        };
+        int(1, self.time_unix_nano, out);
+        put_text(2 << 3 | LEN, operation, out);
+        int(3, i64::from(self.status_code), out);
         if self.error {
-            bool::encode(4, &self.error, out);
+            out.extend_from_slice(&[4 << 3 | VARINT, 1]);
         }
-        if self.duration_nano != 0 {
-            int64::encode(5, &self.duration_nano, out);
-        }
-        put_text(6, &self.trace_id, out);
+        int(5, self.duration_nano, out);
+        put_text(6 << 3 | LEN, &self.trace_id, out);
         for (key, value) in &self.attributes {
-            encode_key(7, WireType::LengthDelimited, out);
-            encode_varint((text_len(1, key) + text_len(2, value)) as u64, out);
-            put_text(1, key, out);
-            put_text(2, value, out);
+            out.push(7 << 3 | LEN);
+            put_varint((text_len(key) + text_len(value)) as u64, out);
+            put_text(1 << 3 | LEN, key, out);
+            put_text(2 << 3 | LEN, value, out);
         }
     }
 }
 
-/// Encoded bytes of a proto3 `string` field holding `s` (none when empty).
-fn text_len(tag: u32, s: &str) -> usize {
+/// Bytes of `v` as a varint.
+fn varint_len(v: u64) -> usize {
+    encoded_len_varint(v)
+}
+
+/// Appends `v` as a varint (prost's `encode_varint` without its generic buffer's checks per
+/// byte: the caller reserved the room).
+fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Encoded bytes of a proto3 `string` field (number below 16) holding `s`: none when empty.
+fn text_len(s: &str) -> usize {
     if s.is_empty() {
         0
     } else {
-        key_len(tag) + encoded_len_varint(s.len() as u64) + s.len()
+        1 + varint_len(s.len() as u64) + s.len()
     }
 }
 
-/// Appends a proto3 `string` field holding `s`, unless it is empty (as prost does).
-fn put_text(tag: u32, s: &str, out: &mut Vec<u8>) {
+/// Appends a proto3 `string` field with one-byte key `key` holding `s`, unless it is empty
+/// (as prost leaves it out).
+fn put_text(key: u8, s: &str, out: &mut Vec<u8>) {
     if !s.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, out);
-        encode_varint(s.len() as u64, out);
+        out.push(key);
+        put_varint(s.len() as u64, out);
         out.extend_from_slice(s.as_bytes());
     }
 }
@@ -302,8 +312,10 @@ impl RequestLike for MappedRequest<'_> {
     }
     fn encode_field(&self, number: u32, operation: Option<&str>, out: &mut Vec<u8>) {
         let operation = operation.unwrap_or(&self.operation);
+        let len = self.len_with(operation);
+        out.reserve(key_len(number) + varint_len(len as u64) + len);
         encode_key(number, WireType::LengthDelimited, out);
-        encode_varint(self.len_with(operation) as u64, out);
+        put_varint(len as u64, out);
         self.encode_with(operation, out);
     }
 }
