@@ -314,7 +314,9 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
     });
 
     // 2b. OTLP over gRPC, into a topic of its own so the aggregator stages never see it.
-    rows.push(otlp(&roles, &args, ingest_rate).await?);
+    for row in otlp(&roles, &args, ingest_rate).await? {
+        rows.push(row);
+    }
 
     // 3. The bare consumer over the events topic.
     let kafka2 = kafka.clone();
@@ -548,13 +550,15 @@ fn records_like_ingest(
 const SPANS_PER_EXPORT: usize = 512;
 
 /// OTLP trace exports over gRPC to a second ingest writing its own topic: spans/s, ingest
-/// CPU s per M spans, against native ingest of the same number of events in this run.
-async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Result<Row> {
+/// CPU s per M spans, against native ingest of the same number of events in this run. Then
+/// the same spans' events, mapped once here, sent to the same ingest as native pushes: what
+/// taking those events costs without OTLP, so the OTLP door's own share shows.
+async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Result<Vec<Row>> {
+    use nines_ingest::otlp_wire::map_trace_export;
+    use nines_proto::v1::PushResponse;
     use nines_testkit::otlp::trace_export;
-    use nines_testkit::retry::RawCodec;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
     use prost::Message;
-    use tonic::codegen::http::uri::PathAndQuery;
 
     let bus = BusConfig {
         events_topic: "nines.bench-otlp".into(),
@@ -595,24 +599,12 @@ async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Resu
     let spans = (n * SPANS_PER_EXPORT) as f64;
     let cpu0 = cpu_seconds(&ingest);
     let t = Instant::now();
-    let mut calls = futures::stream::iter((0..n).map(|i| {
-        let mut grpc = grpc.clone();
-        let request = tonic::Request::new(exports[i % exports.len()].clone());
-        async move {
-            grpc.ready()
-                .await
-                .map_err(|e| tonic::Status::unknown(e.to_string()))?;
-            let path = PathAndQuery::from_static(
-                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            );
-            grpc.unary(request, path, RawCodec).await
-        }
-    }))
-    .buffer_unordered(args.concurrency.max(1));
-    while let Some(answer) = calls.next().await {
-        let answer =
-            ExportTraceServiceResponse::decode(answer.context("OTLP export")?.into_inner())
-                .context("OTLP export: the answer")?;
+    let path = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    let answers = raw_calls(&grpc, path, &exports, n, args.concurrency);
+    futures::pin_mut!(answers);
+    while let Some(answer) = answers.next().await {
+        let answer = ExportTraceServiceResponse::decode(answer.context("OTLP export")?)
+            .context("OTLP export: the answer")?;
         if let Some(p) = answer.partial_success.filter(|p| p.rejected_spans > 0) {
             bail!(
                 "ingest rejected {} spans: {}",
@@ -621,13 +613,10 @@ async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Resu
             );
         }
     }
-    drop(calls);
     let rate = spans / t.elapsed().as_secs_f64();
     let cpu = cpu_seconds(&ingest) - cpu0;
     let peak = peak_mib(&ingest);
-    let mut ingest = ingest;
-    tokio::task::block_in_place(|| ingest.terminate());
-    Ok(Row {
+    let otlp_row = Row {
         stage: "ingest OTLP traces (gRPC → acked in Kafka)",
         events_per_s: rate,
         cpu_per_m: Some(cpu / spans * 1e6),
@@ -637,7 +626,79 @@ async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Resu
             args.concurrency,
             spans / cpu
         ),
-    })
+    };
+
+    // The same events as native pushes (one per export, mapped before the clock starts).
+    let limits = Limits::default();
+    let pushes = exports
+        .iter()
+        .map(|e| {
+            let mapped = map_trace_export(e, &limits, now_ns())?.to_pushes();
+            let [push] = mapped.pushes.as_slice() else {
+                bail!("an export of one resource maps to one push");
+            };
+            Ok(bytes::Bytes::from(push.encode_to_vec()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cpu0 = cpu_seconds(&ingest);
+    let t = Instant::now();
+    let answers = raw_calls(
+        &grpc,
+        "/nines.v1.IngestService/Push",
+        &pushes,
+        n,
+        args.concurrency,
+    );
+    futures::pin_mut!(answers);
+    while let Some(answer) = answers.next().await {
+        let answer = PushResponse::decode(answer.context("native push of the OTLP events")?)
+            .context("native push: the answer")?;
+        if answer.accepted_requests != SPANS_PER_EXPORT as u64 {
+            bail!("a native push of the OTLP events was not taken whole: {answer:?}");
+        }
+    }
+    let native_same = spans / t.elapsed().as_secs_f64();
+    let native_cpu = cpu_seconds(&ingest) - cpu0;
+    let mut ingest = ingest;
+    tokio::task::block_in_place(|| ingest.terminate());
+    let native_row = Row {
+        stage: "ingest of the OTLP spans' events, native (gRPC → acked in Kafka)",
+        events_per_s: native_same,
+        cpu_per_m: Some(native_cpu / spans * 1e6),
+        baseline: None,
+        note: format!(
+            "{n} pushes of the {SPANS_PER_EXPORT} events the OTLP stage's exports map to; {:.0} events/s per ingest core; the OTLP door takes {:.2}× its CPU per event",
+            spans / native_cpu,
+            cpu / native_cpu
+        ),
+    };
+    Ok(vec![otlp_row, native_row])
+}
+
+/// `n` unary calls to `path`, cycling over `bodies` (encoded already), `concurrency` in
+/// flight: the answers' bytes, as they come.
+fn raw_calls<'a>(
+    grpc: &'a tonic::client::Grpc<tonic::transport::Channel>,
+    path: &'static str,
+    bodies: &'a [bytes::Bytes],
+    n: usize,
+    concurrency: usize,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, tonic::Status>> + 'a {
+    use nines_testkit::retry::RawCodec;
+    use tonic::codegen::http::uri::PathAndQuery;
+    futures::stream::iter((0..n).map(move |i| {
+        let mut grpc = grpc.clone();
+        let request = tonic::Request::new(bodies[i % bodies.len()].clone());
+        async move {
+            grpc.ready()
+                .await
+                .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+            grpc.unary(request, PathAndQuery::from_static(path), RawCodec)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    }))
+    .buffer_unordered(concurrency.max(1))
 }
 
 /// A probe push every 100 ms: ~300 over the default 30 s, so the p99 is not simply the
