@@ -134,7 +134,10 @@ fn resource_spans<'a>(
                 .attributes
         }
     };
-    let mut spans = Vec::new();
+    // Room for every span, and once the first is read for as many attributes each, so
+    // neither vector is copied over as it grows.
+    let count: usize = scopes.iter().map(|scope| spans_in(scope)).sum();
+    let mut spans = Vec::with_capacity(count);
     for (s, mut scope) in scopes.into_iter().enumerate() {
         let path = || format!("resource_spans[{r}].scope_spans[{s}]");
         let mut k = 0;
@@ -143,12 +146,25 @@ fn resource_spans<'a>(
                 let span = len("spans", payload)
                     .and_then(|b| WireSpan::read(b, span_attributes))
                     .map_err(within(|| format!("{}.spans[{k}]", path())))?;
+                if spans.is_empty() {
+                    span_attributes.reserve(span.attributes.len() * count.saturating_sub(1));
+                }
                 spans.push((s, k, span));
                 k += 1;
             }
         }
     }
     Ok(ResourceRead { attributes, spans })
+}
+
+/// How many spans a `scope_spans` holds (as far as it can be read: the reading proper
+/// refuses what is malformed).
+fn spans_in(mut scope: &[u8]) -> usize {
+    let mut n = 0;
+    while let Ok(Some((number, _))) = next_field(&mut scope) {
+        n += usize::from(number == 2);
+    }
+    n
 }
 
 /// An attribute value as read: absent, text borrowed from the message, or decoded by prost.
