@@ -314,9 +314,7 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
     });
 
     // 2b. OTLP over gRPC, into a topic of its own so the aggregator stages never see it.
-    for row in otlp(&roles, &args, ingest_rate).await? {
-        rows.push(row);
-    }
+    otlp(&roles, &args, ingest_rate, &mut rows).await?;
 
     // 3. The bare consumer over the events topic.
     let kafka2 = kafka.clone();
@@ -553,7 +551,12 @@ const SPANS_PER_EXPORT: usize = 512;
 /// CPU s per M spans, against native ingest of the same number of events in this run. Then
 /// the same spans' events, mapped once here, sent to the same ingest as native pushes: what
 /// taking those events costs without OTLP, so the OTLP door's own share shows.
-async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Result<Vec<Row>> {
+async fn otlp(
+    roles: &Roles,
+    args: &BenchArgs,
+    native_rate: f64,
+    rows: &mut Report,
+) -> anyhow::Result<()> {
     use nines_ingest::otlp_wire::map_trace_export;
     use nines_proto::v1::PushResponse;
     use nines_testkit::otlp::trace_export;
@@ -616,7 +619,7 @@ async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Resu
     let rate = spans / t.elapsed().as_secs_f64();
     let cpu = cpu_seconds(&ingest) - cpu0;
     let peak = peak_mib(&ingest);
-    let otlp_row = Row {
+    rows.push(Row {
         stage: "ingest OTLP traces (gRPC → acked in Kafka)",
         events_per_s: rate,
         cpu_per_m: Some(cpu / spans * 1e6),
@@ -626,7 +629,7 @@ async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Resu
             args.concurrency,
             spans / cpu
         ),
-    };
+    });
 
     // The same events as native pushes (one per export, mapped before the clock starts).
     let limits = Limits::default();
@@ -661,7 +664,7 @@ async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Resu
     let native_cpu = cpu_seconds(&ingest) - cpu0;
     let mut ingest = ingest;
     tokio::task::block_in_place(|| ingest.terminate());
-    let native_row = Row {
+    rows.push(Row {
         stage: "ingest of the OTLP spans' events, native (gRPC → acked in Kafka)",
         events_per_s: native_same,
         cpu_per_m: Some(native_cpu / spans * 1e6),
@@ -671,8 +674,8 @@ async fn otlp(roles: &Roles, args: &BenchArgs, native_rate: f64) -> anyhow::Resu
             spans / native_cpu,
             cpu / native_cpu
         ),
-    };
-    Ok(vec![otlp_row, native_row])
+    });
+    Ok(())
 }
 
 /// `n` unary calls to `path`, cycling over `bodies` (encoded already), `concurrency` in
