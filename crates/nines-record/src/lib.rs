@@ -125,25 +125,32 @@ pub trait RequestLike {
     fn encode_field(&self, number: u32, operation: Option<&str>, out: &mut Vec<u8>);
 }
 
+/// The accessors of [`RequestLike`] for a type with [`RequestEvent`]'s fields.
+macro_rules! request_fields {
+    () => {
+        fn time_unix_nano(&self) -> i64 {
+            self.time_unix_nano
+        }
+        fn operation(&self) -> &str {
+            &self.operation
+        }
+        fn status_code(&self) -> i32 {
+            self.status_code
+        }
+        fn duration_nano(&self) -> i64 {
+            self.duration_nano
+        }
+        fn trace_id(&self) -> &str {
+            &self.trace_id
+        }
+        fn attribute_count(&self) -> usize {
+            self.attributes.len()
+        }
+    };
+}
+
 impl RequestLike for RequestEvent {
-    fn time_unix_nano(&self) -> i64 {
-        self.time_unix_nano
-    }
-    fn operation(&self) -> &str {
-        &self.operation
-    }
-    fn status_code(&self) -> i32 {
-        self.status_code
-    }
-    fn duration_nano(&self) -> i64 {
-        self.duration_nano
-    }
-    fn trace_id(&self) -> &str {
-        &self.trace_id
-    }
-    fn attribute_count(&self) -> usize {
-        self.attributes.len()
-    }
+    request_fields!();
     fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.attributes
             .iter()
@@ -284,24 +291,7 @@ fn put_text(key: u8, s: &str, out: &mut Vec<u8>) {
 }
 
 impl RequestLike for MappedRequest<'_> {
-    fn time_unix_nano(&self) -> i64 {
-        self.time_unix_nano
-    }
-    fn operation(&self) -> &str {
-        &self.operation
-    }
-    fn status_code(&self) -> i32 {
-        self.status_code
-    }
-    fn duration_nano(&self) -> i64 {
-        self.duration_nano
-    }
-    fn trace_id(&self) -> &str {
-        &self.trace_id
-    }
-    fn attribute_count(&self) -> usize {
-        self.attributes.len()
-    }
+    request_fields!();
     fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.attributes
             .iter()
