@@ -134,20 +134,25 @@ fn resource_spans<'a>(
                 .attributes
         }
     };
-    // Room for every span, and once the first is read for as many attributes each, so
-    // neither vector is copied over as it grows.
+    // Room for every span, and once the first is read for the attributes the rest of the
+    // bytes would hold at its density, so neither vector is copied over as it grows: an
+    // estimate, never more than the bytes could hold (two bytes at least an attribute),
+    // whatever the first span claims.
     let count: usize = scopes.iter().map(|scope| spans_in(scope)).sum();
+    let bytes: usize = scopes.iter().map(|scope| scope.len()).sum();
     let mut spans = Vec::with_capacity(count);
     for (s, mut scope) in scopes.into_iter().enumerate() {
         let path = || format!("resource_spans[{r}].scope_spans[{s}]");
         let mut k = 0;
         while let Some((number, payload)) = next_field(&mut scope).map_err(within(path))? {
             if number == 2 {
-                let span = len("spans", payload)
-                    .and_then(|b| WireSpan::read(b, span_attributes))
+                let (span_bytes, span) = len("spans", payload)
+                    .and_then(|b| Ok((b.len(), WireSpan::read(b, span_attributes)?)))
                     .map_err(within(|| format!("{}.spans[{k}]", path())))?;
                 if spans.is_empty() {
-                    span_attributes.reserve(span.attributes.len() * count.saturating_sub(1));
+                    let each = span.attributes.len();
+                    let guess = each.saturating_mul(bytes) / span_bytes.max(1);
+                    span_attributes.reserve(guess.min(bytes / 2).saturating_sub(each));
                 }
                 spans.push((s, k, span));
                 k += 1;

@@ -736,3 +736,20 @@ fn the_wire_decoder_borrows_the_text_it_can() {
     assert_eq!(event.operation, "GET /orders/{id}");
     assert!(matches!(event.operation, Cow::Owned(_)));
 }
+
+/// The room made for attributes before reading is bounded by the bytes that could hold
+/// them: a first span of many attributes followed by many empty spans must not make the
+/// decoder ask for room for their product (tens of GB: the process would abort).
+#[test]
+fn room_for_attributes_is_bounded_by_the_bytes() {
+    let first = server_span(vec![KeyValue::default(); 10_000]);
+    let mut spans = vec![first];
+    spans.extend(std::iter::repeat_n(Span::default(), 100_000));
+    let bytes = export(vec![(orders(), vec![spans])]).encode_to_vec();
+    let limits = Limits::default();
+    let err = map_trace_export(&bytes, &limits, NOW).expect_err("more spans than allowed");
+    assert!(
+        err.to_string().contains("100001"),
+        "refused for its count: {err}"
+    );
+}
