@@ -309,7 +309,7 @@ impl<'a> SpanFields<'a> for Span {
 /// A request event from a span, or why not (field within the span, reason).
 /// Takes the span by value: its name and attributes move into the event without a copy.
 pub fn map_span(span: Span) -> std::result::Result<RequestEvent, (String, String)> {
-    map_span_fields(span).map(|e| e.to_event())
+    map_span_fields(span).map(MappedRequest::into_event)
 }
 
 /// The span → request event rules of docs/otlp.md, whichever decoder read the span.

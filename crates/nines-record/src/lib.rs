@@ -190,24 +190,29 @@ pub struct MappedRequest<'a> {
 }
 
 impl MappedRequest<'_> {
-    /// The same event as prost's type.
-    pub fn to_event(&self) -> RequestEvent {
+    /// The same event as prost's type, its owned text moved, its borrowed text copied.
+    pub fn into_event(self) -> RequestEvent {
         RequestEvent {
             time_unix_nano: self.time_unix_nano,
-            operation: self.operation.clone().into_owned(),
+            operation: self.operation.into_owned(),
             status_code: self.status_code,
             error: self.error,
             duration_nano: self.duration_nano,
-            trace_id: self.trace_id.clone().into_owned(),
+            trace_id: self.trace_id.into_owned(),
             attributes: self
                 .attributes
-                .iter()
+                .into_iter()
                 .map(|(key, value)| Attribute {
-                    key: key.clone().into_owned(),
-                    value: value.clone().into_owned(),
+                    key: key.into_owned(),
+                    value: value.into_owned(),
                 })
                 .collect(),
         }
+    }
+
+    /// The same event as prost's type.
+    pub fn to_event(&self) -> RequestEvent {
+        self.clone().into_event()
     }
 
     /// Bytes of the event's body with `operation` as its operation.
