@@ -749,7 +749,7 @@ fn room_for_attributes_is_bounded_by_the_bytes() {
     let limits = Limits::default();
     let err = map_trace_export(&bytes, &limits, NOW).expect_err("more spans than allowed");
     assert!(
-        err.to_string().contains("100001"),
+        err.to_string().contains("100001 spans in one request"),
         "refused for its count: {err}"
     );
 }
