@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
-use nines_record::MappedRequest;
+use nines_record::{MappedRequest, Text};
 
 use crate::config::Limits;
 use crate::validate::{TimeWindow, check_request, check_resource, validate};
@@ -169,7 +169,7 @@ pub(crate) fn value_string(v: &any_value::Value) -> String {
         V::BoolValue(b) => b.to_string(),
         V::IntValue(i) => i.to_string(),
         V::DoubleValue(d) => d.to_string(),
-        V::BytesValue(b) => hex(b),
+        V::BytesValue(b) => Text::hex(b).into_owned(),
         V::ArrayValue(a) => a
             .values
             .iter()
@@ -191,17 +191,14 @@ pub(crate) fn value_string(v: &any_value::Value) -> String {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    // Not `format!("{b:02x}")` per byte (an eighth of OTLP ingest's CPU), nor `hex::encode`,
-    // which builds its string a `char` at a time (a tenth, BENCHMARKS.md), nor a zeroed
-    // buffer (`calloc`, 1 % of it): a table look-up per byte, pushed.
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+/// An attribute's decoded value as the text a mapped event keeps ([`value_string`]'s): a
+/// string moved, an int's digits made in place.
+pub(crate) fn value_text(v: any_value::Value) -> Text<'static> {
+    match v {
+        any_value::Value::StringValue(s) => Text::Owned(s),
+        any_value::Value::IntValue(i) => Text::int(i),
+        v => Text::Owned(value_string(&v)),
     }
-    out
 }
 
 /// service.name, service.version and the environment of an OTLP resource.
@@ -263,7 +260,7 @@ pub(crate) trait SpanFields<'a> {
 }
 
 /// An attribute of a mapped event: (key, value) as text.
-pub(crate) type TextAttr<'a> = (Cow<'a, str>, Cow<'a, str>);
+pub(crate) type TextAttr<'a> = (Cow<'a, str>, Text<'a>);
 
 impl<'a> SpanFields<'a> for Span {
     fn kind(&self) -> i32 {
@@ -294,12 +291,11 @@ impl<'a> SpanFields<'a> for Span {
             .attributes
             .into_iter()
             .map(|kv| {
-                let value = match kv.value.and_then(|v| v.value) {
-                    Some(any_value::Value::StringValue(s)) => s,
-                    Some(v) => value_string(&v),
-                    None => String::new(),
-                };
-                (Cow::Owned(kv.key), Cow::Owned(value))
+                let value = kv.value.and_then(|v| v.value);
+                (
+                    Cow::Owned(kv.key),
+                    value.map_or_else(Text::default, value_text),
+                )
             })
             .collect();
         (Cow::Owned(self.name), attributes)
@@ -363,7 +359,7 @@ pub(crate) fn map_span_fields<'a>(
     let status_code = i32::try_from(status_code).unwrap_or(-1);
     let grpc_failed = int("rpc.grpc.status_code").is_some_and(|c| c != 0);
     let error = status_code >= 500 || grpc_failed || span.status_is_error();
-    let trace_id = Cow::Owned(hex(span.trace_id()));
+    let trace_id = Text::hex(span.trace_id());
     // A span named as the semantic conventions name it ("GET /orders/{id}") lends its name.
     let operation = parts
         .filter(|(a, joiner, b)| !is_joined(span.name(), a, *joiner, b))

@@ -16,6 +16,7 @@ use crate::config::Limits;
 use crate::otlp::Mapped;
 use crate::otlp_wire_tests::both_decoders;
 use V::{D, I, S};
+use nines_record::Text;
 
 /// 2025-11-10T12:00:00Z; the door's clock reads a minute later.
 const START: u64 = 1_762_776_000_000_000_000;
@@ -772,7 +773,7 @@ fn span_attributes_are_kept_as_text() {
 fn trace_ids_are_lowercase_hex_of_every_byte() {
     let every: Vec<u8> = (0..=255).collect();
     let want: String = every.iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(crate::otlp::hex(&every), want);
-    assert_eq!(crate::otlp::hex(TRACE), TRACE_HEX);
-    assert_eq!(crate::otlp::hex(&[]), "");
+    assert_eq!(Text::hex(&every).as_ref(), want);
+    assert_eq!(Text::hex(TRACE).as_ref(), TRACE_HEX);
+    assert_eq!(Text::hex(&[]).as_ref(), "");
 }

@@ -32,7 +32,8 @@ use prost::Message;
 
 use crate::Result;
 use crate::config::Limits;
-use crate::otlp::{AttrRef, Mapped, SpanFields, SpanPush, TextAttr, TraceMapping, value_string};
+use crate::otlp::{AttrRef, Mapped, SpanFields, SpanPush, TextAttr, TraceMapping, value_text};
+use nines_record::Text;
 use nines_record::wire::{Payload, WireError, fixed64, int, len, next_field, text, within};
 
 /// An `ExportTraceServiceRequest` as the door received it (decompressed, scanned), mapped by
@@ -320,10 +321,9 @@ impl<'a> SpanFields<'a> for SpanRead<'_, 'a> {
             .iter_mut()
             .map(|a| {
                 let value = match std::mem::replace(&mut a.value, WireValue::Absent) {
-                    WireValue::Absent => Cow::Borrowed(""),
-                    WireValue::Str(s) => Cow::Borrowed(s),
-                    WireValue::Decoded(any_value::Value::StringValue(s)) => Cow::Owned(s),
-                    WireValue::Decoded(v) => Cow::Owned(value_string(&v)),
+                    WireValue::Absent => Text::default(),
+                    WireValue::Str(s) => Text::Lent(s),
+                    WireValue::Decoded(v) => value_text(v),
                 };
                 (Cow::Borrowed(a.key), value)
             })

@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 
+use nines_record::Text;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value as V,
@@ -720,14 +721,18 @@ fn the_wire_decoder_borrows_the_text_it_can() {
         matches!(event.operation, Cow::Borrowed(_)),
         "the span's name"
     );
-    let borrowed: Vec<bool> = event
+    let kept: Vec<(bool, &str)> = event
         .attributes
         .iter()
-        .map(|(k, v)| matches!((k, v), (Cow::Borrowed(_), Cow::Borrowed(_))))
+        .map(|(k, v)| (matches!(k, Cow::Borrowed(_)), kept_as(v)))
         .collect();
-    // Text values are the export's; an int's text is made.
-    assert_eq!(borrowed, [true, true, true, false]);
-    assert_eq!(event.attributes[3].1, "200");
+    // Keys and text values are the export's; an int's digits are made in place.
+    let lent = (true, "lent");
+    assert_eq!(kept, [lent, lent, lent, (true, "short")]);
+    assert_eq!(&*event.attributes[3].1, "200");
+    // So is the trace id's hex (16 bytes: 32 digits).
+    assert_eq!(kept_as(&event.trace_id), "short");
+    assert_eq!(&*event.trace_id, "abababababababababababababababab");
     // Named otherwise, the operation is made from method and route.
     span.name = "handler".into();
     let bytes = export(vec![(orders(), vec![vec![span]])]).encode_to_vec();
@@ -735,6 +740,15 @@ fn the_wire_decoder_borrows_the_text_it_can() {
     let event = &mapped.pushes[0].requests[0];
     assert_eq!(event.operation, "GET /orders/{id}");
     assert!(matches!(event.operation, Cow::Owned(_)));
+}
+
+/// How a mapped event keeps a text.
+fn kept_as(text: &Text) -> &'static str {
+    match text {
+        Text::Lent(_) => "lent",
+        Text::Short(_) => "short",
+        Text::Owned(_) => "owned",
+    }
 }
 
 /// The room made for attributes before reading is bounded by the bytes that could hold

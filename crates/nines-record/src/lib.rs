@@ -15,6 +15,8 @@
 
 use std::borrow::Cow;
 
+use arrayvec::ArrayString;
+
 use nines_proto::v1::{Attribute, EventBatch, PushRequest, RequestEvent};
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encoded_len_varint, key_len};
@@ -173,6 +175,110 @@ impl RequestLike for RequestEvent {
     }
 }
 
+/// Text of a mapped event: lent by what was mapped, made in place when short (a trace id's
+/// hex, a number's digits: no allocation per event), or owned. Compared, hashed and used as
+/// the `str` it holds, whichever way it is kept.
+#[derive(Debug, Clone)]
+pub enum Text<'a> {
+    Lent(&'a str),
+    Short(ArrayString<SHORT_TEXT>),
+    Owned(String),
+}
+
+/// Bytes of text a [`Text`] holds in place: the hex of a 16-byte trace id.
+pub const SHORT_TEXT: usize = 32;
+
+impl Text<'_> {
+    /// `bytes` in lower-case hex: in place when they are at most 16 (a trace id).
+    pub fn hex(bytes: &[u8]) -> Text<'static> {
+        // A table look-up per byte into bytes, checked as UTF-8 once: not `format!` per byte
+        // nor a `char` at a time (`hex::encode`'s way, a tenth of OTLP ingest's CPU once).
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digits = |b: &u8| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]];
+        if bytes.len() * 2 <= SHORT_TEXT {
+            let mut buf = [0_u8; SHORT_TEXT];
+            for (pair, b) in buf.chunks_exact_mut(2).zip(bytes) {
+                pair.copy_from_slice(&digits(b));
+            }
+            let text = std::str::from_utf8(&buf[..bytes.len() * 2]).expect("hex is ASCII");
+            Text::Short(ArrayString::from(text).expect("the length was checked"))
+        } else {
+            let mut owned = Vec::with_capacity(bytes.len() * 2);
+            for b in bytes {
+                owned.extend_from_slice(&digits(b));
+            }
+            Text::Owned(String::from_utf8(owned).expect("hex is ASCII"))
+        }
+    }
+
+    /// `v` in decimal, as `v.to_string()` writes it, in place.
+    pub fn int(v: i64) -> Text<'static> {
+        let mut digits = itoa::Buffer::new();
+        let short = ArrayString::from(digits.format(v)).expect("an i64 has at most 20 digits");
+        Text::Short(short)
+    }
+
+    /// The text as a `String` (copied unless owned).
+    pub fn into_owned(self) -> String {
+        match self {
+            Text::Owned(s) => s,
+            other => other.as_ref().to_owned(),
+        }
+    }
+}
+
+impl Default for Text<'_> {
+    fn default() -> Self {
+        Text::Lent("")
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Lent(s) => s,
+            Text::Short(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl PartialEq for Text<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Text<'_> {}
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(s: &'a str) -> Self {
+        Text::Lent(s)
+    }
+}
+
+impl From<String> for Text<'_> {
+    fn from(s: String) -> Self {
+        Text::Owned(s)
+    }
+}
+
+impl<'a> From<Cow<'a, str>> for Text<'a> {
+    fn from(s: Cow<'a, str>) -> Self {
+        match s {
+            Cow::Borrowed(s) => Text::Lent(s),
+            Cow::Owned(s) => Text::Owned(s),
+        }
+    }
+}
+
 /// A request event a mapping made (OTLP's span → request event), its text borrowed from
 /// what was mapped where it can be: [`RequestEvent`]'s fields without a `String` each. The
 /// cut writes it as prost writes the same [`RequestEvent`] ([`MappedRequest::to_event`];
@@ -184,9 +290,9 @@ pub struct MappedRequest<'a> {
     pub status_code: i32,
     pub error: bool,
     pub duration_nano: i64,
-    pub trace_id: Cow<'a, str>,
+    pub trace_id: Text<'a>,
     /// (key, value), in order.
-    pub attributes: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    pub attributes: Vec<(Cow<'a, str>, Text<'a>)>,
 }
 
 impl MappedRequest<'_> {
@@ -618,6 +724,8 @@ mod tests {
                 attributes: vec![
                     ("http.request.method".into(), "GET".into()),
                     ("http.response.status_code".into(), "503".to_owned().into()),
+                    ("http.request.body.size".into(), Text::int(-1_048_576)),
+                    ("trace.parent".into(), Text::hex(&[0xfe; 16])),
                     ("".into(), "".into()),
                     ("url.scheme".into(), "".into()),
                     ("".into(), "v".into()),
@@ -633,6 +741,24 @@ mod tests {
                 attributes: vec![(long.clone().into(), "y".repeat(300).into())],
             },
         ]
+    }
+
+    /// Text made in place is what the standard library writes, held in place only when it
+    /// fits: an i64 at its edges, and hex of 16 bytes (a trace id) against 17.
+    #[test]
+    fn short_text_is_written_as_the_standard_library_writes_it() {
+        for v in [0, -1, 9, 10, 200, -503, i64::MAX, i64::MIN] {
+            let t = Text::int(v);
+            assert!(matches!(t, Text::Short(_)), "{v}");
+            assert_eq!(&*t, v.to_string());
+        }
+        for bytes in [&[][..], &[0x00, 0x0f, 0xa0, 0xff], &[0x9c; 16], &[0x7e; 17]] {
+            let want: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let t = Text::hex(bytes);
+            assert_eq!(matches!(t, Text::Short(_)), bytes.len() <= 16, "{want}");
+            assert_eq!(t.clone().into_owned(), want);
+            assert_eq!(t, Text::Owned(want));
+        }
     }
 
     #[test]
