@@ -155,16 +155,9 @@ fn otlp_export(n: usize) -> Vec<u8> {
 /// What the trace door does with a mapped push: validate it, cut it into records.
 fn validate_and_cut_spans(push: nines_ingest::otlp::SpanPush<'_>, limits: &Limits) -> Vec<Vec<u8>> {
     let mut head = push.head;
-    validate_push(&mut head, &push.requests, limits, now_ns()).expect("valid");
-    cut_guarded(
-        head,
-        &push.requests,
-        0,
-        900 * 1024,
-        &mut |_| Vec::new(),
-        None,
-    )
-    .expect("fits")
+    let events = push.events.joined();
+    validate_push(&mut head, &events, limits, now_ns()).expect("valid");
+    cut_guarded(head, &events, 0, 900 * 1024, &mut |_| Vec::new(), None).expect("fits")
 }
 
 fn otlp(c: &mut Criterion) {

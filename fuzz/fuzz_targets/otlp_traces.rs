@@ -29,7 +29,8 @@ fuzz_target!(|data: &[u8]| {
     for push in mapped.pushes {
         let mut head = push.head;
         head.resource.get_or_insert_with(Default::default).tenant = "fuzz".into();
-        validate_push(&mut head, &push.requests, &limits, NOW).expect("mapped spans are valid");
-        let _ = cut_guarded(head, &push.requests, NOW, 64 * 1024, &mut |_| Vec::new(), None);
+        let events = push.events.joined();
+        validate_push(&mut head, &events, &limits, NOW).expect("mapped spans are valid");
+        let _ = cut_guarded(head, &events, NOW, 64 * 1024, &mut |_| Vec::new(), None);
     }
 });

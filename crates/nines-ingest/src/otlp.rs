@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
-use nines_record::{MappedRequest, Text};
+use nines_record::{MappedAttribute, MappedEvents, MappedRequest, Text};
 
 use crate::config::Limits;
 use crate::validate::{TimeWindow, check_request, check_resource, validate};
@@ -57,14 +57,14 @@ impl<P> Default for Mapped<P> {
 #[derive(Debug, Default, PartialEq)]
 pub struct SpanPush<'a> {
     pub head: PushRequest,
-    pub requests: Vec<MappedRequest<'a>>,
+    pub events: MappedEvents<'a>,
 }
 
 impl SpanPush<'_> {
     /// The push as prost's type, its request events in it.
     pub fn to_push(&self) -> PushRequest {
         PushRequest {
-            requests: self.requests.iter().map(MappedRequest::to_event).collect(),
+            requests: self.events.to_events(),
             ..self.head.clone()
         }
     }
@@ -254,13 +254,10 @@ pub(crate) trait SpanFields<'a> {
     fn attr(&self, key: &str) -> Option<AttrRef<'_>>;
     fn trace_id(&self) -> &[u8];
     fn name(&self) -> &str;
-    /// The span's name and its attributes as text, in order (moved or borrowed where they
-    /// can be).
-    fn into_name_and_attributes(self) -> (Cow<'a, str>, Vec<TextAttr<'a>>);
+    /// The span's name; its attributes as text, in order, appended to `into` (moved or
+    /// borrowed where they can be).
+    fn into_name_and_attributes(self, into: &mut Vec<MappedAttribute<'a>>) -> Cow<'a, str>;
 }
-
-/// An attribute of a mapped event: (key, value) as text.
-pub(crate) type TextAttr<'a> = (Cow<'a, str>, Text<'a>);
 
 impl<'a> SpanFields<'a> for Span {
     fn kind(&self) -> i32 {
@@ -286,31 +283,30 @@ impl<'a> SpanFields<'a> for Span {
     fn name(&self) -> &str {
         &self.name
     }
-    fn into_name_and_attributes(self) -> (Cow<'a, str>, Vec<TextAttr<'a>>) {
-        let attributes = self
-            .attributes
-            .into_iter()
-            .map(|kv| {
-                let value = kv.value.and_then(|v| v.value);
-                (
-                    Cow::Owned(kv.key),
-                    value.map_or_else(Text::default, value_text),
-                )
-            })
-            .collect();
-        (Cow::Owned(self.name), attributes)
+    fn into_name_and_attributes(self, into: &mut Vec<MappedAttribute<'a>>) -> Cow<'a, str> {
+        into.extend(self.attributes.into_iter().map(|kv| {
+            let value = kv.value.and_then(|v| v.value);
+            (
+                Cow::Owned(kv.key),
+                value.map_or_else(Text::default, value_text),
+            )
+        }));
+        Cow::Owned(self.name)
     }
 }
 
 /// A request event from a span, or why not (field within the span, reason).
 /// Takes the span by value: its name and attributes move into the event without a copy.
 pub fn map_span(span: Span) -> std::result::Result<RequestEvent, (String, String)> {
-    map_span_fields(span).map(MappedRequest::into_event)
+    let mut attributes = Vec::new();
+    map_span_fields(span, &mut attributes).map(|r| r.into_event(attributes))
 }
 
-/// The span → request event rules of docs/otlp.md, whichever decoder read the span.
+/// The span → request event rules of docs/otlp.md, whichever decoder read the span. The
+/// event's attributes are appended to `attributes` (only when it is made).
 pub(crate) fn map_span_fields<'a>(
     span: impl SpanFields<'a>,
+    attributes: &mut Vec<MappedAttribute<'a>>,
 ) -> std::result::Result<MappedRequest<'a>, (String, String)> {
     let kind = SpanKind::try_from(span.kind()).unwrap_or(SpanKind::Unspecified);
     if !matches!(kind, SpanKind::Server | SpanKind::Consumer) {
@@ -370,7 +366,8 @@ pub(crate) fn map_span_fields<'a>(
             op.push_str(&b);
             op
         });
-    let (name, attributes) = span.into_name_and_attributes();
+    let first = attributes.len();
+    let name = span.into_name_and_attributes(attributes);
     Ok(MappedRequest {
         time_unix_nano: start,
         operation: operation.map_or(name, Cow::Owned),
@@ -378,7 +375,7 @@ pub(crate) fn map_span_fields<'a>(
         error,
         duration_nano: end - start,
         trace_id,
-        attributes,
+        attributes: first..attributes.len(),
     })
 }
 
@@ -440,7 +437,7 @@ impl<'l, 'a> TraceMapping<'l, 'a> {
                 resource: Some(resource),
                 ..Default::default()
             },
-            requests: Vec::new(),
+            events: MappedEvents::default(),
         });
     }
 
@@ -457,24 +454,29 @@ impl<'l, 'a> TraceMapping<'l, 'a> {
                 return;
             }
         };
-        match map_span_fields(span).and_then(|e| {
-            check_request(&e, self.limits, &self.window)
+        let events = &mut push.events;
+        let attributes_before = events.attributes.len();
+        match map_span_fields(span, &mut events.attributes).and_then(|e| {
+            check_request(&events.event(&e), self.limits, &self.window)
                 .map(|()| e)
                 .map_err(|(f, why)| (span_field(&f), why))
         }) {
-            Ok(e) => push.requests.push(e),
-            Err((field, why)) if field == "kind" => self
-                .out
-                .reject("traces", "span_kind", || format!("{}.kind: {why}", path())),
-            Err((field, why)) => self
-                .out
-                .reject("traces", "invalid", || format!("{}.{field}: {why}", path())),
+            Ok(e) => events.requests.push(e),
+            Err((field, why)) => {
+                events.attributes.truncate(attributes_before);
+                let (label, at) = match field.as_str() {
+                    "kind" => ("span_kind", "kind"),
+                    _ => ("invalid", field.as_str()),
+                };
+                self.out
+                    .reject("traces", label, || format!("{}.{at}: {why}", path()));
+            }
         }
     }
 
     fn finish_resource(&mut self) {
         if let Ok(push) = &mut self.current
-            && !push.requests.is_empty()
+            && !push.events.requests.is_empty()
         {
             self.out.pushes.push(std::mem::take(push));
         }
@@ -890,11 +892,12 @@ mod server {
             let now = now_ns();
             let mut mapped = map_trace_export(&request.get_ref().0, self.pipeline.limits(), now)
                 .map_err(otlp_error)?;
-            let pushes = std::mem::take(&mut mapped.pushes)
+            let (heads, events): (Vec<_>, Vec<_>) = std::mem::take(&mut mapped.pushes)
                 .into_iter()
-                .map(|p| (p.head, p.requests))
-                .collect();
-            publish_all(&self.pipeline, pushes, &tenant, now)
+                .map(|p| (p.head, p.events))
+                .unzip();
+            let pushes = heads.into_iter().zip(&events).map(|(h, e)| (h, e.joined()));
+            publish_all(&self.pipeline, pushes.collect(), &tenant, now)
                 .await
                 .map_err(Status::from)?;
             Ok(Response::new(ExportTraceServiceResponse {

@@ -32,9 +32,9 @@ use prost::Message;
 
 use crate::Result;
 use crate::config::Limits;
-use crate::otlp::{AttrRef, Mapped, SpanFields, SpanPush, TextAttr, TraceMapping, value_text};
-use nines_record::Text;
+use crate::otlp::{AttrRef, Mapped, SpanFields, SpanPush, TraceMapping, value_text};
 use nines_record::wire::{Payload, WireError, fixed64, int, len, next_field, text, within};
+use nines_record::{MappedAttribute, Text};
 
 /// An `ExportTraceServiceRequest` as the door received it (decompressed, scanned), mapped by
 /// [`map_trace_export`] in the handler.
@@ -315,19 +315,15 @@ impl<'a> SpanFields<'a> for SpanRead<'_, 'a> {
     fn name(&self) -> &str {
         self.span.name
     }
-    fn into_name_and_attributes(self) -> (Cow<'a, str>, Vec<TextAttr<'a>>) {
-        let attributes = self
-            .attributes
-            .iter_mut()
-            .map(|a| {
-                let value = match std::mem::replace(&mut a.value, WireValue::Absent) {
-                    WireValue::Absent => Text::default(),
-                    WireValue::Str(s) => Text::Lent(s),
-                    WireValue::Decoded(v) => value_text(v),
-                };
-                (Cow::Borrowed(a.key), value)
-            })
-            .collect();
-        (Cow::Borrowed(self.span.name), attributes)
+    fn into_name_and_attributes(self, into: &mut Vec<MappedAttribute<'a>>) -> Cow<'a, str> {
+        into.extend(self.attributes.iter_mut().map(|a| {
+            let value = match std::mem::replace(&mut a.value, WireValue::Absent) {
+                WireValue::Absent => Text::default(),
+                WireValue::Str(s) => Text::Lent(s),
+                WireValue::Decoded(v) => value_text(v),
+            };
+            (Cow::Borrowed(a.key), value)
+        }));
+        Cow::Borrowed(self.span.name)
     }
 }

@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use nines_record::Text;
+use nines_record::{RequestLike, Text};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value as V,
@@ -525,8 +525,8 @@ fn the_one_difference_is_text_nines_does_not_read() {
     let bytes = export_of(&[&span]);
     assert!(ExportTraceServiceRequest::decode(bytes.as_slice()).is_err());
     let mapped = map_trace_export(&bytes, &limits, NOW).expect("the span is taken");
-    assert_eq!(mapped.pushes[0].requests.len(), 1);
-    assert_eq!(mapped.pushes[0].requests[0].operation, "handler");
+    assert_eq!(mapped.pushes[0].events.requests.len(), 1);
+    assert_eq!(mapped.pushes[0].events.requests[0].operation, "handler");
 }
 
 #[test]
@@ -715,10 +715,11 @@ fn the_wire_decoder_borrows_the_text_it_can() {
     span.name = "GET /orders/{id}".into();
     let bytes = export(vec![(orders(), vec![vec![span.clone()]])]).encode_to_vec();
     let mapped = map_trace_export(&bytes, &Limits::default(), NOW).expect("taken");
-    let event = &mapped.pushes[0].requests[0];
-    assert_eq!(event.operation, "GET /orders/{id}");
+    let events = &mapped.pushes[0].events;
+    let event = events.event(&events.requests[0]);
+    assert_eq!(event.request.operation, "GET /orders/{id}");
     assert!(
-        matches!(event.operation, Cow::Borrowed(_)),
+        matches!(event.request.operation, Cow::Borrowed(_)),
         "the span's name"
     );
     let kept: Vec<(bool, &str)> = event
@@ -731,13 +732,13 @@ fn the_wire_decoder_borrows_the_text_it_can() {
     assert_eq!(kept, [lent, lent, lent, (true, "short")]);
     assert_eq!(&*event.attributes[3].1, "200");
     // So is the trace id's hex (16 bytes: 32 digits).
-    assert_eq!(kept_as(&event.trace_id), "short");
-    assert_eq!(&*event.trace_id, "abababababababababababababababab");
+    assert_eq!(kept_as(&event.request.trace_id), "short");
+    assert_eq!(&*event.request.trace_id, "abababababababababababababababab");
     // Named otherwise, the operation is made from method and route.
     span.name = "handler".into();
     let bytes = export(vec![(orders(), vec![vec![span]])]).encode_to_vec();
     let mapped = map_trace_export(&bytes, &Limits::default(), NOW).expect("taken");
-    let event = &mapped.pushes[0].requests[0];
+    let event = &mapped.pushes[0].events.requests[0];
     assert_eq!(event.operation, "GET /orders/{id}");
     assert!(matches!(event.operation, Cow::Owned(_)));
 }
@@ -766,4 +767,39 @@ fn room_for_attributes_is_bounded_by_the_bytes() {
         err.to_string().contains("100001 spans in one request"),
         "refused for its count: {err}"
     );
+}
+
+/// A push's events keep their attributes in one list, each a range of it; a span refused
+/// after its attributes were mapped (here: more than `max_attributes`) leaves none behind.
+#[test]
+fn a_refused_span_leaves_no_attributes_in_the_push() {
+    let limits = Limits {
+        max_attributes: 2,
+        ..Limits::default()
+    };
+    let attrs = |keys: &[&str]| keys.iter().map(|k| kv(k, s("v"))).collect();
+    let spans = vec![
+        server_span(attrs(&["a1", "a2"])),
+        server_span(attrs(&["b1", "b2", "b3"])),
+        server_span(attrs(&["c1"])),
+    ];
+    let req = export(vec![(orders(), vec![spans])]);
+    let bytes = req.encode_to_vec();
+    let wire = map_trace_export(&bytes, &limits, NOW).expect("valid");
+    let prost = map_traces(req, &limits, NOW).expect("valid");
+    for mapped in [&wire, &prost] {
+        assert_eq!(mapped.rejected, 1);
+        let events = &mapped.pushes[0].events;
+        let keys: Vec<&str> = events.attributes.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["a1", "a2", "c1"]);
+        let ranges: Vec<_> = events
+            .requests
+            .iter()
+            .map(|r| r.attributes.clone())
+            .collect();
+        assert_eq!(ranges, [0..2, 2..3]);
+        let joined = events.joined();
+        let c: Vec<_> = joined[1].attributes().collect();
+        assert_eq!(c, [("c1", "v")]);
+    }
 }

@@ -14,6 +14,7 @@
 //! is taken over the events as sent too.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use arrayvec::ArrayString;
 
@@ -128,31 +129,32 @@ pub trait RequestLike {
 }
 
 /// The accessors of [`RequestLike`] for a type with [`RequestEvent`]'s fields.
+/// (`request_fields!(field)`: those of the one in `self.field`.)
 macro_rules! request_fields {
-    () => {
+    ($($inner:ident)?) => {
         fn time_unix_nano(&self) -> i64 {
-            self.time_unix_nano
+            self$(.$inner)?.time_unix_nano
         }
         fn operation(&self) -> &str {
-            &self.operation
+            &self$(.$inner)?.operation
         }
         fn status_code(&self) -> i32 {
-            self.status_code
+            self$(.$inner)?.status_code
         }
         fn duration_nano(&self) -> i64 {
-            self.duration_nano
+            self$(.$inner)?.duration_nano
         }
         fn trace_id(&self) -> &str {
-            &self.trace_id
-        }
-        fn attribute_count(&self) -> usize {
-            self.attributes.len()
+            &self$(.$inner)?.trace_id
         }
     };
 }
 
 impl RequestLike for RequestEvent {
     request_fields!();
+    fn attribute_count(&self) -> usize {
+        self.attributes.len()
+    }
     fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.attributes
             .iter()
@@ -279,10 +281,15 @@ impl<'a> From<Cow<'a, str>> for Text<'a> {
     }
 }
 
+/// An attribute of a mapped event: (key, value).
+pub type MappedAttribute<'a> = (Cow<'a, str>, Text<'a>);
+
 /// A request event a mapping made (OTLP's span → request event), its text borrowed from
-/// what was mapped where it can be: [`RequestEvent`]'s fields without a `String` each. The
-/// cut writes it as prost writes the same [`RequestEvent`] ([`MappedRequest::to_event`];
-/// the tests compare the bytes), so a record does not show which door an event came through.
+/// what was mapped where it can be: [`RequestEvent`]'s fields without a `String` each. Its
+/// attributes are a range of its [`MappedEvents`]' list; joined with them
+/// ([`MappedEvent`]) the cut writes it as prost writes the same [`RequestEvent`]
+/// ([`MappedEvent::to_event`]; the tests compare the bytes), so a record does not show which
+/// door an event came through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MappedRequest<'a> {
     pub time_unix_nano: i64,
@@ -291,13 +298,14 @@ pub struct MappedRequest<'a> {
     pub error: bool,
     pub duration_nano: i64,
     pub trace_id: Text<'a>,
-    /// (key, value), in order.
-    pub attributes: Vec<(Cow<'a, str>, Text<'a>)>,
+    /// Where its attributes are in the list they were mapped into.
+    pub attributes: Range<usize>,
 }
 
 impl MappedRequest<'_> {
-    /// The same event as prost's type, its owned text moved, its borrowed text copied.
-    pub fn into_event(self) -> RequestEvent {
+    /// The same event as prost's type, with `attributes` (its own, in order), its owned
+    /// text moved, its borrowed text copied.
+    pub fn into_event(self, attributes: Vec<MappedAttribute>) -> RequestEvent {
         RequestEvent {
             time_unix_nano: self.time_unix_nano,
             operation: self.operation.into_owned(),
@@ -305,8 +313,7 @@ impl MappedRequest<'_> {
             error: self.error,
             duration_nano: self.duration_nano,
             trace_id: self.trace_id.into_owned(),
-            attributes: self
-                .attributes
+            attributes: attributes
                 .into_iter()
                 .map(|(key, value)| Attribute {
                     key: key.into_owned(),
@@ -315,23 +322,74 @@ impl MappedRequest<'_> {
                 .collect(),
         }
     }
+}
 
+/// The request events of one push a mapping made, the attributes of all of them in one list
+/// (one allocation a push, not one an event).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MappedEvents<'a> {
+    pub requests: Vec<MappedRequest<'a>>,
+    pub attributes: Vec<MappedAttribute<'a>>,
+}
+
+impl<'a> MappedEvents<'a> {
+    /// Adds `request` with `attributes` (its range is set here).
+    pub fn push(
+        &mut self,
+        mut request: MappedRequest<'a>,
+        attributes: impl IntoIterator<Item = MappedAttribute<'a>>,
+    ) {
+        let start = self.attributes.len();
+        self.attributes.extend(attributes);
+        request.attributes = start..self.attributes.len();
+        self.requests.push(request);
+    }
+
+    /// The events joined with their attributes, in order: what the cut takes.
+    pub fn joined(&self) -> Vec<MappedEvent<'_, 'a>> {
+        self.requests.iter().map(|r| self.event(r)).collect()
+    }
+
+    /// `request` (one of these events, or one whose attributes were put in the list after
+    /// them) joined with its attributes.
+    pub fn event<'r>(&'r self, request: &'r MappedRequest<'a>) -> MappedEvent<'r, 'a> {
+        MappedEvent {
+            request,
+            attributes: &self.attributes[request.attributes.clone()],
+        }
+    }
+
+    /// The events as prost's type.
+    pub fn to_events(&self) -> Vec<RequestEvent> {
+        self.joined().iter().map(MappedEvent::to_event).collect()
+    }
+}
+
+/// A mapped request joined with its attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct MappedEvent<'r, 'a> {
+    pub request: &'r MappedRequest<'a>,
+    pub attributes: &'r [MappedAttribute<'a>],
+}
+
+impl MappedEvent<'_, '_> {
     /// The same event as prost's type.
     pub fn to_event(&self) -> RequestEvent {
-        self.clone().into_event()
+        self.request.clone().into_event(self.attributes.to_vec())
     }
 
     /// Bytes of the event's body with `operation` as its operation.
     fn len_with(&self, operation: &str) -> usize {
+        let r = self.request;
         // int32 is written as the int64 of the same value (ten bytes when negative).
         let int = |v: i64| if v == 0 { 0 } else { 1 + varint_len(v as u64) };
-        let mut n = int(self.time_unix_nano)
+        let mut n = int(r.time_unix_nano)
             + text_len(operation)
-            + int(i64::from(self.status_code))
-            + 2 * usize::from(self.error)
-            + int(self.duration_nano)
-            + text_len(&self.trace_id);
-        for (key, value) in &self.attributes {
+            + int(i64::from(r.status_code))
+            + 2 * usize::from(r.error)
+            + int(r.duration_nano)
+            + text_len(&r.trace_id);
+        for (key, value) in self.attributes {
             let body = text_len(key) + text_len(value);
             n += 1 + varint_len(body as u64) + body;
         }
@@ -350,15 +408,16 @@ impl MappedRequest<'_> {
                 put_varint(v as u64, out);
             }
         };
-        int(1, self.time_unix_nano, out);
+        let r = self.request;
+        int(1, r.time_unix_nano, out);
         put_text(2 << 3 | LEN, operation, out);
-        int(3, i64::from(self.status_code), out);
-        if self.error {
+        int(3, i64::from(r.status_code), out);
+        if r.error {
             out.extend_from_slice(&[4 << 3 | VARINT, 1]);
         }
-        int(5, self.duration_nano, out);
-        put_text(6 << 3 | LEN, &self.trace_id, out);
-        for (key, value) in &self.attributes {
+        int(5, r.duration_nano, out);
+        put_text(6 << 3 | LEN, &r.trace_id, out);
+        for (key, value) in self.attributes {
             out.push(7 << 3 | LEN);
             put_varint((text_len(key) + text_len(value)) as u64, out);
             put_text(1 << 3 | LEN, key, out);
@@ -401,18 +460,21 @@ fn put_text(key: u8, s: &str, out: &mut Vec<u8>) {
     }
 }
 
-impl RequestLike for MappedRequest<'_> {
-    request_fields!();
+impl RequestLike for MappedEvent<'_, '_> {
+    request_fields!(request);
+    fn attribute_count(&self) -> usize {
+        self.attributes.len()
+    }
     fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.attributes
             .iter()
             .map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
     fn body_len(&self) -> usize {
-        self.len_with(&self.operation)
+        self.len_with(&self.request.operation)
     }
     fn encode_field(&self, number: u32, operation: Option<&str>, out: &mut Vec<u8>) {
-        let operation = operation.unwrap_or(&self.operation);
+        let operation = operation.unwrap_or(&self.request.operation);
         let len = self.len_with(operation);
         out.reserve(key_len(number) + varint_len(len as u64) + len);
         encode_key(number, WireType::LengthDelimited, out);
@@ -710,10 +772,11 @@ mod tests {
     /// Mapped events at the edges of prost's encoding: every field at its default (left
     /// out), negative numbers (ten-byte varints), text of 127 and 128 bytes (one- and two-byte
     /// lengths), an attribute with an empty key or value (an empty message still written).
-    fn mapped_events() -> Vec<MappedRequest<'static>> {
+    fn mapped_events() -> MappedEvents<'static> {
         let long = "é".repeat(64);
-        vec![
-            MappedRequest::default(),
+        let mut events = MappedEvents::default();
+        events.push(MappedRequest::default(), []);
+        events.push(
             MappedRequest {
                 time_unix_nano: 1_764_900_000_000_000_000,
                 operation: "GET /api/orders/{id}".into(),
@@ -721,16 +784,19 @@ mod tests {
                 error: true,
                 duration_nano: 20_000_000,
                 trace_id: "0123456789abcdef0123456789abcdef".into(),
-                attributes: vec![
-                    ("http.request.method".into(), "GET".into()),
-                    ("http.response.status_code".into(), "503".to_owned().into()),
-                    ("http.request.body.size".into(), Text::int(-1_048_576)),
-                    ("trace.parent".into(), Text::hex(&[0xfe; 16])),
-                    ("".into(), "".into()),
-                    ("url.scheme".into(), "".into()),
-                    ("".into(), "v".into()),
-                ],
+                ..Default::default()
             },
+            [
+                ("http.request.method".into(), "GET".into()),
+                ("http.response.status_code".into(), "503".to_owned().into()),
+                ("http.request.body.size".into(), Text::int(-1_048_576)),
+                ("trace.parent".into(), Text::hex(&[0xfe; 16])),
+                ("".into(), "".into()),
+                ("url.scheme".into(), "".into()),
+                ("".into(), "v".into()),
+            ],
+        );
+        events.push(
             MappedRequest {
                 time_unix_nano: -1,
                 operation: "x".repeat(127).into(),
@@ -738,9 +804,11 @@ mod tests {
                 error: false,
                 duration_nano: i64::MIN,
                 trace_id: long[..128].to_owned().into(),
-                attributes: vec![(long.clone().into(), "y".repeat(300).into())],
+                ..Default::default()
             },
-        ]
+            [(long.clone().into(), "y".repeat(300).into())],
+        );
+        events
     }
 
     /// Text made in place is what the standard library writes, held in place only when it
@@ -763,7 +831,15 @@ mod tests {
 
     #[test]
     fn a_mapped_event_is_written_as_prost_writes_the_same_event() {
-        for (i, e) in mapped_events().iter().enumerate() {
+        let events = mapped_events();
+        let joined = events.joined();
+        let ranges: Vec<_> = events
+            .requests
+            .iter()
+            .map(|r| r.attributes.clone())
+            .collect();
+        assert_eq!(ranges, [0..0, 0..7, 7..8]);
+        for (i, e) in joined.iter().enumerate() {
             let prost = e.to_event();
             assert_eq!(e.body_len(), prost.encoded_len(), "event {i}");
             for operation in [None, Some(OVERFLOW_OPERATION), Some("")] {
@@ -775,15 +851,13 @@ mod tests {
             }
         }
         // And whole records: a push of them cut both ways, renames included.
-        let mut p = push(0);
-        p.requests = mapped_events()
-            .iter()
-            .map(MappedRequest::to_event)
-            .collect();
-        let prost = std::mem::take(&mut p.requests);
+        let p = push(0);
+        let prost = events.to_events();
+        assert_eq!(prost[1].attributes[6].value, "v");
+        assert_eq!(prost[2].attributes.len(), 1);
         let mut rename = |ops: &[&str]| (0..ops.len()).step_by(2).collect();
         let theirs = cut_guarded(p.clone(), &prost, 7, 900, &mut rename, None).unwrap();
-        let ours = cut_guarded(p, &mapped_events(), 7, 900, &mut rename, None).unwrap();
+        let ours = cut_guarded(p, &joined, 7, 900, &mut rename, None).unwrap();
         assert!(theirs.len() > 1, "{} records", theirs.len());
         assert_eq!(ours, theirs);
     }
