@@ -178,8 +178,8 @@ impl RequestLike for RequestEvent {
 }
 
 /// Text of a mapped event: lent by what was mapped, made in place when short (a trace id's
-/// hex, a number's digits: no allocation per event), or owned. Compared, hashed and used as
-/// the `str` it holds, whichever way it is kept.
+/// hex, a number's digits: no allocation per event), or owned. Compared and used as the
+/// `str` it holds, whichever way it is kept.
 #[derive(Debug, Clone)]
 pub enum Text<'a> {
     Lent(&'a str),
@@ -350,8 +350,8 @@ impl<'a> MappedEvents<'a> {
         self.requests.iter().map(|r| self.event(r)).collect()
     }
 
-    /// `request` (one of these events, or one whose attributes were put in the list after
-    /// them) joined with its attributes.
+    /// `request` joined with its attributes: one of these events, or one being mapped whose
+    /// attributes are already in the list.
     pub fn event<'r>(&'r self, request: &'r MappedRequest<'a>) -> MappedEvent<'r, 'a> {
         MappedEvent {
             request,
