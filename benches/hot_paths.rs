@@ -7,7 +7,8 @@
 //!   only (what `scan_within` does for a body this short), beside prost decoding the bytes;
 //! - OTLP: read an export of 512 SERVER spans off the wire, map to request events, validate
 //!   and cut (the trace door), against prost decoding the same bytes alone, and beside the
-//!   path it replaced (prost decode, then map);
+//!   path it replaced (prost decode, then map); the same spans' events as a native push
+//!   through the native door, and their record read and added to a partition buffer;
 //! - aggregate: decode + add to a partition buffer, against decoding alone;
 //! - flush: turning a buffer of 8 such records into Arrow batches (raw rows, rollups with
 //!   sketches), against decoding them alone;
@@ -66,15 +67,7 @@ fn ingest(c: &mut Criterion) {
         })
     });
     g.bench_function("door_read_validate_cut", |b| {
-        b.iter(|| {
-            let p = nines_record::read_push(&bytes).expect("valid");
-            let mut head = p.head;
-            validate_push(&mut head, &p.requests, &limits, now_ns()).expect("valid");
-            black_box(
-                cut_guarded(head, &p.requests, 0, 900 * 1024, &mut |_| Vec::new(), None)
-                    .expect("fits"),
-            )
-        })
+        b.iter(|| black_box(native_door(&bytes, &limits)))
     });
     let max_decoded = nines_ingest::IngestConfig::default().max_decoded_bytes;
     g.bench_function("baseline_prost_decode", |b| {
@@ -87,6 +80,15 @@ fn ingest(c: &mut Criterion) {
         b.iter(|| black_box(wire::scan_within(&wire::PUSH, &bytes, max_decoded).expect("valid")))
     });
     g.finish();
+}
+
+/// What the native door does with a push's bytes: read the request events in place,
+/// validate, cut into records (copying each event as it came).
+fn native_door(bytes: &[u8], limits: &Limits) -> Vec<Vec<u8>> {
+    let p = nines_record::read_push(bytes).expect("valid");
+    let mut head = p.head;
+    validate_push(&mut head, &p.requests, limits, now_ns()).expect("valid");
+    cut_guarded(head, &p.requests, 0, 900 * 1024, &mut |_| Vec::new(), None).expect("fits")
 }
 
 fn records(n: usize) -> Vec<Vec<u8>> {
@@ -190,6 +192,34 @@ fn otlp(c: &mut Criterion) {
     });
     g.bench_function("wire_map_only", |b| {
         b.iter(|| black_box(map_trace_export(&bytes, &limits, now_ns()).expect("mapped")))
+    });
+    // The same spans' events (attributes and all) as one native push, mapped once here: the
+    // native door's work on them, and the aggregator's on the record ingest cuts from them.
+    let native = {
+        let mapped = map_trace_export(&bytes, &limits, now_ns()).expect("mapped");
+        let [push] = mapped
+            .to_pushes()
+            .pushes
+            .try_into()
+            .expect("one resource, one push");
+        push.encode_to_vec()
+    };
+    g.bench_function("native_same_read_validate_cut", |b| {
+        b.iter(|| black_box(native_door(&native, &limits)))
+    });
+    let [record]: [Vec<u8>; 1] = native_door(&native, &limits)
+        .try_into()
+        .expect("one record");
+    g.bench_function("record_of_spans_read_and_add", |b| {
+        b.iter_batched(
+            || PartitionBuffer::new(0),
+            |mut buffer| {
+                let record = nines_record::read(record.as_slice()).expect("reads");
+                buffer.add_to(&record, 1, |_| true);
+                black_box(buffer)
+            },
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 }
