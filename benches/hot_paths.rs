@@ -85,7 +85,8 @@ fn ingest(c: &mut Criterion) {
 /// What the native door does with a push's bytes: read the request events in place,
 /// validate, cut into records (copying each event as it came).
 fn native_door(bytes: &[u8], limits: &Limits) -> Vec<Vec<u8>> {
-    let p = nines_record::read_push(bytes).expect("valid");
+    let mut attributes = Vec::new();
+    let p = nines_record::read_push(bytes, &mut attributes).expect("valid");
     let mut head = p.head;
     validate_push(&mut head, &p.requests, limits, now_ns()).expect("valid");
     cut_guarded(head, &p.requests, 0, 900 * 1024, &mut |_| Vec::new(), None).expect("fits")
@@ -110,13 +111,17 @@ fn aggregate(c: &mut Criterion) {
         b.iter(|| black_box(EventBatch::decode(record.as_slice()).expect("decodes")))
     });
     g.bench_function("read_only", |b| {
-        b.iter(|| black_box(nines_record::read(record.as_slice()).expect("reads")))
+        b.iter(|| {
+            let mut attributes = Vec::new();
+            black_box(nines_record::read(record.as_slice(), &mut attributes).expect("reads"));
+        })
     });
     g.bench_function("decode_and_add", |b| {
         b.iter_batched(
             || PartitionBuffer::new(0),
             |mut buffer| {
-                let record = nines_record::read(record.as_slice()).expect("reads");
+                let mut attributes = Vec::new();
+                let record = nines_record::read(record.as_slice(), &mut attributes).expect("reads");
                 buffer.add_to(&record, 1, |_| true);
                 black_box(buffer)
             },
@@ -139,7 +144,8 @@ fn aggregate(c: &mut Criterion) {
         b.iter(|| {
             let mut buffer = PartitionBuffer::new(0);
             for (offset, r) in many.iter().enumerate() {
-                let record = nines_record::read(r.as_slice()).expect("reads");
+                let mut attributes = Vec::new();
+                let record = nines_record::read(r.as_slice(), &mut attributes).expect("reads");
                 buffer.add_to(&record, offset as i64, |_| true);
             }
             black_box(buffer.take().expect("arrow batches"))
@@ -214,7 +220,8 @@ fn otlp(c: &mut Criterion) {
         b.iter_batched(
             || PartitionBuffer::new(0),
             |mut buffer| {
-                let record = nines_record::read(record.as_slice()).expect("reads");
+                let mut attributes = Vec::new();
+                let record = nines_record::read(record.as_slice(), &mut attributes).expect("reads");
                 buffer.add_to(&record, 1, |_| true);
                 black_box(buffer)
             },

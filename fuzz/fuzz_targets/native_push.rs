@@ -31,7 +31,10 @@ fn events(records: &[Vec<u8>]) -> EventBatch {
 }
 
 /// Validates and cuts `requests` with `head`, as the pipeline does.
-fn door(mut head: PushRequest, requests: &[impl RequestLike]) -> Result<Option<EventBatch>, String> {
+fn door(
+    mut head: PushRequest,
+    requests: &[impl RequestLike],
+) -> Result<Option<EventBatch>, String> {
     head.resource.get_or_insert_with(Default::default).tenant = "fuzz".into();
     validate_push(&mut head, requests, &Limits::default(), NOW).map_err(|e| e.to_string())?;
     let records = cut_guarded(head, requests, NOW, MAX_RECORD, &mut |_| Vec::new(), None);
@@ -39,7 +42,9 @@ fn door(mut head: PushRequest, requests: &[impl RequestLike]) -> Result<Option<E
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (mut prost_push, read) = match (PushRequest::decode(data), read_push(data)) {
+    let mut attributes = Vec::new();
+    let (mut prost_push, read) = match (PushRequest::decode(data), read_push(data, &mut attributes))
+    {
         (Ok(want), Ok(got)) => (want, got),
         (Err(_), Err(_)) => return,
         (want, got) => panic!("prost: {want:?}; read_push: {got:?}"),

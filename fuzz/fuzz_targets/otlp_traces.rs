@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let Ok(mapped) = map_traces(request, &limits, NOW) else {
-        assert!(wire.is_err(), "prost + map_traces refused what the wire decoder took");
+        assert!(
+            wire.is_err(),
+            "prost + map_traces refused what the wire decoder took"
+        );
         return;
     };
     assert_eq!(wire.as_ref().ok(), Some(&mapped), "the decoders disagree");

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use nines_record::{decode, read};
 
 fuzz_target!(|data: &[u8]| {
-    match (decode(data), read(data)) {
+    match (decode(data), read(data, &mut Vec::new())) {
         (Ok(want), Ok(got)) => assert_eq!(got.to_event_batch(), want, "the readers disagree"),
         (Err(_), Err(_)) => {}
         (want, got) => panic!(

@@ -486,7 +486,9 @@ impl PartitionBuffer {
             ..batch.clone()
         }
         .encode_to_vec();
-        let record = nines_record::read(&bytes).expect("an encoded record reads back");
+        let mut attributes = Vec::new();
+        let record =
+            nines_record::read(&bytes, &mut attributes).expect("an encoded record reads back");
         self.add_to(&record, offset, |_| true);
     }
 

@@ -84,7 +84,8 @@ impl Pipeline {
     /// [`Pipeline::publish`] for the bytes of a push (the native door): its request events
     /// are read in place and copied into the records as they came ([`nines_record::read_push`]).
     pub async fn publish_bytes(&self, body: Bytes, tenant: &str, now: i64) -> Result<PushResponse> {
-        let push = read_push(&body).map_err(Error::Wire)?;
+        let mut attributes = Vec::new();
+        let push = read_push(&body, &mut attributes).map_err(Error::Wire)?;
         self.publish_events(push.head, &push.requests, tenant, now)
             .await
     }

@@ -268,7 +268,8 @@ pub async fn run(
                 }
                 let held = part.positions.clone();
                 let payload = m.payload().unwrap_or_default();
-                match nines_record::read(payload).map_err(|e| e.to_string()) {
+                let mut attributes = Vec::new();
+                match nines_record::read(payload, &mut attributes).map_err(|e| e.to_string()) {
                     Ok(record) if !record.batch.batch_id.is_empty() => {
                         let batch = &record.batch;
                         let seen = Seen {

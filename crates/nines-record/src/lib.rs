@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 mod read;
 pub mod wire;
 
-pub use read::{Push, Record, Request, read, read_push};
+pub use read::{Attributes, Push, Record, Request, read, read_push};
 
 /// Version of the records this build writes and reads. Bump it on any change an older
 /// aggregator would misread; aggregators send records of another version to the dead-letter

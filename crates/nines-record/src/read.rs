@@ -47,24 +47,32 @@ pub struct Request<'a> {
     pub error: bool,
     pub duration_nano: i64,
     pub trace_id: &'a str,
-    /// The `attributes` field's occurrences, each a `nines.v1.Attribute`, checked when read.
-    attributes: Attributes<'a>,
+    /// The `attributes` field's occurrences as (key, value), in order: read and checked once,
+    /// with the event, into the list its reader's caller keeps ([`Attributes`]).
+    attributes: &'a [(&'a str, &'a str)],
+    /// The event's bytes as they came (its body: no key, no length).
+    body: &'a [u8],
 }
+
+/// Where [`read`] and [`read_push`] put the attributes of every request event they read: one
+/// list, each event a slice of it, so that an attribute's text is read and its UTF-8 checked
+/// once however often ingest's checks and the aggregator look at it.
+pub type Attributes<'a> = Vec<(&'a str, &'a str)>;
 
 impl<'a> Request<'a> {
     /// The event's attributes as (key, value), in order.
     pub fn attributes(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.attributes.iter()
+        self.attributes.iter().copied()
     }
 
     /// How many attributes the event has.
     pub fn attribute_count(&self) -> usize {
-        self.attributes.count
+        self.attributes.len()
     }
 
     /// The event's bytes as they came (its body: no key, no length).
     pub fn bytes(&self) -> &'a [u8] {
-        self.attributes.event
+        self.body
     }
 
     /// The event as prost would have decoded it (tests, and callers that keep one).
@@ -104,10 +112,10 @@ impl RequestLike for Request<'_> {
         self.trace_id
     }
     fn attribute_count(&self) -> usize {
-        self.attributes.count
+        self.attributes.len()
     }
     fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.attributes.iter()
+        self.attributes.iter().copied()
     }
     fn body_len(&self) -> usize {
         self.bytes().len()
@@ -131,36 +139,18 @@ impl RequestLike for Request<'_> {
     }
 }
 
-/// The attributes of a request event: the event's bytes and how many there are, read again
-/// when iterated (they were checked when the event was read, so that cannot fail).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Attributes<'a> {
-    event: &'a [u8],
-    count: usize,
-}
-
-impl<'a> Attributes<'a> {
-    fn iter(self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        let mut bytes = if self.count == 0 { &[][..] } else { self.event };
-        std::iter::from_fn(move || {
-            while let Ok(Some((number, payload))) = next_field(&mut bytes) {
-                if number == 7 {
-                    return attribute(len("attributes", payload).ok()?).ok();
-                }
-            }
-            None
-        })
-    }
-}
-
 fn malformed(WireError::Malformed(m): WireError) -> DecodeError {
     DecodeError::Malformed(m)
 }
 
 /// Reads a record from the events topic, refusing any version but [`crate::VERSION`] and
-/// any payload prost refuses ([`crate::decode`] is the reference).
-pub fn read(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
-    let (rest, requests) = split(payload, RECORD_REQUESTS).map_err(malformed)?;
+/// any payload prost refuses ([`crate::decode`] is the reference). The request events'
+/// attributes are appended to `attributes`, which the record's events borrow.
+pub fn read<'a: 'b, 'b>(
+    payload: &'a [u8],
+    attributes: &'b mut Attributes<'a>,
+) -> Result<Record<'b>, DecodeError> {
+    let (rest, requests) = split(payload, RECORD_REQUESTS, attributes).map_err(malformed)?;
     let batch = EventBatch::decode(rest.as_slice())?;
     if batch.schema_version != crate::VERSION {
         return Err(DecodeError::UnknownVersion {
@@ -181,9 +171,13 @@ pub struct Push<'a> {
 
 /// Reads a push as the native door takes it: what prost refuses is refused (naming the
 /// field), and the request events are not decoded into strings but borrowed, for ingest's
-/// checks and for the cut, which copies each into its record as it came.
-pub fn read_push(body: &[u8]) -> Result<Push<'_>, WireError> {
-    let (rest, requests) = split(body, PUSH_REQUESTS)?;
+/// checks and for the cut, which copies each into its record as it came. The request events'
+/// attributes are appended to `attributes`, which the push's events borrow.
+pub fn read_push<'a: 'b, 'b>(
+    body: &'a [u8],
+    attributes: &'b mut Attributes<'a>,
+) -> Result<Push<'b>, WireError> {
+    let (rest, requests) = split(body, PUSH_REQUESTS, attributes)?;
     let head =
         PushRequest::decode(rest.as_slice()).map_err(|e| WireError::Malformed(e.to_string()))?;
     Ok(Push { head, requests })
@@ -193,12 +187,18 @@ pub fn read_push(body: &[u8]) -> Result<Push<'_>, WireError> {
 const RECORD_REQUESTS: u32 = 7;
 const PUSH_REQUESTS: u32 = 3;
 
-/// Reads the request events (field `requests`) of a message in place; every other field is
-/// copied as it came, key and all, for prost.
-fn split(message: &[u8], requests: u32) -> Result<(Vec<u8>, Vec<Request<'_>>), WireError> {
+/// Reads the request events (field `requests`) of a message in place, their attributes into
+/// `attributes`; every other field is copied as it came, key and all, for prost.
+fn split<'a: 'b, 'b>(
+    message: &'a [u8],
+    requests: u32,
+    attributes: &'b mut Attributes<'a>,
+) -> Result<(Vec<u8>, Vec<Request<'b>>), WireError> {
     let mut bytes = message;
     let mut rest = Vec::new();
     let mut events = Vec::new();
+    // (event, where its attributes start and end in `attributes`), for events that have any.
+    let mut spans = Vec::new();
     loop {
         let before = bytes;
         let Some((number, payload)) = next_field(&mut bytes)? else {
@@ -207,22 +207,33 @@ fn split(message: &[u8], requests: u32) -> Result<(Vec<u8>, Vec<Request<'_>>), W
         if number == requests {
             let i = events.len();
             let event = len("requests", payload)?;
-            events.push(request(event).map_err(within(|| format!("requests[{i}]")))?);
+            let start = attributes.len();
+            events.push(request(event, attributes).map_err(within(|| format!("requests[{i}]")))?);
+            if attributes.len() > start {
+                spans.push((i, start, attributes.len()));
+            }
         } else {
             rest.extend_from_slice(&before[..before.len() - bytes.len()]);
         }
     }
+    // Every attribute is in the list: from here on the events borrow it.
+    let attributes: &'b Attributes<'a> = attributes;
+    for (i, start, end) in spans {
+        events[i].attributes = &attributes[start..end];
+    }
     Ok((rest, events))
 }
 
-/// One `nines.v1.RequestEvent`. As prost: a later occurrence of a field replaces an earlier
-/// one, `attributes` accumulate, unknown fields are skipped.
-fn request(event: &[u8]) -> Result<Request<'_>, WireError> {
+/// One `nines.v1.RequestEvent`, its attributes appended to `attributes` (the caller gives it
+/// its slice of them). As prost: a later occurrence of a field replaces an earlier one,
+/// `attributes` accumulate, unknown fields are skipped.
+fn request<'a>(event: &'a [u8], attributes: &mut Attributes<'a>) -> Result<Request<'a>, WireError> {
     let mut r = Request {
-        attributes: Attributes { event, count: 0 },
+        body: event,
         ..Request::default()
     };
     let mut bytes = event;
+    let mut count = 0;
     while let Some((number, payload)) = next_field(&mut bytes)? {
         match number {
             1 => r.time_unix_nano = int("time_unix_nano", payload)? as i64,
@@ -232,10 +243,10 @@ fn request(event: &[u8]) -> Result<Request<'_>, WireError> {
             5 => r.duration_nano = int("duration_nano", payload)? as i64,
             6 => r.trace_id = text("trace_id", payload)?,
             7 => {
-                let i = r.attributes.count;
                 let bytes = len("attributes", payload)?;
-                attribute(bytes).map_err(within(|| format!("attributes[{i}]")))?;
-                r.attributes.count += 1;
+                attributes
+                    .push(attribute(bytes).map_err(within(|| format!("attributes[{count}]")))?);
+                count += 1;
             }
             _ => {}
         }
@@ -271,7 +282,7 @@ mod tests {
     /// Reads `payload` with both decoders and checks they agree: the same record, or both
     /// refuse. True when it was read.
     fn agree(payload: &[u8]) -> bool {
-        match (decode(payload), read(payload)) {
+        match (decode(payload), read(payload, &mut Vec::new())) {
             (Ok(want), Ok(got)) => {
                 assert_eq!(got.to_event_batch(), want, "payload {payload:02x?}");
                 true
@@ -346,9 +357,14 @@ mod tests {
     fn a_record_reads_as_prost_decodes_it_with_its_text_borrowed() {
         let bytes = record().encode_to_vec();
         assert!(agree(&bytes));
-        let r = read(&bytes).unwrap();
+        // The reader appends to the list it is given: its events' slices start after what
+        // the list held.
+        let mut attributes = vec![("kept", "before")];
+        let r = read(&bytes, &mut attributes).unwrap();
         assert!(r.batch.requests.is_empty());
         assert_eq!(r.requests.len(), 3);
+        let attrs: Vec<_> = r.requests[1].attributes().collect();
+        assert_eq!(attrs, [("region", "eu-west-1")]);
         let attrs: Vec<_> = r.requests[2].attributes().collect();
         assert_eq!(attrs, [("", ""), ("région", "é🚀"), ("k", "v")]);
         assert_eq!(r.requests[2].attribute_count(), 3);
@@ -360,8 +376,21 @@ mod tests {
         // Borrowed: the operation lies inside the payload.
         let range = bytes.as_ptr_range();
         assert!(range.contains(&r.requests[1].operation.as_ptr()));
+        assert!(range.contains(&r.requests[2].attributes().nth(1).unwrap().1.as_ptr()));
         assert_eq!(r.batch.deploys[0].commits[0].sha, "abc");
         assert_eq!(r.batch.batch_id, "b-1");
+        // Every attribute was read once, into the one list, in the record's order.
+        drop(r);
+        assert_eq!(
+            attributes,
+            [
+                ("kept", "before"),
+                ("region", "eu-west-1"),
+                ("", ""),
+                ("région", "é🚀"),
+                ("k", "v")
+            ]
+        );
     }
 
     /// A field's key.
@@ -447,7 +476,8 @@ mod tests {
     fn unknown_repeated_and_interleaved_fields_read_as_prost_decodes_them() {
         let bytes = odd_record();
         assert!(agree(&bytes));
-        let r = read(&bytes).unwrap();
+        let mut attributes = Vec::new();
+        let r = read(&bytes, &mut attributes).unwrap();
         let e = r.requests[0];
         assert_eq!(
             (
@@ -530,7 +560,7 @@ mod tests {
         message(7, &record().requests[0].encode_to_vec(), &mut out);
         message(7, &event, &mut out);
         assert!(!agree(&out));
-        let err = read(&out).unwrap_err();
+        let err = read(&out, &mut Vec::new()).unwrap_err();
         assert!(matches!(err, DecodeError::Malformed(_)));
         assert_eq!(
             err.to_string(),
@@ -544,7 +574,7 @@ mod tests {
         // Another version.
         let mut other = record();
         other.schema_version = crate::VERSION + 1;
-        let err = read(&other.encode_to_vec()).unwrap_err();
+        let err = read(&other.encode_to_vec(), &mut Vec::new()).unwrap_err();
         assert!(
             matches!(err, DecodeError::UnknownVersion { found } if found == crate::VERSION + 1)
         );
@@ -561,7 +591,7 @@ mod tests {
 
     /// Reads `body` with prost and with [`read_push`]: the same push, or both refuse.
     fn agree_push(body: &[u8]) -> bool {
-        match (PushRequest::decode(body), read_push(body)) {
+        match (PushRequest::decode(body), read_push(body, &mut Vec::new())) {
             (Ok(want), Ok(got)) => {
                 assert_eq!(to_push_request(&got), want, "body {body:02x?}");
                 assert!(got.head.requests.is_empty());
@@ -630,7 +660,8 @@ mod tests {
         assert!(agree_push(&push().encode_to_vec()));
         assert!(agree_push(&odd_push()));
         let odd = odd_push();
-        let p = read_push(&odd).unwrap();
+        let mut attributes = Vec::new();
+        let p = read_push(&odd, &mut attributes).unwrap();
         assert_eq!(p.requests.len(), 3);
         assert_eq!(p.requests[0].operation, "GET /b");
         let resource = p.head.resource.as_ref().unwrap();
@@ -660,7 +691,8 @@ mod tests {
         let mut decoded = PushRequest::decode(body).unwrap();
         let requests = std::mem::take(&mut decoded.requests);
         let owned = crate::cut_guarded(decoded, &requests, 7, max_bytes, rename, None).unwrap();
-        let read = read_push(body).unwrap();
+        let mut attributes = Vec::new();
+        let read = read_push(body, &mut attributes).unwrap();
         let borrowed =
             crate::cut_guarded(read.head, &read.requests, 7, max_bytes, rename, None).unwrap();
         (owned, borrowed)
@@ -711,7 +743,12 @@ mod tests {
         assert_eq!(owned.len(), 1);
         assert_ne!(owned, borrowed, "the events' unknown fields are kept");
         let (mut want, mut got) = (decode(&owned[0]).unwrap(), decode(&borrowed[0]).unwrap());
-        assert_eq!(read(&borrowed[0]).unwrap().to_event_batch(), got);
+        assert_eq!(
+            read(&borrowed[0], &mut Vec::new())
+                .unwrap()
+                .to_event_batch(),
+            got
+        );
         // The fingerprint is of the push as sent, and that includes its unknown fields.
         assert_ne!(want.content_fingerprint, got.content_fingerprint);
         want.content_fingerprint.clear();

@@ -138,7 +138,12 @@ fn version_1_records_read_back_as_the_push_that_was_sent() {
     assert_eq!(parts.len(), 2);
     // The aggregator's reader reads each part as prost does.
     for (r, part) in checked_in(1).iter().zip(&parts) {
-        assert_eq!(&read(r).expect("version 1 is read").to_event_batch(), part);
+        assert_eq!(
+            &read(r, &mut Vec::new())
+                .expect("version 1 is read")
+                .to_event_batch(),
+            part
+        );
     }
     let sent = push();
     for (i, b) in parts.iter().enumerate() {
@@ -190,9 +195,9 @@ fn other_versions_and_other_bytes_are_refused_by_name() {
     assert!(matches!(err, DecodeError::NotARecord(_)));
     assert!(err.to_string().starts_with("not a nines.v1.EventBatch: "));
     // The aggregator's reader refuses the same, by the same names.
-    let err = read(&b.encode_to_vec()).unwrap_err();
+    let err = read(&b.encode_to_vec(), &mut Vec::new()).unwrap_err();
     assert!(matches!(err, DecodeError::UnknownVersion { found } if found == VERSION + 1));
-    let err = read(&[0xff; 40]).unwrap_err();
+    let err = read(&[0xff; 40], &mut Vec::new()).unwrap_err();
     assert!(err.to_string().starts_with("not a nines.v1.EventBatch: "));
 }
 
