@@ -24,6 +24,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use nines_aggregate::PartitionBuffer;
 use nines_ingest::config::Limits;
+use nines_ingest::service::own_batch_id;
 use nines_ingest::validate::{validate, validate_push};
 use nines_ingest::wire;
 use nines_model::clock::now_ns;
@@ -83,13 +84,23 @@ fn ingest(c: &mut Criterion) {
 }
 
 /// What the native door does with a push's bytes: read the request events in place,
-/// validate, cut into records (copying each event as it came).
+/// validate, cut into records (copying each event as it came), keyed as ingest keys them
+/// (a push without a batch id gets one of ingest's).
 fn native_door(bytes: &[u8], limits: &Limits) -> Vec<Vec<u8>> {
     let mut attributes = Vec::new();
     let p = nines_record::read_push(bytes, &mut attributes).expect("valid");
     let mut head = p.head;
     validate_push(&mut head, &p.requests, limits, now_ns()).expect("valid");
-    cut_guarded(head, &p.requests, 0, 900 * 1024, &mut |_| Vec::new(), None).expect("fits")
+    let identity = own_batch_id(&mut head);
+    cut_guarded(
+        head,
+        &p.requests,
+        0,
+        900 * 1024,
+        &mut |_| Vec::new(),
+        identity,
+    )
+    .expect("fits")
 }
 
 fn records(n: usize) -> Vec<Vec<u8>> {
@@ -165,7 +176,8 @@ fn validate_and_cut_spans(push: nines_ingest::otlp::SpanPush<'_>, limits: &Limit
     let mut head = push.head;
     let events = push.events.joined();
     validate_push(&mut head, &events, limits, now_ns()).expect("valid");
-    cut_guarded(head, &events, 0, 900 * 1024, &mut |_| Vec::new(), None).expect("fits")
+    let identity = own_batch_id(&mut head);
+    cut_guarded(head, &events, 0, 900 * 1024, &mut |_| Vec::new(), identity).expect("fits")
 }
 
 fn otlp(c: &mut Criterion) {

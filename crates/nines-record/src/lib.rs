@@ -501,7 +501,8 @@ pub fn cut(
 /// Encodes the push `head` (whose own `requests` are ignored) with `requests` as records of
 /// at most `max_bytes` each, `rename` applied to each part's operations. The fingerprint is
 /// of the content as sent, unless `identity` gives one (a derived record whose content
-/// differs between replicas but whose identity does not, like a telemetry deploy).
+/// differs between replicas but whose identity does not, like a telemetry deploy, or a push
+/// whose batch id no other push can carry): then the content is not hashed at all.
 ///
 /// The records are the bytes prost would write for the same `EventBatch`: the header, the
 /// requests, the other events, the fingerprint, each field in prost's order; a request
@@ -515,12 +516,15 @@ pub fn cut_guarded<E: RequestLike>(
     rename: &mut Rename<'_>,
     identity: Option<[u8; FINGERPRINT_BYTES]>,
 ) -> Result<Vec<Vec<u8>>, TooLarge> {
-    let mut hasher = Sha256::new();
-    hasher.update(b"nines.v1.EventBatch content\0");
-    if let Some(r) = &head.resource {
-        hasher.update(r.encode_to_vec());
-    }
-    hasher.update(head.batch_id.as_bytes());
+    let mut hasher = identity.is_none().then(|| {
+        let mut hasher = Sha256::new();
+        hasher.update(b"nines.v1.EventBatch content\0");
+        if let Some(r) = &head.resource {
+            hasher.update(r.encode_to_vec());
+        }
+        hasher.update(head.batch_id.as_bytes());
+        hasher
+    });
     let header = EventBatch {
         schema_version: VERSION,
         resource: head.resource,
@@ -600,25 +604,29 @@ pub fn cut_guarded<E: RequestLike>(
             ev.encode_field(REQUESTS_FIELD, overflow, &mut record);
         }
         others.encode(&mut record).expect("a Vec grows");
-        if renamed.is_empty() {
-            hasher.update(&record[events_at..]);
-        } else {
-            // Hash what was sent, not what this replica's guard made of it.
-            scratch.clear();
-            for ev in part {
-                ev.encode_field(REQUESTS_FIELD, None, &mut scratch);
+        if let Some(hasher) = hasher.as_mut() {
+            if renamed.is_empty() {
+                hasher.update(&record[events_at..]);
+            } else {
+                // Hash what was sent, not what this replica's guard made of it.
+                scratch.clear();
+                for ev in part {
+                    ev.encode_field(REQUESTS_FIELD, None, &mut scratch);
+                }
+                others.encode(&mut scratch).expect("a Vec grows");
+                hasher.update(&scratch);
             }
-            others.encode(&mut scratch).expect("a Vec grows");
-            hasher.update(&scratch);
         }
         records.push(record);
     }
-    let fingerprint = identity.unwrap_or_else(|| {
-        let digest = hasher.finalize();
-        let mut out = [0_u8; FINGERPRINT_BYTES];
-        out.copy_from_slice(&digest[..FINGERPRINT_BYTES]);
-        out
-    });
+    let fingerprint = hasher.map_or_else(
+        || identity.expect("no hasher without an identity"),
+        |hasher| {
+            let mut out = [0_u8; FINGERPRINT_BYTES];
+            out.copy_from_slice(&hasher.finalize()[..FINGERPRINT_BYTES]);
+            out
+        },
+    );
     for r in &mut records {
         prost::encoding::bytes::encode(FINGERPRINT_FIELD, &fingerprint.to_vec(), r);
     }
