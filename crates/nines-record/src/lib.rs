@@ -345,7 +345,14 @@ impl<'a> MappedEvents<'a> {
 
     /// The events joined with their attributes, in order: what the cut takes.
     pub fn joined(&self) -> Vec<MappedEvent<'_, 'a>> {
-        self.requests.iter().map(|r| self.event(r)).collect()
+        self.requests
+            .iter()
+            .map(|r| {
+                let mut event = self.event(r);
+                event.body_len = Some(event.len_with(&r.operation));
+                event
+            })
+            .collect()
     }
 
     /// `request` joined with its attributes: one of these events, or one being mapped whose
@@ -354,6 +361,7 @@ impl<'a> MappedEvents<'a> {
         MappedEvent {
             request,
             attributes: &self.attributes[request.attributes.clone()],
+            body_len: None,
         }
     }
 
@@ -368,6 +376,10 @@ impl<'a> MappedEvents<'a> {
 pub struct MappedEvent<'r, 'a> {
     pub request: &'r MappedRequest<'a>,
     pub attributes: &'r [MappedAttribute<'a>],
+    /// Bytes of its body, summed once by [`MappedEvents::joined`] (the cut asks for it to plan
+    /// the parts and to size each record, and writes it before the body); else summed when
+    /// asked.
+    body_len: Option<usize>,
 }
 
 impl MappedEvent<'_, '_> {
@@ -469,11 +481,14 @@ impl RequestLike for MappedEvent<'_, '_> {
             .map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
     fn body_len(&self) -> usize {
-        self.len_with(&self.request.operation)
+        self.body_len
+            .unwrap_or_else(|| self.len_with(&self.request.operation))
     }
     fn encode_field(&self, number: u32, operation: Option<&str>, out: &mut Vec<u8>) {
-        let operation = operation.unwrap_or(&self.request.operation);
-        let len = self.len_with(operation);
+        let (operation, len) = match operation {
+            None => (&*self.request.operation, self.body_len()),
+            Some(renamed) => (renamed, self.len_with(renamed)),
+        };
         out.reserve(key_len(number) + varint_len(len as u64) + len);
         encode_key(number, WireType::LengthDelimited, out);
         put_varint(len as u64, out);
@@ -847,13 +862,16 @@ mod tests {
         assert_eq!(ranges, [0..0, 0..7, 7..8]);
         for (i, e) in joined.iter().enumerate() {
             let prost = e.to_event();
-            assert_eq!(e.body_len(), prost.encoded_len(), "event {i}");
-            for operation in [None, Some(OVERFLOW_OPERATION), Some("")] {
-                let mut ours = Vec::new();
-                e.encode_field(REQUESTS_FIELD, operation, &mut ours);
-                let mut theirs = Vec::new();
-                prost.encode_field(REQUESTS_FIELD, operation, &mut theirs);
-                assert_eq!(ours, theirs, "event {i}, operation {operation:?}");
+            // Joined (its length summed once, kept) or alone (summed when asked): the same.
+            for e in [*e, events.event(e.request)] {
+                assert_eq!(e.body_len(), prost.encoded_len(), "event {i}");
+                for operation in [None, Some(OVERFLOW_OPERATION), Some("")] {
+                    let mut ours = Vec::new();
+                    e.encode_field(REQUESTS_FIELD, operation, &mut ours);
+                    let mut theirs = Vec::new();
+                    prost.encode_field(REQUESTS_FIELD, operation, &mut theirs);
+                    assert_eq!(ours, theirs, "event {i}, operation {operation:?}");
+                }
             }
         }
         // And whole records: a push of them cut both ways, renames included.
