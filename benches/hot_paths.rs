@@ -21,7 +21,7 @@
 
 use std::hint::black_box;
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Bencher, Criterion, Throughput, criterion_group, criterion_main};
 use nines_aggregate::PartitionBuffer;
 use nines_ingest::config::Limits;
 use nines_ingest::service::own_batch_id;
@@ -103,6 +103,25 @@ fn native_door(bytes: &[u8], limits: &Limits) -> Vec<Vec<u8>> {
     .expect("fits")
 }
 
+/// What the aggregator does with a record at `offset`: read it in place, add it to `buffer`.
+fn add_record(buffer: &mut PartitionBuffer, record: &[u8], offset: i64) {
+    let mut attributes = Vec::new();
+    let record = nines_record::read(record, &mut attributes).expect("reads");
+    buffer.add_to(&record, offset, |_| true);
+}
+
+/// Times [`add_record`] of `record` into a new partition buffer.
+fn read_and_add(b: &mut Bencher<'_>, record: &[u8]) {
+    b.iter_batched(
+        || PartitionBuffer::new(0),
+        |mut buffer| {
+            add_record(&mut buffer, record, 1);
+            black_box(buffer)
+        },
+        BatchSize::SmallInput,
+    )
+}
+
 fn records(n: usize) -> Vec<Vec<u8>> {
     let mut generator = Generator::new(WorkloadSpec::default());
     (0..n)
@@ -127,18 +146,7 @@ fn aggregate(c: &mut Criterion) {
             black_box(nines_record::read(record.as_slice(), &mut attributes).expect("reads"));
         })
     });
-    g.bench_function("decode_and_add", |b| {
-        b.iter_batched(
-            || PartitionBuffer::new(0),
-            |mut buffer| {
-                let mut attributes = Vec::new();
-                let record = nines_record::read(record.as_slice(), &mut attributes).expect("reads");
-                buffer.add_to(&record, 1, |_| true);
-                black_box(buffer)
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    g.bench_function("decode_and_add", |b| read_and_add(b, &record));
     g.finish();
 
     let many = records(8);
@@ -155,9 +163,7 @@ fn aggregate(c: &mut Criterion) {
         b.iter(|| {
             let mut buffer = PartitionBuffer::new(0);
             for (offset, r) in many.iter().enumerate() {
-                let mut attributes = Vec::new();
-                let record = nines_record::read(r.as_slice(), &mut attributes).expect("reads");
-                buffer.add_to(&record, offset as i64, |_| true);
+                add_record(&mut buffer, r, offset as i64);
             }
             black_box(buffer.take().expect("arrow batches"))
         })
@@ -228,18 +234,7 @@ fn otlp(c: &mut Criterion) {
     let [record]: [Vec<u8>; 1] = native_door(&native, &limits)
         .try_into()
         .expect("one record");
-    g.bench_function("record_of_spans_read_and_add", |b| {
-        b.iter_batched(
-            || PartitionBuffer::new(0),
-            |mut buffer| {
-                let mut attributes = Vec::new();
-                let record = nines_record::read(record.as_slice(), &mut attributes).expect("reads");
-                buffer.add_to(&record, 1, |_| true);
-                black_box(buffer)
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    g.bench_function("record_of_spans_read_and_add", |b| read_and_add(b, &record));
     g.finish();
 }
 
