@@ -198,7 +198,7 @@ fn split<'a: 'b, 'b>(
     let mut rest = Vec::new();
     let mut events = Vec::new();
     // (event, where its attributes start and end in `attributes`), for events that have any.
-    let mut spans = Vec::new();
+    let mut ranges = Vec::new();
     loop {
         let before = bytes;
         let Some((number, payload)) = next_field(&mut bytes)? else {
@@ -210,7 +210,7 @@ fn split<'a: 'b, 'b>(
             let start = attributes.len();
             events.push(request(event, attributes).map_err(within(|| format!("requests[{i}]")))?);
             if attributes.len() > start {
-                spans.push((i, start, attributes.len()));
+                ranges.push((i, start, attributes.len()));
             }
         } else {
             rest.extend_from_slice(&before[..before.len() - bytes.len()]);
@@ -218,7 +218,7 @@ fn split<'a: 'b, 'b>(
     }
     // Every attribute is in the list: from here on the events borrow it.
     let attributes: &'b Attributes<'a> = attributes;
-    for (i, start, end) in spans {
+    for (i, start, end) in ranges {
         events[i].attributes = &attributes[start..end];
     }
     Ok((rest, events))
