@@ -5,6 +5,7 @@
 //!   events in place + validate + cut (copying them into the records as they came); and
 //!   the door's wire check of the push's bytes, the full scan against counting the events
 //!   only (what `scan_within` does for a body this short), beside prost decoding the bytes;
+//!   the cardinality guard's check of the push's operations, beside the door it is part of;
 //! - OTLP: read an export of 512 SERVER spans off the wire, map to request events, validate
 //!   and cut (the trace door), against prost decoding the same bytes alone, and beside the
 //!   path it replaced (prost decode, then map); the same spans' events as a native push
@@ -24,6 +25,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Bencher, Criterion, Throughput, criterion_group, criterion_main};
 use nines_aggregate::PartitionBuffer;
 use nines_ingest::config::Limits;
+use nines_ingest::guard::OperationGuard;
 use nines_ingest::service::own_batch_id;
 use nines_ingest::validate::{validate, validate_push};
 use nines_ingest::wire;
@@ -69,6 +71,19 @@ fn ingest(c: &mut Criterion) {
     });
     g.bench_function("door_read_validate_cut", |b| {
         b.iter(|| black_box(native_door(&bytes, &limits)))
+    });
+    // The cardinality guard the door asks before it cuts (`cut_guarded`'s `rename`), with
+    // every operation of the service already admitted, as at steady state.
+    let guard = OperationGuard::new(limits.max_operations_per_service, limits.max_tracked_bytes);
+    let resource = push.resource.clone().unwrap_or_default();
+    let operations: Vec<&str> = push.requests.iter().map(|e| e.operation.as_str()).collect();
+    assert!(
+        guard
+            .apply(&resource.tenant, &resource.service, &operations)
+            .is_empty()
+    );
+    g.bench_function("operation_guard", |b| {
+        b.iter(|| black_box(guard.apply(&resource.tenant, &resource.service, &operations)))
     });
     let max_decoded = nines_ingest::IngestConfig::default().max_decoded_bytes;
     g.bench_function("baseline_prost_decode", |b| {
