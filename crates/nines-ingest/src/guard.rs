@@ -121,8 +121,13 @@ impl<K: Hash + Eq + Clone, V: Default> Tracked<K, V> {
 #[derive(Debug)]
 pub struct OperationGuard {
     max: usize,
-    seen: Mutex<Tracked<(String, String), HashSet<String>>>,
+    seen: Mutex<Tracked<(String, String), Operations>>,
 }
+
+/// One service's admitted operations. Looked up once per request event, so hashed with
+/// foldhash rather than SipHash (the set is capped at the guard's `max`, so a client that
+/// crafts colliding names slows only its own service's lookups, and only that far).
+type Operations = HashSet<String, foldhash::fast::RandomState>;
 
 impl OperationGuard {
     /// At most `max` operations per service, and `max_bytes` of operation names in all.
@@ -144,16 +149,25 @@ impl OperationGuard {
         let renamed = seen.with(&key, |ops| {
             let mut renamed = Vec::new();
             let mut added = 0;
-            for (i, operation) in operations.iter().enumerate() {
-                if ops.contains(*operation) {
-                    continue;
-                }
-                if ops.len() < self.max {
-                    added += operation.len() + ENTRY_OVERHEAD;
-                    ops.insert((*operation).to_owned());
-                } else {
+            // The previous event's operation and whether it was renamed: an operation
+            // repeated in a run (a push of one route's requests) gets the same answer, as
+            // the set changes only by admitting it.
+            let mut previous: Option<(&str, bool)> = None;
+            for (i, &operation) in operations.iter().enumerate() {
+                let rename = match previous {
+                    Some((p, rename)) if p == operation => rename,
+                    _ if ops.contains(operation) => false,
+                    _ if ops.len() < self.max => {
+                        added += operation.len() + ENTRY_OVERHEAD;
+                        ops.insert(operation.to_owned());
+                        false
+                    }
+                    _ => true,
+                };
+                if rename {
                     renamed.push(i);
                 }
+                previous = Some((operation, rename));
             }
             (renamed, added)
         });
@@ -315,6 +329,17 @@ mod tests {
         assert!(guard.apply("t", "b", &["z", "w"]).is_empty());
         // The first two stay admitted; the third is over the cap again.
         assert_eq!(guard.apply("t", "a", &["y", "w", "x"]), [1]);
+    }
+
+    #[test]
+    fn an_operation_repeated_in_a_run_gets_its_first_answer() {
+        let guard = OperationGuard::new(2, 1 << 20);
+        let ops = ["x", "x", "y", "y", "z", "z", "z", "x", "w", "w", "y"];
+        // By hand: x and y fill the cap; z (three times) and w (twice) are over it.
+        assert_eq!(guard.apply("t", "a", &ops), [4, 5, 6, 8, 9]);
+        // Each admitted name is counted once in the budget, however often it came.
+        let seen = guard.seen.lock().expect("lock");
+        assert_eq!(seen.bytes(), ENTRY_OVERHEAD + 2 * (1 + ENTRY_OVERHEAD));
     }
 
     #[test]
