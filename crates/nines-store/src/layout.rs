@@ -14,6 +14,7 @@ use nines_model::idempotency::{self, Key, Kind, Remembered, Seen};
 use nines_model::schema::{self, PARTITION_COLUMN, TABLES};
 use nines_model::time::{day_number, day_string};
 use object_store::{ObjectStoreExt as _, PutPayload};
+use parquet::file::metadata::ParquetMetaData;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 use url::Url;
@@ -526,17 +527,38 @@ impl Store {
             partitions: &ranges,
         };
         let batches: Vec<&RecordBatch> = parts.iter().map(|(_, b)| *b).collect();
-        let encoded = tokio::task::block_in_place(|| encode_parts(&batches, &provenance))?;
-        let size = encoded.bytes.len();
-        self.store_file(table, &rel, encoded.bytes).await?;
+        let (metadata, size) = self.put_parquet(table, &rel, &batches, &provenance).await?;
         crate::metrics::count(crate::metrics::FILES_WRITTEN, table, 1);
         Ok(add_action(
             &rel,
             &[(PARTITION_COLUMN, date)],
             size,
             &batches[0].schema(),
-            &encoded.metadata,
+            &metadata,
         ))
+    }
+
+    /// Encodes `parts` as one Parquet file at `rel` under the table's root and stores it
+    /// durably, as [`Store::store_file`] does; answers its footer and size. On a local disk
+    /// the file is encoded straight into place ([`crate::writer::write_file`]); on object
+    /// storage it is encoded in memory and put whole.
+    pub(crate) async fn put_parquet(
+        &self,
+        table: &str,
+        rel: &str,
+        parts: &[&RecordBatch],
+        provenance: &Provenance<'_>,
+    ) -> Result<(ParquetMetaData, usize)> {
+        if let Some(root) = self.table_dir(table) {
+            let path = root.join(rel);
+            return tokio::task::block_in_place(|| {
+                crate::writer::write_file(&path, parts, provenance)
+            });
+        }
+        let encoded = tokio::task::block_in_place(|| encode_parts(parts, provenance))?;
+        let size = encoded.bytes.len();
+        self.store_file(table, rel, encoded.bytes).await?;
+        Ok((encoded.metadata, size))
     }
 
     /// Local directory of a table, when the store is local.
@@ -766,7 +788,8 @@ mod tests {
     }
 
     /// A file that creates its `date=` directory makes that directory's entry durable too:
-    /// the table root is fsynced, not only the new directory.
+    /// the table root is fsynced, not only the new directory. On a local disk a data file is
+    /// encoded straight into place (`put_parquet`) and must read back whole.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_new_partition_directory_is_fsynced_in_its_parent() {
         let dir = tempfile::tempdir().unwrap();
@@ -780,24 +803,71 @@ mod tests {
                 .filter(|p| p.as_path() == d)
                 .count()
         };
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(arrow::array::Int64Array::from_iter_values(
+                0..1000,
+            ))],
+        )
+        .unwrap();
+        let provenance = Provenance {
+            table: "t",
+            topic: "t",
+            partition: 0,
+            first_offset: 0,
+            last_offset: 0,
+            partitions: "",
+        };
         let before = synced(&root);
-        store
-            .store_file("requests", "date=2026-01-02/a.parquet", b"x".to_vec())
+        let (metadata, size) = store
+            .put_parquet(
+                "requests",
+                "date=2026-01-02/a.parquet",
+                &[&batch],
+                &provenance,
+            )
             .await
             .unwrap();
+        let path = root.join("date=2026-01-02/a.parquet");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size as u64);
+        assert_eq!(metadata.file_metadata().num_rows(), 1000);
+        let file = std::fs::File::open(&path).unwrap();
+        let back: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 4096)
+                .unwrap()
+                .collect::<std::result::Result<_, _>>()
+                .unwrap();
+        assert_eq!(back, vec![batch.clone()]);
         assert_eq!(synced(&root.join("date=2026-01-02")), 1);
         assert_eq!(
             synced(&root),
             before + 1,
             "the table root holds the new directory"
         );
-        // A second file in the same directory creates no entry in the root.
+        // A second file in the same directory creates no entry in the root; a name already
+        // taken is refused, and the file under it left as it was.
         store
-            .store_file("requests", "date=2026-01-02/b.parquet", b"y".to_vec())
+            .put_parquet(
+                "requests",
+                "date=2026-01-02/b.parquet",
+                &[&batch],
+                &provenance,
+            )
             .await
             .unwrap();
         assert_eq!(synced(&root), before + 1);
         assert_eq!(synced(&root.join("date=2026-01-02")), 2);
+        let taken = store
+            .put_parquet(
+                "requests",
+                "date=2026-01-02/a.parquet",
+                &[&batch],
+                &provenance,
+            )
+            .await;
+        assert!(taken.is_err(), "an existing file is not overwritten");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size as u64);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

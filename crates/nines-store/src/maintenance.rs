@@ -22,7 +22,7 @@ use tracing::info;
 
 use crate::delta::{add_action, delta_error};
 use crate::layout::Store;
-use crate::writer::{Provenance, encode};
+use crate::writer::Provenance;
 use crate::{Error, Result};
 
 /// Where the store keeps its tables and how: `[storage]` in the configuration.
@@ -268,19 +268,19 @@ impl Store {
                     last_offset: 0,
                     partitions: "",
                 };
-                let encoded = tokio::task::block_in_place(|| encode(&merged, &provenance))?;
                 let rel = format!(
                     "{PARTITION_COLUMN}={date}/compacted-{}.parquet",
                     uuid::Uuid::now_v7().simple()
                 );
-                let size = encoded.bytes.len();
-                self.store_file(table, &rel, encoded.bytes).await?;
+                let (metadata, size) = self
+                    .put_parquet(table, &rel, &[&merged], &provenance)
+                    .await?;
                 let mut add = add_action(
                     &rel,
                     &[(PARTITION_COLUMN, date.to_owned())],
                     size,
                     &merged.schema(),
-                    &encoded.metadata,
+                    &metadata,
                 );
                 add.data_change = false;
                 actions.push(Action::Add(add));

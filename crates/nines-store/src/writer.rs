@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array};
@@ -229,12 +230,61 @@ pub fn encode(batch: &RecordBatch, p: &Provenance<'_>) -> Result<Encoded> {
     encode_parts(&[batch], p)
 }
 
-/// Encodes `parts` (one schema) as one Parquet file. Parts that fit one row group together
+/// Encodes `parts` (one schema) as one Parquet file in memory: [`encode_parts_into`] a
+/// `Vec`, for object storage, which is put whole.
+pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Encoded> {
+    let bytes: usize = parts.iter().map(|b| b.get_array_memory_size()).sum();
+    let mut out = Vec::with_capacity(bytes / 4);
+    let (metadata, _) = encode_parts_into(parts, p, &mut out)?;
+    Ok(Encoded {
+        bytes: out,
+        metadata,
+    })
+}
+
+/// Encodes `parts` as one Parquet file at `path` on a local disk and makes it durable: the
+/// file, its directory, and that directory's parent when this created it (a new `date=`
+/// partition). The row groups go to the file as they are encoded, so no copy of the file is
+/// held in memory (encoded into a `Vec` first, it was ~13 MB of the aggregator's peak heap on
+/// a backlog, BENCHMARKS.md). The file must not exist; if encoding fails, what was written
+/// is removed. Answers the footer and the file's size. No commit names the file yet.
+pub fn write_file(
+    path: &Path,
+    parts: &[&RecordBatch],
+    p: &Provenance<'_>,
+) -> Result<(ParquetMetaData, usize)> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let new_dir = !dir.exists();
+    if new_dir {
+        std::fs::create_dir_all(dir).io("creating directory", dir)?;
+    }
+    let mut file = File::create_new(path).io("creating", path)?;
+    let encoded = encode_parts_into(parts, p, &mut file).and_then(|done| {
+        file.sync_all().io("fsyncing", path)?;
+        Ok(done)
+    });
+    if encoded.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    let encoded = encoded?;
+    sync_dir(dir)?;
+    if new_dir {
+        sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(encoded)
+}
+
+/// Encodes `parts` (one schema) as one Parquet file into `sink`, flushed (not synced), and
+/// answers its footer and the bytes written. Parts that fit one row group together
 /// are sorted together into it (readers pay per row group: four small ones cost a query more
 /// than one); larger parts are each sorted apart, in row groups of their own, so a file of
 /// several partitions' rows never holds a sorted copy of more than one part (a backlog's
 /// group of full buffers, concatenated, took the aggregator's peak RSS from ~210 to ~300+ MiB).
-pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Encoded> {
+pub fn encode_parts_into<W: Write + Send>(
+    parts: &[&RecordBatch],
+    p: &Provenance<'_>,
+    sink: &mut W,
+) -> Result<(ParquetMetaData, usize)> {
     let first = parts.first().expect("a file of at least one batch");
     let rows: usize = parts.iter().map(|b| b.num_rows()).sum();
     let together;
@@ -244,13 +294,11 @@ pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Encode
     } else {
         parts.to_vec()
     };
-    let bytes: usize = parts.iter().map(|b| b.get_array_memory_size()).sum();
-    let mut out = Vec::with_capacity(bytes / 4);
     let parquet_err = |source| Error::Parquet {
         path: PathBuf::from(p.table),
         source,
     };
-    let mut writer = ArrowWriter::try_new(&mut out, first.schema(), Some(writer_properties(p)))
+    let mut writer = ArrowWriter::try_new(sink, first.schema(), Some(writer_properties(p)))
         .map_err(parquet_err)?;
     for part in parts {
         match sort_order(p.table, part)? {
@@ -268,11 +316,8 @@ pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Encode
         writer.flush().map_err(parquet_err)?;
     }
     fail_point!("store.mid_file", |_| crash("store.mid_file"));
-    let metadata = writer.close().map_err(parquet_err)?;
-    Ok(Encoded {
-        bytes: out,
-        metadata,
-    })
+    let metadata = writer.finish().map_err(parquet_err)?;
+    Ok((metadata, writer.bytes_written()))
 }
 
 /// Fsyncs the file at `path` and its directory, so a file written through the local object
