@@ -3,12 +3,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use std::sync::LazyLock;
+
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Int32Array, Int32Builder, Int64Array, Int64Builder,
-    ListBuilder, MapBuilder, MapFieldNames, StringBuilder, StructBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, DictionaryArray, Int32Array, Int32Builder, Int64Array,
+    Int64Builder, ListBuilder, MapBuilder, MapFieldNames, StringArray, StringBuilder,
+    StructBuilder, TimestampMicrosecondBuilder, UInt32Array,
 };
-use arrow::datatypes::Field;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use nines_model::schema::{self, DEPLOYS, GATE_DECISIONS, INCIDENTS, REQUESTS, SLI_1M};
@@ -45,11 +47,69 @@ fn utc_ts(cap: usize) -> UtcMicros {
     UtcMicros(TimestampMicrosecondBuilder::with_capacity(cap).with_timezone("UTC"))
 }
 
+/// A column of the few strings the records of a partition carry as their resource (tenant,
+/// service, environment, version), kept as 4-byte keys into its distinct values instead of
+/// each event's copy of the string and its offset: the builders were most of the
+/// aggregator's peak heap on a backlog (BENCHMARKS.md, nineteenth part). The flushed column
+/// is a dictionary; the writer stores it as its values, so files are unchanged.
+#[derive(Default)]
+struct Interned {
+    keys: Vec<u32>,
+    values: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Interned {
+    /// The key of `value`, added to the values if new.
+    fn key(&mut self, value: &str) -> u32 {
+        if let Some(&k) = self.index.get(value) {
+            return k;
+        }
+        let k = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
+        self.values.push(value.to_owned());
+        self.index.insert(value.to_owned(), k);
+        k
+    }
+
+    fn push(&mut self, key: u32) {
+        self.keys.push(key);
+    }
+
+    fn finish(self) -> Result<DictionaryArray<UInt32Type>, ArrowError> {
+        DictionaryArray::try_new(
+            UInt32Array::from(self.keys),
+            Arc::new(StringArray::from(self.values)),
+        )
+    }
+}
+
+/// `requests` as a flush carries it: the resource's four columns as dictionaries
+/// ([`Interned`]), the rest as the table's schema has them.
+static BUFFERED_REQUESTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let table = schema::requests();
+    let fields: Vec<Field> = table
+        .fields()
+        .iter()
+        .map(|f| {
+            if RESOURCE_COLUMNS.contains(&f.name().as_str()) {
+                f.as_ref().clone().with_data_type(DataType::Dictionary(
+                    Box::new(DataType::UInt32),
+                    Box::new(f.data_type().clone()),
+                ))
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, table.metadata().clone()))
+});
+
+/// The columns of `requests` a record's resource fills, in [`RequestCols::resource`]'s order.
+const RESOURCE_COLUMNS: [&str; 4] = ["tenant", "service", "environment", "version"];
+
 struct RequestCols {
-    tenant: StringBuilder,
-    service: StringBuilder,
-    environment: StringBuilder,
-    version: StringBuilder,
+    /// Tenant, service, environment, version.
+    resource: [Interned; 4],
     operation: StringBuilder,
     time: UtcMicros,
     status_code: Int32Builder,
@@ -70,10 +130,7 @@ impl RequestCols {
             value: "values".into(),
         };
         Self {
-            tenant: StringBuilder::new(),
-            service: StringBuilder::new(),
-            environment: StringBuilder::new(),
-            version: StringBuilder::new(),
+            resource: Default::default(),
             operation: StringBuilder::new(),
             time: utc_ts(1024),
             status_code: Int32Builder::new(),
@@ -87,12 +144,30 @@ impl RequestCols {
         }
     }
 
+    /// The keys of a resource's four values, for [`Self::push_resource`].
+    fn resource_keys(&mut self, r: &Resource) -> [u32; 4] {
+        let [t, s, e, v] = &mut self.resource;
+        [
+            t.key(&r.tenant),
+            s.key(&r.service),
+            e.key(&r.environment),
+            v.key(&r.version),
+        ]
+    }
+
+    fn push_resource(&mut self, keys: [u32; 4]) {
+        for (column, key) in self.resource.iter_mut().zip(keys) {
+            column.push(key);
+        }
+    }
+
     fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let [t, s, e, v] = self.resource;
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(self.tenant.finish()),
-            Arc::new(self.service.finish()),
-            Arc::new(self.environment.finish()),
-            Arc::new(self.version.finish()),
+            Arc::new(t.finish()?),
+            Arc::new(s.finish()?),
+            Arc::new(e.finish()?),
+            Arc::new(v.finish()?),
             Arc::new(self.operation.finish()),
             Arc::new(self.time.finish()),
             Arc::new(self.status_code.finish()),
@@ -104,7 +179,7 @@ impl RequestCols {
             Arc::new(self.kafka_partition.finish()),
             Arc::new(self.kafka_offset.finish()),
         ];
-        RecordBatch::try_new(schema::requests(), cols)
+        RecordBatch::try_new(BUFFERED_REQUESTS.clone(), cols)
     }
 }
 
@@ -509,6 +584,9 @@ impl PartitionBuffer {
             (res.tenant.len() + res.service.len() + res.environment.len() + res.version.len())
                 as u64;
 
+        // The resource's keys in the day's columns where the last event went: a record's
+        // events share one resource, and usually one day.
+        let mut keys: Option<(i64, [u32; 4])> = None;
         for e in record.requests.iter().filter(|_| to_requests) {
             self.bytes += FIXED_EVENT_BYTES
                 + resource_bytes
@@ -518,10 +596,15 @@ impl PartitionBuffer {
                     .sum::<u64>();
             let day = day_number(e.time_unix_nano);
             let c = self.requests.entry(day).or_insert_with(RequestCols::new);
-            c.tenant.append_value(&res.tenant);
-            c.service.append_value(&res.service);
-            c.environment.append_value(&res.environment);
-            c.version.append_value(&res.version);
+            let resource = match keys {
+                Some((d, k)) if d == day => k,
+                _ => {
+                    let k = c.resource_keys(res);
+                    keys = Some((day, k));
+                    k
+                }
+            };
+            c.push_resource(resource);
             c.operation.append_value(e.operation);
             c.time.append_value(e.time_unix_nano);
             c.status_code.append_value(e.status_code);

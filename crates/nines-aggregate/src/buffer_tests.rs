@@ -242,6 +242,34 @@ fn requests_are_one_row_per_event_with_the_resource_and_the_record() {
     insta::assert_snapshot!(render(&traffic(), "requests"));
 }
 
+// The resource's four columns of `requests` are dictionaries: each distinct value once, in
+// the order first seen, and a key per event (the snapshot above shows them as their values).
+// Records 40–43 carry checkout/prod/v2 (5 events), search/prod/'' (2), checkout/prod/v2 (1),
+// checkout/prod/v3 (1).
+#[test]
+fn the_resource_columns_keep_each_value_once() {
+    let flush = traffic();
+    let batch = &flush.batches[0].batch;
+    let column = |name: &str| {
+        let d = batch
+            .column_by_name(name)
+            .expect("column")
+            .as_dictionary::<arrow::datatypes::UInt32Type>();
+        let values: Vec<&str> = d.values().as_string::<i32>().iter().flatten().collect();
+        (values, d.keys().values().to_vec())
+    };
+    assert_eq!(column("tenant"), (vec!["acme"], vec![0; 9]));
+    assert_eq!(column("environment"), (vec!["prod"], vec![0; 9]));
+    assert_eq!(
+        column("service"),
+        (vec!["checkout", "search"], vec![0, 0, 0, 0, 0, 1, 1, 0, 0])
+    );
+    assert_eq!(
+        column("version"),
+        (vec!["v2", "", "v3"], vec![0, 0, 0, 0, 0, 1, 1, 0, 2])
+    );
+}
+
 // `sli_1m`: one row per (tenant, service, environment, version, operation, minute), whatever
 // the records it came in; all rows kafka_partition 3, kafka_offset 43 (the flush's last).
 // - checkout v2 GET /cart 12:00 — a1, a2 (record 40) and a6 (record 42): total 3, errors 1

@@ -533,7 +533,7 @@ impl Store {
             &rel,
             &[(PARTITION_COLUMN, date)],
             size,
-            &batches[0].schema(),
+            &crate::writer::stored_schema(&batches[0].schema()),
             &metadata,
         ))
     }

@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array};
-use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
+use arrow::compute::{SortColumn, SortOptions, cast, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{
-    DataType, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampNanosecondType,
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    TimestampNanosecondType,
 };
 use arrow::record_batch::RecordBatch;
 use fail::fail_point;
@@ -82,6 +84,48 @@ pub fn writer_properties(p: &Provenance<'_>) -> WriterProperties {
 /// `requests`) was ~28 MB of the aggregator's peak heap on a backlog (BENCHMARKS.md).
 const SORTED_SLICE_ROWS: usize = 16 * 1024;
 
+/// The schema a file of batches in `schema` is written with: a dictionary-encoded column
+/// (the aggregator keeps a record's resource so, [`nines_model::flush::TableBatch`]) as
+/// its values' type, so every file of a table has the table's own schema.
+pub fn stored_schema(schema: &SchemaRef) -> SchemaRef {
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Dictionary(..)))
+    {
+        return schema.clone();
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, values) => f.as_ref().clone().with_data_type(*values.clone()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` in `schema` (its [`stored_schema`]): dictionary columns cast to their values.
+fn stored(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema_ref() == schema {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                cast(c, f.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
 /// The row order that sorts `batch` by the table's natural key (ties in input order), or
 /// `None` when it is already in that order (no key, fewer than two rows).
 fn sort_order(table: &str, batch: &RecordBatch) -> Result<Option<UInt32Array>> {
@@ -130,7 +174,7 @@ fn ranked_order(columns: &[ArrayRef]) -> Option<Vec<u32>> {
     let mut packed = vec![0_u64; n];
     let mut bits = 0_u32;
     for c in strings {
-        let (ranks, distinct) = dense_ranks(c.as_string_opt::<i32>()?);
+        let (ranks, distinct) = string_ranks(c)?;
         let width = u32::BITS - (distinct.max(1) - 1).leading_zeros();
         bits += width;
         if bits > u64::BITS {
@@ -161,8 +205,8 @@ fn ranked_order(columns: &[ArrayRef]) -> Option<Vec<u32>> {
             .iter()
             .map(|&v| flip(v))
             .collect(),
-        DataType::Utf8 => {
-            let (ranks, _) = dense_ranks(last.as_string_opt::<i32>()?);
+        DataType::Utf8 | DataType::Dictionary(..) => {
+            let (ranks, _) = string_ranks(last)?;
             ranks.into_iter().map(u64::from).collect()
         }
         _ => return None,
@@ -179,6 +223,23 @@ fn ranked_order(columns: &[ArrayRef]) -> Option<Vec<u32>> {
     let mut rows: Vec<(u64, u64, u32)> = (0..n).map(|i| (packed[i], tail[i], i as u32)).collect();
     rows.sort_unstable();
     Some(rows.into_iter().map(|(_, _, i)| i).collect())
+}
+
+/// [`dense_ranks`] of a string column, or of a dictionary of strings (ranked by its
+/// values: a handful, whatever the rows), with how many ranks there are; `None` for
+/// anything else.
+fn string_ranks(c: &ArrayRef) -> Option<(Vec<u32>, u32)> {
+    if let Some(strings) = c.as_string_opt::<i32>() {
+        return Some(dense_ranks(strings));
+    }
+    let dictionary = c.as_any_dictionary_opt()?;
+    let (by_value, distinct) = dense_ranks(dictionary.values().as_string_opt::<i32>()?);
+    let ranks = dictionary
+        .normalized_keys()
+        .into_iter()
+        .map(|k| by_value[k])
+        .collect();
+    Some((ranks, distinct))
 }
 
 /// Each value's rank among the distinct values of `a` (byte order, as arrow compares
@@ -298,17 +359,20 @@ pub fn encode_parts_into<W: Write + Send>(
         path: PathBuf::from(p.table),
         source,
     };
-    let mut writer = ArrowWriter::try_new(sink, first.schema(), Some(writer_properties(p)))
+    let schema = stored_schema(&first.schema());
+    let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(writer_properties(p)))
         .map_err(parquet_err)?;
     for part in parts {
         match sort_order(p.table, part)? {
-            None => writer.write(part).map_err(parquet_err)?,
-            // In slices of the sorted order, each taken as it is written.
+            None => writer.write(&stored(part, &schema)?).map_err(parquet_err)?,
+            // In slices of the sorted order, each taken (and its dictionaries cast to their
+            // values) as it is written.
             Some(order) => {
                 for start in (0..order.len()).step_by(SORTED_SLICE_ROWS) {
                     let slice = order.slice(start, SORTED_SLICE_ROWS.min(order.len() - start));
+                    let taken = take_record_batch(part, &slice)?;
                     writer
-                        .write(&take_record_batch(part, &slice)?)
+                        .write(&stored(&taken, &schema)?)
                         .map_err(parquet_err)?;
                 }
             }
@@ -476,6 +540,79 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A batch whose string columns are dictionaries (as a flush carries a record's
+    /// resource) is written as the same file, byte for byte, as the batch with plain
+    /// strings: the table's schema, the same sort, the same encoding. Also across parts
+    /// with different dictionaries, concatenated into one row group or not.
+    #[test]
+    fn dictionary_columns_are_written_as_their_values() {
+        let p = Provenance {
+            table: REQUESTS,
+            topic: "t",
+            partition: -1,
+            first_offset: 0,
+            last_offset: 0,
+            partitions: "0:0-0,1:0-0",
+        };
+        let as_dictionaries = |b: &RecordBatch, columns: &[&str]| {
+            let key = DataType::UInt32;
+            let fields: Vec<Field> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    let mut f = f.as_ref().clone();
+                    if columns.contains(&f.name().as_str()) {
+                        f = f.with_data_type(DataType::Dictionary(
+                            Box::new(key.clone()),
+                            Box::new(DataType::Utf8),
+                        ));
+                    }
+                    f
+                })
+                .collect();
+            let schema = Arc::new(Schema::new(fields));
+            let cols = b
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| cast(c, f.data_type()).unwrap())
+                .collect();
+            RecordBatch::try_new(schema, cols).unwrap()
+        };
+        for (a, b) in [
+            (3_000, 2_000),
+            (ROW_GROUP_ROWS - 10, 20),
+            (ROW_GROUP_ROWS + 7, 1),
+        ] {
+            let (a, b) = (batch(a, 1), batch(b, 2));
+            let plain = encode_parts(&[&a, &b], &p).unwrap();
+            // tenant and service sort, environment does not; the wide shape's 4096 values
+            // too.
+            for columns in [&["tenant", "service", "environment"][..], &["operation"]] {
+                let (da, db) = (as_dictionaries(&a, columns), as_dictionaries(&b, columns));
+                assert!(matches!(
+                    da.schema().field_with_name(columns[0]).unwrap().data_type(),
+                    DataType::Dictionary(..)
+                ));
+                let dictionary = encode_parts(&[&da, &db], &p).unwrap();
+                assert!(
+                    dictionary.bytes == plain.bytes,
+                    "{columns:?}, {} + {} rows",
+                    a.num_rows(),
+                    b.num_rows()
+                );
+                assert_eq!(stored_schema(&da.schema()), a.schema());
+            }
+        }
+        let wide = shaped(3_000, 3, true);
+        let dictionary = as_dictionaries(&wide, &["tenant", "service", "operation"]);
+        assert!(
+            encode(&dictionary, &p).unwrap().bytes == encode(&wide, &p).unwrap().bytes,
+            "more than 32 bits of ranks"
+        );
     }
 
     /// Each table's files get the ZSTD level its definition names (a level ZSTD accepts),
