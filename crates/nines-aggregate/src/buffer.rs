@@ -47,27 +47,40 @@ fn utc_ts(cap: usize) -> UtcMicros {
     UtcMicros(TimestampMicrosecondBuilder::with_capacity(cap).with_timezone("UTC"))
 }
 
-/// A column of the few strings the records of a partition carry as their resource (tenant,
-/// service, environment, version), kept as 4-byte keys into its distinct values instead of
-/// each event's copy of the string and its offset: the builders were most of the
-/// aggregator's peak heap on a backlog (BENCHMARKS.md, nineteenth part). The flushed column
-/// is a dictionary; the writer stores it as its values, so files are unchanged.
+/// A column of few distinct strings (a record's resource: tenant, service, environment,
+/// version; and the operation, capped per service by ingest's guard), kept as 4-byte keys
+/// into its distinct values instead of each event's copy of the string and its offset: the
+/// builders were most of the aggregator's peak heap on a backlog (BENCHMARKS.md, nineteenth
+/// part). The flushed column is a dictionary; the writer stores it as its values, so files
+/// are unchanged.
 #[derive(Default)]
 struct Interned {
     keys: Vec<u32>,
     values: Vec<String>,
     index: HashMap<String, u32>,
+    /// The key last answered: a value equal to the one before costs a comparison, not a
+    /// lookup.
+    last: Option<u32>,
 }
 
 impl Interned {
     /// The key of `value`, added to the values if new.
     fn key(&mut self, value: &str) -> u32 {
-        if let Some(&k) = self.index.get(value) {
-            return k;
+        if let Some(last) = self.last
+            && self.values[last as usize] == value
+        {
+            return last;
         }
-        let k = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
-        self.values.push(value.to_owned());
-        self.index.insert(value.to_owned(), k);
+        let k = match self.index.get(value) {
+            Some(&k) => k,
+            None => {
+                let k = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
+                self.values.push(value.to_owned());
+                self.index.insert(value.to_owned(), k);
+                k
+            }
+        };
+        self.last = Some(k);
         k
     }
 
@@ -83,15 +96,15 @@ impl Interned {
     }
 }
 
-/// `requests` as a flush carries it: the resource's four columns as dictionaries
-/// ([`Interned`]), the rest as the table's schema has them.
+/// `requests` as a flush carries it: the [`INTERNED`] columns as dictionaries, the rest as
+/// the table's schema has them.
 static BUFFERED_REQUESTS: LazyLock<SchemaRef> = LazyLock::new(|| {
     let table = schema::requests();
     let fields: Vec<Field> = table
         .fields()
         .iter()
         .map(|f| {
-            if RESOURCE_COLUMNS.contains(&f.name().as_str()) {
+            if INTERNED.contains(&f.name().as_str()) {
                 f.as_ref().clone().with_data_type(DataType::Dictionary(
                     Box::new(DataType::UInt32),
                     Box::new(f.data_type().clone()),
@@ -104,13 +117,14 @@ static BUFFERED_REQUESTS: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new_with_metadata(fields, table.metadata().clone()))
 });
 
-/// The columns of `requests` a record's resource fills, in [`RequestCols::resource`]'s order.
-const RESOURCE_COLUMNS: [&str; 4] = ["tenant", "service", "environment", "version"];
+/// The columns of `requests` kept as [`Interned`] keys: a record's resource (in
+/// [`RequestCols::resource`]'s order) and the operation.
+const INTERNED: [&str; 5] = ["tenant", "service", "environment", "version", "operation"];
 
 struct RequestCols {
     /// Tenant, service, environment, version.
     resource: [Interned; 4],
-    operation: StringBuilder,
+    operation: Interned,
     time: UtcMicros,
     status_code: Int32Builder,
     error: BooleanBuilder,
@@ -131,7 +145,7 @@ impl RequestCols {
         };
         Self {
             resource: Default::default(),
-            operation: StringBuilder::new(),
+            operation: Interned::default(),
             time: utc_ts(1024),
             status_code: Int32Builder::new(),
             error: BooleanBuilder::new(),
@@ -168,7 +182,7 @@ impl RequestCols {
             Arc::new(s.finish()?),
             Arc::new(e.finish()?),
             Arc::new(v.finish()?),
-            Arc::new(self.operation.finish()),
+            Arc::new(self.operation.finish()?),
             Arc::new(self.time.finish()),
             Arc::new(self.status_code.finish()),
             Arc::new(self.error.finish()),
@@ -605,7 +619,8 @@ impl PartitionBuffer {
                 }
             };
             c.push_resource(resource);
-            c.operation.append_value(e.operation);
+            let operation = c.operation.key(e.operation);
+            c.operation.push(operation);
             c.time.append_value(e.time_unix_nano);
             c.status_code.append_value(e.status_code);
             c.error.append_value(e.error);

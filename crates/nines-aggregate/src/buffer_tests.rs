@@ -242,12 +242,13 @@ fn requests_are_one_row_per_event_with_the_resource_and_the_record() {
     insta::assert_snapshot!(render(&traffic(), "requests"));
 }
 
-// The resource's four columns of `requests` are dictionaries: each distinct value once, in
-// the order first seen, and a key per event (the snapshot above shows them as their values).
-// Records 40–43 carry checkout/prod/v2 (5 events), search/prod/'' (2), checkout/prod/v2 (1),
-// checkout/prod/v3 (1).
+// The resource's four columns of `requests` and the operation are dictionaries: each
+// distinct value once, in the order first seen, and a key per event (the snapshot above shows
+// them as their values). Records 40–43 carry checkout/prod/v2 (5 events: GET /cart twice,
+// POST /pay twice, GET /cart), search/prod/'' (2 GET /search), checkout/prod/v2 (1 GET
+// /cart), checkout/prod/v3 (1 GET /cart).
 #[test]
-fn the_resource_columns_keep_each_value_once() {
+fn the_resource_and_operation_columns_keep_each_value_once() {
     let flush = traffic();
     let batch = &flush.batches[0].batch;
     let column = |name: &str| {
@@ -267,6 +268,13 @@ fn the_resource_columns_keep_each_value_once() {
     assert_eq!(
         column("version"),
         (vec!["v2", "", "v3"], vec![0, 0, 0, 0, 0, 1, 1, 0, 2])
+    );
+    assert_eq!(
+        column("operation"),
+        (
+            vec!["GET /cart", "POST /pay", "GET /search"],
+            vec![0, 0, 1, 1, 0, 2, 2, 0, 0]
+        )
     );
 }
 
