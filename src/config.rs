@@ -490,6 +490,8 @@ mod tests {
             d.ingest.limits.max_event_age
         );
         assert_eq!(cfg.aggregate.flush_interval, Duration::from_millis(500));
+        assert_eq!(cfg.aggregate.flush_events, 100_000);
+        assert_eq!(cfg.aggregate.flush_events, d.aggregate.flush_events);
         assert_eq!(
             cfg.aggregate.idempotency_window,
             d.aggregate.idempotency_window
