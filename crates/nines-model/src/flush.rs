@@ -7,7 +7,9 @@ use arrow::record_batch::RecordBatch;
 
 use crate::idempotency::Seen;
 
-/// One table's rows for one UTC day.
+/// One table's rows for one UTC day. A string column may come as a dictionary of strings
+/// (the aggregator keeps `requests`' resource and operation so); the store writes it as its
+/// values, in the table's schema.
 #[derive(Debug)]
 pub struct TableBatch {
     pub table: &'static str,
