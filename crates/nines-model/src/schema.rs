@@ -5,6 +5,8 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
 
 /// Version of the table schemas, written into every Parquet file's key/value metadata.
 /// 2: timestamp columns are microseconds (were nanoseconds), so Delta readers read them.
@@ -294,6 +296,25 @@ pub fn for_table(name: &str) -> Option<SchemaRef> {
 /// Natural sort key of a table (files are sorted by it so pruning works).
 pub fn sort_key(name: &str) -> &'static [&'static str] {
     table(name).map_or(&[], |t| t.sort_key)
+}
+
+/// `batch` in `schema`: each column cast to its field's type (kept as it is when it has it
+/// already). The store writes a flush's dictionary columns as their values through it, and
+/// the query doors send results in their wire schema.
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                arrow::compute::cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 #[cfg(test)]

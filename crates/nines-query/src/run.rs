@@ -125,19 +125,7 @@ fn plain(t: &DataType) -> DataType {
 
 /// `batch` in `schema` (a [`wire_schema`]): columns cast to its types.
 pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                arrow::compute::cast(c, f.data_type())
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    Ok(nines_model::schema::conform(batch, schema)?)
 }
 
 impl Runner {

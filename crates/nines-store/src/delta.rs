@@ -799,15 +799,7 @@ mod tests {
 
     /// `parts` written as one file of table `t` by the store's Parquet writer.
     fn encode_file(parts: &[&RecordBatch]) -> crate::writer::Encoded {
-        let p = crate::writer::Provenance {
-            table: "t",
-            topic: "t",
-            partition: 0,
-            first_offset: 0,
-            last_offset: 0,
-            partitions: "",
-        };
-        crate::writer::encode_parts(parts, &p).unwrap()
+        crate::writer::encode_parts(parts, &crate::writer::Provenance::of_test("t")).unwrap()
     }
 
     #[test]

@@ -811,14 +811,7 @@ mod tests {
             ))],
         )
         .unwrap();
-        let provenance = Provenance {
-            table: "t",
-            topic: "t",
-            partition: 0,
-            first_offset: 0,
-            last_offset: 0,
-            partitions: "",
-        };
+        let provenance = Provenance::of_test("t");
         let before = synced(&root);
         let (metadata, size) = store
             .put_parquet(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array};
-use arrow::compute::{SortColumn, SortOptions, cast, lexsort_to_indices, take_record_batch};
+use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{
     DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
     TimestampNanosecondType,
@@ -40,6 +40,21 @@ pub struct Provenance<'a> {
     /// A file of several partitions flushed together: each `partition:first-last`,
     /// comma-separated (`partition` is then -1 and the offsets their extremes); else empty.
     pub partitions: &'a str,
+}
+
+#[cfg(test)]
+impl Provenance<'static> {
+    /// The provenance of a test's file of `table`: a group of partitions 0 and 1.
+    pub(crate) fn of_test(table: &'static str) -> Self {
+        Provenance {
+            table,
+            topic: "t",
+            partition: -1,
+            first_offset: 0,
+            last_offset: 0,
+            partitions: "0:0-0,1:0-0",
+        }
+    }
 }
 
 /// Every Parquet setting nines uses, in one place.
@@ -111,19 +126,7 @@ fn stored(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     if batch.schema_ref() == schema {
         return Ok(batch.clone());
     }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                cast(c, f.data_type())
-            }
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    Ok(nines_model::schema::conform(batch, schema)?)
 }
 
 /// The row order that sorts `batch` by the table's natural key (ties in input order), or
@@ -411,6 +414,7 @@ pub(crate) static SYNCED_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex
 
 #[cfg(test)]
 mod tests {
+    use arrow::compute::cast;
     use std::sync::Arc;
 
     use arrow::array::{Int64Array, TimestampNanosecondArray};
@@ -548,14 +552,7 @@ mod tests {
     /// with different dictionaries, concatenated into one row group or not.
     #[test]
     fn dictionary_columns_are_written_as_their_values() {
-        let p = Provenance {
-            table: REQUESTS,
-            topic: "t",
-            partition: -1,
-            first_offset: 0,
-            last_offset: 0,
-            partitions: "0:0-0,1:0-0",
-        };
+        let p = Provenance::of_test(REQUESTS);
         let as_dictionaries = |b: &RecordBatch, columns: &[&str]| {
             let key = DataType::UInt32;
             let fields: Vec<Field> = b
@@ -650,14 +647,7 @@ mod tests {
     #[test]
     fn parts_share_a_row_group_only_when_they_fit_one() {
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        let p = Provenance {
-            table: REQUESTS,
-            topic: "t",
-            partition: -1,
-            first_offset: 0,
-            last_offset: 0,
-            partitions: "0:0-0,1:0-0",
-        };
+        let p = Provenance::of_test(REQUESTS);
         // Each row group's sort keys, read back by the parquet crate's reader.
         let row_groups = |encoded: Encoded| -> Vec<Vec<String>> {
             let bytes = encoded.bytes;
