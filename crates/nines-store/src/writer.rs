@@ -309,8 +309,8 @@ pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Encode
 /// Encodes `parts` as one Parquet file at `path` on a local disk and makes it durable: the
 /// file, its directory, and that directory's parent when this created it (a new `date=`
 /// partition). The row groups go to the file as they are encoded, so no copy of the file is
-/// held in memory (encoded into a `Vec` first, it was ~13 MB of the aggregator's peak heap on
-/// a backlog, BENCHMARKS.md). The file must not exist; if encoding fails, what was written
+/// held in memory (encoded into a `Vec` first, it was 13–21 MB of the aggregator's peak heap
+/// on a backlog, BENCHMARKS.md, nineteenth part). The file must not exist; if encoding fails, what was written
 /// is removed. Answers the footer and the file's size. No commit names the file yet.
 pub fn write_file(
     path: &Path,
