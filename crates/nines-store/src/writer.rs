@@ -602,6 +602,12 @@ mod tests {
                     b.num_rows()
                 );
                 assert_eq!(stored_schema(&da.schema()), a.schema());
+                // The ranked sort took the dictionaries, not arrow's lexsort fallback.
+                let key: Vec<ArrayRef> = sort_key(REQUESTS)
+                    .iter()
+                    .map(|c| da.column_by_name(c).unwrap().clone())
+                    .collect();
+                assert!(ranked_order(&key).is_some(), "{columns:?}");
             }
         }
         let wide = shaped(3_000, 3, true);
@@ -610,6 +616,26 @@ mod tests {
             encode(&dictionary, &p).unwrap().bytes == encode(&wide, &p).unwrap().bytes,
             "more than 32 bits of ranks"
         );
+    }
+
+    /// A file that fails to encode (here a part of another schema) is not left behind under
+    /// its name, and the error says so.
+    #[test]
+    fn a_file_that_fails_to_encode_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("date=2026-01-02/x.parquet");
+        let good = batch(100, 1);
+        let other = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(vec![1, 2]))],
+        )
+        .unwrap();
+        let failed = write_file(&path, &[&good, &other], &Provenance::of_test(REQUESTS));
+        assert!(failed.is_err());
+        assert!(!path.exists(), "the partial file is removed");
+        let (metadata, size) = write_file(&path, &[&good], &Provenance::of_test(REQUESTS)).unwrap();
+        assert_eq!(metadata.file_metadata().num_rows(), 100);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size as u64);
     }
 
     /// Each table's files get the ZSTD level its definition names (a level ZSTD accepts),
