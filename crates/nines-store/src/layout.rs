@@ -21,7 +21,7 @@ use url::Url;
 
 use crate::delta::{CommitFailure, Table, add_action};
 use crate::faults::crash;
-use crate::writer::{Provenance, encode_parts};
+use crate::writer::Provenance;
 use crate::{Error, Result};
 use nines_model::clock::now_ns;
 
@@ -539,9 +539,7 @@ impl Store {
     }
 
     /// Encodes `parts` as one Parquet file at `rel` under the table's root and stores it
-    /// durably, as [`Store::store_file`] does; answers its footer and size. On a local disk
-    /// the file is encoded straight into place ([`crate::writer::write_file`]); on object
-    /// storage it is encoded in memory and put whole.
+    /// durably ([`Store::put_encoded`]); answers its footer and size.
     pub(crate) async fn put_parquet(
         &self,
         table: &str,
@@ -549,16 +547,30 @@ impl Store {
         parts: &[&RecordBatch],
         provenance: &Provenance<'_>,
     ) -> Result<(ParquetMetaData, usize)> {
+        self.put_encoded(table, rel, |sink| {
+            crate::writer::encode_parts_into(parts, provenance, sink)
+        })
+        .await
+    }
+
+    /// Stores the Parquet file `encode` writes at `rel` under the table's root, durably, as
+    /// [`Store::store_file`] does; answers its footer and size. On a local disk the file is
+    /// encoded straight into place ([`crate::writer::write_file`]); on object storage it is
+    /// encoded in memory and put whole.
+    pub(crate) async fn put_encoded(
+        &self,
+        table: &str,
+        rel: &str,
+        encode: impl FnOnce(crate::writer::Sink<'_>) -> Result<(ParquetMetaData, usize)>,
+    ) -> Result<(ParquetMetaData, usize)> {
         if let Some(root) = self.table_dir(table) {
             let path = root.join(rel);
-            return tokio::task::block_in_place(|| {
-                crate::writer::write_file(&path, parts, provenance)
-            });
+            return tokio::task::block_in_place(|| crate::writer::write_file(&path, encode));
         }
-        let encoded = tokio::task::block_in_place(|| encode_parts(parts, provenance))?;
-        let size = encoded.bytes.len();
-        self.store_file(table, rel, encoded.bytes).await?;
-        Ok((encoded.metadata, size))
+        let mut bytes = Vec::new();
+        let (metadata, size) = tokio::task::block_in_place(|| encode(&mut bytes))?;
+        self.store_file(table, rel, bytes).await?;
+        Ok((metadata, size))
     }
 
     /// Local directory of a table, when the store is local.
@@ -707,7 +719,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::AsArray;
     use nines_aggregate::PartitionBuffer;
+    use nines_model::schema::REQUESTS;
     use nines_proto::v1::{EventBatch, RequestEvent, Resource};
 
     const TOPIC: &str = "nines.events";
@@ -715,19 +729,36 @@ mod tests {
     const T: i64 = 1_795_651_210_000_000_000;
 
     fn flush_of(partition: i32, offset: i64, events: usize, batch_id: &str) -> Flush {
+        flush_at(
+            partition,
+            offset,
+            "s",
+            (0..events as i64).map(|i| T + i),
+            batch_id,
+        )
+    }
+
+    /// A flush of one record at `offset`: a request of `service` at each of `times`.
+    fn flush_at(
+        partition: i32,
+        offset: i64,
+        service: &str,
+        times: impl Iterator<Item = i64>,
+        batch_id: &str,
+    ) -> Flush {
         let mut buffer = PartitionBuffer::new(partition);
         let batch = EventBatch {
             schema_version: 1,
             batch_id: batch_id.into(),
             resource: Some(Resource {
                 tenant: "t".into(),
-                service: "s".into(),
+                service: service.into(),
                 environment: "e".into(),
                 version: "v".into(),
             }),
-            requests: (0..events)
-                .map(|i| RequestEvent {
-                    time_unix_nano: T + i as i64,
+            requests: times
+                .map(|time_unix_nano| RequestEvent {
+                    time_unix_nano,
                     operation: "GET /".into(),
                     duration_nano: 1_000,
                     ..Default::default()
@@ -1138,5 +1169,83 @@ mod tests {
         assert_eq!(ids(&after.1), ["p1-a"]);
         assert!(after.0.dead_lettered.is_empty());
         assert_eq!(after.1.dead_lettered, BTreeSet::from([3]));
+    }
+
+    /// Seventy small files of a day: one compaction merges them into two (a merge takes
+    /// at most 64 files), each sorted by `requests`' key with every row; the next
+    /// compaction merges those two into one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compaction_merges_at_most_64_files_into_one_and_keeps_every_row_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_dir(dir.path()).await.unwrap();
+        let services = ["cart", "auth", "checkout"];
+        let mut sent = Vec::new();
+        for offset in 0..70_i64 {
+            // Each record's times run backwards, and each service recurs in many files.
+            let service = services[offset as usize % 3];
+            let times: Vec<i64> = (0..50)
+                .map(|i| T + (offset * 7 + 500 - i) * 1_000)
+                .collect();
+            sent.extend(times.iter().map(|&t| (service.to_owned(), t / 1_000)));
+            let flush = flush_at(0, offset, service, times.into_iter(), &format!("b{offset}"));
+            let expected = store.positions(TOPIC, 0).await.unwrap();
+            let outcome = store
+                .commit(TOPIC, &flush, &expected, |_| false)
+                .await
+                .unwrap();
+            assert!(matches!(outcome, CommitOutcome::Committed(_)));
+        }
+        sent.sort();
+        let rows = |store: &Store| {
+            let store = store.clone();
+            async move {
+                let mut files = Vec::new();
+                let object_store = store.object_store(REQUESTS).await;
+                for (path, _) in store.data_files(REQUESTS).await.unwrap() {
+                    let mut rows = Vec::new();
+                    for b in crate::maintenance::read_file(object_store.as_ref(), &path)
+                        .await
+                        .unwrap()
+                    {
+                        let service = b.column_by_name("service").unwrap().as_string::<i32>();
+                        let time = b
+                            .column_by_name("time")
+                            .unwrap()
+                            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+                        rows.extend(
+                            (0..b.num_rows()).map(|i| (service.value(i).to_owned(), time.value(i))),
+                        );
+                    }
+                    files.push(rows);
+                }
+                files
+            }
+        };
+        assert_eq!(rows(&store).await.len(), 70);
+
+        let report = store.compact(REQUESTS, 1 << 30).await.unwrap();
+        assert_eq!(
+            (report.files_removed, report.files_added),
+            (70, 2),
+            "{report:?}"
+        );
+        let files = rows(&store).await;
+        assert_eq!(files.len(), 2);
+        for file in &files {
+            assert!(file.is_sorted(), "a compacted file out of order");
+        }
+        let mut all: Vec<_> = files.concat();
+        all.sort();
+        assert_eq!(all, sent, "every row, once");
+
+        let report = store.compact(REQUESTS, 1 << 30).await.unwrap();
+        assert_eq!(
+            (report.files_removed, report.files_added),
+            (2, 1),
+            "{report:?}"
+        );
+        let files = rows(&store).await;
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0], sent, "every row, once, in key order");
     }
 }

@@ -15,6 +15,7 @@ mod error;
 pub mod faults;
 pub mod layout;
 pub mod maintenance;
+mod merge;
 pub mod metrics;
 pub mod writer;
 

@@ -22,6 +22,7 @@ use tracing::info;
 
 use crate::delta::{add_action, delta_error};
 use crate::layout::Store;
+use crate::merge::{Input, MAX_FILES_PER_MERGE, Merge};
 use crate::writer::Provenance;
 use crate::{Error, Result};
 
@@ -238,12 +239,16 @@ impl Store {
         let store = self.object_store(table).await;
         let mut actions = Vec::new();
         let mut inputs = BTreeSet::new();
+        let local = self.table_dir(table);
         for (date, mut small) in by_date {
             small.sort_by(|a, b| a.path.cmp(&b.path));
             let mut bins: Vec<Vec<&Listed>> = vec![Vec::new()];
             let mut bin_bytes = 0;
             for f in small {
-                if bin_bytes + f.size > target_bytes && !bins.last().expect("a bin").is_empty() {
+                let bin = bins.last().expect("a bin");
+                if (bin_bytes + f.size > target_bytes || bin.len() == MAX_FILES_PER_MERGE)
+                    && !bin.is_empty()
+                {
                     bins.push(Vec::new());
                     bin_bytes = 0;
                 }
@@ -252,14 +257,14 @@ impl Store {
             }
             let mut touched = false;
             for bin in bins.into_iter().filter(|b| b.len() >= 2) {
-                let mut batches: Vec<RecordBatch> = Vec::new();
+                let mut files = Vec::with_capacity(bin.len());
                 for f in &bin {
-                    batches.extend(read_file(store.as_ref(), &f.path).await?);
+                    let input = match &local {
+                        Some(root) => Input::Local(root.join(&f.path)),
+                        None => Input::Fetched(fetch(store.as_ref(), &f.path).await?),
+                    };
+                    files.push((f.path.clone(), input));
                 }
-                let Some(first) = batches.first() else {
-                    continue;
-                };
-                let merged = arrow::compute::concat_batches(&first.schema(), &batches)?;
                 let provenance = Provenance {
                     table,
                     topic: "compaction",
@@ -272,14 +277,21 @@ impl Store {
                     "{PARTITION_COLUMN}={date}/compacted-{}.parquet",
                     uuid::Uuid::now_v7().simple()
                 );
+                let key = nines_model::schema::sort_key(table);
+                let Some(merge) = tokio::task::block_in_place(|| Merge::open(files, key))? else {
+                    continue;
+                };
+                let schema = merge.schema().clone();
                 let (metadata, size) = self
-                    .put_parquet(table, &rel, &[&merged], &provenance)
+                    .put_encoded(table, &rel, |sink| {
+                        crate::writer::encode_sorted_into(&schema, merge, &provenance, sink)
+                    })
                     .await?;
                 let mut add = add_action(
                     &rel,
                     &[(PARTITION_COLUMN, date.to_owned())],
                     size,
-                    &merged.schema(),
+                    &schema,
                     &metadata,
                 );
                 add.data_change = false;
@@ -447,8 +459,8 @@ fn remove_action(f: &Listed, data_change: bool) -> Remove {
     }
 }
 
-/// Every row of one Parquet file of a table.
-pub(crate) async fn read_file(store: &dyn ObjectStore, path: &str) -> Result<Vec<RecordBatch>> {
+/// The bytes of one file of a table on object storage.
+async fn fetch(store: &dyn ObjectStore, path: &str) -> Result<bytes::Bytes> {
     let object_err = |source| Error::ObjectStore {
         path: path.to_owned(),
         source,
@@ -457,7 +469,12 @@ pub(crate) async fn read_file(store: &dyn ObjectStore, path: &str) -> Result<Vec
         .get(&object_store::path::Path::from(path))
         .await
         .map_err(object_err)?;
-    let bytes = got.bytes().await.map_err(object_err)?;
+    got.bytes().await.map_err(object_err)
+}
+
+/// Every row of one Parquet file of a table.
+pub(crate) async fn read_file(store: &dyn ObjectStore, path: &str) -> Result<Vec<RecordBatch>> {
+    let bytes = fetch(store, path).await?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.build())
         .map_err(|source| Error::Parquet {

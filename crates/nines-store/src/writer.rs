@@ -306,7 +306,10 @@ pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Encode
     })
 }
 
-/// Encodes `parts` as one Parquet file at `path` on a local disk and makes it durable: the
+/// Where a file is encoded: a file on the local disk, or a `Vec` put to object storage.
+pub type Sink<'a> = &'a mut (dyn Write + Send);
+
+/// Writes one Parquet file at `path` on a local disk with `encode` and makes it durable: the
 /// file, its directory, and that directory's parent when this created it (a new `date=`
 /// partition). The row groups go to the file as they are encoded, so no copy of the file is
 /// held in memory (encoded into a `Vec` first, it was 13–21 MB of the aggregator's peak heap
@@ -314,8 +317,7 @@ pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Encode
 /// is removed. Answers the footer and the file's size. No commit names the file yet.
 pub fn write_file(
     path: &Path,
-    parts: &[&RecordBatch],
-    p: &Provenance<'_>,
+    encode: impl FnOnce(Sink<'_>) -> Result<(ParquetMetaData, usize)>,
 ) -> Result<(ParquetMetaData, usize)> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let new_dir = !dir.exists();
@@ -323,7 +325,7 @@ pub fn write_file(
         std::fs::create_dir_all(dir).io("creating directory", dir)?;
     }
     let mut file = File::create_new(path).io("creating", path)?;
-    let encoded = encode_parts_into(parts, p, &mut file).and_then(|done| {
+    let encoded = encode(&mut file).and_then(|done| {
         file.sync_all().io("fsyncing", path)?;
         Ok(done)
     });
@@ -338,16 +340,32 @@ pub fn write_file(
     Ok(encoded)
 }
 
+/// Writes `slices`, already in the table's order (compaction's merge), as one Parquet file
+/// of `schema` into `sink`, flushed (not synced); answers its footer and the bytes written.
+pub fn encode_sorted_into(
+    schema: &SchemaRef,
+    slices: impl Iterator<Item = Result<RecordBatch>>,
+    p: &Provenance<'_>,
+    sink: Sink<'_>,
+) -> Result<(ParquetMetaData, usize)> {
+    encode_with(schema, p, sink, |writer| {
+        for slice in slices {
+            writer.write(&slice?).map_err(parquet_err(p))?;
+        }
+        Ok(())
+    })
+}
+
 /// Encodes `parts` (one schema) as one Parquet file into `sink`, flushed (not synced), and
 /// answers its footer and the bytes written. Parts that fit one row group together
 /// are sorted together into it (readers pay per row group: four small ones cost a query more
 /// than one); larger parts are each sorted apart, in row groups of their own, so a file of
 /// several partitions' rows never holds a sorted copy of more than one part (a backlog's
 /// group of full buffers, concatenated, took the aggregator's peak RSS from ~210 to ~300+ MiB).
-pub fn encode_parts_into<W: Write + Send>(
+pub fn encode_parts_into(
     parts: &[&RecordBatch],
     p: &Provenance<'_>,
-    sink: &mut W,
+    sink: Sink<'_>,
 ) -> Result<(ParquetMetaData, usize)> {
     let first = parts.first().expect("a file of at least one batch");
     let rows: usize = parts.iter().map(|b| b.num_rows()).sum();
@@ -358,33 +376,54 @@ pub fn encode_parts_into<W: Write + Send>(
     } else {
         parts.to_vec()
     };
-    let parquet_err = |source| Error::Parquet {
-        path: PathBuf::from(p.table),
-        source,
-    };
     let schema = stored_schema(&first.schema());
-    let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(writer_properties(p)))
-        .map_err(parquet_err)?;
-    for part in parts {
-        match sort_order(p.table, part)? {
-            None => writer.write(&stored(part, &schema)?).map_err(parquet_err)?,
-            // In slices of the sorted order, each taken (and its dictionaries cast to their
-            // values) as it is written.
-            Some(order) => {
-                for start in (0..order.len()).step_by(SORTED_SLICE_ROWS) {
-                    let slice = order.slice(start, SORTED_SLICE_ROWS.min(order.len() - start));
-                    let taken = take_record_batch(part, &slice)?;
-                    writer
-                        .write(&stored(&taken, &schema)?)
-                        .map_err(parquet_err)?;
+    encode_with(&schema, p, sink, |writer| {
+        for part in parts {
+            match sort_order(p.table, part)? {
+                None => writer
+                    .write(&stored(part, &schema)?)
+                    .map_err(parquet_err(p))?,
+                // In slices of the sorted order, each taken (and its dictionaries cast to
+                // their values) as it is written.
+                Some(order) => {
+                    for start in (0..order.len()).step_by(SORTED_SLICE_ROWS) {
+                        let slice = order.slice(start, SORTED_SLICE_ROWS.min(order.len() - start));
+                        let taken = take_record_batch(part, &slice)?;
+                        writer
+                            .write(&stored(&taken, &schema)?)
+                            .map_err(parquet_err(p))?;
+                    }
                 }
             }
+            writer.flush().map_err(parquet_err(p))?;
         }
-        writer.flush().map_err(parquet_err)?;
-    }
+        Ok(())
+    })
+}
+
+/// One Parquet file of `schema` into `sink` with [`writer_properties`]: `body` writes its
+/// rows; answers the footer and the bytes written.
+fn encode_with(
+    schema: &SchemaRef,
+    p: &Provenance<'_>,
+    sink: Sink<'_>,
+    body: impl FnOnce(&mut ArrowWriter<Sink<'_>>) -> Result<()>,
+) -> Result<(ParquetMetaData, usize)> {
+    let mut writer = ArrowWriter::try_new(sink, schema.clone(), Some(writer_properties(p)))
+        .map_err(parquet_err(p))?;
+    body(&mut writer)?;
     fail_point!("store.mid_file", |_| crash("store.mid_file"));
-    let metadata = writer.finish().map_err(parquet_err)?;
+    let metadata = writer.finish().map_err(parquet_err(p))?;
     Ok((metadata, writer.bytes_written()))
+}
+
+/// A Parquet error writing a file of `p`'s table.
+fn parquet_err(p: &Provenance<'_>) -> impl Fn(parquet::errors::ParquetError) -> Error {
+    let table = PathBuf::from(p.table);
+    move |source| Error::Parquet {
+        path: table.clone(),
+        source,
+    }
 }
 
 /// Fsyncs the file at `path` and its directory, so a file written through the local object
@@ -630,10 +669,15 @@ mod tests {
             vec![Arc::new(Int64Array::from(vec![1, 2]))],
         )
         .unwrap();
-        let failed = write_file(&path, &[&good, &other], &Provenance::of_test(REQUESTS));
+        let failed = write_file(&path, |sink| {
+            encode_parts_into(&[&good, &other], &Provenance::of_test(REQUESTS), sink)
+        });
         assert!(failed.is_err());
         assert!(!path.exists(), "the partial file is removed");
-        let (metadata, size) = write_file(&path, &[&good], &Provenance::of_test(REQUESTS)).unwrap();
+        let (metadata, size) = write_file(&path, |sink| {
+            encode_parts_into(&[&good], &Provenance::of_test(REQUESTS), sink)
+        })
+        .unwrap();
         assert_eq!(metadata.file_metadata().num_rows(), 100);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), size as u64);
     }

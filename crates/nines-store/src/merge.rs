@@ -1,0 +1,552 @@
+//! Compaction's merge: the row groups of a day's small files, each sorted by the table's
+//! natural key (the writer sorts every part it writes, and a row group never spans two
+//! parts), merged into one sorted stream a slice at a time.
+//!
+//! Each row group is read in batches of [`RUN_BATCH_ROWS`] from its file, a page at a time
+//! on a local disk, so what the merge holds is a batch and a page per column of each input,
+//! not the inputs decoded whole. Decoding a day's small files whole, concatenating and
+//! sorting them took `nines compact` to 1.3 GB of RSS for the bench's 125 MB of `requests`
+//! (BENCHMARKS.md, twentieth part), in every aggregator, every `storage.interval`.
+//!
+//! The order is the one the writer's sort gives the concatenation of the inputs: rows by
+//! the key, equal keys in input order (input by input, row group by row group), so a merged
+//! file is the one sorting the whole day would have written.
+
+use std::cmp::Ordering;
+use std::fs::File;
+use std::path::PathBuf;
+
+use arrow::array::ArrayRef;
+use arrow::compute::{concat_batches, interleave_record_batch};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, Rows, SortField};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
+use parquet::file::reader::ChunkReader;
+
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+/// Rows read from each input row group at a time.
+pub(crate) const RUN_BATCH_ROWS: usize = 4096;
+
+/// Rows of each merged slice handed to the writer (as many as the writer's own sorted
+/// slices, so a merged file's row groups fall where sorting the whole day put them).
+pub(crate) const MERGED_SLICE_ROWS: usize = 16 * 1024;
+
+/// Files merged into one at most: each holds a batch and a page per column open until it
+/// is used up. A day with more small files than this is compacted into several files, and
+/// those again at the next compaction.
+pub(crate) const MAX_FILES_PER_MERGE: usize = 64;
+
+/// One input file of a merge: on the local disk, or its bytes fetched from object storage.
+pub(crate) enum Input {
+    Local(PathBuf),
+    Fetched(bytes::Bytes),
+}
+
+/// One sorted run: a row group of an input, its current batch and that batch's key rows.
+struct Run {
+    /// The input's name, for errors.
+    name: std::sync::Arc<str>,
+    reader: ParquetRecordBatchReader,
+    /// Where the run's current batch is in [`Merge::held`].
+    held: usize,
+    rows: Option<Rows>,
+    position: usize,
+    len: usize,
+}
+
+impl Run {
+    /// The run's next batch, if any.
+    fn read(&mut self) -> Result<Option<RecordBatch>> {
+        self.reader.next().transpose().map_err(|e| Error::Parquet {
+            path: self.name.as_ref().into(),
+            source: parquet::errors::ParquetError::External(Box::new(e)),
+        })
+    }
+}
+
+/// The merged rows of several sorted runs, in slices of at most [`MERGED_SLICE_ROWS`].
+pub(crate) struct Merge {
+    schema: SchemaRef,
+    key: Vec<usize>,
+    converter: Option<RowConverter>,
+    runs: Vec<Run>,
+    /// A min-heap of the runs with rows left, by (current row's key, run).
+    heap: Vec<usize>,
+    /// The batches the slice being built takes rows from.
+    held: Vec<RecordBatch>,
+    /// The slice being built: (held batch, first row, rows), in order.
+    ranges: Vec<(usize, usize, usize)>,
+}
+
+impl Merge {
+    /// Opens every row group of `inputs` (named by `names`, for errors) as a run, in order;
+    /// `key` is the table's sort key (empty: the runs are concatenated).
+    pub(crate) fn open(inputs: Vec<(String, Input)>, key: &[&str]) -> Result<Option<Self>> {
+        let mut runs = Vec::new();
+        let mut held = Vec::new();
+        let mut schema: Option<SchemaRef> = None;
+        for (name, input) in inputs {
+            let readers = match input {
+                Input::Local(path) => {
+                    let file = File::open(&path).io("opening", &path)?;
+                    row_group_readers(&name, file, File::try_clone)?
+                }
+                Input::Fetched(bytes) => {
+                    row_group_readers(&name, bytes, |b| Ok(bytes::Bytes::clone(b)))?
+                }
+            };
+            let name: std::sync::Arc<str> = name.into();
+            for reader in readers {
+                let mut run = Run {
+                    name: name.clone(),
+                    reader,
+                    held: held.len(),
+                    rows: None,
+                    position: 0,
+                    len: 0,
+                };
+                let Some(batch) = run.read()? else {
+                    continue;
+                };
+                match &schema {
+                    None => schema = Some(batch.schema()),
+                    Some(s) if s != batch.schema_ref() => {
+                        return Err(arrow::error::ArrowError::SchemaError(format!(
+                            "{name}: its schema is not the first input's; files of two schemas \
+                             are not merged"
+                        ))
+                        .into());
+                    }
+                    Some(_) => {}
+                }
+                run.len = batch.num_rows();
+                held.push(batch);
+                runs.push(run);
+            }
+        }
+        let Some(schema) = schema else {
+            return Ok(None);
+        };
+        let key = key
+            .iter()
+            .map(|name| {
+                schema.index_of(name).map_err(|_| {
+                    arrow::error::ArrowError::SchemaError(format!("no sort column {name}")).into()
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let converter = if key.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(
+                key.iter()
+                    .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+                    .collect(),
+            )?)
+        };
+        let mut merge = Merge {
+            schema,
+            key,
+            converter,
+            heap: Vec::with_capacity(runs.len()),
+            runs,
+            held,
+            ranges: Vec::new(),
+        };
+        for r in 0..merge.runs.len() {
+            merge.runs[r].rows = merge.key_rows(&merge.held[merge.runs[r].held])?;
+            merge.push(r);
+        }
+        Ok(Some(merge))
+    }
+
+    /// The schema of every merged slice: the inputs'.
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn key_rows(&self, batch: &RecordBatch) -> Result<Option<Rows>> {
+        let Some(converter) = &self.converter else {
+            return Ok(None);
+        };
+        let columns: Vec<ArrayRef> = self.key.iter().map(|&i| batch.column(i).clone()).collect();
+        Ok(Some(converter.convert_columns(&columns)?))
+    }
+
+    /// Whether run `a`'s current row comes before run `b`'s: by key, then by run.
+    fn before(&self, a: usize, b: usize) -> bool {
+        let (ra, rb) = (&self.runs[a], &self.runs[b]);
+        let by_key = match (&ra.rows, &rb.rows) {
+            (Some(x), Some(y)) => x.row(ra.position).cmp(&y.row(rb.position)),
+            _ => Ordering::Equal,
+        };
+        by_key.then(a.cmp(&b)) == Ordering::Less
+    }
+
+    fn push(&mut self, run: usize) {
+        self.heap.push(run);
+        let mut i = self.heap.len() - 1;
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if !self.before(self.heap[i], self.heap[parent]) {
+                break;
+            }
+            self.heap.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn sift_down(&mut self) {
+        let mut i = 0;
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            if l < self.heap.len() && self.before(self.heap[l], self.heap[least]) {
+                least = l;
+            }
+            if r < self.heap.len() && self.before(self.heap[r], self.heap[least]) {
+                least = r;
+            }
+            if least == i {
+                return;
+            }
+            self.heap.swap(i, least);
+            i = least;
+        }
+    }
+
+    /// Takes the first row of the run on top of the heap into the slice being built, and
+    /// reads the run's next batch when that was its batch's last row.
+    fn take_top(&mut self) -> Result<()> {
+        let r = self.heap[0];
+        let run = &mut self.runs[r];
+        match self.ranges.last_mut() {
+            Some((held, first, n)) if *held == run.held && *first + *n == run.position => *n += 1,
+            _ => self.ranges.push((run.held, run.position, 1)),
+        }
+        run.position += 1;
+        if run.position < run.len {
+            self.sift_down();
+            return Ok(());
+        }
+        match run.read()? {
+            Some(batch) => {
+                let rows = self.key_rows(&batch)?;
+                let run = &mut self.runs[r];
+                run.rows = rows;
+                run.position = 0;
+                run.len = batch.num_rows();
+                run.held = self.held.len();
+                self.held.push(batch);
+                self.sift_down();
+            }
+            None => {
+                let last = self.heap.pop().expect("the run taken from");
+                if !self.heap.is_empty() {
+                    self.heap[0] = last;
+                    self.sift_down();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The slice built so far, as one batch; the batches it no longer needs are let go.
+    fn cut(&mut self) -> Result<RecordBatch> {
+        let rows: usize = self.ranges.iter().map(|r| r.2).sum();
+        // Long runs of one input (the usual shape: each small file's rows of a key are a
+        // stretch of time) are copied as slices; rows interleaved finely, one by one.
+        let slice = if self.ranges.len() * 8 <= rows {
+            let parts: Vec<RecordBatch> = self
+                .ranges
+                .iter()
+                .map(|&(held, first, n)| self.held[held].slice(first, n))
+                .collect();
+            concat_batches(&self.schema, &parts)?
+        } else {
+            let batches: Vec<&RecordBatch> = self.held.iter().collect();
+            let indices: Vec<(usize, usize)> = self
+                .ranges
+                .iter()
+                .flat_map(|&(held, first, n)| (first..first + n).map(move |row| (held, row)))
+                .collect();
+            interleave_record_batch(&batches, &indices)?
+        };
+        self.ranges.clear();
+        let live: Vec<usize> = self.heap.clone();
+        let mut kept = Vec::with_capacity(live.len());
+        for r in live {
+            let run = &mut self.runs[r];
+            kept.push(self.held[run.held].clone());
+            run.held = kept.len() - 1;
+        }
+        self.held = kept;
+        Ok(slice)
+    }
+}
+
+impl Iterator for Merge {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut rows = 0;
+        while rows < MERGED_SLICE_ROWS && !self.heap.is_empty() {
+            if let Err(e) = self.take_top() {
+                return Some(Err(e));
+            }
+            rows += 1;
+        }
+        (rows > 0).then(|| self.cut())
+    }
+}
+
+/// A reader of each row group of the Parquet file `input`, in order.
+fn row_group_readers<T: ChunkReader + 'static>(
+    name: &str,
+    input: T,
+    again: impl Fn(&T) -> std::io::Result<T>,
+) -> Result<Vec<ParquetRecordBatchReader>> {
+    let parquet_err = |source| Error::Parquet {
+        path: name.into(),
+        source,
+    };
+    let metadata =
+        ArrowReaderMetadata::load(&input, ArrowReaderOptions::default()).map_err(parquet_err)?;
+    (0..metadata.metadata().num_row_groups())
+        .map(|rg| {
+            let input = again(&input).map_err(|e| parquet_err(e.into()))?;
+            ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata.clone())
+                .with_row_groups(vec![rg])
+                .with_batch_size(RUN_BATCH_ROWS)
+                .build()
+                .map_err(parquet_err)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, Int64Array, StringArray, TimestampNanosecondArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampNanosecondType};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+    use nines_model::schema::{REQUESTS, sort_key};
+
+    /// A row as the test sees it: `requests`' sort key, then where it came from (input
+    /// order across every file).
+    type Row = (String, String, String, String, i64, i64);
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("tenant", DataType::Utf8, false),
+            Field::new("service", DataType::Utf8, false),
+            Field::new("environment", DataType::Utf8, false),
+            Field::new("operation", DataType::Utf8, false),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())),
+                false,
+            ),
+            Field::new("seq", DataType::Int64, false),
+        ]))
+    }
+
+    fn batch(rows: &[Row]) -> RecordBatch {
+        let strings = |f: fn(&Row) -> &String| {
+            Arc::new(StringArray::from_iter_values(rows.iter().map(f))) as ArrayRef
+        };
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                strings(|r| &r.0),
+                strings(|r| &r.1),
+                strings(|r| &r.2),
+                strings(|r| &r.3),
+                Arc::new(
+                    TimestampNanosecondArray::from_iter_values(rows.iter().map(|r| r.4))
+                        .with_timezone("+00:00"),
+                ),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.5))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn rows_of(b: &RecordBatch) -> Vec<Row> {
+        let s = |i: usize| b.column(i).as_string::<i32>();
+        let time = b.column(4).as_primitive::<TimestampNanosecondType>();
+        let seq = b.column(5).as_primitive::<Int64Type>();
+        (0..b.num_rows())
+            .map(|i| {
+                (
+                    s(0).value(i).to_owned(),
+                    s(1).value(i).to_owned(),
+                    s(2).value(i).to_owned(),
+                    s(3).value(i).to_owned(),
+                    time.value(i),
+                    seq.value(i),
+                )
+            })
+            .collect()
+    }
+
+    /// A Parquet file of `groups`, one row group each, written by arrow's own writer (not
+    /// nines'), as bytes.
+    fn file(groups: &[Vec<Row>]) -> bytes::Bytes {
+        let mut out = Vec::new();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(usize::MAX))
+            .build();
+        let mut w = ArrowWriter::try_new(&mut out, schema(), Some(props)).unwrap();
+        for g in groups {
+            w.write(&batch(g)).unwrap();
+            w.flush().unwrap();
+        }
+        w.close().unwrap();
+        out.into()
+    }
+
+    /// `n` rows sorted by key, from a seeded LCG: a few tenants, services and operations,
+    /// times from `t0` spread over `span` with many equal, so keys tie within and across runs.
+    fn run(n: usize, seed: u64, t0: i64, span: u64, seq: &mut i64) -> Vec<Row> {
+        let mut x = seed;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let mut rows: Vec<Row> = (0..n)
+            .map(|_| {
+                (
+                    format!("t{}", next(2)),
+                    ["cart", "checkout", "auth-é"][next(3) as usize].to_owned(),
+                    "production".to_owned(),
+                    format!("GET /{}", next(3)),
+                    t0 + next(span) as i64,
+                    0,
+                )
+            })
+            .collect();
+        // Sorted by key, ties in the order generated: what the writer's sort leaves.
+        rows.sort_by(|a, b| (&a.0, &a.1, &a.2, &a.3, a.4).cmp(&(&b.0, &b.1, &b.2, &b.3, b.4)));
+        for r in &mut rows {
+            r.5 = *seq;
+            *seq += 1;
+        }
+        rows
+    }
+
+    fn merged(inputs: Vec<(String, Input)>, key: &[&str]) -> (Vec<Row>, Vec<usize>) {
+        let merge = Merge::open(inputs, key).unwrap().expect("rows to merge");
+        let mut rows = Vec::new();
+        let mut slices = Vec::new();
+        for slice in merge {
+            let slice = slice.unwrap();
+            slices.push(slice.num_rows());
+            rows.extend(rows_of(&slice));
+        }
+        (rows, slices)
+    }
+
+    /// Every row group of every input is a sorted run; the merge gives what a stable sort of
+    /// all the rows in input order gives (worked out here with the standard library's sort),
+    /// across batch and slice boundaries, from local files and fetched bytes alike.
+    #[test]
+    fn the_merge_is_a_stable_sort_of_the_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seq = 0;
+        // Fine interleaving (every run over the same times) and long stretches (runs of
+        // their own times) both; the second file's two row groups overlap each other.
+        let files = [
+            vec![run(9_000, 1, 0, 50, &mut seq)],
+            vec![
+                run(5_000, 2, 0, 50, &mut seq),
+                run(7_000, 3, 0, 50, &mut seq),
+            ],
+            vec![run(1, 4, 25, 1, &mut seq)],
+            vec![run(12_000, 5, 1_000, 20_000, &mut seq)],
+            vec![run(10_000, 6, 30_000, 20_000, &mut seq)],
+        ];
+        let mut expected: Vec<Row> = files.iter().flatten().flatten().cloned().collect();
+        assert_eq!(expected.len(), 43_001);
+        expected.sort_by(|a, b| (&a.0, &a.1, &a.2, &a.3, a.4).cmp(&(&b.0, &b.1, &b.2, &b.3, b.4)));
+        let inputs = files
+            .iter()
+            .enumerate()
+            .map(|(i, groups)| {
+                let bytes = file(groups);
+                let input = if i % 2 == 0 {
+                    let path = dir.path().join(format!("{i}.parquet"));
+                    std::fs::write(&path, &bytes).unwrap();
+                    Input::Local(path)
+                } else {
+                    Input::Fetched(bytes)
+                };
+                (format!("{i}.parquet"), input)
+            })
+            .collect();
+        let (got, slices) = merged(inputs, sort_key(REQUESTS));
+        assert_eq!(got.len(), expected.len());
+        assert!(
+            got == expected,
+            "the merge's order differs from a stable sort"
+        );
+        assert_eq!(slices, [16_384, 16_384, 10_233]);
+    }
+
+    /// A table without a sort key: the inputs' rows one after the other, in order.
+    #[test]
+    fn without_a_key_the_runs_are_concatenated() {
+        let mut seq = 0;
+        let (a, b) = (run(5_000, 7, 0, 9, &mut seq), run(3, 8, 0, 9, &mut seq));
+        let c = run(4_500, 9, 0, 9, &mut seq);
+        let inputs = vec![
+            (
+                "a".to_owned(),
+                Input::Fetched(file(&[a.clone(), b.clone()])),
+            ),
+            (
+                "c".to_owned(),
+                Input::Fetched(file(std::slice::from_ref(&c))),
+            ),
+        ];
+        let (got, _) = merged(inputs, &[]);
+        assert_eq!(got, [a, b, c].concat());
+    }
+
+    /// Inputs of two schemas are refused, naming the file.
+    #[test]
+    fn inputs_of_another_schema_are_refused() {
+        let mut seq = 0;
+        let other = Arc::new(Schema::new(vec![Field::new("seq", DataType::Int64, false)]));
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, other.clone(), None).unwrap();
+        w.write(
+            &RecordBatch::try_new(other, vec![Arc::new(Int64Array::from(vec![1_i64]))]).unwrap(),
+        )
+        .unwrap();
+        w.close().unwrap();
+        let inputs = vec![
+            (
+                "good".to_owned(),
+                Input::Fetched(file(&[run(10, 1, 0, 5, &mut seq)])),
+            ),
+            ("odd.parquet".to_owned(), Input::Fetched(out.into())),
+        ];
+        let err = Merge::open(inputs, sort_key(REQUESTS))
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("odd.parquet"), "{err}");
+    }
+}
