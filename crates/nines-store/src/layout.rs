@@ -13,7 +13,6 @@ use nines_model::flush::Flush;
 use nines_model::idempotency::{self, Key, Kind, Remembered, Seen};
 use nines_model::schema::{self, PARTITION_COLUMN, TABLES};
 use nines_model::time::{day_number, day_string};
-use object_store::{ObjectStoreExt as _, PutPayload};
 use parquet::file::metadata::ParquetMetaData;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
@@ -21,6 +20,7 @@ use url::Url;
 
 use crate::delta::{CommitFailure, Table, add_action};
 use crate::faults::crash;
+use crate::upload::Upload;
 use crate::writer::Provenance;
 use crate::{Error, Result};
 use nines_model::clock::now_ns;
@@ -553,10 +553,11 @@ impl Store {
         .await
     }
 
-    /// Stores the Parquet file `encode` writes at `rel` under the table's root, durably, as
-    /// [`Store::store_file`] does; answers its footer and size. On a local disk the file is
-    /// encoded straight into place ([`crate::writer::write_file`]); on object storage it is
-    /// encoded in memory and put whole.
+    /// Stores the Parquet file `encode` writes at `rel` under the table's root, durably
+    /// before it returns (no commit names it yet); answers its footer and size. On a local
+    /// disk the file is encoded straight into place and fsynced
+    /// ([`crate::writer::write_file`]); on object storage it is put whole when it fits one
+    /// upload part, else uploaded a part at a time as it is encoded ([`Upload`]).
     pub(crate) async fn put_encoded(
         &self,
         table: &str,
@@ -567,10 +568,21 @@ impl Store {
             let path = root.join(rel);
             return tokio::task::block_in_place(|| crate::writer::write_file(&path, encode));
         }
-        let mut bytes = Vec::new();
-        let (metadata, size) = tokio::task::block_in_place(|| encode(&mut bytes))?;
-        self.store_file(table, rel, bytes).await?;
-        Ok((metadata, size))
+        let store = self.object_store(table).await;
+        tokio::task::block_in_place(|| {
+            let mut upload = Upload::new(
+                store,
+                object_store::path::Path::from(rel),
+                tokio::runtime::Handle::current(),
+            );
+            match encode(&mut upload) {
+                Ok(done) => upload.finish().map(|()| done),
+                Err(e) => {
+                    upload.abort();
+                    Err(e)
+                }
+            }
+        })
     }
 
     /// Local directory of a table, when the store is local.
@@ -579,42 +591,6 @@ impl Store {
             .to_file_path()
             .ok()
             .filter(|_| self.inner.location.local_dir().is_some())
-    }
-
-    /// Stores a data file at `rel` under the table's root, durably (fsynced on a local
-    /// disk, with its directory, and that directory's parent when the put created it: a
-    /// new `date=` partition) before it returns. No commit names it yet.
-    pub(crate) async fn store_file(&self, table: &str, rel: &str, bytes: Vec<u8>) -> Result<()> {
-        let new_dir = self.table_dir(table).and_then(|root| {
-            let dir = root.join(rel).parent()?.to_owned();
-            (!dir.exists()).then_some(dir)
-        });
-        let store = self.object_store(table).await;
-        store
-            .put(
-                &object_store::path::Path::from(rel),
-                PutPayload::from(bytes),
-            )
-            .await
-            .map_err(|source| Error::ObjectStore {
-                path: rel.to_owned(),
-                source,
-            })?;
-        self.sync_local(table, rel).await?;
-        if let Some(parent) = new_dir.as_deref().and_then(std::path::Path::parent) {
-            tokio::task::block_in_place(|| crate::writer::sync_dir(parent))?;
-        }
-        Ok(())
-    }
-
-    /// Makes a file just put in a local table durable before a commit names it (the local
-    /// object store does not fsync).
-    pub(crate) async fn sync_local(&self, table: &str, rel: &str) -> Result<()> {
-        if let Some(dir) = self.table_dir(table) {
-            let path = dir.join(rel);
-            tokio::task::block_in_place(|| crate::writer::sync_file_and_dir(&path))?;
-        }
-        Ok(())
     }
 
     /// Makes a local table's newest commit durable (delta-rs's local store does not fsync).

@@ -17,6 +17,7 @@ pub mod layout;
 pub mod maintenance;
 mod merge;
 pub mod metrics;
+mod upload;
 pub mod writer;
 
 pub use error::{Error, Result};

@@ -289,13 +289,14 @@ pub struct Encoded {
 }
 
 /// Encodes `batch`, sorted by its table's natural key, as one Parquet file in memory (the
-/// store puts it where the table lives, local or object storage).
+/// hot-path bench's measure of the writer; the store encodes into place,
+/// `Store::put_encoded`).
 pub fn encode(batch: &RecordBatch, p: &Provenance<'_>) -> Result<Encoded> {
     encode_parts(&[batch], p)
 }
 
 /// Encodes `parts` (one schema) as one Parquet file in memory: [`encode_parts_into`] a
-/// `Vec`, for object storage, which is put whole.
+/// `Vec`.
 pub fn encode_parts(parts: &[&RecordBatch], p: &Provenance<'_>) -> Result<Encoded> {
     let bytes: usize = parts.iter().map(|b| b.get_array_memory_size()).sum();
     let mut out = Vec::with_capacity(bytes / 4);
