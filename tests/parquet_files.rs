@@ -10,7 +10,7 @@ use std::time::Duration;
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::Encoding;
+use parquet::basic::{Compression, Encoding};
 
 use nines_testkit::{Generator, WorkloadSpec};
 
@@ -157,6 +157,22 @@ async fn an_independent_reader_sees_the_documented_schema() {
                         plain,
                         "{name}: {column} {encodings:?}"
                     );
+                }
+                // The sorted low-cardinality strings and the partition uncompressed, the
+                // rest ZSTD (a file does not record the level).
+                let raw = [
+                    "tenant",
+                    "service",
+                    "environment",
+                    "version",
+                    "operation",
+                    "kafka_partition",
+                ]
+                .contains(&column.as_str());
+                match c.compression() {
+                    Compression::UNCOMPRESSED => assert!(raw, "{name}: {column} uncompressed"),
+                    Compression::ZSTD(_) => assert!(!raw, "{name}: {column} compressed"),
+                    other => panic!("{name}: {column} {other:?}"),
                 }
             }
         }

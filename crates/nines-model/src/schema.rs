@@ -202,7 +202,7 @@ pub fn gate_decisions() -> SchemaRef {
 }
 
 /// Everything nines decides about one table, in one place: its schema, the sort key its
-/// files are written in, and the columns written without a Parquet dictionary. The writer,
+/// files are written in, and how its columns are encoded and compressed. The writer,
 /// the query session and docs/tables.md (checked by a test) all follow it.
 #[derive(Debug)]
 pub struct TableDef {
@@ -221,6 +221,13 @@ pub struct TableDef {
     /// value where plain takes eight for ZSTD to search, and read back with less to
     /// decompress (BENCHMARKS.md, issue 16). Also without a dictionary.
     pub delta_encoded: &'static [&'static str],
+    /// Columns written without compression: the low-cardinality strings a file is sorted by
+    /// (and the partition), a dictionary and a few run lengths per row group, which ZSTD
+    /// makes larger, not smaller (tenant: 258 bytes compressed against 186 raw in a 128 Ki-row
+    /// row group). Each compressed column chunk costs every reader a ZSTD context (~100 KB
+    /// and a `cpuid`): compaction's merge holds one per column of each input it merges
+    /// (BENCHMARKS.md, twentieth part).
+    pub uncompressed: &'static [&'static str],
     /// ZSTD level of its Parquet files. `requests` takes 1: over the bench's 2 M events it
     /// wrote smaller files than 3 (61.7–62.0 against 64.4–64.8 bytes per event: its random
     /// trace ids and times gain nothing from level 3's longer search) at no measurable CPU
@@ -241,6 +248,14 @@ pub static TABLE_DEFS: [TableDef; 5] = [
         sort_key: &["tenant", "service", "environment", "operation", "time"],
         without_dictionary: &["duration_ns", "trace_id"],
         delta_encoded: &["time", "received_at", "kafka_offset"],
+        uncompressed: &[
+            "tenant",
+            "service",
+            "environment",
+            "version",
+            "operation",
+            "kafka_partition",
+        ],
         zstd_level: 1,
     },
     TableDef {
@@ -255,6 +270,7 @@ pub static TABLE_DEFS: [TableDef; 5] = [
         ],
         without_dictionary: &["duration_sum_ns", "duration_max_ns", "latency_sketch"],
         delta_encoded: &[],
+        uncompressed: &[],
         zstd_level: DEFAULT_ZSTD_LEVEL,
     },
     TableDef {
@@ -263,6 +279,7 @@ pub static TABLE_DEFS: [TableDef; 5] = [
         sort_key: &["tenant", "service", "environment", "time"],
         without_dictionary: &[],
         delta_encoded: &[],
+        uncompressed: &[],
         zstd_level: DEFAULT_ZSTD_LEVEL,
     },
     TableDef {
@@ -271,6 +288,7 @@ pub static TABLE_DEFS: [TableDef; 5] = [
         sort_key: &["tenant", "service", "id", "received_at"],
         without_dictionary: &[],
         delta_encoded: &[],
+        uncompressed: &[],
         zstd_level: DEFAULT_ZSTD_LEVEL,
     },
     TableDef {
@@ -279,6 +297,7 @@ pub static TABLE_DEFS: [TableDef; 5] = [
         sort_key: &["tenant", "service", "environment", "time"],
         without_dictionary: &[],
         delta_encoded: &[],
+        uncompressed: &[],
         zstd_level: DEFAULT_ZSTD_LEVEL,
     },
 ];

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
-use deltalake::kernel::{Action, Remove};
+use deltalake::kernel::{Action, Add, Remove};
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::DeltaOperation;
 use deltalake::{DeltaTableBuilder, ObjectStore};
@@ -22,7 +22,7 @@ use tracing::info;
 
 use crate::delta::{add_action, delta_error};
 use crate::layout::Store;
-use crate::merge::{Input, MAX_FILES_PER_MERGE, Merge};
+use crate::merge::{COMPACTED_TOPIC, Input, MAX_RUNS_PER_MERGE, Merge, Run, runs_of};
 use crate::writer::Provenance;
 use crate::{Error, Result};
 
@@ -237,74 +237,56 @@ impl Store {
             }
         }
         let store = self.object_store(table).await;
+        let local = self.table_dir(table);
         let mut actions = Vec::new();
         let mut inputs = BTreeSet::new();
-        let local = self.table_dir(table);
         for (date, mut small) in by_date {
             small.sort_by(|a, b| a.path.cmp(&b.path));
-            let mut bins: Vec<Vec<&Listed>> = vec![Vec::new()];
-            let mut bin_bytes = 0;
-            for f in small {
-                let bin = bins.last().expect("a bin");
-                if (bin_bytes + f.size > target_bytes || bin.len() == MAX_FILES_PER_MERGE)
-                    && !bin.is_empty()
-                {
-                    bins.push(Vec::new());
+            // Files in order into bins of at most `target_bytes` and `MAX_RUNS_PER_MERGE`
+            // runs (a file's runs are known once its footer is read), each bin merged into
+            // one file as it closes.
+            let mut bin: Vec<&Listed> = Vec::new();
+            let (mut runs, mut bin_bytes) = (Vec::new(), 0);
+            let mut touched = false;
+            for f in small.into_iter().map(Some).chain([None]) {
+                let opened = match f {
+                    Some(f) => {
+                        let input = match &local {
+                            Some(root) => Input::Local(root.join(&f.path)),
+                            None => Input::Fetched(fetch(store.as_ref(), &f.path).await?),
+                        };
+                        tokio::task::block_in_place(|| runs_of(&f.path, input))?
+                    }
+                    None => Vec::new(),
+                };
+                let full = f.is_none_or(|f| {
+                    bin_bytes + f.size > target_bytes
+                        || runs.len() + opened.len() > MAX_RUNS_PER_MERGE
+                });
+                if full && !bin.is_empty() {
+                    let merged = std::mem::take(&mut runs);
+                    if bin.len() >= 2
+                        && let Some(add) = self.merge_into_one(table, date, merged).await?
+                    {
+                        report.files_added += 1;
+                        report.bytes_added += add.size as u64;
+                        actions.push(Action::Add(add));
+                        for f in &bin {
+                            actions.push(Action::Remove(remove_action(f, false)));
+                            inputs.insert(f.path.clone());
+                            report.files_removed += 1;
+                            report.bytes_removed += f.size;
+                        }
+                        touched = true;
+                    }
+                    bin.clear();
                     bin_bytes = 0;
                 }
-                bin_bytes += f.size;
-                bins.last_mut().expect("a bin").push(f);
-            }
-            let mut touched = false;
-            for bin in bins.into_iter().filter(|b| b.len() >= 2) {
-                let mut files = Vec::with_capacity(bin.len());
-                for f in &bin {
-                    let input = match &local {
-                        Some(root) => Input::Local(root.join(&f.path)),
-                        None => Input::Fetched(fetch(store.as_ref(), &f.path).await?),
-                    };
-                    files.push((f.path.clone(), input));
+                if let Some(f) = f {
+                    bin.push(f);
+                    bin_bytes += f.size;
+                    runs.extend(opened);
                 }
-                let provenance = Provenance {
-                    table,
-                    topic: "compaction",
-                    partition: -1,
-                    first_offset: 0,
-                    last_offset: 0,
-                    partitions: "",
-                };
-                let rel = format!(
-                    "{PARTITION_COLUMN}={date}/compacted-{}.parquet",
-                    uuid::Uuid::now_v7().simple()
-                );
-                let key = nines_model::schema::sort_key(table);
-                let Some(merge) = tokio::task::block_in_place(|| Merge::open(files, key))? else {
-                    continue;
-                };
-                let schema = merge.schema().clone();
-                let (metadata, size) = self
-                    .put_encoded(table, &rel, |sink| {
-                        crate::writer::encode_sorted_into(&schema, merge, &provenance, sink)
-                    })
-                    .await?;
-                let mut add = add_action(
-                    &rel,
-                    &[(PARTITION_COLUMN, date.to_owned())],
-                    size,
-                    &schema,
-                    &metadata,
-                );
-                add.data_change = false;
-                actions.push(Action::Add(add));
-                report.files_added += 1;
-                report.bytes_added += size as u64;
-                for f in bin {
-                    actions.push(Action::Remove(remove_action(f, false)));
-                    inputs.insert(f.path.clone());
-                    report.files_removed += 1;
-                    report.bytes_removed += f.size;
-                }
-                touched = true;
             }
             report.partitions += usize::from(touched);
         }
@@ -324,6 +306,47 @@ impl Store {
         );
         info!(table, ?report, "compacted");
         Ok(report)
+    }
+
+    /// Merges `runs` (of small files of `date`) into one new file of `table`, sorted by its
+    /// key, and answers its `add` (`dataChange = false`); `None` when they hold no row.
+    async fn merge_into_one(
+        &self,
+        table: &'static str,
+        date: &str,
+        runs: Vec<Run>,
+    ) -> Result<Option<Add>> {
+        let key = nines_model::schema::sort_key(table);
+        let Some(merge) = tokio::task::block_in_place(|| Merge::open(runs, key))? else {
+            return Ok(None);
+        };
+        let provenance = Provenance {
+            table,
+            topic: COMPACTED_TOPIC,
+            partition: -1,
+            first_offset: 0,
+            last_offset: 0,
+            partitions: "",
+        };
+        let rel = format!(
+            "{PARTITION_COLUMN}={date}/compacted-{}.parquet",
+            uuid::Uuid::now_v7().simple()
+        );
+        let schema = merge.schema().clone();
+        let (metadata, size) = self
+            .put_encoded(table, &rel, |sink| {
+                crate::writer::encode_sorted_into(&schema, merge, &provenance, sink)
+            })
+            .await?;
+        let mut add = add_action(
+            &rel,
+            &[(PARTITION_COLUMN, date.to_owned())],
+            size,
+            &schema,
+            &metadata,
+        );
+        add.data_change = false;
+        Ok(Some(add))
     }
 
     /// Keeps the `keep` (in whole days) most recent days of `table`, today (UTC, from

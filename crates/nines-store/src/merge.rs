@@ -31,16 +31,18 @@ use crate::error::IoContext;
 use crate::{Error, Result};
 
 /// Rows read from each input row group at a time.
-pub(crate) const RUN_BATCH_ROWS: usize = 4096;
+pub(crate) const RUN_BATCH_ROWS: usize = 2048;
 
 /// Rows of each merged slice handed to the writer (as many as the writer's own sorted
 /// slices, so a merged file's row groups fall where sorting the whole day put them).
 pub(crate) const MERGED_SLICE_ROWS: usize = 16 * 1024;
 
-/// Files merged into one at most: each holds a batch and a page per column open until it
-/// is used up. A day with more small files than this is compacted into several files, and
-/// those again at the next compaction.
-pub(crate) const MAX_FILES_PER_MERGE: usize = 64;
+/// Runs merged into one file at most. Each holds a batch, and a page and (for a compressed
+/// column) a ZSTD context per column, until it is used up: ~3 MB for `requests`, so
+/// `nines compact` of the bench's day peaked at 132 MiB of RSS with 16, 183 with 32 and 268
+/// with 64 (BENCHMARKS.md, twentieth part). A day with more runs than this is compacted
+/// into several files, and those again at the next compaction.
+pub(crate) const MAX_RUNS_PER_MERGE: usize = 16;
 
 /// One input file of a merge: on the local disk, or its bytes fetched from object storage.
 pub(crate) enum Input {
@@ -48,8 +50,9 @@ pub(crate) enum Input {
     Fetched(bytes::Bytes),
 }
 
-/// One sorted run: a row group of an input, its current batch and that batch's key rows.
-struct Run {
+/// One sorted run: a row group of an input (or all of a compacted file's), its current
+/// batch and that batch's key rows.
+pub(crate) struct Run {
     /// The input's name, for errors.
     name: std::sync::Arc<str>,
     reader: ParquetRecordBatchReader,
@@ -85,50 +88,32 @@ pub(crate) struct Merge {
 }
 
 impl Merge {
-    /// Opens every row group of `inputs` (named by `names`, for errors) as a run, in order;
-    /// `key` is the table's sort key (empty: the runs are concatenated).
-    pub(crate) fn open(inputs: Vec<(String, Input)>, key: &[&str]) -> Result<Option<Self>> {
-        let mut runs = Vec::new();
+    /// Merges `runs` (in input order: equal keys keep it) by `key`, the table's sort key
+    /// (empty: the runs are concatenated). `None` when they hold no row.
+    pub(crate) fn open(candidates: Vec<Run>, key: &[&str]) -> Result<Option<Self>> {
+        let mut runs = Vec::with_capacity(candidates.len());
         let mut held = Vec::new();
         let mut schema: Option<SchemaRef> = None;
-        for (name, input) in inputs {
-            let readers = match input {
-                Input::Local(path) => {
-                    let file = File::open(&path).io("opening", &path)?;
-                    row_group_readers(&name, file, File::try_clone)?
-                }
-                Input::Fetched(bytes) => {
-                    row_group_readers(&name, bytes, |b| Ok(bytes::Bytes::clone(b)))?
-                }
+        for mut run in candidates {
+            let Some(batch) = run.read()? else {
+                continue;
             };
-            let name: std::sync::Arc<str> = name.into();
-            for reader in readers {
-                let mut run = Run {
-                    name: name.clone(),
-                    reader,
-                    held: held.len(),
-                    rows: None,
-                    position: 0,
-                    len: 0,
-                };
-                let Some(batch) = run.read()? else {
-                    continue;
-                };
-                match &schema {
-                    None => schema = Some(batch.schema()),
-                    Some(s) if s != batch.schema_ref() => {
-                        return Err(arrow::error::ArrowError::SchemaError(format!(
-                            "{name}: its schema is not the first input's; files of two schemas \
-                             are not merged"
-                        ))
-                        .into());
-                    }
-                    Some(_) => {}
+            match &schema {
+                None => schema = Some(batch.schema()),
+                Some(s) if s != batch.schema_ref() => {
+                    return Err(arrow::error::ArrowError::SchemaError(format!(
+                        "{}: its schema is not the first input's; files of two schemas are \
+                         not merged",
+                        run.name
+                    ))
+                    .into());
                 }
-                run.len = batch.num_rows();
-                held.push(batch);
-                runs.push(run);
+                Some(_) => {}
             }
+            run.held = held.len();
+            run.len = batch.num_rows();
+            held.push(batch);
+            runs.push(run);
         }
         let Some(schema) = schema else {
             return Ok(None);
@@ -306,7 +291,36 @@ impl Iterator for Merge {
     }
 }
 
-/// A reader of each row group of the Parquet file `input`, in order.
+/// The sorted runs of the input file `name`, in order, none read yet.
+pub(crate) fn runs_of(name: &str, input: Input) -> Result<Vec<Run>> {
+    let readers = match input {
+        Input::Local(path) => {
+            let file = File::open(&path).io("opening", &path)?;
+            row_group_readers(name, file, File::try_clone)?
+        }
+        Input::Fetched(bytes) => row_group_readers(name, bytes, |b| Ok(bytes::Bytes::clone(b)))?,
+    };
+    let name: std::sync::Arc<str> = name.into();
+    Ok(readers
+        .into_iter()
+        .map(|reader| Run {
+            name: name.clone(),
+            reader,
+            held: 0,
+            rows: None,
+            position: 0,
+            len: 0,
+        })
+        .collect())
+}
+
+/// The `nines.topic` of the files compaction writes: each is sorted whole, across its row
+/// groups, so it is one run.
+pub(crate) const COMPACTED_TOPIC: &str = "compaction";
+
+/// The runs of the Parquet file `input`, in order: the whole file when compaction wrote it
+/// (sorted whole: a merge, or before the merge a sort of the whole day), else a reader of
+/// each row group (a file of several partitions' large parts sorts each part apart).
 fn row_group_readers<T: ChunkReader + 'static>(
     name: &str,
     input: T,
@@ -318,11 +332,24 @@ fn row_group_readers<T: ChunkReader + 'static>(
     };
     let metadata =
         ArrowReaderMetadata::load(&input, ArrowReaderOptions::default()).map_err(parquet_err)?;
-    (0..metadata.metadata().num_row_groups())
-        .map(|rg| {
+    let row_groups = metadata.metadata().num_row_groups();
+    let compacted = metadata
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .any(|kv| kv.key == "nines.topic" && kv.value.as_deref() == Some(COMPACTED_TOPIC));
+    let runs: Vec<Vec<usize>> = if compacted {
+        vec![(0..row_groups).collect()]
+    } else {
+        (0..row_groups).map(|rg| vec![rg]).collect()
+    };
+    runs.into_iter()
+        .map(|row_groups| {
             let input = again(&input).map_err(|e| parquet_err(e.into()))?;
             ParquetRecordBatchReaderBuilder::new_with_metadata(input, metadata.clone())
-                .with_row_groups(vec![rg])
+                .with_row_groups(row_groups)
                 .with_batch_size(RUN_BATCH_ROWS)
                 .build()
                 .map_err(parquet_err)
@@ -336,10 +363,9 @@ mod tests {
 
     use arrow::array::{AsArray, Int64Array, StringArray, TimestampNanosecondArray};
     use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampNanosecondType};
-    use parquet::arrow::ArrowWriter;
-    use parquet::file::properties::WriterProperties;
 
     use super::*;
+    use crate::writer::Provenance;
     use nines_model::schema::{REQUESTS, sort_key};
 
     /// A row as the test sees it: `requests`' sort key, then where it came from (input
@@ -400,20 +426,19 @@ mod tests {
             .collect()
     }
 
-    /// A Parquet file of `groups`, one row group each, written by arrow's own writer (not
-    /// nines'), as bytes.
+    /// A Parquet file of `groups`, one row group each, as bytes.
     fn file(groups: &[Vec<Row>]) -> bytes::Bytes {
-        let mut out = Vec::new();
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(usize::MAX))
-            .build();
-        let mut w = ArrowWriter::try_new(&mut out, schema(), Some(props)).unwrap();
-        for g in groups {
-            w.write(&batch(g)).unwrap();
-            w.flush().unwrap();
-        }
-        w.close().unwrap();
-        out.into()
+        file_of(groups, "nines.events")
+    }
+
+    /// [`file`], with `nines.topic` set to `topic`.
+    fn file_of(groups: &[Vec<Row>], topic: &str) -> bytes::Bytes {
+        let batches: Vec<RecordBatch> = groups.iter().map(|g| batch(g)).collect();
+        let p = Provenance {
+            topic,
+            ..Provenance::of_test(REQUESTS)
+        };
+        crate::writer::encode_row_groups(&batches, &p).into()
     }
 
     /// `n` rows sorted by key, from a seeded LCG: a few tenants, services and operations,
@@ -447,8 +472,17 @@ mod tests {
         rows
     }
 
+    /// [`Merge::open`] of every run of `inputs`.
+    fn open(inputs: Vec<(String, Input)>, key: &[&str]) -> Result<Option<Merge>> {
+        let mut runs = Vec::new();
+        for (name, input) in inputs {
+            runs.extend(runs_of(&name, input)?);
+        }
+        Merge::open(runs, key)
+    }
+
     fn merged(inputs: Vec<(String, Input)>, key: &[&str]) -> (Vec<Row>, Vec<usize>) {
-        let merge = Merge::open(inputs, key).unwrap().expect("rows to merge");
+        let merge = open(inputs, key).unwrap().expect("rows to merge");
         let mut rows = Vec::new();
         let mut slices = Vec::new();
         for slice in merge {
@@ -505,6 +539,40 @@ mod tests {
         assert_eq!(slices, [16_384, 16_384, 10_233]);
     }
 
+    /// A file compaction wrote is sorted whole: its row groups are one run, read in order,
+    /// where another file's row groups are a run each.
+    #[test]
+    fn a_compacted_file_is_one_run() {
+        let mut seq = 0;
+        let mut whole = run(6_000, 11, 0, 99, &mut seq);
+        let tail = whole.split_off(2_500);
+        let other = run(100, 12, 0, 99, &mut seq);
+        let mut expected = [whole.clone(), tail.clone(), other.clone()].concat();
+        expected.sort_by(|a, b| (&a.0, &a.1, &a.2, &a.3, a.4).cmp(&(&b.0, &b.1, &b.2, &b.3, b.4)));
+        let inputs = |topic: &str| {
+            vec![
+                (
+                    "compacted".to_owned(),
+                    Input::Fetched(file_of(&[whole.clone(), tail.clone()], topic)),
+                ),
+                (
+                    "flushed".to_owned(),
+                    Input::Fetched(file(std::slice::from_ref(&other))),
+                ),
+            ]
+        };
+        let merge = open(inputs(COMPACTED_TOPIC), sort_key(REQUESTS))
+            .unwrap()
+            .unwrap();
+        assert_eq!(merge.runs.len(), 2);
+        let got: Vec<Row> = merge.flat_map(|b| rows_of(&b.unwrap())).collect();
+        assert!(got == expected);
+        let merge = open(inputs("nines.events"), sort_key(REQUESTS))
+            .unwrap()
+            .unwrap();
+        assert_eq!(merge.runs.len(), 3);
+    }
+
     /// A table without a sort key: the inputs' rows one after the other, in order.
     #[test]
     fn without_a_key_the_runs_are_concatenated() {
@@ -530,13 +598,9 @@ mod tests {
     fn inputs_of_another_schema_are_refused() {
         let mut seq = 0;
         let other = Arc::new(Schema::new(vec![Field::new("seq", DataType::Int64, false)]));
-        let mut out = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut out, other.clone(), None).unwrap();
-        w.write(
-            &RecordBatch::try_new(other, vec![Arc::new(Int64Array::from(vec![1_i64]))]).unwrap(),
-        )
-        .unwrap();
-        w.close().unwrap();
+        let odd =
+            RecordBatch::try_new(other, vec![Arc::new(Int64Array::from(vec![1_i64]))]).unwrap();
+        let out = crate::writer::encode_row_groups(&[odd], &Provenance::of_test(REQUESTS));
         let inputs = vec![
             (
                 "good".to_owned(),
@@ -544,9 +608,7 @@ mod tests {
             ),
             ("odd.parquet".to_owned(), Input::Fetched(out.into())),
         ];
-        let err = Merge::open(inputs, sort_key(REQUESTS))
-            .err()
-            .expect("refused");
+        let err = open(inputs, sort_key(REQUESTS)).err().expect("refused");
         assert!(err.to_string().contains("odd.parquet"), "{err}");
     }
 }
