@@ -220,6 +220,9 @@ impl Store {
     /// `target_bytes`, sorted by the table's natural key, in one Delta commit that removes
     /// the old files and adds the new ones (`dataChange = false`). Aggregators keep
     /// committing meanwhile: their commits are blind appends, which never conflict with it.
+    /// Each new file is a merge of at most [`MAX_RUNS_PER_MERGE`] sorted runs, read a batch
+    /// at a time (`crate::merge`); on object storage the inputs of one merge are fetched
+    /// whole first (at most `target_bytes` and one file).
     pub async fn compact(
         &self,
         table: &'static str,
