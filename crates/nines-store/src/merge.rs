@@ -362,7 +362,7 @@ mod tests {
     use std::sync::Arc;
 
     use arrow::array::{AsArray, Int64Array, StringArray, TimestampNanosecondArray};
-    use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampNanosecondType};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampNanosecondType};
 
     use super::*;
     use crate::writer::Provenance;
@@ -372,27 +372,12 @@ mod tests {
     /// order across every file).
     type Row = (String, String, String, String, i64, i64);
 
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("tenant", DataType::Utf8, false),
-            Field::new("service", DataType::Utf8, false),
-            Field::new("environment", DataType::Utf8, false),
-            Field::new("operation", DataType::Utf8, false),
-            Field::new(
-                "time",
-                DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())),
-                false,
-            ),
-            Field::new("seq", DataType::Int64, false),
-        ]))
-    }
-
     fn batch(rows: &[Row]) -> RecordBatch {
         let strings = |f: fn(&Row) -> &String| {
             Arc::new(StringArray::from_iter_values(rows.iter().map(f))) as ArrayRef
         };
         RecordBatch::try_new(
-            schema(),
+            crate::writer::sort_key_schema("seq"),
             vec![
                 strings(|r| &r.0),
                 strings(|r| &r.1),
@@ -444,13 +429,7 @@ mod tests {
     /// `n` rows sorted by key, from a seeded LCG: a few tenants, services and operations,
     /// times from `t0` spread over `span` with many equal, so keys tie within and across runs.
     fn run(n: usize, seed: u64, t0: i64, span: u64, seq: &mut i64) -> Vec<Row> {
-        let mut x = seed;
-        let mut next = |m: u64| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) % m
-        };
+        let mut next = crate::writer::lcg(seed);
         let mut rows: Vec<Row> = (0..n)
             .map(|_| {
                 (

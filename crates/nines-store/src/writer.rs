@@ -57,6 +57,36 @@ impl Provenance<'static> {
     }
 }
 
+/// The tests' batches: `requests`' sort key (nanosecond times), then an `Int64` column
+/// `last` that tells the rows apart.
+#[cfg(test)]
+pub(crate) fn sort_key_schema(last: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("tenant", DataType::Utf8, false),
+        Field::new("service", DataType::Utf8, false),
+        Field::new("environment", DataType::Utf8, false),
+        Field::new("operation", DataType::Utf8, false),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())),
+            false,
+        ),
+        Field::new(last, DataType::Int64, false),
+    ]))
+}
+
+/// The tests' seeded LCG: each call answers the next value below its argument.
+#[cfg(test)]
+pub(crate) fn lcg(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed;
+    move |m| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    }
+}
+
 /// Every Parquet setting nines uses, in one place.
 pub fn writer_properties(p: &Provenance<'_>) -> WriterProperties {
     let kv = |k: &str, v: String| KeyValue::new(format!("nines.{k}"), v);
@@ -492,13 +522,7 @@ mod tests {
     /// [`batch`], or with `wide` thousands of distinct tenants, services and operations: more
     /// than 32 bits of packed ranks.
     fn shaped(n: usize, seed: u64, wide: bool) -> RecordBatch {
-        let mut x = seed;
-        let mut next = |m: u64| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) % m
-        };
+        let mut next = lcg(seed);
         let (mut tenant, mut service) = (Vec::new(), Vec::new());
         let (mut operation, mut time) = (Vec::new(), Vec::new());
         for i in 0..n {
@@ -515,20 +539,8 @@ mod tests {
             operation.push(format!("GET /{}", next(if wide { 4096 } else { 7 })));
             time.push(next(20) as i64 - 10);
         }
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("tenant", DataType::Utf8, false),
-            Field::new("service", DataType::Utf8, false),
-            Field::new("environment", DataType::Utf8, false),
-            Field::new("operation", DataType::Utf8, false),
-            Field::new(
-                "time",
-                DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())),
-                false,
-            ),
-            Field::new("row", DataType::Int64, false),
-        ]));
         RecordBatch::try_new(
-            schema,
+            sort_key_schema("row"),
             vec![
                 Arc::new(StringArray::from(tenant)),
                 Arc::new(StringArray::from(service)),
