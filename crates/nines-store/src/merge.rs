@@ -100,7 +100,7 @@ impl Merge {
             };
             match &schema {
                 None => schema = Some(batch.schema()),
-                Some(s) if s != batch.schema_ref() => {
+                Some(s) if !same_columns(s, batch.schema_ref()) => {
                     return Err(arrow::error::ArrowError::SchemaError(format!(
                         "{}: its schema is not the first input's; files of two schemas are \
                          not merged",
@@ -232,6 +232,7 @@ impl Merge {
                 self.sift_down();
             }
             None => {
+                self.runs[r].rows = None;
                 let last = self.heap.pop().expect("the run taken from");
                 if !self.heap.is_empty() {
                     self.heap[0] = last;
@@ -261,7 +262,8 @@ impl Merge {
                 .iter()
                 .flat_map(|&(held, first, n)| (first..first + n).map(move |row| (held, row)))
                 .collect();
-            interleave_record_batch(&batches, &indices)?
+            let taken = interleave_record_batch(&batches, &indices)?;
+            RecordBatch::try_new(self.schema.clone(), taken.columns().to_vec())?
         };
         self.ranges.clear();
         let live: Vec<usize> = self.heap.clone();
@@ -289,6 +291,16 @@ impl Iterator for Merge {
         }
         (rows > 0).then(|| self.cut())
     }
+}
+
+/// Whether two inputs' schemas have the same columns: names and types (their nullability
+/// and metadata may differ between nines versions; every slice is given the first's).
+fn same_columns(a: &SchemaRef, b: &SchemaRef) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields()
+            .iter()
+            .zip(b.fields())
+            .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
 }
 
 /// The sorted runs of the input file `name`, in order, none read yet.
@@ -550,6 +562,39 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(merge.runs.len(), 3);
+    }
+
+    /// Files whose columns differ only in nullability (another nines version's) merge, in
+    /// the first file's schema.
+    #[test]
+    fn inputs_differing_only_in_nullability_are_merged() {
+        let mut seq = 0;
+        let (a, b) = (run(300, 21, 0, 9, &mut seq), run(200, 22, 0, 9, &mut seq));
+        let nullable: Vec<Field> = crate::writer::sort_key_schema("seq")
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        let loose = batch(&b)
+            .with_schema(Arc::new(Schema::new(nullable)))
+            .unwrap();
+        let p = Provenance::of_test(REQUESTS);
+        let inputs = vec![
+            (
+                "strict".to_owned(),
+                Input::Fetched(file(std::slice::from_ref(&a))),
+            ),
+            (
+                "loose".to_owned(),
+                Input::Fetched(crate::writer::encode_row_groups(&[loose], &p).into()),
+            ),
+        ];
+        let mut expected = [a, b].concat();
+        expected.sort_by(|x, y| (&x.0, &x.1, &x.2, &x.3, x.4).cmp(&(&y.0, &y.1, &y.2, &y.3, y.4)));
+        let merge = open(inputs, sort_key(REQUESTS)).unwrap().unwrap();
+        assert!(!merge.schema().field(0).is_nullable());
+        let got: Vec<Row> = merge.flat_map(|b| rows_of(&b.unwrap())).collect();
+        assert!(got == expected);
     }
 
     /// A table without a sort key: the inputs' rows one after the other, in order.
