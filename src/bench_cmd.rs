@@ -17,8 +17,8 @@
 //!    in DuckDB over the same files when its Python package is installed (`NINES_BENCH_PYTHON`
 //!    or `python3`), and three more questions of `requests` beside DuckDB (top operations by
 //!    errors, p99 per service per hour, errors per deploy over deploys the bench writes);
-//!    then `nines compact`'s compaction, the files and bytes per event before and after it,
-//!    and the same questions over the compacted tables.
+//!    then `nines compact` in a process of its own (its time and peak RSS), the files and
+//!    bytes per event before and after it, and the same questions over the compacted tables.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -442,19 +442,17 @@ pub(crate) async fn run(mut args: BenchArgs) -> anyhow::Result<()> {
     for row in query(&store, args.events, false).await? {
         rows.push(row);
     }
-    let t = Instant::now();
-    let target = nines_store::maintenance::StorageConfig::default().target_file_bytes;
-    for table in nines_store::layout::all_tables() {
-        store.compact(table, target).await?;
-    }
-    let compact_s = t.elapsed().as_secs_f64();
+    let (compact_s, peak) = tokio::task::block_in_place(|| compact(&roles))?;
     let after = files_per_event(&store, args.events).await?;
     rows.push(Row {
         stage: "compaction (all tables, default target 128 MiB)",
         events_per_s: args.events as f64 / compact_s,
         cpu_per_m: None,
         baseline: None,
-        note: format!("{compact_s:.1} s in the bench process; before: {before}; after: {after}"),
+        note: format!(
+            "{compact_s:.1} s of `nines compact`, peak RSS {:.0} MiB; before: {before}; after: {after}",
+            peak as f64 / (1024.0 * 1024.0)
+        ),
     });
     for row in query(&store, args.events, true).await? {
         rows.push(row);
@@ -914,6 +912,44 @@ async fn query(
     });
     rows.extend(analyst_questions(&engine, &live, events, compacted).await?);
     Ok(rows)
+}
+
+/// Compacts every table as an aggregator's maintenance does, in a `nines compact` process of
+/// its own (default storage settings, but retention keeping every day the bench wrote):
+/// answers its seconds and its peak RSS (`VmHWM`, read every 5 ms until it exits).
+fn compact(roles: &Roles) -> anyhow::Result<(f64, u64)> {
+    let keep_all = "36500days";
+    let (config, _) = roles.config(
+        "compact",
+        roles.ingest_port,
+        &[
+            ("storage.retention.requests", keep_all),
+            ("storage.retention.sli_1m", keep_all),
+        ],
+    )?;
+    let log = roles.dir.join("compact.log");
+    let t = Instant::now();
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--config")
+        .arg(&config)
+        .arg("compact")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let mut peak = 0;
+    let status = loop {
+        if let Some((_, hwm)) = nines_testkit::process::rss_of(child.id()) {
+            peak = peak.max(hwm);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if !status.success() {
+        bail!("nines compact: {status}; see {}", log.display());
+    }
+    Ok((t.elapsed().as_secs_f64(), peak))
 }
 
 /// More questions an analyst asks of `requests` (issue 16), in nines' SQL and in DuckDB's,
