@@ -20,7 +20,7 @@ use url::Url;
 
 use crate::delta::{CommitFailure, Table, add_action};
 use crate::faults::crash;
-use crate::upload::Upload;
+use crate::upload::upload;
 use crate::writer::Provenance;
 use crate::{Error, Result};
 use nines_model::clock::now_ns;
@@ -557,7 +557,8 @@ impl Store {
     /// before it returns (no commit names it yet); answers its footer and size. On a local
     /// disk the file is encoded straight into place and fsynced
     /// ([`crate::writer::write_file`]); on object storage it is put whole when it fits one
-    /// upload part, else uploaded a part at a time as it is encoded ([`Upload`]).
+    /// upload part, else uploaded a part at a time as it is encoded
+    /// ([`upload`]).
     pub(crate) async fn put_encoded(
         &self,
         table: &str,
@@ -569,20 +570,8 @@ impl Store {
             return tokio::task::block_in_place(|| crate::writer::write_file(&path, encode));
         }
         let store = self.object_store(table).await;
-        tokio::task::block_in_place(|| {
-            let mut upload = Upload::new(
-                store,
-                object_store::path::Path::from(rel),
-                tokio::runtime::Handle::current(),
-            );
-            match encode(&mut upload) {
-                Ok(done) => upload.finish().map(|()| done),
-                Err(e) => {
-                    upload.abort();
-                    Err(e)
-                }
-            }
-        })
+        let path = object_store::path::Path::from(rel);
+        tokio::task::block_in_place(|| upload(store, path, encode))
     }
 
     /// Local directory of a table, when the store is local.
