@@ -221,8 +221,8 @@ impl Store {
     /// the old files and adds the new ones (`dataChange = false`). Aggregators keep
     /// committing meanwhile: their commits are blind appends, which never conflict with it.
     /// Each new file is a merge of at most [`MAX_RUNS_PER_MERGE`] sorted runs, read a batch
-    /// at a time (`crate::merge`); on object storage the inputs of one merge are fetched
-    /// whole first (at most `target_bytes` and one file).
+    /// at a time (`crate::merge`); on object storage each input's footer is fetched as its
+    /// bin fills, and each row group when the merge reaches it.
     pub async fn compact(
         &self,
         table: &'static str,
@@ -256,7 +256,11 @@ impl Store {
                     Some(f) => {
                         let input = match &local {
                             Some(root) => Input::Local(root.join(&f.path)),
-                            None => Input::Fetched(fetch(store.as_ref(), &f.path).await?),
+                            None => Input::Remote {
+                                store: store.clone(),
+                                path: object_store::path::Path::from(f.path.as_str()),
+                                size: f.size,
+                            },
                         };
                         tokio::task::block_in_place(|| runs_of(&f.path, input))?
                     }
