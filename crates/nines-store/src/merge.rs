@@ -5,9 +5,11 @@
 //! Each row group is read in batches of [`RUN_BATCH_ROWS`] from its file: a page at a time
 //! on a local disk, and on object storage fetched (its column chunks, in ranged GETs) when
 //! its run reaches it. So what the merge holds is a batch and a page (or a fetched row
-//! group) of each input, not the inputs whole. Decoding a day's small files whole, concatenating and
-//! sorting them took `nines compact` to 1.3 GB of RSS for the bench's 125 MB of `requests`
-//! (BENCHMARKS.md, twentieth part), in every aggregator, every `storage.interval`.
+//! group) of each input, not the inputs whole. Decoding a day's small files whole,
+//! concatenating and sorting them took `nines compact` to 1.3 GB of RSS for the bench's
+//! 125 MB of `requests` (BENCHMARKS.md, twentieth part), in every aggregator, every
+//! `storage.interval`; fetching a bin's files whole before reading them held up to
+//! `target_file_bytes` more on object storage (twenty-first part).
 //!
 //! The order is the one the writer's sort gives the concatenation of the inputs: rows by
 //! the key, equal keys in input order (input by input, row group by row group), so a merged
