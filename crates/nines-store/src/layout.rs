@@ -565,13 +565,19 @@ impl Store {
         rel: &str,
         encode: impl FnOnce(crate::writer::Sink<'_>) -> Result<(ParquetMetaData, usize)>,
     ) -> Result<(ParquetMetaData, usize)> {
-        if let Some(root) = self.table_dir(table) {
-            let path = root.join(rel);
-            return tokio::task::block_in_place(|| crate::writer::write_file(&path, encode));
+        let destination = self.destination(table, rel).await;
+        tokio::task::block_in_place(|| destination.put(encode))
+    }
+
+    /// Where a new file at `rel` under `table`'s root goes.
+    pub(crate) async fn destination(&self, table: &str, rel: &str) -> Destination {
+        match self.table_dir(table) {
+            Some(root) => Destination::Local(root.join(rel)),
+            None => Destination::Remote(
+                self.object_store(table).await,
+                object_store::path::Path::from(rel),
+            ),
         }
-        let store = self.object_store(table).await;
-        let path = object_store::path::Path::from(rel);
-        tokio::task::block_in_place(|| upload(store, path, encode))
     }
 
     /// Local directory of a table, when the store is local.
@@ -678,6 +684,30 @@ impl Store {
             "idempotency keys read"
         );
         Ok(out)
+    }
+}
+
+/// A new Parquet file's place: a path on the local disk, or an object in object storage.
+pub(crate) enum Destination {
+    Local(PathBuf),
+    Remote(
+        deltalake::logstore::ObjectStoreRef,
+        object_store::path::Path,
+    ),
+}
+
+impl Destination {
+    /// Stores the file `encode` writes, durably before it returns; answers its footer and
+    /// size. Blocking: on a runtime's thread, inside `tokio::task::block_in_place` (or on a
+    /// thread of its own that has entered the runtime).
+    pub(crate) fn put(
+        self,
+        encode: impl FnOnce(crate::writer::Sink<'_>) -> Result<(ParquetMetaData, usize)>,
+    ) -> Result<(ParquetMetaData, usize)> {
+        match self {
+            Self::Local(path) => crate::writer::write_file(&path, encode),
+            Self::Remote(store, path) => upload(store, path, encode),
+        }
     }
 }
 

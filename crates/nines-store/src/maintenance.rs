@@ -324,9 +324,6 @@ impl Store {
         runs: Vec<Run>,
     ) -> Result<Option<Add>> {
         let key = nines_model::schema::sort_key(table);
-        let Some(merge) = tokio::task::block_in_place(|| Merge::open(runs, key))? else {
-            return Ok(None);
-        };
         let provenance = Provenance {
             table,
             topic: COMPACTED_TOPIC,
@@ -339,12 +336,20 @@ impl Store {
             "{PARTITION_COLUMN}={date}/compacted-{}.parquet",
             uuid::Uuid::now_v7().simple()
         );
-        let schema = merge.schema().clone();
-        let (metadata, size) = self
-            .put_encoded(table, &rel, |sink| {
-                crate::writer::encode_sorted_into(&schema, merge, &provenance, sink)
-            })
-            .await?;
+        let destination = self.destination(table, &rel).await;
+        let merged = crate::merge::on_merge_thread(move || {
+            let Some(merge) = Merge::open(runs, key)? else {
+                return Ok(None);
+            };
+            let schema = merge.schema().clone();
+            let (metadata, size) = destination
+                .put(|sink| crate::writer::encode_sorted_into(&schema, merge, &provenance, sink))?;
+            Ok::<_, Error>(Some((schema, metadata, size)))
+        })
+        .await?;
+        let Some((schema, metadata, size)) = merged else {
+            return Ok(None);
+        };
         let mut add = add_action(
             &rel,
             &[(PARTITION_COLUMN, date.to_owned())],

@@ -394,6 +394,54 @@ impl Iterator for Merge {
     }
 }
 
+/// Runs `merge` (a compaction's merge and the write of its file) on the one thread every
+/// merge of the process runs on, with the caller's runtime entered (a run in object
+/// storage fetches its row groups on it, and the upload goes through it), and answers
+/// what it returns; a panic in it is the caller's again.
+///
+/// One thread, because glibc's allocator gives each thread an arena and keeps what was
+/// freed in it for that arena's next allocations: merges run wherever
+/// `block_in_place` found them (any of the runtime's threads, round after round) left a
+/// merge's worth of freed memory in each arena they touched. An aggregator compacting
+/// every 2 s while it took 100 k events/s grew to 410–422 MiB of RSS that way, against
+/// 172 MiB with `MALLOC_ARENA_MAX=2` (BENCHMARKS.md, twenty-first part). On one thread,
+/// every merge reuses what the last one freed. Merges wait for each other; each holds
+/// the memory `MAX_RUNS_PER_MERGE` bounds.
+pub(crate) async fn on_merge_thread<R: Send + 'static>(
+    merge: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    type Job = Box<dyn FnOnce() + Send>;
+    static THREAD: std::sync::OnceLock<std::sync::mpsc::Sender<Job>> = std::sync::OnceLock::new();
+    let jobs = THREAD.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("nines-merge".into())
+            .spawn(move || {
+                for job in queue {
+                    job();
+                }
+            })
+            .expect("starting the merge thread");
+        jobs
+    });
+    let runtime = tokio::runtime::Handle::current();
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _entered = runtime.enter();
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(merge));
+        let _ = answer.send(got);
+    });
+    jobs.send(job)
+        .expect("the merge thread takes jobs as long as the process runs");
+    match answered
+        .await
+        .expect("the merge thread answers every job it takes")
+    {
+        Ok(got) => got,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 /// Whether two inputs' schemas have the same columns: names and types (their nullability
 /// and metadata may differ between nines versions; every slice is given the first's).
 fn same_columns(a: &SchemaRef, b: &SchemaRef) -> bool {
@@ -898,5 +946,32 @@ mod tests {
         );
         let fetched: u64 = gets[1..].iter().sum();
         assert_eq!(fetched, row_group_bytes.iter().sum::<u64>(), "{gets:?}");
+    }
+
+    /// Every merge runs on the one merge thread, whichever task asks, with the caller's
+    /// runtime entered; a merge's panic is its caller's, and the thread goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merges_run_on_one_thread_with_the_runtime_entered() {
+        let asked: Vec<_> = (0..8)
+            .map(|i| {
+                tokio::spawn(on_merge_thread(move || {
+                    let fetched = tokio::runtime::Handle::current().block_on(async move { i * 2 });
+                    let me = std::thread::current();
+                    (me.id(), me.name().map(str::to_owned), fetched)
+                }))
+            })
+            .collect();
+        let mut threads = std::collections::BTreeSet::new();
+        for (i, task) in asked.into_iter().enumerate() {
+            let (id, name, fetched) = task.await.unwrap();
+            assert_eq!(name.as_deref(), Some("nines-merge"));
+            assert_eq!(fetched, i * 2);
+            threads.insert(format!("{id:?}"));
+        }
+        assert_eq!(threads.len(), 1, "{threads:?}");
+        let failed = tokio::spawn(on_merge_thread(|| panic!("a merge failed"))).await;
+        assert!(failed.unwrap_err().is_panic());
+        let after = on_merge_thread(|| format!("{:?}", std::thread::current().id())).await;
+        assert!(threads.contains(&after), "{after} not in {threads:?}");
     }
 }
