@@ -17,6 +17,8 @@
 //!    in DuckDB over the same files when its Python package is installed (`NINES_BENCH_PYTHON`
 //!    or `python3`), and three more questions of `requests` beside DuckDB (top operations by
 //!    errors, p99 per service per hour, errors per deploy over deploys the bench writes);
+//!    each question from `requests` also in DataFusion alone over the same files, the engine
+//!    without nines around it;
 //!    then `nines compact` in a process of its own (its time and peak RSS), the files and
 //!    bytes per event before and after it, and the same questions over the compacted tables.
 
