@@ -855,11 +855,13 @@ async fn query(
             answers[1]
         );
     }
-    // DuckDB and DataFusion alone read the files each table's snapshot lists: after a compaction the old files
-    // stay on disk until vacuum, and a glob would count them twice.
+    // DuckDB and DataFusion alone read the files each table's snapshot lists: after a
+    // compaction the old files stay on disk until vacuum, and a glob would count them twice.
     let mut live = Vec::new();
     for table in ["requests", "sli_1m", "deploys"] {
-        let dir = store.table_dir(table).context("a local store for DuckDB")?;
+        let dir = store
+            .table_dir(table)
+            .context("a local store for DuckDB and DataFusion alone")?;
         let files: Vec<String> = store
             .data_files(table)
             .await?
