@@ -140,8 +140,8 @@ pub(crate) struct Run {
 
 impl Run {
     /// The run's next batch, if any; in object storage, fetching the run's next row group
-    /// when one is used up (the caller is on a blocking thread of the runtime,
-    /// `tokio::task::block_in_place`).
+    /// when one is used up, blocking on the run's runtime (the caller is the merge thread,
+    /// [`on_merge_thread`], not one of the runtime's own).
     fn read(&mut self) -> Result<Option<RecordBatch>> {
         let parquet_err = |source| Error::Parquet {
             path: self.name.as_ref().into(),
